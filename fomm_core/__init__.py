@@ -1,0 +1,11 @@
+"""fomm_core: a readable First Order Motion Model (Siarohin et al., 2019) — model, motion transfer, video I/O.
+
+A library: it never imports `fomm_doctor`. torch is imported lazily by the modules that need it.
+"""
+__version__ = "0.1.0"
+
+
+def load_checkpoints(config_path, checkpoint_path, device="cpu"):
+    """Drop-in for the original demo's `load_checkpoints`: returns `(generator, kp_detector)` in eval mode."""
+    from .checkpoint import load_checkpoints as _load
+    return _load(config_path, checkpoint_path, device=device)
