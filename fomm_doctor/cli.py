@@ -9,6 +9,7 @@ import typer
 
 from fomm_doctor.commands import animate, bench, check, checkpoints, crop, demo, install, live
 from fomm_doctor.errors import UserError
+from fomm_core.errors import FommError
 
 app = typer.Typer(
     name="fomm-doctor",
@@ -36,6 +37,9 @@ def main(argv=None) -> None:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+    except FommError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
