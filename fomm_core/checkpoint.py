@@ -1,0 +1,197 @@
+"""Reading FOMM checkpoints safely, telling users in one sentence what is wrong with a file, and loading models.
+
+A published checkpoint (`vox-cpk.pth.tar`, ...) is `torch.save` of a dict with `generator` and `kp_detector`
+state dicts, plus discriminator/optimizer states and `epoch` that inference ignores. Ours also carry `config`
+(the config dict the model was built from), so they load without naming a config.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from .config import build_models, check_config, detect_config, load_config, matching_configs, state_shapes
+from .errors import FommError
+
+MODULES = ("generator", "kp_detector")
+
+
+def _looks_like_html(head: bytes) -> bool:
+    text = head.lstrip().lower()
+    return text.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml", b"<!--")) or b"<html" in text[:512]
+
+
+def _describe_folder(path: Path) -> str:
+    names = {p.name for p in path.rglob("*")} if path.is_dir() else set()
+    if "data.pkl" in names or "version" in names:
+        return (f"{path} is a folder holding an unpacked checkpoint (the .pth.tar was extracted as an archive); "
+                "use the original .pth.tar file itself, it must not be unzipped.")
+    return f"{path} is a folder, not a checkpoint file; give the path of the .pth.tar file."
+
+
+def _describe_zip(path: Path) -> str | None:
+    """None when the zip is a torch checkpoint; otherwise the sentence to say about it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+    if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        return None
+    inner = [n for n in names if n.endswith((".pth.tar", ".pth", ".pt", ".tar"))]
+    hint = f" (it contains {inner[0]}: extract that file)" if inner else ""
+    return f"{path} is a zip archive, not a checkpoint{hint}; give the path of the .pth.tar file."
+
+
+def _load_error(path: Path, err: Exception) -> FommError:
+    """Turn torch.load's failure into one sentence about the file."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    message = str(err)
+    if size == 0:
+        return FommError(f"{path} is empty (0 bytes); download the checkpoint again.")
+    if _looks_like_html(head):
+        return FommError(f"{path} is a web page, not a checkpoint: the download link served HTML (a quota, login "
+                         "or confirmation page) instead of the file; download it again from another mirror.")
+    if "Weights only load failed" in message or "weights_only" in message:
+        return FommError(f"{path} contains Python objects other than tensors and plain data, so it is not loaded "
+                         "(unsafe to unpickle); use the published checkpoint file or re-save only the state dicts.")
+    is_zip_magic = head.startswith(b"PK\x03\x04")
+    is_pickle = head[:1] == b"\x80"  # legacy torch.save (torch < 1.6, as the published files): a pickle stream
+    truncated = (is_zip_magic and ("central directory" in message or "failed reading zip" in message
+                                   or isinstance(err, (EOFError, zipfile.BadZipFile))))
+    truncated = truncated or (is_pickle and isinstance(err, (EOFError, RuntimeError)))
+    truncated = truncated or "unexpected EOF" in message or "Ran out of input" in message
+    if truncated:
+        return FommError(f"{path} is incomplete ({size:,} bytes; the download was cut short); "
+                         "download it again and compare its size and sha256.")
+    return FommError(f"{path} is not a PyTorch checkpoint ({type(err).__name__}); "
+                     "give the path of a FOMM .pth.tar file.")
+
+
+def _strip_prefix(state: dict) -> dict:
+    """Drop the `module.` prefix DataParallel adds (sometimes twice) from every key."""
+    out = {}
+    for key, value in state.items():
+        while key.startswith("module."):
+            key = key[len("module."):]
+        out[key] = value
+    return out
+
+
+def _split_flat(state: dict) -> dict | None:
+    """A single flat state dict with 'generator.' / 'kp_detector.' prefixed keys -> the two state dicts."""
+    parts = {m: {} for m in MODULES}
+    for key, value in state.items():
+        key = key[len("module."):] if key.startswith("module.") else key
+        head, _, rest = key.partition(".")
+        if head not in parts or not rest:
+            return None
+        parts[head][rest] = value
+    return parts if all(parts.values()) else None
+
+
+def read_checkpoint(path) -> dict:
+    """Read a checkpoint on the CPU -> {'generator': sd, 'kp_detector': sd, ...} (prefix-free; extra keys kept).
+
+    Raises FommError with one sentence for a missing path, a folder, a zip, a web page, a truncated file or a
+    file that holds no FOMM weights.
+    """
+    import torch
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FommError(f"checkpoint {path} does not exist; check the path or run `fomm-doctor checkpoints list`.")
+    if path.is_dir():
+        raise FommError(_describe_folder(path))
+    if zipfile.is_zipfile(path):
+        sentence = _describe_zip(path)
+        if sentence:
+            raise FommError(sentence)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except MemoryError:
+        raise FommError(f"{path} does not fit in memory; close other programs or use a smaller checkpoint.") from None
+    except Exception as err:  # torch.load raises many types for a broken file; all mean "not loadable"
+        raise _load_error(path, err) from None
+
+    if not isinstance(data, dict):
+        raise FommError(f"{path} holds a {type(data).__name__}, not a FOMM checkpoint "
+                        "(a dict with 'generator' and 'kp_detector').")
+    if not all(isinstance(data.get(m), dict) for m in MODULES):
+        flat = _split_flat(data) if data and all(isinstance(k, str) for k in data) else None
+        if flat is None:
+            keys = ", ".join(sorted(map(str, data))[:6]) or "nothing"
+            raise FommError(f"{path} holds no FOMM weights (no 'generator' and 'kp_detector' entries; it has "
+                            f"{keys}); use a first-order-model checkpoint such as vox-cpk.pth.tar.")
+        data = flat
+    out = dict(data)
+    for m in MODULES:
+        out[m] = _strip_prefix(data[m])
+    return out
+
+
+def _config_from_checkpoint(checkpoint, where) -> dict | None:
+    """The config a checkpoint carries (full config dict, or just its model_params), or None."""
+    config = checkpoint.get("config")
+    if config is None:
+        return None
+    if isinstance(config, dict) and "model_params" not in config and "generator_params" in config:
+        config = {"model_params": config}
+    check_config(config, f"the config stored in {where}")
+    return config
+
+
+def _mismatch(path, config_name, checkpoint, module_name, expected: dict) -> FommError:
+    """One sentence: which entry differs, and which shipped config the checkpoint fits instead."""
+    got = state_shapes(checkpoint[module_name])
+    detail = ""
+    for key in sorted(set(got) | set(expected)):
+        if got.get(key) != expected.get(key):
+            have = list(got[key]) if key in got else "missing"
+            want = list(expected[key]) if key in expected else "absent"
+            detail = f" ({module_name}.{key}: {have} in the checkpoint, {want} in the config)"
+            break
+    fits = matching_configs(checkpoint["generator"], checkpoint["kp_detector"])
+    advice = (f"it fits the shipped config '{fits[0]}', use that one" if fits
+              else "no shipped config fits it; use the config it was trained with")
+    return FommError(f"checkpoint {path} does not fit config {config_name}{detail}; {advice}.")
+
+
+def load_checkpoints(config_path, checkpoint_path, device="cpu"):
+    """Drop-in for the original demo's function: -> (generator, kp_detector) on `device`, in eval mode.
+
+    config_path: a shipped config's name ('vox-256'), a YAML path, or None to use the config the checkpoint
+    carries (ours do) or else the shipped config its shapes fit.
+    """
+    import torch
+
+    device = torch.device(device) if not isinstance(device, torch.device) else device
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FommError("CUDA was asked for but this torch cannot use a GPU "
+                        f"(torch {torch.__version__}); use device 'cpu' or install a CUDA build of torch.")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise FommError("the Apple GPU (mps) was asked for but is not available; use device 'cpu'.")
+
+    checkpoint = read_checkpoint(checkpoint_path)
+    if config_path is not None:
+        config, config_name = load_config(config_path), f"'{config_path}'"
+    else:
+        config = _config_from_checkpoint(checkpoint, checkpoint_path)
+        config_name = "stored in the checkpoint"
+        if config is None:
+            name = detect_config(checkpoint["generator"], checkpoint["kp_detector"])
+            if name is None:
+                raise FommError(f"checkpoint {checkpoint_path} fits no shipped config and carries none; "
+                                "give the config it was trained with.")
+            config, config_name = load_config(name), f"'{name}'"
+
+    generator, kp_detector = build_models(config)
+    for module_name, module in (("generator", generator), ("kp_detector", kp_detector)):
+        try:
+            module.load_state_dict(checkpoint[module_name], strict=True)
+        except RuntimeError:
+            raise _mismatch(checkpoint_path, config_name, checkpoint, module_name, state_shapes(module)) from None
+    generator.to(device).eval()
+    kp_detector.to(device).eval()
+    return generator, kp_detector
