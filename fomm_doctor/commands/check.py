@@ -1,8 +1,40 @@
-"""`fomm-doctor check` (placeholder until its issue lands)."""
+"""`fomm-doctor check`: diagnose this machine for FOMM, one row per check (the work lives in fomm_doctor.checks)."""
+import json
+import sys
+from typing import Optional
+
 import typer
 
+from fomm_doctor.errors import UserError
 
-def check() -> None:
-    """Not available yet."""
-    typer.echo("fomm-doctor check is not available in this build yet.", err=True)
-    raise typer.Exit(2)
+
+def check(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
+    offline: bool = typer.Option(False, "--offline", help="Skip the network (mirror) checks."),
+    timeout: float = typer.Option(3.0, "--timeout", help="Seconds to wait for each mirror (probed all at once)."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="en or zh (default: from the locale)."),
+) -> None:
+    """Diagnose this machine: Python, pip, GPU driver, torch, OpenCV, ffmpeg, disk, RAM, checkpoints, mirrors.
+
+    Exit code 0 when nothing failed, 1 when a check failed, 2 for a usage error.
+    """
+    from fomm_doctor.i18n import LANGS, default_lang
+
+    lang = lang or default_lang()
+    if lang not in LANGS:
+        raise UserError(f"--lang must be one of {', '.join(LANGS)}, not {lang!r}.")
+    if not 0 < timeout <= 120:
+        raise UserError(f"--timeout must be between 0 and 120 seconds, not {timeout:g}.")
+
+    from fomm_doctor.checks import run_checks
+    from fomm_doctor.render import render_table, results_ok, results_to_json
+
+    results = run_checks(offline=offline, timeout=timeout, lang=lang)
+    if as_json:
+        utf8 = (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "") == "utf8"
+        typer.echo(json.dumps(results_to_json(results), ensure_ascii=not utf8, indent=2))
+    else:
+        from rich.console import Console
+        title = "fomm-doctor check" + ("（离线）" if offline and lang == "zh" else " (offline)" if offline else "")
+        render_table(results, title, Console(), lang=lang)
+    raise typer.Exit(0 if results_ok(results) else 1)

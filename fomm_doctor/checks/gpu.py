@@ -1,0 +1,251 @@
+"""GPU checks: the NVIDIA driver (only the driver matters for pip wheels, which carry their own CUDA), the GPUs
+and their compute capability, the newest CUDA backend that driver runs, and whether the installed torch's
+CUDA build fits both the driver and the GPU architecture.
+
+ids: gpu.driver, gpu.torch_cuda
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+from fomm_doctor.i18n import tr
+from fomm_doctor.render import CheckResult
+from fomm_doctor.checks.common import os_name, version_tuple
+
+_QUERY = ["--query-gpu=driver_version,name,compute_cap", "--format=csv,noheader"]
+_QUERY_OLD = ["--query-gpu=driver_version,name", "--format=csv,noheader"]  # drivers before compute_cap existed
+
+
+def nvidia_smi_candidates(platform: str, which=shutil.which, env=None) -> list:
+    """Where nvidia-smi usually lives: PATH first, then the driver's fixed install locations."""
+    env = os.environ if env is None else env
+    found = which("nvidia-smi")
+    candidates = [found] if found else []
+    if os_name(platform) == "windows":
+        root = env.get("SystemRoot") or r"C:\Windows"
+        program_files = env.get("ProgramFiles") or r"C:\Program Files"
+        candidates += [root + r"\System32\nvidia-smi.exe",
+                       program_files + r"\NVIDIA Corporation\NVSMI\nvidia-smi.exe"]
+    elif os_name(platform) == "linux":
+        candidates += ["/usr/bin/nvidia-smi", "/usr/local/bin/nvidia-smi", "/usr/lib/wsl/lib/nvidia-smi"]
+    unique = []
+    for c in candidates:
+        if c not in unique:
+            unique.append(c)
+    return unique
+
+
+def parse_smi_csv(text: str) -> tuple:
+    """'580.65.06, NVIDIA GeForce RTX 3060, 8.6' lines -> (driver, [{"name", "compute_capability"}])."""
+    driver, gpus = None, []
+    for line in text.strip().splitlines():
+        cols = [c.strip() for c in line.split(",")]
+        if len(cols) < 2 or not version_tuple(cols[0]):
+            continue
+        driver = driver or cols[0]
+        cc = cols[2] if len(cols) > 2 and version_tuple(cols[2]) else None
+        gpus.append({"name": cols[1], "compute_capability": cc})
+    return driver, gpus
+
+
+def parse_proc_version(text: str):
+    """'NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb ...' -> '550.54.14'."""
+    match = re.search(r"Kernel Module(?: for [\w-]+)?\s+(\d+\.\d+(?:\.\d+)?)", text)
+    if match:
+        return match.group(1)
+    match = re.search(r"\b(\d{3}\.\d+(?:\.\d+)?)\b", text)
+    return match.group(1) if match else None
+
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def probe_nvidia(run=subprocess.run, platform=sys.platform, which=shutil.which, read_file=_read,
+                 timeout=5.0) -> dict:
+    """{"driver_version": str|None, "gpus": [{"name", "compute_capability"}], "source": str|None}"""
+    errors = []
+    for exe in nvidia_smi_candidates(platform, which):
+        for query in (_QUERY, _QUERY_OLD):
+            try:
+                out = run([exe, *query], capture_output=True, text=True, timeout=timeout)
+            except FileNotFoundError:
+                break
+            except (OSError, subprocess.SubprocessError) as exc:
+                errors.append(f"{exe}: {exc}")
+                break
+            if out.returncode == 0:
+                driver, gpus = parse_smi_csv(out.stdout)
+                if driver:
+                    return {"driver_version": driver, "gpus": gpus, "source": exe}
+            else:
+                errors.append(f"{exe}: {(out.stderr or out.stdout).strip()[:200]}")
+    if os_name(platform) == "linux":
+        for path in ("/proc/driver/nvidia/version", "/sys/module/nvidia/version"):
+            text = read_file(path)
+            version = parse_proc_version(text) if text else None
+            if version:
+                return {"driver_version": version, "gpus": [], "source": path, "errors": errors}
+    return {"driver_version": None, "gpus": [], "source": None, "errors": errors}
+
+
+def _backends_by_age(index: dict) -> list:
+    """'cu102' ... 'cu130' sorted by CUDA version."""
+    return sorted(index["cuda_min_driver"], key=lambda tag: int(tag[2:]))
+
+
+def max_cuda_for_driver(driver_version, os_name, index: dict):
+    """The newest CUDA backend tag ('cu130') this driver runs, per NVIDIA's minimums; None when none fits."""
+    key = "windows" if os_name in ("windows", "win32") else "linux"
+    if not driver_version or os_name in ("macos", "darwin"):
+        return None
+    have = version_tuple(driver_version)
+    best = None
+    for tag in _backends_by_age(index):
+        if have >= version_tuple(index["cuda_min_driver"][tag][key]):
+            best = tag
+    return best
+
+
+def cuda_tag(cuda_version):
+    """torch.version.cuda '12.6' -> 'cu126'; None -> None."""
+    parts = version_tuple(cuda_version)
+    return f"cu{parts[0]}{parts[1]}" if len(parts) >= 2 else None
+
+
+def driver_runs(tag: str, driver_version, os_name: str, index: dict) -> bool:
+    key = "windows" if os_name in ("windows", "win32") else "linux"
+    need = index["cuda_min_driver"].get(tag, {}).get(key)
+    return bool(need) and version_tuple(driver_version) >= version_tuple(need)
+
+
+def newest_torch_for_driver(driver_version, os_name: str, index: dict):
+    """(torch version, backend tag) of the newest release with a CUDA build this driver runs, or (None, None)."""
+    for release in index["torch_releases"]:
+        fitting = [t for t in release["cuda"] if driver_runs(t, driver_version, os_name, index)]
+        if fitting:
+            return release["version"], max(fitting, key=lambda t: int(t[2:]))
+    return None, None
+
+
+def _arch(text: str) -> tuple:
+    """'sm_86' -> (8, 6); 'compute_120' -> (12, 0)."""
+    digits = text.split("_", 1)[-1]
+    return (int(digits[:-1]), int(digits[-1])) if digits.isdigit() and len(digits) >= 2 else ()
+
+
+def arch_supported(cc, tag: str, index: dict, arch_list=None) -> bool:
+    """Does a build have kernels for compute capability `cc`? torch's own arch list when known, else the table."""
+    have = version_tuple(cc)[:2]
+    if len(have) < 2:
+        return True  # unknown capability (old driver): cannot tell, do not cry wolf
+    if arch_list:
+        for entry in arch_list:
+            arch = _arch(entry)
+            if not arch:
+                continue
+            # SASS runs on the same major architecture at an equal or higher minor; PTX is JIT-compiled upward.
+            if entry.startswith("sm_") and arch[0] == have[0] and arch[1] <= have[1]:
+                return True
+            if entry.startswith("compute_") and arch <= have:
+                return True
+        return False
+    low, high = (version_tuple(v) for v in index["cuda_arch_range"].get(tag, ["0.0", "999.0"]))
+    return low <= have <= high
+
+
+def judge_driver(nv: dict, platform_facts: dict, index: dict, lang: str = "en") -> CheckResult:
+    osn = platform_facts.get("os") or os_name(platform_facts.get("platform", "linux"))
+    driver = nv.get("driver_version")
+    gpus = nv.get("gpus") or []
+    best = max_cuda_for_driver(driver, osn, index)
+    details = {"driver_version": driver, "gpus": gpus, "source": nv.get("source"), "max_cuda": best}
+    if osn == "macos":
+        return CheckResult("gpu.driver", "skipped", tr(
+            lang, "macOS: no NVIDIA/CUDA; FOMM runs on the CPU (or Apple's MPS).",
+            "macOS：没有 NVIDIA/CUDA；FOMM 在 CPU（或 Apple MPS）上运行。"), details)
+    if not driver:
+        return CheckResult("gpu.driver", "warn", tr(
+            lang, "No NVIDIA driver found: FOMM will run on the CPU (a few frames per second).",
+            "未找到 NVIDIA 驱动：FOMM 将在 CPU 上运行（每秒几帧）。"), details, tr(
+            lang, "If this machine has an NVIDIA GPU, install its driver from https://www.nvidia.com/drivers; "
+                  "otherwise nothing to do.",
+            "如果这台机器有 NVIDIA 显卡，请从 https://www.nvidia.cn/drivers 安装驱动；没有则无需处理。"))
+    names = ", ".join(f"{g['name']} ({g['compute_capability'] or '?'})" for g in gpus) or tr(
+        lang, "GPU names unknown", "显卡型号未知")
+    newest_tag = _backends_by_age(index)[-1]
+    need = index["cuda_min_driver"][newest_tag]["windows" if osn == "windows" else "linux"]
+    update = tr(lang, f"Update the NVIDIA driver to {need} or newer: https://www.nvidia.com/drivers",
+                f"把 NVIDIA 驱动升级到 {need} 或更高：https://www.nvidia.cn/drivers")
+    if best is None:
+        return CheckResult("gpu.driver", "warn", tr(
+            lang, f"NVIDIA driver {driver} is too old for any CUDA build of torch; {names}. FOMM would run on the CPU.",
+            f"NVIDIA 驱动 {driver} 太旧，任何 CUDA 版 torch 都不能用；{names}。FOMM 只能用 CPU。"), details, update)
+    newest_torch, _ = newest_torch_for_driver(driver, osn, index)
+    details["newest_torch_for_driver"] = newest_torch
+    current = index["torch_releases"][0]["version"]
+    summary = tr(lang, f"Driver {driver}, runs CUDA up to {best}; {names}.",
+                 f"驱动 {driver}，最高支持 {best}；{names}。")
+    if newest_torch is None or newest_torch != current:
+        return CheckResult("gpu.driver", "warn", summary + tr(
+            lang, f" Newest torch with a CUDA build it runs: {newest_torch or 'none'}.",
+            f" 它能运行的最新 CUDA 版 torch：{newest_torch or '无'}。"), details, update)
+    return CheckResult("gpu.driver", "ok", summary, details)
+
+
+def judge_torch_cuda(torch_facts: dict, nv: dict, platform_facts: dict, index: dict,
+                     lang: str = "en") -> CheckResult:
+    """Does the installed torch's build fit this driver and these GPUs?"""
+    osn = platform_facts.get("os") or os_name(platform_facts.get("platform", "linux"))
+    install = "fomm-doctor install --yes"
+    if not torch_facts.get("ok"):
+        return CheckResult("gpu.torch_cuda", "skipped", tr(lang, "torch is not importable (see torch.import).",
+                                                           "torch 无法导入（见 torch.import）。"), {})
+    version = torch_facts.get("version")
+    tag = cuda_tag(torch_facts.get("cuda"))
+    driver = nv.get("driver_version")
+    gpus = nv.get("gpus") or []
+    details = {"torch": version, "build": tag or "cpu", "driver_version": driver,
+               "cuda_available": torch_facts.get("cuda_available"), "arch_list": torch_facts.get("arch_list")}
+    if tag is None:
+        if driver and osn != "macos":
+            return CheckResult("gpu.torch_cuda", "warn", tr(
+                lang, f"torch {version} is a CPU build, but this machine has an NVIDIA driver ({driver}).",
+                f"torch {version} 是 CPU 版，但这台机器有 NVIDIA 驱动（{driver}）。"), details, install)
+        return CheckResult("gpu.torch_cuda", "ok", tr(lang, f"torch {version}: CPU build, no NVIDIA GPU to use.",
+                                                      f"torch {version}：CPU 版，本机没有可用的 NVIDIA 显卡。"), details)
+    if not driver:
+        return CheckResult("gpu.torch_cuda", "warn", tr(
+            lang, f"torch {version} is a CUDA build ({tag}) but no NVIDIA driver was found; it runs on the CPU.",
+            f"torch {version} 是 CUDA 版（{tag}），但没有 NVIDIA 驱动，只能用 CPU。"), details, install)
+    need = index["cuda_min_driver"].get(tag, {}).get("windows" if osn == "windows" else "linux")
+    if need and not driver_runs(tag, driver, osn, index):
+        best = max_cuda_for_driver(driver, osn, index)
+        return CheckResult("gpu.torch_cuda", "fail", tr(
+            lang, f"torch {version} ({tag}) needs driver {need}+, this one is {driver}.",
+            f"torch {version}（{tag}）需要 {need} 以上的驱动，本机是 {driver}。"), dict(details, max_cuda=best), tr(
+            lang, f"Update the NVIDIA driver, or `{install}` (picks {best or 'the CPU build'}).",
+            f"升级 NVIDIA 驱动，或运行 `{install}`（会选 {best or 'CPU 版'}）。"))
+    misfits = [g for g in gpus if not arch_supported(g.get("compute_capability"), tag, index,
+                                                     torch_facts.get("arch_list"))]
+    if misfits:
+        g = misfits[0]
+        return CheckResult("gpu.torch_cuda", "fail", tr(
+            lang, f"torch {version} ({tag}) has no kernels for {g['name']} (compute {g['compute_capability']}): "
+                  "\"no kernel image is available\".",
+            f"torch {version}（{tag}）不含 {g['name']}（算力 {g['compute_capability']}）的内核："
+            "会报 \"no kernel image is available\"。"), details, install)
+    if torch_facts.get("cuda_available") is False:
+        return CheckResult("gpu.torch_cuda", "warn", tr(
+            lang, f"torch {version} ({tag}) fits driver {driver}, yet cuda.is_available() is False.",
+            f"torch {version}（{tag}）与驱动 {driver} 匹配，但 cuda.is_available() 为 False。"), details,
+            tr(lang, "Reboot after a driver update; check CUDA_VISIBLE_DEVICES.",
+               "更新驱动后请重启；检查 CUDA_VISIBLE_DEVICES。"))
+    return CheckResult("gpu.torch_cuda", "ok", tr(lang, f"torch {version} ({tag}) fits driver {driver} and the GPU.",
+                                                  f"torch {version}（{tag}）与驱动 {driver} 和显卡匹配。"), details)

@@ -1,0 +1,96 @@
+"""One way to show a list of check results: a rich table with a one-line verdict, or a JSON object.
+
+`fomm-doctor check` and `fomm-doctor demo` both report rows of `CheckResult`, so a user (or a CI job reading
+`--json`) sees the same shape everywhere.
+"""
+from dataclasses import dataclass, field
+from typing import Optional
+
+STATUSES = ("ok", "warn", "fail", "skipped")
+
+
+@dataclass
+class CheckResult:
+    id: str                      # stable, dotted: "python.version", "mirror.tsinghua"
+    status: str                  # one of STATUSES
+    summary: str                 # what was found, one sentence
+    details: dict = field(default_factory=dict)
+    fix: Optional[str] = None    # the exact command or step that fixes it (None when nothing to do)
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}")
+
+
+def results_ok(results) -> bool:
+    return not any(r.status == "fail" for r in results)
+
+
+def results_to_json(results) -> dict:
+    """{"ok": bool, "checks": [{"id", "status", "summary", "details", "fix"}, ...]}"""
+    return {
+        "ok": results_ok(results),
+        "checks": [
+            {"id": r.id, "status": r.status, "summary": r.summary, "details": r.details, "fix": r.fix}
+            for r in results
+        ],
+    }
+
+
+# Consoles that cannot print check marks (a legacy GBK Windows console, say) get words instead.
+_SYMBOLS = {"ok": "✓", "warn": "!", "fail": "✗", "skipped": "–"}
+_WORDS = {"ok": "OK", "warn": "WARN", "fail": "FAIL", "skipped": "SKIP"}
+_STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "skipped": "dim"}
+
+
+def _can_print(console, text: str) -> bool:
+    try:
+        text.encode(console.encoding or "ascii")
+        return True
+    except (UnicodeEncodeError, LookupError):
+        return False
+
+
+def verdict(results, lang: str = "en") -> str:
+    """One line: everything fine, or how many problems and warnings."""
+    fails = sum(r.status == "fail" for r in results)
+    warns = sum(r.status == "warn" for r in results)
+    if lang == "zh":
+        if fails:
+            return f"✗ {fails} 项失败，{warns} 项警告：按“修复”一栏的命令处理后再运行一次。"
+        if warns:
+            return f"! 没有失败项，{warns} 项警告。"
+        return f"✓ 全部 {len(results)} 项检查通过。"
+    if fails:
+        return (f"✗ {fails} check{'s' if fails != 1 else ''} failed, {warns} warning{'s' if warns != 1 else ''}: "
+                "run the fixes shown, then check again.")
+    if warns:
+        return f"! Nothing failed; {warns} warning{'s' if warns != 1 else ''}."
+    return f"✓ All {len(results)} checks passed."
+
+
+def render_table(results, title, console, lang: str = "en") -> None:
+    """Print one row per result (status, id, what was found, fix) and the verdict line under it."""
+    from rich.table import Table
+    from rich.text import Text
+
+    symbols = _SYMBOLS if _can_print(console, "".join(_SYMBOLS.values()) + "中") else _WORDS
+    headers = ("", "检查", "结果", "修复") if lang == "zh" else ("", "check", "found", "fix")
+    if not _can_print(console, "".join(headers)):
+        headers = ("", "check", "found", "fix")
+    table = Table(title=title, show_lines=False, expand=False)
+    table.add_column(headers[0], no_wrap=True)
+    table.add_column(headers[1], no_wrap=True, style="bold")
+    table.add_column(headers[2], overflow="fold")
+    table.add_column(headers[3], overflow="fold", style="cyan")
+    for r in results:
+        table.add_row(Text(symbols[r.status], style=_STYLES[r.status]), r.id, Text(r.summary),
+                      Text(r.fix or ""))
+    console.print(table)
+    line = verdict(results, lang)
+    if symbols is _WORDS or not _can_print(console, line):
+        line = verdict(results, "en")
+        for sym, word in (("✓", "OK:"), ("✗", "FAIL:"), ("!", "WARN:")):
+            line = line.replace(sym, word, 1) if line.startswith(sym) else line
+    style = "bold red" if not results_ok(results) else ("yellow" if any(r.status == "warn" for r in results) else "green")
+    console.print(Text(line, style=style))
