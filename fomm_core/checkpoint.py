@@ -6,6 +6,7 @@ state dicts, plus discriminator/optimizer states and `epoch` that inference igno
 """
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -53,9 +54,10 @@ def _load_error(path: Path, err: Exception) -> FommError:
     if _looks_like_html(head):
         return FommError(f"{path} is a web page, not a checkpoint: the download link served HTML (a quota, login "
                          "or confirmation page) instead of the file; download it again from another mirror.")
-    if "Weights only load failed" in message or "weights_only" in message:
-        return FommError(f"{path} contains Python objects other than tensors and plain data, so it is not loaded "
-                         "(unsafe to unpickle); use the published checkpoint file or re-save only the state dicts.")
+    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+    if unsafe:
+        return FommError(f"{path} contains a Python object ({unsafe.group(1)}) beyond tensors and plain data, so it "
+                         "is not loaded (unpickling it could run code); re-save only the state dicts.")
     is_zip_magic = head.startswith(b"PK\x03\x04")
     is_pickle = head[:1] == b"\x80"  # legacy torch.save (torch < 1.6, as the published files): a pickle stream
     truncated = (is_zip_magic and ("central directory" in message or "failed reading zip" in message
