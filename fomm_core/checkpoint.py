@@ -22,7 +22,12 @@ def _looks_like_html(head: bytes) -> bool:
 
 
 def _describe_folder(path: Path) -> str:
-    names = {p.name for p in path.rglob("*")} if path.is_dir() else set()
+    # an extracted torch zip holds <name>/data.pkl, <name>/version, <name>/data/0...: look two levels deep only
+    names = set()
+    for child in path.iterdir():
+        names.add(child.name)
+        if child.is_dir():
+            names.update(p.name for p in child.iterdir())
     if "data.pkl" in names or "version" in names:
         return (f"{path} is a folder holding an unpacked checkpoint (the .pth.tar was extracted as an archive); "
                 "use the original .pth.tar file itself, it must not be unzipped.")
