@@ -50,12 +50,12 @@ def _install_python_hint(facts: dict, lang: str, want: str) -> str:
                   f"安装 64 位 Python {want}（winget install Python.Python.{want}，或 python.org 安装包），"
                   f"然后：py -{want} -m venv fomm-env")
     if osn == "macos":
-        return tr(lang, f"Install Python {want} (brew install python@{want}, or the python.org installer), then: "
+        return tr(lang, f"Install 64-bit Python {want} (brew install python@{want}, or the python.org installer), then: "
                         f"python{want} -m venv fomm-env",
-                  f"安装 Python {want}（brew install python@{want}，或 python.org 安装包），然后：python{want} -m venv fomm-env")
-    return tr(lang, f"Install Python {want} (your package manager, or `pyenv install {want}`), then: "
+                  f"安装 64 位 Python {want}（brew install python@{want}，或 python.org 安装包），然后：python{want} -m venv fomm-env")
+    return tr(lang, f"Install 64-bit Python {want} (your package manager, or `pyenv install {want}`), then: "
                     f"python{want} -m venv fomm-env",
-              f"安装 Python {want}（系统包管理器，或 `pyenv install {want}`），然后：python{want} -m venv fomm-env")
+              f"安装 64 位 Python {want}（系统包管理器，或 `pyenv install {want}`），然后：python{want} -m venv fomm-env")
 
 
 def judge_version(facts: dict, index: dict, lang: str = "en") -> CheckResult:

@@ -1,0 +1,101 @@
+"""pip.* judges and pip config reading from real files and environment variables."""
+from fomm_doctor import pip_config
+from fomm_doctor.checks import pip as pipchk
+from fomm_doctor.resources import load_wheels_index
+
+INDEX = load_wheels_index()
+
+
+def plat(platform="linux", env=None, home="/home/u", prefix="/venv"):
+    return {"platform": platform, "env": env or {}, "home": home, "prefix": prefix}
+
+
+def test_config_file_locations_per_platform():
+    linux = [f["path"] for f in pip_config.pip_config_files(plat())]
+    assert linux == ["/etc/xdg/pip/pip.conf", "/etc/pip.conf", "/home/u/.pip/pip.conf",
+                     "/home/u/.config/pip/pip.conf", "/venv/pip.conf"]
+    win = pip_config.pip_config_files(plat("win32", {"APPDATA": r"C:\Users\u\AppData\Roaming",
+                                                     "PROGRAMDATA": r"C:\ProgramData"}, r"C:\Users\u", r"C:\venv"))
+    paths = [f["path"] for f in win]
+    assert paths[0] == r"C:\ProgramData\pip\pip.ini"
+    assert r"C:\Users\u\AppData\Roaming\pip\pip.ini" in paths and paths[-1] == r"C:\venv\pip.ini"
+    mac = [f["path"] for f in pip_config.pip_config_files(plat("darwin", home="/Users/u"))]
+    assert "/Library/Application Support/pip/pip.conf" in mac
+    assert "/Users/u/Library/Application Support/pip/pip.conf" in mac
+
+
+def test_pip_config_file_env_and_devnull(tmp_path):
+    f = tmp_path / "my.conf"
+    f.write_text("[global]\nindex-url = https://example.org/simple\n")
+    files = pip_config.pip_config_files(plat(env={"PIP_CONFIG_FILE": str(f)}))
+    assert files[-1] == {"kind": "env", "path": str(f)}
+    assert not any(x["kind"] == "user" for x in files)  # pip skips user files when PIP_CONFIG_FILE exists
+    assert pip_config.pip_config_files(plat(env={"PIP_CONFIG_FILE": "/dev/null"})) == []
+
+
+def test_read_config_precedence_real_files(tmp_path):
+    user = tmp_path / "user.conf"
+    user.write_text("[global]\nindex-url = https://user.example/simple\n"
+                    "extra-index-url =\n  https://a.example/simple\n  https://b.example/simple\n")
+    site = tmp_path / "site.conf"
+    site.write_text("[global]\nindex_url = https://site.example/simple\n"
+                    "[install]\nfind-links = /wheels\n")
+    cfg = pip_config.read_pip_index_config({}, [{"path": str(user)}, {"path": str(site)},
+                                                {"path": str(tmp_path / "missing.conf")}])
+    assert cfg["index_url"] == "https://site.example/simple"
+    assert cfg["extra_index_urls"] == ["https://a.example/simple", "https://b.example/simple"]
+    assert cfg["find_links"] == ["/wheels"]
+    assert cfg["sources"]["index_url"].startswith(str(site))
+    assert cfg["files_read"] == [str(user), str(site)]
+    env = {"PIP_INDEX_URL": "https://env.example/simple", "PIP_EXTRA_INDEX_URL": "https://x/s https://y/s"}
+    cfg = pip_config.read_pip_index_config(env, [str(user)])
+    assert cfg["index_url"] == "https://env.example/simple" and cfg["sources"]["index_url"] == "environment PIP_INDEX_URL"
+    assert cfg["extra_index_urls"] == ["https://x/s", "https://y/s"]
+
+
+def test_install_section_beats_global(tmp_path):
+    f = tmp_path / "pip.conf"
+    f.write_text("[install]\nindex-url = https://install.example/simple\n[global]\nindex-url = https://g.example/s\n")
+    assert pip_config.read_pip_index_config({}, [str(f)])["index_url"] == "https://install.example/simple"
+
+
+def test_default_and_broken_config(tmp_path):
+    assert pip_config.read_pip_index_config({}, [])["sources"]["index_url"] == "default"
+    bad = tmp_path / "bad.conf"
+    bad.write_text("index-url = no section header\n")
+    cfg = pip_config.read_pip_index_config({}, [str(bad)])
+    assert cfg["errors"] and str(bad) in cfg["errors"][0]
+    r = pipchk.judge_index(cfg, plat())
+    assert r.status == "warn" and str(bad) in r.fix
+
+
+def test_mask_credentials():
+    m = pip_config.mask_credentials
+    assert m("https://alice:s3cret@pkgs.example/simple") == "https://alice:****@pkgs.example/simple"
+    assert m("https://tok123@pkgs.example/simple") == "https://****@pkgs.example/simple"
+    assert m("https://pypi.org/simple") == "https://pypi.org/simple"
+    assert m("/local/wheels") == "/local/wheels"
+
+
+def test_index_judge_masks_credentials():
+    cfg = pip_config.read_pip_index_config({"PIP_INDEX_URL": "https://bob:hunter2@corp.example/simple"}, [])
+    r = pipchk.judge_index(cfg, plat())
+    assert "hunter2" not in r.summary and "hunter2" not in str(r.details) and "bob:****@corp.example" in r.summary
+
+
+def test_pip_version_judge_platform_fix():
+    old = pipchk.judge_version({"version": "19.2.3"}, {"platform": "win32"}, INDEX)
+    assert old.status == "warn" and old.fix == "py -m pip install --upgrade pip"
+    assert "pip install update" in old.summary
+    old_linux = pipchk.judge_version({"version": "20.0"}, {"platform": "linux"}, INDEX)
+    assert old_linux.fix == "python3 -m pip install --upgrade pip"
+    new = pipchk.judge_version({"version": "25.2"}, {"platform": "linux"}, INDEX)
+    assert new.status == "ok" and new.details["resumes_downloads"] is True
+    assert pipchk.judge_version({"version": "24.0"}, {"platform": "linux"}, INDEX).details["resumes_downloads"] is False
+    missing = pipchk.judge_version({"version": None}, {"platform": "darwin"}, INDEX)
+    assert missing.status == "fail" and "ensurepip" in missing.fix
+
+
+def test_probe_pip_version_matches_installed_pip():
+    import pip
+    assert pipchk.probe_pip_version()["version"] == pip.__version__
