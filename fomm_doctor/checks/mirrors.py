@@ -4,6 +4,8 @@ deadline, so that a network that silently drops packets costs the timeout once, 
 ids: mirror.<name> for every mirror in wheels_index.json, and mirror.configured for pip's own index when it is
 none of those.
 """
+import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -30,9 +32,21 @@ def _probe_one(url: str, timeout: float) -> dict:
         latency = (time.monotonic() - start) * 1000
         return {"ok": False, "latency_ms": round(latency), "error": f"HTTP {exc.code}", "status": exc.code}
     except Exception as exc:  # URLError, socket.timeout, ssl errors, bad URLs: all mean "not usable"
-        reason = getattr(exc, "reason", exc)
-        return {"ok": False, "latency_ms": None, "error": f"{reason.__class__.__name__}: {reason}".strip(),
-                "status": None}
+        return {"ok": False, "latency_ms": None, "error": describe_network_error(exc), "status": None}
+
+
+def describe_network_error(exc) -> str:
+    """A few words a user can act on, for the usual ways a request fails."""
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, socket.gaierror):
+        return "host name not found (DNS)"
+    if isinstance(reason, (socket.timeout, TimeoutError)):
+        return "timed out"
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, ssl.SSLError):
+        return f"TLS error: {getattr(reason, 'reason', None) or reason}"
+    return f"{reason.__class__.__name__}: {reason}"
 
 
 def probe_mirrors(urls: dict, timeout: float = DEFAULT_TIMEOUT) -> dict:

@@ -1,0 +1,99 @@
+"""mirror.*: probed concurrently against real servers on 127.0.0.1 — one that answers, one that refuses,
+and ones that accept connections and never answer (the timeout bound must hold for all of them at once)."""
+import http.server
+import socket
+import threading
+import time
+
+import pytest
+
+from fomm_doctor.checks import mirrors
+from fomm_doctor.resources import load_wheels_index
+
+INDEX = load_wheels_index()
+LINUX = {"platform": "linux", "os": "linux"}
+
+
+@pytest.fixture
+def answering_server():
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            code = 404 if self.path.startswith("/missing") else 200
+            body = b"<html><a href='torch/'>torch</a></html>"
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts TCP connections (the kernel does, via the backlog) and never sends a byte."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+def closed_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}/simple/"
+
+
+def test_answering_refusing_and_404(answering_server):
+    urls = {"up": answering_server + "/simple/", "missing": answering_server + "/missing/", "down": closed_port()}
+    out = mirrors.probe_mirrors(urls, timeout=3)
+    assert out["up"]["ok"] and out["up"]["latency_ms"] is not None and out["up"]["error"] is None
+    assert not out["missing"]["ok"] and out["missing"]["error"] == "HTTP 404"
+    assert not out["down"]["ok"] and "refused" in out["down"]["error"].lower()
+
+
+def test_every_mirror_silent_costs_the_timeout_once(silent_server):
+    urls = {f"m{i}": f"{silent_server}/simple/{i}/" for i in range(12)}
+    start = time.monotonic()
+    out = mirrors.probe_mirrors(urls, timeout=1.0)
+    elapsed = time.monotonic() - start
+    assert elapsed < 1.0 + 1.0, elapsed
+    assert all(not r["ok"] for r in out.values()) and len(out) == 12
+
+
+def test_configured_index_and_suggested_fix(answering_server, silent_server):
+    pip_index = {"index_url": "https://user:pw@" + silent_server.split("//")[1] + "/simple/"}
+    urls = mirrors.mirror_urls(INDEX, pip_index)
+    assert set(INDEX["mirrors"]) <= set(urls) and "configured" in urls
+    assert "configured" not in mirrors.mirror_urls(INDEX, {"index_url": "https://pypi.org/simple"})
+    assert "configured" not in mirrors.mirror_urls(INDEX, {"index_url": INDEX["mirrors"]["tsinghua"]["url"]})
+    probed = {name: {"ok": False, "latency_ms": None, "error": "no answer"} for name in urls}
+    probed["tsinghua"] = {"ok": True, "latency_ms": 40, "error": None}
+    probed["official"] = {"ok": True, "latency_ms": 300, "error": None}
+    rows = {r.id: r for r in mirrors.judge_mirrors(probed, urls, INDEX, {"platform": "win32"})}
+    assert rows["mirror.tsinghua"].status == "ok" and "40 ms" in rows["mirror.tsinghua"].summary
+    configured = rows["mirror.configured"]
+    assert configured.status == "warn" and "pw" not in configured.summary and "user:****@" in configured.summary
+    assert configured.fix == f"py -m pip config set global.index-url {INDEX['mirrors']['tsinghua']['url']}"
+
+
+def test_check_command_with_silent_configured_index_respects_timeout(silent_server):
+    """End to end: pip's index silently drops us; `check` still answers within --timeout + 2 s."""
+    from conftest import run_cli
+    start = time.monotonic()
+    out = run_cli("check", "--json", "--timeout", "1", env={"PIP_INDEX_URL": silent_server + "/simple/",
+                                                           "PIP_CONFIG_FILE": "/dev/null"})
+    elapsed = time.monotonic() - start
+    assert out.returncode in (0, 1), out.stderr
+    import json
+    rows = {c["id"]: c for c in json.loads(out.stdout)["checks"]}
+    assert rows["mirror.configured"]["status"] == "warn"
+    assert elapsed < 1 + 2 + 1.5, elapsed  # the extra 1.5 s: interpreter start-up on a loaded CI box

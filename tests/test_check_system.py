@@ -1,0 +1,39 @@
+"""disk.space and memory.ram judges, and the disk probe on real folders."""
+from fomm_doctor.checks import system
+
+GB = 1024 ** 3
+
+
+def test_probe_disk_groups_places_on_one_filesystem(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b" / "not-yet-created"
+    a.mkdir()
+    places = system.probe_disk({"checkpoints": str(a), "pip cache": str(b)})
+    assert len(places) == 1 and places[0]["purpose"] == "checkpoints, pip cache"
+    assert places[0]["free_bytes"] > 0
+
+
+def test_disk_judge_thresholds():
+    def places(*free):
+        return [{"purpose": f"p{i}", "path": f"/d{i}", "free_bytes": f} for i, f in enumerate(free)]
+    assert system.judge_disk(places(50 * GB, 100 * GB)).status == "ok"
+    tight = system.judge_disk(places(50 * GB, 3 * GB))
+    assert tight.status == "warn" and "/d1" in tight.fix
+    assert system.judge_disk(places(0.5 * GB)).status == "fail"
+    assert system.judge_disk([{"purpose": "x", "path": "/x", "free_bytes": None}]).status == "skipped"
+
+
+def test_pip_cache_locations():
+    assert system.pip_cache_dir("linux", {}, "/home/u") == "/home/u/.cache/pip"
+    assert system.pip_cache_dir("linux", {"PIP_CACHE_DIR": "/c"}, "/home/u") == "/c"
+    assert system.pip_cache_dir("darwin", {}, "/Users/u") == "/Users/u/Library/Caches/pip"
+    assert system.pip_cache_dir("win32", {"LOCALAPPDATA": "L"}, "H").replace("\\", "/") == "L/pip/Cache"
+
+
+def test_ram_judge_and_probe():
+    assert system.judge_ram({"total_bytes": 16 * GB, "available_bytes": 9 * GB}).status == "ok"
+    assert system.judge_ram({"total_bytes": 3 * GB, "available_bytes": 2.5 * GB}).status == "warn"
+    assert system.judge_ram({"total_bytes": 16 * GB, "available_bytes": 1 * GB}).status == "warn"
+    assert system.judge_ram({"total_bytes": 1.5 * GB, "available_bytes": 1 * GB}).status == "fail"
+    import psutil
+    facts = system.probe_ram()
+    assert facts["total_bytes"] == psutil.virtual_memory().total

@@ -1,0 +1,60 @@
+"""preflight.py: runs on any Python (2.7 included) and says why an interpreter cannot work."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PREFLIGHT = REPO / "fomm_doctor" / "preflight.py"
+PYENV = Path.home() / ".pyenv" / "versions"
+
+sys.path.insert(0, str(PREFLIGHT.parent))
+import preflight  # noqa: E402  (loaded as a plain script module, as users run it)
+
+
+def run(python):
+    return subprocess.run([str(python), str(PREFLIGHT)], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("version", ["2.7.18", "3.6.15", "3.7.16"])
+def test_old_interpreters_get_a_verdict_not_a_traceback(version):
+    python = PYENV / version / "bin" / "python"
+    if not python.exists():
+        pytest.skip(f"pyenv {version} not installed")
+    out = run(python)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stdout + out.stderr
+    want = preflight.load_index()["recommended_python"]
+    assert "too old" in out.stdout and f"Install Python {want}" in out.stdout and "-m venv" in out.stdout
+    assert version.rsplit(".", 1)[0] in out.stdout
+
+
+def test_this_interpreter_passes():
+    out = run(sys.executable)
+    assert out.returncode == 0 and "OK" in out.stdout
+
+
+def test_diagnose_32_bit_and_other_implementations():
+    index = preflight.load_index()
+    ok, problems, notes = preflight.diagnose((3, 11, 7), 32, "CPython", "Windows", index)
+    assert not ok and "32-bit" in problems[0] and "winget" in notes[-1]
+    ok, problems, _ = preflight.diagnose((3, 11, 7), 64, "PyPy", "Linux", index)
+    assert not ok and "PyPy" in problems[0]
+    ok, problems, notes = preflight.diagnose((3, 9, 18), 64, "CPython", "Darwin", index)
+    assert ok and not problems and "2.8.0" in notes[0]
+    ok, problems, _ = preflight.diagnose((3, 15, 0), 64, "CPython", "Linux", index)
+    assert not ok
+
+
+def test_a_lone_copy_works_without_the_index(tmp_path):
+    """Users may download just this file: it falls back to its own small table."""
+    lone = tmp_path / "preflight.py"
+    lone.write_text(PREFLIGHT.read_text())
+    python = PYENV / "3.6.15" / "bin" / "python"
+    out = subprocess.run([str(python if python.exists() else sys.executable), str(lone)], capture_output=True,
+                         text=True, timeout=60)
+    assert "Traceback" not in out.stderr
+    assert out.returncode == (1 if python.exists() else 0)
+    if python.exists():
+        assert preflight.FALLBACK_NEWEST_TORCH["3.6"] in out.stdout
