@@ -69,23 +69,39 @@ def verdict(results, lang: str = "en") -> str:
     return f"✓ All {len(results)} checks passed."
 
 
-def render_table(results, title, console, lang: str = "en") -> None:
-    """Print one row per result (status, id, what was found, fix) and the verdict line under it."""
+def _details_text(details: dict) -> str:
+    """Compact 'key: value' lines for --verbose (nested values as one-line JSON)."""
+    import json
+    lines = []
+    for key, value in details.items():
+        shown = value if isinstance(value, (str, int, float, bool)) or value is None else json.dumps(
+            value, ensure_ascii=False, default=str)
+        lines.append(f"{key}: {shown}")
+    return "\n".join(lines)
+
+
+def render_table(results, title, console, lang: str = "en", verbose: bool = False) -> None:
+    """Print one row per result (status, id, what was found with its fix beneath) and the verdict line."""
     from rich.table import Table
     from rich.text import Text
 
-    symbols = _SYMBOLS if _can_print(console, "".join(_SYMBOLS.values()) + "中") else _WORDS
-    headers = ("", "检查", "结果", "修复") if lang == "zh" else ("", "check", "found", "fix")
-    if not _can_print(console, "".join(headers)):
-        headers = ("", "check", "found", "fix")
+    symbols = _SYMBOLS if _can_print(console, "".join(_SYMBOLS.values()) + "→中") else _WORDS
+    zh = lang == "zh" and _can_print(console, "检查结果修复")
+    headers = ("", "检查", "结果") if zh else ("", "check", "found")
+    fix_label = "修复：" if zh else "fix: "
+    arrow = "→ " if symbols is _SYMBOLS else "-> "
     table = Table(title=title, show_lines=False, expand=False)
     table.add_column(headers[0], no_wrap=True)
     table.add_column(headers[1], no_wrap=True, style="bold")
     table.add_column(headers[2], overflow="fold")
-    table.add_column(headers[3], overflow="fold", style="cyan")
     for r in results:
-        table.add_row(Text(symbols[r.status], style=_STYLES[r.status]), r.id, Text(r.summary),
-                      Text(r.fix or ""))
+        found = Text(r.summary)
+        if r.fix:
+            found.append("\n" + arrow + fix_label, style="cyan")
+            found.append(r.fix, style="bold cyan")
+        if verbose and r.details:
+            found.append("\n" + _details_text(r.details), style="dim")
+        table.add_row(Text(symbols[r.status], style=_STYLES[r.status]), r.id, found)
     console.print(table)
     line = verdict(results, lang)
     if symbols is _WORDS or not _can_print(console, line):

@@ -97,3 +97,28 @@ def test_check_command_with_silent_configured_index_respects_timeout(silent_serv
     rows = {c["id"]: c for c in json.loads(out.stdout)["checks"]}
     assert rows["mirror.configured"]["status"] == "warn"
     assert elapsed < 1 + 2 + 1.5, elapsed  # the extra 1.5 s: interpreter start-up on a loaded CI box
+
+
+def test_credentials_in_the_url_become_basic_auth():
+    seen = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen["auth"] = self.headers.get("Authorization")
+            seen["path"] = self.path
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = mirrors.probe_mirrors({"private": f"http://alice:s%40cret@127.0.0.1:{server.server_port}/simple/"}, 3)
+    finally:
+        server.shutdown()
+        server.server_close()
+    import base64
+    assert out["private"]["ok"], out
+    assert seen == {"auth": "Basic " + base64.b64encode(b"alice:s@cret").decode(), "path": "/simple/"}

@@ -53,3 +53,12 @@ def test_ascii_console_gets_words_not_symbols():
     text = render(ROWS, encoding="ascii")  # would raise UnicodeEncodeError if a check mark slipped through
     assert "FAIL" in text and "WARN" in text and "OK" in text
     assert render(ROWS, encoding="gbk", lang="zh")  # a Chinese Windows console: no crash
+
+
+def test_verbose_shows_details_and_fix_sits_under_its_row():
+    buf = io.StringIO()
+    render_table(ROWS, "t", Console(file=buf, width=200, color_system=None), verbose=True)
+    lines = buf.getvalue().splitlines()
+    pip_line = next(i for i, line in enumerate(lines) if "pip.version" in line)
+    assert "fix: python3 -m pip install -U pip" in lines[pip_line + 1]
+    assert "version: 20.0" in buf.getvalue()

@@ -4,12 +4,14 @@ deadline, so that a network that silently drops packets costs the timeout once, 
 ids: mirror.<name> for every mirror in wheels_index.json, and mirror.configured for pip's own index when it is
 none of those.
 """
+import base64
 import socket
 import ssl
 import threading
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from fomm_doctor.i18n import tr
 from fomm_doctor.pip_config import mask_credentials
@@ -20,9 +22,23 @@ DEFAULT_TIMEOUT = 3.0
 _USER_AGENT = "fomm-doctor (mirror check)"
 
 
+def _request(url: str) -> urllib.request.Request:
+    """A GET for `url`; credentials in the URL (https://user:token@host/...) go into a Basic auth header,
+    since urllib would otherwise take 'user:token@host' for the host name."""
+    headers = {"User-Agent": _USER_AGENT}
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        userinfo, host = parts.netloc.rsplit("@", 1)
+        user, _, password = userinfo.partition(":")
+        token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+        headers["Authorization"] = f"Basic {token}"
+        url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return urllib.request.Request(url, headers=headers)
+
+
 def _probe_one(url: str, timeout: float) -> dict:
     start = time.monotonic()
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    request = _request(url)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # honours HTTPS_PROXY etc.
             latency = (time.monotonic() - start) * 1000

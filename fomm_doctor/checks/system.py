@@ -109,4 +109,4 @@ def judge_ram(facts: dict, lang: str = "en") -> CheckResult:
         return CheckResult("memory.ram", "warn", text + tr(lang, ": tight; keep driving videos short.",
                                                            "：偏紧；驱动视频请尽量短。"), details,
                            tr(lang, "Close other programs before animating.", "运行前关闭其他程序。"))
-    return CheckResult("memory.ram", "ok", text + ".", details)
+    return CheckResult("memory.ram", "ok", text + tr(lang, ".", "。"), details)

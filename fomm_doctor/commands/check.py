@@ -13,6 +13,7 @@ def check(
     offline: bool = typer.Option(False, "--offline", help="Skip the network (mirror) checks."),
     timeout: float = typer.Option(3.0, "--timeout", help="Seconds to wait for each mirror (probed all at once)."),
     lang: Optional[str] = typer.Option(None, "--lang", help="en or zh (default: from the locale)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show each check's details under its row."),
 ) -> None:
     """Diagnose this machine: Python, pip, GPU driver, torch, OpenCV, ffmpeg, disk, RAM, checkpoints, mirrors.
 
@@ -36,5 +37,5 @@ def check(
     else:
         from rich.console import Console
         title = "fomm-doctor check" + ("（离线）" if offline and lang == "zh" else " (offline)" if offline else "")
-        render_table(results, title, Console(), lang=lang)
+        render_table(results, title, Console(), lang=lang, verbose=verbose)
     raise typer.Exit(0 if results_ok(results) else 1)
