@@ -7,7 +7,7 @@ Standard library only, and written so that Python 2.7 and 3.6+ can at least pars
 annotations): its whole point is to explain, on an interpreter our package cannot install on, what is wrong and
 what to install instead. Exit 0: usable; 1: this interpreter cannot work.
 """
-from __future__ import print_function
+from __future__ import print_function, unicode_literals
 
 import io
 import json
@@ -45,26 +45,67 @@ def newest_torch_table(index):
     return table
 
 
+def default_lang():
+    """'zh' when the locale says Chinese (environment first, then the OS), else 'en'."""
+    for var in ("FOMM_DOCTOR_LANG", "LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
+        if os.environ.get(var):
+            return "zh" if os.environ[var].lower().startswith("zh") else "en"
+    try:
+        import locale
+        name = (locale.getlocale()[0] or "").lower()
+    except Exception:
+        name = ""
+    return "zh" if name.startswith("zh") or "chinese" in name else "en"
+
+
+def can_print(text):
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        text.encode(encoding)
+        return True
+    except (UnicodeError, LookupError):
+        return False
+
+
+def emit(line):
+    """print, never a UnicodeError: characters the console cannot show become '?'."""
+    try:
+        print(line)
+    except UnicodeError:
+        encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+        data = line.encode(encoding, "replace")
+        print(data if sys.version_info[0] < 3 else data.decode(encoding))
+
+
+def tr(lang, en, zh):
+    return zh if lang == "zh" else en
+
+
 def version_key(text):
     return tuple(int(p) for p in text.split(".") if p.isdigit())
 
 
-def install_hint(system, want):
+def install_hint(system, want, lang="en"):
     """How to get a usable Python and put fomm-doctor into a fresh virtual environment of it."""
     if system == "Windows":
-        get, py, activate = ("`winget install Python.Python.%s` (64-bit; or the python.org installer)" % want,
+        get, py, activate = (tr(lang, "`winget install Python.Python.%s` (64-bit; or the python.org installer)",
+                                "`winget install Python.Python.%s`（64 位；或 python.org 安装包）") % want,
                              "py -%s" % want, "fomm-env\\Scripts\\activate")
     elif system == "Darwin":
-        get, py, activate = ("`brew install python@%s` (or the python.org installer)" % want, "python%s" % want,
+        get, py, activate = (tr(lang, "`brew install python@%s` (or the python.org installer)",
+                                "`brew install python@%s`（或 python.org 安装包）") % want, "python%s" % want,
                              "source fomm-env/bin/activate")
     else:
-        get, py, activate = ("your package manager or `pyenv install %s`" % want, "python%s" % want,
+        get, py, activate = (tr(lang, "your package manager or `pyenv install %s`",
+                                "系统包管理器或 `pyenv install %s`") % want, "python%s" % want,
                              "source fomm-env/bin/activate")
-    return ("Install Python %s with %s, then in the fomm-doctor folder: `%s -m venv fomm-env`, `%s`, "
-            "`python -m pip install .`" % (want, get, py, activate))
+    return tr(lang, "Install Python %s with %s, then in the fomm-doctor folder: `%s -m venv fomm-env`, `%s`, "
+                    "`python -m pip install .`" % (want, get, py, activate),
+              "用 %s 安装 Python %s，然后在 fomm-doctor 目录中依次运行：`%s -m venv fomm-env`、`%s`、"
+              "`python -m pip install .`" % (get, want, py, activate))
 
 
-def diagnose(version_info, bits, implementation, system, index):
+def diagnose(version_info, bits, implementation, system, index, lang="en"):
     """-> (ok, [problem sentences], [notes]); pure, so it can be tested for any interpreter."""
     table = newest_torch_table(index)
     want = (index or {}).get("recommended_python", FALLBACK_RECOMMENDED)
@@ -73,36 +114,48 @@ def diagnose(version_info, bits, implementation, system, index):
     current = max(table.values(), key=version_key) if table else None
     problems, notes = [], []
     if tuple(version_info[:2]) < MIN_PYTHON:
-        why = "Python %s is too old for fomm-doctor (it needs %d.%d or newer)" % ((mm,) + MIN_PYTHON)
+        why = tr(lang, "Python %s is too old for fomm-doctor (it needs %d.%d or newer)" % ((mm,) + MIN_PYTHON),
+                 "Python %s 太旧，fomm-doctor 需要 %d.%d 或更新的版本" % ((mm,) + MIN_PYTHON))
         if newest:
-            why += ", and the newest torch for it is %s (current: %s)." % (newest, current)
+            why += tr(lang, ", and the newest torch for it is %s (current: %s)." % (newest, current),
+                      "；它最多只能装 torch %s（最新为 %s）。" % (newest, current))
         else:
-            why += ", and no torch release supports it."
+            why += tr(lang, ", and no torch release supports it.", "；也没有任何 torch 版本支持它。")
         problems.append(why)
     elif newest is None:
-        problems.append("No torch release has wheels for Python %s yet." % mm)
+        problems.append(tr(lang, "No torch release has wheels for Python %s yet." % mm,
+                           "目前没有任何 torch 版本提供 Python %s 的安装包。" % mm))
     elif current and version_key(newest) < version_key(current):
-        notes.append("Python %s can have torch up to %s; Python %s gets %s." % (mm, newest, want, current))
+        notes.append(tr(lang, "Python %s can have torch up to %s; Python %s gets %s." % (mm, newest, want, current),
+                        "Python %s 最多能装 torch %s；Python %s 可以装 %s。" % (mm, newest, want, current)))
     if bits != 64:
-        problems.append("This is a %d-bit Python: no %d-bit torch wheels exist." % (bits, bits))
+        problems.append(tr(lang, "This is a %d-bit Python: no %d-bit torch wheels exist." % (bits, bits),
+                           "这是 %d 位 Python：torch 没有 %d 位安装包。" % (bits, bits)))
     if implementation != "CPython":
-        problems.append("%s: torch publishes wheels for CPython only." % implementation)
-    return (not problems), problems, notes + ([install_hint(system, want)] if problems else [])
+        problems.append(tr(lang, "%s: torch publishes wheels for CPython only." % implementation,
+                           "%s：torch 只提供 CPython 的安装包。" % implementation))
+    return (not problems), problems, notes + ([install_hint(system, want, lang)] if problems else [])
 
 
 def main():
     index = load_index()
+    lang = default_lang()
+    if lang == "zh" and not can_print("修复：中文"):
+        lang = "en"  # a console that cannot show Chinese gets English, not question marks
     bits = struct.calcsize("P") * 8
     impl = platform.python_implementation()
-    ok, problems, notes = diagnose(sys.version_info, bits, impl, platform.system(), index)
-    print("fomm-doctor preflight: Python %s (%d-bit %s) at %s" % (platform.python_version(), bits, impl,
-                                                                   sys.executable))
+    ok, problems, notes = diagnose(sys.version_info, bits, impl, platform.system(), index, lang)
+    executable = sys.executable
+    if isinstance(executable, bytes):  # Python 2
+        executable = executable.decode(sys.getfilesystemencoding() or "utf-8", "replace")
+    emit("fomm-doctor preflight: Python %s (%d-bit %s) at %s" % (platform.python_version(), bits, impl, executable))
     for line in problems:
-        print("  FAIL: " + line)
+        emit("  FAIL: " + line)
     for line in notes:
-        print("  " + ("fix: " if problems else "note: ") + line)
+        emit("  " + (tr(lang, "fix: ", "修复：") if problems else tr(lang, "note: ", "提示：")) + line)
     if ok:
-        print("  OK: this interpreter can run fomm-doctor; next: `fomm-doctor check`.")
+        emit(tr(lang, "  OK: this interpreter can run fomm-doctor; next: `fomm-doctor check`.",
+                 "  OK：这个解释器可以运行 fomm-doctor；下一步：`fomm-doctor check`。"))
     return 0 if ok else 1
 
 

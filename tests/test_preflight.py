@@ -14,7 +14,9 @@ import preflight  # noqa: E402  (loaded as a plain script module, as users run i
 
 
 def run(python):
-    return subprocess.run([str(python), str(PREFLIGHT)], capture_output=True, text=True, timeout=60)
+    import os
+    return subprocess.run([str(python), str(PREFLIGHT)], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, FOMM_DOCTOR_LANG="en"))
 
 
 @pytest.mark.parametrize("version", ["2.7.18", "3.6.15", "3.7.16"])
@@ -58,3 +60,21 @@ def test_a_lone_copy_works_without_the_index(tmp_path):
     assert out.returncode == (1 if python.exists() else 0)
     if python.exists():
         assert preflight.FALLBACK_NEWEST_TORCH["3.6"] in out.stdout
+
+
+@pytest.mark.parametrize("version", ["2.7.18", "3.6.15"])
+@pytest.mark.parametrize("env", [{"FOMM_DOCTOR_LANG": "zh", "PYTHONIOENCODING": "utf-8"},
+                                 {"FOMM_DOCTOR_LANG": "zh", "LANG": "C", "LC_ALL": "C", "PYTHONIOENCODING": "ascii"}])
+def test_chinese_verdict_or_english_on_a_console_that_cannot_show_it(version, env):
+    import os
+    python = PYENV / version / "bin" / "python"
+    if not python.exists():
+        pytest.skip(f"pyenv {version} not installed")
+    out = subprocess.run([str(python), str(PREFLIGHT)], capture_output=True, timeout=60,
+                         env=dict(os.environ, **env))
+    assert out.returncode == 1 and b"Traceback" not in out.stderr
+    text = out.stdout.decode("utf-8")
+    if env["PYTHONIOENCODING"] == "utf-8":
+        assert "太旧" in text and "修复" in text
+    else:
+        assert "too old" in text and text.isascii()
