@@ -143,3 +143,8 @@ def test_cpu_build_and_missing_driver_cases():
     not_available = gpu.judge_torch_cuda(torch_facts(available=False), nv("560.94", ("RTX 3060", "8.6")),
                                          LINUX, INDEX)
     assert not_available.status == "warn"
+
+
+def test_rocm_build_is_not_judged_against_nvidia():
+    rocm = dict(torch_facts("2.13.0+rocm6.4", None, True), hip="6.4.1")
+    assert gpu.judge_torch_cuda(rocm, nv(None), LINUX, INDEX).status == "skipped"

@@ -213,6 +213,10 @@ def judge_torch_cuda(torch_facts: dict, nv: dict, platform_facts: dict, index: d
     gpus = nv.get("gpus") or []
     details = {"torch": version, "build": tag or "cpu", "driver_version": driver,
                "cuda_available": torch_facts.get("cuda_available"), "arch_list": torch_facts.get("arch_list")}
+    if tag is None and torch_facts.get("hip"):
+        return CheckResult("gpu.torch_cuda", "skipped", tr(
+            lang, f"torch {version} is a ROCm (AMD) build; NVIDIA fit does not apply.",
+            f"torch {version} 是 ROCm（AMD）版，不涉及 NVIDIA 匹配。"), details)
     if tag is None:
         if driver and osn != "macos":
             return CheckResult("gpu.torch_cuda", "warn", tr(
