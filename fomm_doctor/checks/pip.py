@@ -51,10 +51,14 @@ def judge_index(config: dict, platform_facts: dict, lang: str = "en") -> CheckRe
                "sources": {k: mask_credentials(v) for k, v in config.get("sources", {}).items()},
                "files_read": config.get("files_read", []), "errors": config.get("errors", [])}
     source = config.get("sources", {}).get("index_url", "default")
-    where = tr(lang, "pip's default", "pip 默认") if source == "default" else source
-    summary = tr(lang, f"Index {index_url} (from {where})", f"索引 {index_url}（来自 {where}）")
+    if source == "default":
+        summary = tr(lang, f"Index {index_url} (pip's default)", f"索引 {index_url}（pip 默认）")
+    else:
+        summary = tr(lang, f"Index {index_url} (from {source})", f"索引 {index_url}（来自 {source}）")
     if extras:
         summary += tr(lang, f"; extra: {', '.join(extras)}", f"；额外索引：{', '.join(extras)}")
+    if links:
+        summary += tr(lang, f"; find-links: {', '.join(links)}", f"；find-links：{', '.join(links)}")
     if config.get("errors"):
         return CheckResult("pip.index", "warn", summary + tr(lang, "; a config file could not be read.",
                                                              "；有配置文件无法读取。"), details,
