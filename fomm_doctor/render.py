@@ -51,6 +51,19 @@ def _can_print(console, text: str) -> bool:
         return False
 
 
+def _fit(console, text: str) -> str:
+    """Characters this console cannot encode become '?', so printing never raises UnicodeEncodeError."""
+    encoding = console.encoding or "ascii"
+    try:
+        return text.encode(encoding, "replace").decode(encoding)
+    except LookupError:
+        return text
+
+
+def console_speaks_chinese(console) -> bool:
+    return _can_print(console, "检查结果修复：中文")
+
+
 def verdict(results, lang: str = "en") -> str:
     """One line: everything fine, or how many problems and warnings."""
     fails = sum(r.status == "fail" for r in results)
@@ -82,31 +95,34 @@ def _details_text(details: dict) -> str:
 
 def render_table(results, title, console, lang: str = "en", verbose: bool = False) -> None:
     """Print one row per result (status, id, what was found with its fix beneath) and the verdict line."""
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
     symbols = _SYMBOLS if _can_print(console, "".join(_SYMBOLS.values()) + "→中") else _WORDS
-    zh = lang == "zh" and _can_print(console, "检查结果修复")
+    zh = lang == "zh" and console_speaks_chinese(console)
     headers = ("", "检查", "结果") if zh else ("", "check", "found")
     fix_label = "修复：" if zh else "fix: "
     arrow = "→ " if symbols is _SYMBOLS else "-> "
-    table = Table(title=title, show_lines=False, expand=False)
+    boxes = box.HEAVY_HEAD if _can_print(console, "┏━┳┃┡╇│└┴┘") else box.ASCII
+    table = Table(title=_fit(console, title), show_lines=False, expand=False, box=boxes)
     table.add_column(headers[0], no_wrap=True)
     table.add_column(headers[1], no_wrap=True, style="bold")
     table.add_column(headers[2], overflow="fold")
     for r in results:
-        found = Text(r.summary)
+        found = Text(_fit(console, r.summary))
         if r.fix:
             found.append("\n" + arrow + fix_label, style="cyan")
-            found.append(r.fix, style="bold cyan")
+            found.append(_fit(console, r.fix), style="bold cyan")
         if verbose and r.details:
-            found.append("\n" + _details_text(r.details), style="dim")
-        table.add_row(Text(symbols[r.status], style=_STYLES[r.status]), r.id, found)
+            found.append("\n" + _fit(console, _details_text(r.details)), style="dim")
+        table.add_row(Text(symbols[r.status], style=_STYLES[r.status]), _fit(console, r.id), found)
     console.print(table)
-    line = verdict(results, lang)
-    if symbols is _WORDS or not _can_print(console, line):
-        line = verdict(results, "en")
+    line = verdict(results, "zh" if zh else "en")
+    if symbols is _WORDS:
         for sym, word in (("✓", "OK:"), ("✗", "FAIL:"), ("!", "WARN:")):
-            line = line.replace(sym, word, 1) if line.startswith(sym) else line
+            if line.startswith(sym):
+                line = word + line[len(sym):]
+    line = _fit(console, line)
     style = "bold red" if not results_ok(results) else ("yellow" if any(r.status == "warn" for r in results) else "green")
     console.print(Text(line, style=style))

@@ -70,3 +70,18 @@ def test_usage_errors_exit_2():
     bad_timeout = run_cli("check", "--timeout", "0")
     assert bad_timeout.returncode == 2 and "Traceback" not in bad_timeout.stderr
     assert run_cli("check", "--no-such-flag").returncode == 2
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "gbk"])
+def test_consoles_that_cannot_print_everything(encoding):
+    import os
+    import subprocess
+    out = subprocess.run([sys.executable, "-m", "fomm_doctor", "check", "--offline", "--lang", "zh"],
+                         capture_output=True, timeout=120, env=dict(os.environ, PYTHONIOENCODING=encoding))
+    assert b"Traceback" not in out.stderr and out.returncode in (0, 1)
+    text = out.stdout.decode(encoding)  # strict: every byte is valid in the console's encoding
+    assert "python.version" in text
+    if encoding == "gbk":
+        assert "项" in text  # a Chinese Windows console (GBK) gets Chinese
+    else:
+        assert "Nothing failed" in text or "failed" in text  # ASCII gets English

@@ -30,12 +30,19 @@ def check(
     from fomm_doctor.checks import run_checks
     from fomm_doctor.render import render_table, results_ok, results_to_json
 
+    console = None
+    if not as_json:
+        from rich.console import Console
+        from fomm_doctor.render import console_speaks_chinese
+        console = Console()
+        if lang == "zh" and not console_speaks_chinese(console):
+            lang = "en"  # a console that cannot show Chinese gets English, not question marks
+
     results = run_checks(offline=offline, timeout=timeout, lang=lang)
     if as_json:
         utf8 = (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "") == "utf8"
         typer.echo(json.dumps(results_to_json(results), ensure_ascii=not utf8, indent=2))
     else:
-        from rich.console import Console
         title = "fomm-doctor check" + ("（离线）" if offline and lang == "zh" else " (offline)" if offline else "")
-        render_table(results, title, Console(), lang=lang, verbose=verbose)
+        render_table(results, title, console, lang=lang, verbose=verbose)
     raise typer.Exit(0 if results_ok(results) else 1)
