@@ -25,7 +25,7 @@ def test_probe_reads_a_real_nvidia_smi(tmp_path):
     exe = fake_smi(tmp_path, 'echo "580.65.06, NVIDIA GeForce RTX 3060, 8.6"\n'
                              'echo "580.65.06, NVIDIA GeForce GTX 1080 Ti, 6.1"\n')
     nv = gpu.probe_nvidia(platform="linux", which=lambda name: exe, read_file=lambda p: None)
-    assert nv["driver_version"] == "580.65.06" and nv["source"] == exe
+    assert nv["driver_version"] == "580.65.06" and nv["source"] == exe and nv["wsl"] is False
     assert nv["gpus"] == [{"name": "NVIDIA GeForce RTX 3060", "compute_capability": "8.6"},
                           {"name": "NVIDIA GeForce GTX 1080 Ti", "compute_capability": "6.1"}]
 
@@ -148,3 +148,15 @@ def test_cpu_build_and_missing_driver_cases():
 def test_rocm_build_is_not_judged_against_nvidia():
     rocm = dict(torch_facts("2.13.0+rocm6.4", None, True), hip="6.4.1")
     assert gpu.judge_torch_cuda(rocm, nv(None), LINUX, INDEX).status == "skipped"
+
+
+def test_open_kernel_module_version_file():
+    text = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  535.113.01  Release Build  (dvs-builder@U16)"
+    assert gpu.parse_proc_version(text) == "535.113.01"
+
+
+def test_wsl_uses_the_windows_driver_table():
+    # 527.41 is enough for cu121+ on Linux's table but not on Windows' (528.33): WSL runs the Windows driver.
+    wsl = dict(nv("527.41", ("RTX 3060", "8.6")), wsl=True)
+    assert gpu.judge_driver(wsl, LINUX, INDEX).details["max_cuda"] == "cu118"
+    assert gpu.judge_driver(nv("527.41", ("RTX 3060", "8.6")), LINUX, INDEX).details["max_cuda"] == "cu129"

@@ -69,7 +69,9 @@ def _read(path):
 
 def probe_nvidia(run=subprocess.run, platform=sys.platform, which=shutil.which, read_file=_read,
                  timeout=5.0) -> dict:
-    """{"driver_version": str|None, "gpus": [{"name", "compute_capability"}], "source": str|None}"""
+    """{"driver_version": str|None, "gpus": [{"name", "compute_capability"}], "source": str|None}
+
+    (plus "wsl": True when nvidia-smi is WSL's, whose driver is the Windows one, and "errors")."""
     errors = []
     for exe in nvidia_smi_candidates(platform, which):
         for query in (_QUERY, _QUERY_OLD):
@@ -83,7 +85,7 @@ def probe_nvidia(run=subprocess.run, platform=sys.platform, which=shutil.which, 
             if out.returncode == 0:
                 driver, gpus = parse_smi_csv(out.stdout)
                 if driver:
-                    return {"driver_version": driver, "gpus": gpus, "source": exe}
+                    return {"driver_version": driver, "gpus": gpus, "source": exe, "wsl": "/wsl/" in exe}
             else:
                 errors.append(f"{exe}: {(out.stderr or out.stdout).strip()[:200]}")
     if os_name(platform) == "linux":
@@ -160,8 +162,14 @@ def arch_supported(cc, tag: str, index: dict, arch_list=None) -> bool:
     return low <= have <= high
 
 
-def judge_driver(nv: dict, platform_facts: dict, index: dict, lang: str = "en") -> CheckResult:
+def _driver_os(nv: dict, platform_facts: dict) -> str:
+    """Whose driver table applies: under WSL the GPU driver is the Windows one."""
     osn = platform_facts.get("os") or os_name(platform_facts.get("platform", "linux"))
+    return "windows" if nv.get("wsl") else osn
+
+
+def judge_driver(nv: dict, platform_facts: dict, index: dict, lang: str = "en") -> CheckResult:
+    osn = _driver_os(nv, platform_facts)
     driver = nv.get("driver_version")
     gpus = nv.get("gpus") or []
     best = max_cuda_for_driver(driver, osn, index)
@@ -202,7 +210,7 @@ def judge_driver(nv: dict, platform_facts: dict, index: dict, lang: str = "en") 
 def judge_torch_cuda(torch_facts: dict, nv: dict, platform_facts: dict, index: dict,
                      lang: str = "en") -> CheckResult:
     """Does the installed torch's build fit this driver and these GPUs?"""
-    osn = platform_facts.get("os") or os_name(platform_facts.get("platform", "linux"))
+    osn = _driver_os(nv, platform_facts)
     install = "fomm-doctor install --yes"
     if not torch_facts.get("ok"):
         return CheckResult("gpu.torch_cuda", "skipped", tr(lang, "torch is not importable (see torch.import).",
