@@ -1,5 +1,4 @@
 """torch.import / opencv.import: probed in a child Python against the real install and real broken modules."""
-import os
 import time
 from pathlib import Path
 
