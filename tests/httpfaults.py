@@ -1,0 +1,340 @@
+"""A real HTTP server on 127.0.0.1 that misbehaves on purpose, for download and install tests.
+
+    with FaultServer({"/f.bin": data}) as srv:
+        srv.script("/f.bin", Reset(after=1000), Stall(after=5000, seconds=3), Status(503, retry_after=1))
+        download([srv.url("/f.bin")], ...)
+        srv.log   # one Hit per request: path, range header, status, bytes sent, fault applied
+
+Content is a dict path -> bytes, or path -> callable(Request) -> Reply (for redirects, cookies,
+HTML confirmation pages). Faults are scripted per path and consumed one per request, in order; a fault
+with `times=None` applies to every request. Range requests are honoured (206 + Content-Range) unless
+the server is made with `ranges=False`. `throttle` limits bytes per second per connection.
+"""
+import hashlib
+import re
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Optional, Union
+from urllib.parse import urlsplit, parse_qs
+
+CHUNK = 16 * 1024
+
+
+# ---- faults: each applies to one request (or `times` requests, None = all) -------------------------------
+
+@dataclass
+class Reset:
+    """Send headers and `after` bytes of the body, then reset the connection (RST)."""
+    after: int = 0
+    times: Optional[int] = 1
+
+
+@dataclass
+class Stall:
+    """Send `after` bytes, then go silent for `seconds` (longer than the client's read timeout), then close."""
+    after: int = 0
+    seconds: float = 5.0
+    times: Optional[int] = 1
+
+
+@dataclass
+class Status:
+    """Answer with this status code (and optional Retry-After / body) instead of the file."""
+    code: int = 503
+    retry_after: Optional[str] = None
+    body: bytes = b""
+    times: Optional[int] = 1
+
+
+@dataclass
+class Corrupt:
+    """Serve the file with the byte at absolute offset `at` flipped (a transfer that arrives wrong)."""
+    at: int = 0
+    times: Optional[int] = 1
+
+
+@dataclass
+class Html:
+    """Answer 200 text/html with this page instead of the file (a cloud drive's confirmation page)."""
+    page: bytes = b"<!DOCTYPE html><html><body>Virus scan warning</body></html>"
+    times: Optional[int] = 1
+
+
+@dataclass
+class IgnoreRange:
+    """Answer a Range request with the whole file and 200 (a server without Range support, for one request)."""
+    times: Optional[int] = 1
+
+
+@dataclass
+class Pass:
+    """Serve normally (a placeholder in a script: "the first request works, the second fails")."""
+    times: Optional[int] = 1
+
+
+Fault = Union[Reset, Stall, Status, Corrupt, Html, IgnoreRange, Pass]
+
+
+# ---- requests, replies and the log ----------------------------------------------------------------------
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict
+    headers: dict  # lower-case names
+
+
+@dataclass
+class Reply:
+    """What a callable route returns. `body` bytes are served with Range support like static content."""
+    status: int = 200
+    body: bytes = b""
+    headers: dict = field(default_factory=dict)
+
+
+@dataclass
+class Hit:
+    method: str
+    path: str
+    range: Optional[str]
+    status: int
+    sent: int = 0
+    fault: Optional[str] = None
+    headers: dict = field(default_factory=dict)
+
+    @property
+    def range_start(self) -> Optional[int]:
+        m = re.match(r"bytes=(\d+)-", self.range or "")
+        return int(m.group(1)) if m else None
+
+
+def parse_range(header: Optional[str], total: int):
+    """`bytes=a-b` / `bytes=a-` / `bytes=-n` -> (start, end_inclusive), or None when absent or malformed."""
+    m = re.fullmatch(r"bytes=(\d*)-(\d*)", (header or "").strip())
+    if not m or (m.group(1) == "" and m.group(2) == ""):
+        return None
+    if m.group(1) == "":
+        n = int(m.group(2))
+        return max(0, total - n), total - 1
+    start = int(m.group(1))
+    end = int(m.group(2)) if m.group(2) else total - 1
+    return start, min(end, total - 1)
+
+
+class FaultServer:
+    def __init__(self, routes: Optional[dict] = None, *, ranges: bool = True, throttle: Optional[int] = None,
+                 etag: bool = True):
+        self.routes: dict = dict(routes or {})
+        self.ranges = ranges
+        self.throttle = throttle  # bytes per second per connection, None = as fast as possible
+        self.etag = etag
+        self.log: list = []
+        self._scripts: dict = {}
+        self._lock = threading.Lock()
+        self._httpd = None
+        self._thread = None
+
+    # -- setup
+    def script(self, path: str, *faults: Fault) -> "FaultServer":
+        """Queue faults for `path`; each request takes the next one (then serves normally)."""
+        with self._lock:
+            self._scripts.setdefault(path, []).extend(faults)
+        return self
+
+    def clear_faults(self, path: Optional[str] = None):
+        with self._lock:
+            if path is None:
+                self._scripts.clear()
+            else:
+                self._scripts.pop(path, None)
+
+    def url(self, path: str = "/") -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}{path}"
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    def hits(self, path: Optional[str] = None) -> list:
+        with self._lock:
+            return [h for h in self.log if path is None or h.path == path]
+
+    def start(self) -> "FaultServer":
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):
+                server._handle(self, "GET")
+
+            def do_HEAD(self):
+                server._handle(self, "HEAD")
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+            def handle_error(self, request, client_address):  # clients hanging up are expected here
+                pass
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        if self._httpd:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- serving
+    def _next_fault(self, path: str):
+        with self._lock:
+            queue = self._scripts.get(path) or []
+            if not queue:
+                return None
+            fault = queue[0]
+            if fault.times is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    queue.pop(0)
+            return fault
+
+    def _record(self, hit: Hit):
+        with self._lock:
+            self.log.append(hit)
+
+    def _handle(self, h: BaseHTTPRequestHandler, method: str):
+        parts = urlsplit(h.path)
+        path = parts.path
+        req = Request(method, path, parse_qs(parts.query), {k.lower(): v for k, v in h.headers.items()})
+        range_header = req.headers.get("range")
+        hit = Hit(method, path, range_header, 0, headers=req.headers)
+        self._record(hit)  # logged at once and filled in as it goes (a stalled request shows up while stalling)
+        try:
+            self._serve(h, req, hit)
+        except (ConnectionError, BrokenPipeError, socket.timeout, OSError):
+            pass  # the client went away
+
+    def _send_head(self, h, status: int, headers: dict, hit: Hit):
+        hit.status = status
+        h.send_response(status)
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.end_headers()
+
+    def _serve(self, h, req: Request, hit: Hit):
+        route = self.routes.get(req.path)
+        fault = self._next_fault(req.path)
+        hit.fault = type(fault).__name__ if fault else None
+
+        if isinstance(fault, Status):
+            headers = {"Content-Length": str(len(fault.body)), "Content-Type": "text/plain"}
+            if fault.retry_after is not None:
+                headers["Retry-After"] = fault.retry_after
+            self._send_head(h, fault.code, headers, hit)
+            if req.method == "GET":
+                h.wfile.write(fault.body)
+            return
+        if isinstance(fault, Html):
+            self._send_head(h, 200, {"Content-Type": "text/html; charset=utf-8",
+                                     "Content-Length": str(len(fault.page))}, hit)
+            if req.method == "GET":
+                h.wfile.write(fault.page)
+            return
+
+        if route is None:
+            body = b"not found"
+            self._send_head(h, 404, {"Content-Length": str(len(body)), "Content-Type": "text/plain"}, hit)
+            h.wfile.write(body)
+            return
+        extra_headers = {}
+        status = 200
+        if callable(route):
+            reply = route(req)
+            body, status, extra_headers = reply.body, reply.status, dict(reply.headers)
+        else:
+            body = route
+        if status != 200:  # callables may answer redirects, errors, pages: sent as they are
+            extra_headers.setdefault("Content-Length", str(len(body)))
+            self._send_head(h, status, extra_headers, hit)
+            if req.method == "GET":
+                h.wfile.write(body)
+            return
+
+        if isinstance(fault, Corrupt) and fault.at < len(body):
+            body = body[:fault.at] + bytes([body[fault.at] ^ 0xFF]) + body[fault.at + 1:]
+
+        total = len(body)
+        headers = {"Content-Type": "application/octet-stream"}
+        if self.ranges:
+            headers["Accept-Ranges"] = "bytes"
+        if self.etag:
+            headers["ETag"] = '"%s"' % hashlib.sha1(route if isinstance(route, bytes) else body).hexdigest()[:16]
+        headers.update(extra_headers)
+        rng = parse_range(req.headers.get("range"), total) if self.ranges and not isinstance(fault, IgnoreRange) \
+            else None
+        if_range = req.headers.get("if-range")
+        if rng and if_range and self.etag and if_range != headers.get("ETag"):
+            rng = None  # the file changed: the whole file again, as RFC 9110 says
+        if rng:
+            start, end = rng
+            if start >= total:
+                self._send_head(h, 416, {"Content-Range": f"bytes */{total}", "Content-Length": "0"}, hit)
+                return
+            headers["Content-Range"] = f"bytes {start}-{end}/{total}"
+            status = 206
+        else:
+            start, end = 0, total - 1
+        payload = body[start:end + 1]
+        headers["Content-Length"] = str(len(payload))
+        self._send_head(h, status, headers, hit)
+        if req.method == "HEAD":
+            return
+
+        limit = len(payload)
+        if isinstance(fault, (Reset, Stall)):
+            limit = min(limit, fault.after)
+        self._write(h, payload[:limit], hit)
+        if isinstance(fault, Reset) and limit < len(payload):
+            h.wfile.flush()
+            # SO_LINGER 0: close sends RST, the way a dropped mobile or GFW-cut connection looks to the client
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            h.close_connection = True
+            h.connection.close()
+            return
+        if isinstance(fault, Stall) and limit < len(payload):
+            h.wfile.flush()
+            time.sleep(fault.seconds)
+            h.close_connection = True
+            return
+
+    def _write(self, h, data: bytes, hit: Hit):
+        view = memoryview(data)
+        step = CHUNK if not self.throttle else max(1024, min(CHUNK, self.throttle // 20))
+        t0 = time.monotonic()
+        for i in range(0, len(view), step):
+            h.wfile.write(view[i:i + step])
+            hit.sent += len(view[i:i + step])
+            if self.throttle:
+                ahead = hit.sent / self.throttle - (time.monotonic() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
