@@ -1,0 +1,111 @@
+"""`fomm-doctor crop` and fomm_core.crop on real clips of a real face, made with the bundled ffmpeg."""
+import subprocess
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+
+from conftest import run_cli  # noqa: E402
+from fomm_core.crop import (crop_face_image, crop_video, ffmpeg_crop_command, find_face_tracks,  # noqa: E402
+                            stable_crop_box)
+from fomm_core.face import Box, iou  # noqa: E402
+from test_face import planted_frame, write_face_clip  # noqa: E402
+
+
+def probe(path):
+    """(frames, width, height, has_audio) of a video, read back with OpenCV and ffmpeg."""
+    import imageio_ffmpeg
+    cap = cv2.VideoCapture(str(path))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    cap.release()
+    info = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                          capture_output=True, text=True).stderr
+    return frames, w, h, "Audio:" in info
+
+
+@pytest.fixture(scope="module")
+def face_clip(tmp_path_factory):
+    # the face drifts 2 px a frame to the right: one track, and a crop that must cover all of it
+    positions = [(60 + 2 * i, 40) for i in range(20)]
+    return write_face_clip(tmp_path_factory.mktemp("crop") / "face.mp4", positions)
+
+
+def test_finds_one_track_and_a_stable_box_covering_every_frame(face_clip):
+    path, truth = face_clip
+    faces = find_face_tracks(path)
+    assert faces.frame_shape == (240, 320) and faces.frame_count == 20
+    track = faces.longest()
+    assert len(faces.tracks) == 1 and (track.start, track.end) == (0, 19)
+    for found in track.boxes:
+        assert max(iou(found, t) for t in truth) >= 0.5
+    box = stable_crop_box(track, 0.1, faces.frame_shape)
+    assert box.w == box.h
+    for t in truth:  # each frame's true face lies inside the crop
+        assert box.x <= t.x and box.y <= t.y and t.x + t.w <= box.x + box.w and t.y + t.h <= box.y + box.h
+    # ...with margin, but not much more than the union of the faces needs
+    assert box.w <= 1.5 * (truth[-1].x + truth[-1].w - truth[0].x)
+
+
+def test_crop_video_writes_square_clip_with_audio(face_clip, tmp_path):
+    path, truth = face_clip
+    out = crop_video(path, tmp_path / "out.mp4", Box(50, 20, 160, 160), 128)
+    assert probe(out) == (20, 128, 128, True)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temp file renamed away
+
+
+def test_crop_video_failure_leaves_no_partial_file(tmp_path):
+    from fomm_core.errors import FommError
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video")
+    with pytest.raises(FommError, match="ffmpeg could not write"):
+        crop_video(fake, tmp_path / "out.mp4", Box(0, 0, 100, 100), 64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.mp4"]
+
+
+def test_cli_crop_end_to_end(face_clip, tmp_path):
+    path, truth = face_clip
+    out = tmp_path / "cropped.mp4"
+    r = run_cli("crop", path, "-o", out, "--size", "96")
+    assert r.returncode == 0, r.stderr
+    assert "wrote" in r.stdout and probe(out) == (20, 96, 96, True)
+    # the cropped frames show the face: the detector finds it filling most of the frame
+    cap = cv2.VideoCapture(str(out))
+    ok, frame = cap.read()
+    cap.release()
+    big = cv2.resize(frame, (256, 256))
+    from fomm_core.face import FaceDetector
+    found = FaceDetector().detect(big)
+    assert found and found[0].w > 256 * 0.5
+
+
+def test_cli_print_ffmpeg_and_no_audio(face_clip, tmp_path):
+    path, _ = face_clip
+    r = run_cli("crop", path, "-o", tmp_path / "x.mp4", "--print-ffmpeg", "--no-audio")
+    assert r.returncode == 0, r.stderr
+    assert "crop=" in r.stdout and "scale=256:256" in r.stdout and "-an" in r.stdout
+    assert not (tmp_path / "x.mp4").exists()
+    cmd = ffmpeg_crop_command("in.mp4", "out.mp4", Box(1, 2, 30, 30), 256)
+    assert "crop=30:30:1:2" in cmd and "-c:a aac" in cmd
+
+
+def test_cli_crop_clear_sentences(tmp_path, clip_factory):
+    r = run_cli("crop", tmp_path / "missing.mp4", "-o", tmp_path / "o.mp4")
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+    noface = clip_factory("noface.mp4", frames=6, size=(96, 64))  # a test pattern, no face
+    r = run_cli("crop", noface, "-o", tmp_path / "o.mp4")
+    assert r.returncode == 2 and "no face found" in r.stderr
+
+
+def test_crop_face_image_for_animate_crop():
+    frame, truth = planted_frame(h=400, w=600, x=350, y=120, scale=1.0)
+    result = crop_face_image(frame, size=256, increase=0.1)
+    assert result.face_found and result.image.shape == (256, 256, 3)
+    assert result.box.w == result.box.h and iou(result.box, truth) > 0.5
+    # no face (e.g. a plain picture): the centre square, said so
+    plain = np.full((100, 200, 3), 128, np.uint8)
+    fallback = crop_face_image(plain, size=64)
+    assert not fallback.face_found and fallback.box == Box(50, 0, 100, 100)
