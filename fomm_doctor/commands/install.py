@@ -1,8 +1,143 @@
-"""`fomm-doctor install` (placeholder until its issue lands)."""
+"""`fomm-doctor install`: parse options, show the plan, draw the progress bar (the work is fomm_doctor.installer)."""
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
 import typer
 
+from fomm_doctor.errors import UserError
 
-def install() -> None:
-    """Not available yet."""
-    typer.echo("fomm-doctor install is not available in this build yet.", err=True)
-    raise typer.Exit(2)
+
+def install(
+    python: Optional[str] = typer.Option(None, "--python", help="Install into this Python (default: the one "
+                                         "running fomm-doctor)."),
+    backend: str = typer.Option("auto", "--backend", help="auto, cpu, or a CUDA build such as cu126."),
+    torch: Optional[str] = typer.Option(None, "--torch", help="torch version (default: the newest that fits)."),
+    mirror: Optional[str] = typer.Option(None, "--mirror", help="tsinghua, official, auto (fastest), a mirror "
+                                         "name from wheels_index.json, or an index URL (default: pip's own)."),
+    only: Optional[str] = typer.Option(None, "--only", help="Install only these packages (comma list), e.g. torch."),
+    retries: int = typer.Option(8, "--retries", help="Failed attempts per source before moving to the next."),
+    timeout: float = typer.Option(15.0, "--timeout", help="Seconds without data before a connection counts as "
+                                  "stalled (it is then resumed)."),
+    connections: int = typer.Option(1, "--connections", help="Parallel connections for the torch download."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; change nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan and the outcome as JSON."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before installing."),
+    persist: bool = typer.Option(False, "--persist", help="Also write the chosen mirror into your pip config."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where partial and finished downloads "
+                                             "are kept (default: the user cache folder)."),
+) -> None:
+    """Install the torch build that fits this machine (and the rest FOMM needs), through a bad network.
+
+    Reads the interpreter's wheel tags, the NVIDIA driver and GPU, and the indexes; downloads with resume,
+    retries and mirror failover; verifies sha256; installs with pip; checks the result in a fresh process.
+    """
+    from fomm_doctor import installer
+
+    backend = backend.strip().lower()
+    if backend not in ("auto", "cpu") and not (backend.startswith("cu") and backend[2:].isdigit()):
+        raise UserError(f"--backend must be auto, cpu or a CUDA build like cu126, not {backend!r}.")
+    if not 1 <= connections <= 16:
+        raise UserError(f"--connections must be between 1 and 16, not {connections}.")
+    if retries < 1 or not 0 < timeout <= 600:
+        raise UserError("--retries must be at least 1 and --timeout between 0 and 600 seconds.")
+    opts = installer.InstallOptions(python=python, backend=backend, torch=torch, mirror=mirror,
+                                    only=[p.strip() for p in only.split(",") if p.strip()] if only else None,
+                                    retries=retries, timeout=timeout, connections=connections, dry_run=dry_run,
+                                    cache_dir=cache_dir)
+    console = None
+    if not as_json:
+        from rich.console import Console
+        console = Console(stderr=False, highlight=False)
+        console.print("[dim]reading the interpreter, GPU and indexes...[/dim]")
+    plan = installer.make_plan(opts)
+    if console:
+        _show_plan(console, plan)
+    change = _persist_change(plan, persist)
+    if console and change:
+        from fomm_doctor.pip_persist import describe_change
+        console.print("pip config (--persist):\n" + describe_change(change))
+
+    if dry_run:
+        if as_json:
+            typer.echo(json.dumps({"plan": plan, "persist": change, "dry_run": True}, indent=2))
+        raise typer.Exit(0)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError("Nothing was installed: add --yes to install without a prompt (or --dry-run to see "
+                            "the plan only).")
+        if not typer.confirm("Install this?", default=True):
+            raise typer.Exit(1)
+
+    outcome = _execute(installer, plan, opts, console)
+    if change:
+        from fomm_doctor.pip_persist import apply_change
+        apply_change(change)
+    if as_json:
+        typer.echo(json.dumps({"plan": plan, "outcome": outcome, "persist": change}, indent=2))
+        return
+    v = outcome.get("verify") or {}
+    t = outcome.get("torch") or {}
+    if v:
+        console.print(f"[green]✓[/green] torch {v.get('version')} ({t.get('action')}) imports and computes"
+                      + (f"; CUDA available: {v.get('cuda_available')}" if "cuda_available" in v else ""))
+    if outcome.get("packages"):
+        console.print(f"[green]✓[/green] {', '.join(outcome['packages']['list'])}")
+    console.print("next: [bold]fomm-doctor demo[/bold]")
+
+
+def _persist_change(plan: dict, persist: bool):
+    if not persist:
+        return None
+    dep = plan.get("dependency_index")
+    if not dep:
+        raise UserError("--persist needs a mirror to write: add --mirror tsinghua (or auto, or a URL).")
+    import os
+    from fomm_doctor.pip_persist import persist_change
+    facts = {"platform": plan["python"]["platform"], "env": dict(os.environ), "home": str(Path.home())}
+    return persist_change(dep["index_url"], facts)
+
+
+def _show_plan(console, plan: dict) -> None:
+    from fomm_doctor.pip_config import mask_credentials
+    py = plan["python"]
+    console.print(f"python   {py['executable']} ({py['version']}, {py['bits']}-bit, {py['platform']} "
+                  f"{py['machine']}; tags {', '.join(plan['tags'][:2])}, ...)")
+    nv = plan["nvidia"]
+    gpus = ", ".join(f"{g['name']} ({g['compute_capability']})" for g in nv["gpus"]) or "none"
+    console.print(f"nvidia   driver {nv['driver_version'] or 'not found'}; GPUs {gpus}")
+    m = plan["mirror"]
+    console.print(f"mirror   {m['name']}: {mask_credentials(m['pypi'] or '')}"
+                  + (f" + {mask_credentials(m['pytorch'])}" if m.get("pytorch") else ""))
+    t = plan.get("torch")
+    if t:
+        size = f"{t['size'] / 1e6:.0f} MB" if t.get("size") else "size unknown"
+        console.print(f"torch    {t['version']} \\[{t['backend']}] ({t['why']})")
+        console.print(f"wheel    {t['file']} ({size}, sha256 {(t['sha256'] or 'not published')[:16]}...)")
+        console.print(f"from     {mask_credentials(t['urls'][0])}"
+                      + (f" (+{len(t['urls']) - 1} more)" if len(t["urls"]) > 1 else ""))
+        if t.get("links_elsewhere"):
+            console.print(f"[yellow]note[/yellow]     the index links to {', '.join(t['links_elsewhere'])}: "
+                          f"the download goes there, not to the mirror")
+        if t["already_installed"]:
+            console.print("[green]torch is already installed in this build[/green]: no download")
+    if plan["packages"]:
+        console.print(f"packages {', '.join(plan['packages'])}")
+
+
+def _execute(installer, plan, opts, console):
+    if console is None:
+        return installer.execute(plan, opts)
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                               TransferSpeedColumn)
+    with Progress(TextColumn("download"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=console, transient=False) as bar:
+        task = bar.add_task("torch", total=None, visible=False)
+
+        def progress(done, total):
+            bar.update(task, completed=done, total=total, visible=True)
+
+        def say(text):
+            bar.console.print(f"[dim]{text}[/dim]")
+        return installer.execute(plan, opts, progress=progress, say=say)

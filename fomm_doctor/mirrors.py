@@ -1,0 +1,107 @@
+"""Which indexes to read for torch and for the rest: `--mirror tsinghua|official|auto|<name>|URL`, plus pip's
+own configuration (index-url, extra-index-url, find-links), which always comes first: it is the user's choice,
+and on some machines (this one) the only source that holds the CPU build.
+
+Know what a mirror carries: PyPI mirrors (Tsinghua, USTC, Aliyun, ...) never carry the PyTorch wheel index,
+so a `+cpu` Linux build or a CUDA build on Windows comes from the PyTorch index or a mirror of it.
+"""
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from fomm_doctor.errors import UserError
+from fomm_doctor.wheel_choice import os_name
+
+PYPI_SIMPLE = "https://pypi.org/simple/"
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str  # "pip config", "tsinghua", "pytorch", "URL"
+    kind: str  # "index" (PEP 503/691) | "find-links" (folder or flat page)
+    url: str
+    role: str  # "pip" | "pypi" | "pytorch"
+
+
+def _slash(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
+def pytorch_index_url(mirror: dict, backend: str) -> str:
+    """The per-backend page of a PyTorch wheel index (or its mirror): <base>/<backend>/."""
+    return _slash(mirror["url"]) + backend + "/"
+
+
+def resolve_mirror(choice: Optional[str], idx: dict, pip_cfg: dict, probe: Optional[Callable] = None,
+                   timeout: float = 3.0) -> dict:
+    """-> {"name", "pypi": url or None, "pytorch": mirror entry or None, "measured": {...}}.
+
+    None: pip's own index for PyPI packages and the official PyTorch index. 'auto': probe the known mirrors
+    concurrently and take the fastest PyPI mirror and the fastest PyTorch-index mirror that answer.
+    """
+    mirrors = idx["mirrors"]
+    official_pt = dict(mirrors["pytorch"], name="pytorch")
+    if choice in (None, "", "pip"):
+        return {"name": "pip", "pypi": pip_cfg.get("index_url") or PYPI_SIMPLE, "pytorch": official_pt,
+                "measured": {}}
+    if choice == "auto":
+        probe = probe or _default_probe
+        # a tiny page on each mirror (the index root may be megabytes on PyPI mirrors)
+        urls = {n: (_slash(m["url"]) + "pip/" if m["kind"] == "pypi" else m["url"]) for n, m in mirrors.items()}
+        measured = probe(urls, timeout)
+        answering = [n for n, r in measured.items() if r.get("ok") or r.get("status") == 404]
+
+        def fastest(kinds):
+            cands = [n for n in answering if mirrors[n]["kind"] in kinds]
+            return min(cands, key=lambda n: measured[n].get("latency_ms") or 1e9) if cands else None
+        pypi = fastest(("pypi",))
+        pt = fastest(("pytorch", "pytorch-flat"))
+        return {"name": "auto", "pypi": mirrors[pypi]["url"] if pypi else (pip_cfg.get("index_url") or PYPI_SIMPLE),
+                "pypi_name": pypi, "pytorch": dict(mirrors[pt], name=pt) if pt else official_pt, "measured": measured}
+    if choice in mirrors:
+        m = mirrors[choice]
+        if m["kind"] == "pypi":
+            return {"name": choice, "pypi": m["url"], "pytorch": official_pt, "measured": {}}
+        return {"name": choice, "pypi": PYPI_SIMPLE, "pytorch": dict(m, name=choice), "measured": {}}
+    if "://" in choice or choice.startswith("/"):
+        url = choice if "://" in choice else "file://" + choice
+        return {"name": "URL", "pypi": _slash(url), "pytorch": None, "measured": {}}
+    names = ", ".join(sorted(mirrors))
+    raise UserError(f"--mirror {choice} is not a mirror we know; use one of {names}, auto, or the URL of a "
+                    f"simple index.")
+
+
+def _default_probe(urls: dict, timeout: float) -> dict:
+    from fomm_doctor.checks.mirrors import probe_mirrors
+    return probe_mirrors(urls, timeout)
+
+
+def torch_sources(mirror: dict, backend: str, py: dict, pip_cfg: dict) -> list:
+    """Where to look for the torch wheel, in preference order (all are read; the best file wins, ties go to
+    the earlier source)."""
+    out = []
+    for loc in pip_cfg.get("find_links") or []:
+        out.append(Source("pip find-links", "find-links", loc, "pip"))
+    if mirror["name"] == "URL":
+        out.append(Source("URL", "index", mirror["pypi"], "pypi"))
+        return out
+    if mirror["name"] != "pip" and mirror.get("pypi"):
+        out.append(Source(mirror.get("pypi_name") or mirror["name"], "index", mirror["pypi"], "pypi"))
+    else:
+        out.append(Source("pip index-url", "index", mirror["pypi"], "pip"))
+    for url in pip_cfg.get("extra_index_urls") or []:
+        out.append(Source("pip extra-index-url", "index", url, "pip"))
+    osn = os_name(py["platform"])
+    needs_pytorch_index = backend.startswith("cu") or (osn == "linux" and backend == "cpu")
+    pt = mirror.get("pytorch")
+    if needs_pytorch_index and pt:
+        kind = "find-links" if pt.get("kind") == "pytorch-flat" else "index"
+        out.append(Source(pt.get("name", "pytorch"), kind, pytorch_index_url(pt, backend), "pytorch"))
+    return out
+
+
+def dependency_indexes(mirror: dict, pip_cfg: dict) -> dict:
+    """pip options for torch's dependencies and the project's other packages: the chosen PyPI index, keeping
+    pip's configured extra indexes and find-links (a machine may depend on them)."""
+    return {"index_url": mirror.get("pypi") or pip_cfg.get("index_url") or PYPI_SIMPLE,
+            "extra_index_urls": list(pip_cfg.get("extra_index_urls") or []),
+            "find_links": list(pip_cfg.get("find_links") or [])}
