@@ -3,7 +3,6 @@ find-links, e.g. Aliyun's pytorch-wheels), local `file://` indexes and plain fol
 
 Everything here returns plain data (`IndexFile`s); nothing decides which file to use (see wheel_choice).
 """
-import html
 import json
 import os
 import re
@@ -21,7 +20,7 @@ JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
 
 
-class IndexError_(UserError):
+class IndexUnavailable(UserError):
     """An index could not be read (unreachable, not an index, gone)."""
 
 
@@ -177,7 +176,7 @@ def _http_get(url: str, session, timeout: float, retries: int, accept: str):
             last = f"HTTP {resp.status_code}"
         if attempt + 1 < retries:
             time.sleep(min(4.0, 0.25 * 2 ** attempt))
-    raise IndexError_(f"The index page {url} could not be read ({last} after {retries} tries).")
+    raise IndexUnavailable(f"The index page {url} could not be read ({last} after {retries} tries).")
 
 
 def read_project(index_url: str, project: str, *, session=None, timeout: float = 15.0, retries: int = 3) -> IndexPage:
@@ -200,7 +199,7 @@ def read_project(index_url: str, project: str, *, session=None, timeout: float =
     if resp.status_code == 404:
         return IndexPage(page_url, "html", [])
     if resp.status_code >= 400:
-        raise IndexError_(f"The index page {page_url} answered HTTP {resp.status_code}.")
+        raise IndexUnavailable(f"The index page {page_url} answered HTTP {resp.status_code}.")
     url = resp.url or page_url
     ctype = resp.headers.get("Content-Type", "")
     if JSON_TYPE in ctype or ctype.startswith("application/json"):
@@ -222,14 +221,10 @@ def read_find_links(location: str, project: Optional[str] = None, *, session=Non
         return IndexPage(str(location), "folder", [])
     resp = _http_get(location, session, timeout, retries, "text/html")
     if resp.status_code >= 400:
-        raise IndexError_(f"The find-links page {location} answered HTTP {resp.status_code}.")
+        raise IndexUnavailable(f"The find-links page {location} answered HTTP {resp.status_code}.")
     url = resp.url or location
     return IndexPage(url, "flat", _only(parse_html_page(resp.text, url), project))
 
 
 def _only(files: list, project: Optional[str]) -> list:
     return files if project is None else [f for f in files if filename_project(f.filename) == normalize(project)]
-
-
-def escape_attr(value: str) -> str:
-    return html.escape(value, quote=True)

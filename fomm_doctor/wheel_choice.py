@@ -317,8 +317,14 @@ def explain_no_fit(option: str, py: dict, nv: dict, idx: dict, torch: Optional[s
     seen = f" (for this Python they offer {', '.join(have)})" if have else ""
     if label == "cpu" and osn == "linux" and not have:
         seen = " (the CPU build for Linux comes from the PyTorch index or a mirror of it, e.g. --mirror official)"
+    minor = py_minor(py)
+    for_py = [r["version"] for r in idx["torch_releases"] if minor in r["python"]]
+    newest_all = idx["torch_releases"][0]["version"]
+    if not torch and for_py and for_py[0] != newest_all:
+        seen = (f"; the last torch for Python {minor} is {for_py[0]}, which these indexes do not offer for this "
+                f"platform: install Python {idx.get('recommended_python', '3.11')} for current torch")
     want = f"torch {torch}" if torch else "torch"
-    return (f"No {want} wheel for Python {py_minor(py)} on {osn} {py.get('machine', '')} with backend {label} "
+    return (f"No {want} wheel for Python {minor} on {osn} {py.get('machine', '')} with backend {label} "
             f"was found on {where}{seen}.")
 
 
