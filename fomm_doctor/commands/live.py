@@ -1,8 +1,44 @@
-"""`fomm-doctor live` (placeholder until its issue lands)."""
+"""`fomm-doctor live --source IMG --camera 0`: a photo driven by a webcam (or a video standing in for one)."""
+from pathlib import Path
+from typing import Optional
+
 import typer
 
+from fomm_doctor.errors import UserError
 
-def live() -> None:
-    """Not available yet."""
-    typer.echo("fomm-doctor live is not available in this build yet.", err=True)
-    raise typer.Exit(2)
+
+def live(
+    source: Path = typer.Option(..., "--source", "-s", help="Source image, or a folder of images (n/p switch)."),
+    camera: str = typer.Option("0", "--camera", "-c", help="Camera index, or a video file / stream URL."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Checkpoint name or path (default: bundled)."),
+    config: Optional[str] = typer.Option(None, "--config", help="Config name or YAML (default: from the checkpoint)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 or mps."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16."),
+    no_window: bool = typer.Option(False, "--no-window", help="No window (machines without a display)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Record the result to this mp4."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many animated frames."),
+    virtual_camera: bool = typer.Option(False, "--virtual-camera", help="Also send the result to a virtual camera."),
+    no_crop: bool = typer.Option(False, "--no-crop", help="Use the centre square instead of finding the face."),
+) -> None:
+    """Animate a photo with your webcam: r/space new reference pose, n/p next/previous photo, q/Esc quit."""
+    from fomm_doctor import live as live_loop
+
+    if max_frames is not None and max_frames < 1:
+        raise UserError("--max-frames must be at least 1.")
+    sources = live_loop.list_sources(source)
+    animator, size = live_loop.load_animator(checkpoint, config, device, precision)
+    options = live_loop.LiveOptions(camera=live_loop.parse_camera(camera), sources=sources, size=size,
+                                    crop=not no_crop, window=not no_window, output=output,
+                                    max_frames=max_frames, virtual_camera=virtual_camera)
+    session = live_loop.LiveSession(animator, options)
+    try:
+        stats = session.run()
+    finally:
+        for note in session.notes:
+            typer.echo(note, err=True)
+    s = stats.as_dict()
+    typer.echo(f"{s['processed']} frames animated in {s['seconds']} s: {s['fps']} fps, latency mean "
+               f"{s['latency_mean_ms']} ms / p95 {s['latency_p95_ms']} ms, {s['dropped']} camera frames dropped"
+               + (f" ({s['stop_reason']})" if s["stop_reason"] else ""))
+    if output is not None and output.exists():
+        typer.echo(f"recorded {output}")

@@ -1,0 +1,594 @@
+"""The live loop: a camera (or a video file standing in for one) drives a photo in real time.
+
+Three parts that never wait on each other's backlog:
+- a capture thread that keeps only the LATEST frame (older ones are dropped and counted, never queued), so a
+  slow model never makes the picture lag further and further behind;
+- an inference thread: face found and cropped (smoothed box), BGR->RGB, relative motion from a reference frame
+  (the first one, or whenever the user presses r/space), result kept with the capture time of its frame;
+- the caller's loop (`LiveSession.run`): shows source | camera | result with frames/s and capture->display
+  latency, reads keys, records the results, feeds a virtual camera.
+
+No terminal code here: problems are `UserError` sentences; statistics come back as `LiveStats`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fomm_doctor.errors import UserError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Statistics
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class LiveStats:
+    captured: int = 0            # frames the camera delivered
+    processed: int = 0           # frames the model animated
+    dropped: int = 0             # camera frames replaced by a newer one before the model took them
+    read_failures: int = 0       # failed camera reads
+    latencies: list = field(default_factory=list)   # seconds from capture to display/output, per result
+    started: float = field(default_factory=time.perf_counter)
+    ended: float | None = None
+    stop_reason: str = ""
+
+    @property
+    def seconds(self) -> float:
+        return (self.ended or time.perf_counter()) - self.started
+
+    @property
+    def fps(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def mean_latency(self) -> float:
+        return sum(self.latencies) / len(self.latencies) if self.latencies else 0.0
+
+    @property
+    def p95_latency(self) -> float:
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+
+    def as_dict(self) -> dict:
+        return {"captured": self.captured, "processed": self.processed, "dropped": self.dropped,
+                "read_failures": self.read_failures, "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
+                "latency_mean_ms": round(1000 * self.mean_latency, 1),
+                "latency_p95_ms": round(1000 * self.p95_latency, 1), "stop_reason": self.stop_reason}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Capture: always the latest frame
+# ---------------------------------------------------------------------------------------------------------------
+
+def parse_camera(text) -> int | str:
+    """'0' -> camera index 0; anything else is a file path or a stream URL."""
+    text = str(text).strip()
+    return int(text) if text.isdigit() else text
+
+
+def _is_url(source) -> bool:
+    return isinstance(source, str) and "://" in source
+
+
+@dataclass
+class Frame:
+    seq: int              # 1, 2, 3... in capture order; a gap means dropped frames
+    image: np.ndarray     # HxWx3 BGR, as OpenCV delivers
+    captured_at: float    # time.perf_counter() when the read returned
+
+
+class LatestFrameCapture:
+    """Reads a camera/file/stream in a thread, keeping only the newest frame.
+
+    A video file is paced at its own frame rate, as a camera would deliver it (so frames are dropped the same
+    way), and its end is a clean stop. A camera that stops delivering (unplugged, taken by another program) is
+    noticed by `latest()` timing out: the reader thread may be stuck inside the driver, so nobody waits on it.
+    """
+
+    def __init__(self, source, *, open_timeout: float = 8.0, max_read_failures: int = 25, stats: LiveStats):
+        self.source = source
+        self.is_file = not isinstance(source, int) and not _is_url(source)
+        self.open_timeout = open_timeout
+        self.max_read_failures = max_read_failures
+        self.stats = stats
+        self.fps = 25.0
+        self.size = (0, 0)
+        self._cap = None
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self._taken = 0
+        self._ended: str | None = None    # why the reader stopped ("end of file", a failure sentence)
+        self._failed = False              # ... and whether that is an error (a camera lost) or a clean end
+        self._stop = threading.Event()
+        self._thread = None
+
+    def describe(self) -> str:
+        return f"camera {self.source}" if isinstance(self.source, int) else str(self.source)
+
+    def open(self) -> None:
+        import cv2
+        if self.is_file and not Path(self.source).is_file():
+            raise UserError(f"{self.source} is neither a camera index nor an existing video file; "
+                            "use --camera 0 for the first camera, or a video path or stream URL.")
+        # opening a camera can block for a long time on some drivers: do it in a thread and give up after a while
+        result = {}
+
+        def _open():
+            cap = cv2.VideoCapture(self.source)
+            result["cap"] = cap
+            result["ok"] = cap.isOpened() and cap.read()[0]
+
+        opener = threading.Thread(target=_open, daemon=True)
+        opener.start()
+        opener.join(self.open_timeout)
+        if opener.is_alive() or not result.get("ok"):
+            if result.get("cap") is not None:
+                result["cap"].release()
+            what = self.describe()
+            if isinstance(self.source, int):
+                reason = ("did not answer in time" if opener.is_alive()
+                          else "could not be opened: there is no such camera, or another program is using it")
+                raise UserError(f"{what} {reason}; close other video programs, try another index, "
+                                "or use --camera VIDEO_FILE.")
+            raise UserError(f"{what} could not be read as a video or stream; check the path or URL.")
+        self._cap = cap = result["cap"]
+        if self.is_file:  # rewind after the probe read
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if fps and 1 <= fps <= 240 else 25.0
+        self.size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        self._thread = threading.Thread(target=self._read_loop, name="live-capture", daemon=True)
+        self._thread.start()
+
+    def _read_loop(self) -> None:
+        seq, failures = 0, 0
+        next_due = time.perf_counter()
+        while not self._stop.is_set():
+            ok, image = self._cap.read()
+            now = time.perf_counter()
+            if not ok or image is None:
+                if self.is_file:
+                    self._finish("end of the video file")
+                    return
+                failures += 1
+                self.stats.read_failures += 1
+                if failures >= self.max_read_failures:
+                    self._finish(f"{self.describe()} stopped delivering frames ({failures} failed reads in a row: "
+                                 "unplugged, or taken by another program); check it and start again", failed=True)
+                    return
+                time.sleep(0.02)
+                continue
+            failures = 0
+            seq += 1
+            with self._cond:
+                if self._frame is not None and self._frame.seq > self._taken:
+                    self.stats.dropped += 1       # the previous frame was never taken: replaced, not queued
+                self._frame = Frame(seq, image, now)
+                self.stats.captured += 1
+                self._cond.notify_all()
+            if self.is_file:  # deliver at the file's rate, as a camera would
+                next_due += 1.0 / self.fps
+                delay = next_due - time.perf_counter()
+                if delay > 0:
+                    self._stop.wait(delay)
+                else:
+                    next_due = time.perf_counter()
+
+    def _finish(self, reason: str, failed: bool = False) -> None:
+        with self._cond:
+            self._ended = reason
+            self._failed = failed
+            self._cond.notify_all()
+
+    def latest(self, after_seq: int, timeout: float) -> Frame | None:
+        """The newest frame newer than `after_seq`; None once the source has ended cleanly (see `ended`).
+
+        Raises UserError when the camera was lost, or no frame comes within `timeout` seconds.
+        """
+        deadline = time.perf_counter() + timeout
+        with self._cond:
+            while True:
+                if self._frame is not None and self._frame.seq > after_seq:
+                    self._taken = self._frame.seq
+                    return self._frame
+                if self._failed:
+                    raise UserError(self._ended + ".")
+                if self._ended is not None or self._stop.is_set():
+                    return None
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    raise UserError(f"no frame from {self.describe()} for {timeout:g} s (unplugged, or taken by "
+                                    "another program); check the camera and start again.")
+                self._cond.wait(left)
+
+    @property
+    def ended(self) -> str | None:
+        return self._ended
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        if self._cap is not None and (self._thread is None or not self._thread.is_alive()):
+            self._cap.release()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sources and model
+# ---------------------------------------------------------------------------------------------------------------
+
+def list_sources(path) -> list[Path]:
+    """An image file -> [it]; a folder -> its images sorted by name (n/p step through them)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not images:
+            raise UserError(f"the folder {path} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+        return images
+    if not path.is_file():
+        raise UserError(f"source image {path} does not exist; give an image file or a folder of images.")
+    return [path]
+
+
+def load_source_rgb(path, size: int, crop: bool) -> np.ndarray:
+    """A source photo as size x size RGB uint8: cropped to its face (or its centre square with crop=False)."""
+    import cv2
+    from fomm_core.crop import crop_face_image
+    from fomm_core.face import Box, crop_square
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UserError(f"{path} is not an image OpenCV can read (use JPEG or PNG).")
+    if crop:
+        square = crop_face_image(image, size).image
+    else:
+        h, w = image.shape[:2]
+        side = min(h, w)
+        square = crop_square(image, Box((w - side) // 2, (h - side) // 2, side, side), size)
+    return cv2.cvtColor(square, cv2.COLOR_BGR2RGB)
+
+
+class _RelativeAnimator:
+    """Minimal stand-in for fomm_core.engine.Animator (used only where that module is absent): source encoded
+    once, relative keypoints and Jacobians against a reference frame (the first one unless set)."""
+
+    def __init__(self, generator, kp_detector, device):
+        self.generator, self.kp_detector, self.device = generator, kp_detector, device
+        self.source = self.kp_source = self.kp_reference = None
+
+    def set_source(self, image):
+        import torch
+        with torch.inference_mode():
+            self.source = image.to(self.device)
+            self.kp_source = self.kp_detector(self.source)
+
+    def set_reference(self, frame):
+        import torch
+        with torch.inference_mode():
+            self.kp_reference = self.kp_detector(frame.to(self.device))
+
+    def reset_reference(self):
+        self.kp_reference = None
+
+    def animate(self, frames):
+        import torch
+        with torch.inference_mode():
+            frames = frames.to(self.device)
+            kp = self.kp_detector(frames)
+            if self.kp_reference is None:
+                self.kp_reference = {k: v[:1] for k, v in kp.items()}
+            ref, src = self.kp_reference, self.kp_source
+            moved = {"value": kp["value"] - ref["value"] + src["value"]}
+            if "jacobian" in kp:
+                moved["jacobian"] = kp["jacobian"] @ torch.inverse(ref["jacobian"]) @ src["jacobian"]
+            source = self.source.expand(frames.shape[0], -1, -1, -1)
+            src_kp = {k: v.expand(frames.shape[0], *v.shape[1:]) for k, v in src.items()}
+            return self.generator(source, kp_driving=moved, kp_source=src_kp)["prediction"].clamp(0, 1).cpu()
+
+
+def load_animator(checkpoint, config, device: str = "cpu", precision: str = "fp32"):
+    """(animator, model size) from a checkpoint name/path: the bundled one when `checkpoint` is None."""
+    from fomm_doctor.errors import require_torch
+    require_torch()
+    from fomm_core.checkpoint import load_checkpoints
+    from fomm_core.config import frame_size, load_config
+
+    try:
+        from fomm_doctor.checkpoint_store import resolve_checkpoint
+        path = resolve_checkpoint(checkpoint)
+    except ImportError:
+        if checkpoint is None:
+            raise UserError("no checkpoint given and none bundled in this build; pass --checkpoint FILE.") from None
+        path = checkpoint
+    generator, kp_detector = load_checkpoints(config, path, device)
+    size = 256
+    if config is not None:
+        size = frame_size(load_config(config))[0]
+    try:
+        from fomm_core.engine import Animator
+    except ImportError:
+        return _RelativeAnimator(generator, kp_detector, device), size
+    return Animator(generator, kp_detector, device=device, precision=precision, mode="relative"), size
+
+
+def to_tensor(rgb: np.ndarray):
+    """HxWx3 uint8 RGB -> [1, 3, H, W] float in 0..1."""
+    import torch
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float().div_(255)
+
+
+def to_image(batch) -> np.ndarray:
+    """[1, 3, H, W] float 0..1 -> HxWx3 uint8 RGB."""
+    return (batch[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Inference on the latest frame
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    seq: int
+    captured_at: float
+    camera: np.ndarray     # the driving crop, size x size RGB
+    image: np.ndarray      # the animated source, size x size RGB
+    face: bool             # whether a face box was in use
+
+
+class DrivingCropper:
+    """Camera frame -> the square face crop the model sees (RGB), with the box smoothed across frames."""
+
+    def __init__(self, size: int, crop: bool = True, increase: float = 0.25):
+        from fomm_core.face import FaceDetector, FaceTracker
+        self.size, self.crop, self.increase = size, crop, increase
+        self.detector = FaceDetector(max_side=240, min_face=0.15) if crop else None
+        self.tracker = FaceTracker()
+
+    def __call__(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, bool]:
+        import cv2
+        from fomm_core.face import Box, crop_square, square_box
+        h, w = frame_bgr.shape[:2]
+        box = self.tracker.update(self.detector.detect(frame_bgr)) if self.crop else None
+        if box is None:  # no face (yet), or cropping off: the centre square, which is not a fixed 640x480 guess
+            side = min(h, w)
+            square = Box((w - side) // 2, (h - side) // 2, side, side)
+        else:
+            square = square_box(box, self.increase)   # may reach past the edge: crop_square repeats the border
+        patch = crop_square(frame_bgr, square, self.size)
+        return cv2.cvtColor(patch, cv2.COLOR_BGR2RGB), box is not None   # the model wants RGB
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Outputs: recording and virtual camera
+# ---------------------------------------------------------------------------------------------------------------
+
+class Recorder:
+    """Streams RGB frames into an mp4 via the bundled ffmpeg; written to a temp file, renamed at close."""
+
+    def __init__(self, path, size: int, fps: float):
+        import imageio_ffmpeg
+        self.path = Path(path)
+        if not self.path.parent.exists():
+            raise UserError(f"the folder {self.path.parent} does not exist; choose another --output path.")
+        self.tmp = self.path.with_name(f".{self.path.stem}.partial{os.getpid()}{self.path.suffix or '.mp4'}")
+        self.frames = 0
+        self._writer = imageio_ffmpeg.write_frames(str(self.tmp), (size, size), fps=fps, codec="libx264",
+                                                   pix_fmt_in="rgb24", quality=8, macro_block_size=1,
+                                                   ffmpeg_log_level="error")
+        self._writer.send(None)
+
+    def write(self, rgb: np.ndarray, repeat: int = 1) -> None:
+        data = np.ascontiguousarray(rgb).tobytes()
+        for _ in range(repeat):
+            self._writer.send(data)
+            self.frames += 1
+
+    def close(self, keep: bool = True) -> None:
+        self._writer.close()
+        if keep and self.frames:
+            os.replace(self.tmp, self.path)
+        elif self.tmp.exists():
+            self.tmp.unlink()
+
+
+def open_virtual_camera(size: int, fps: float):
+    """(camera or None, sentence): pyvirtualcam where installed with a backend; a soft failure otherwise."""
+    try:
+        import pyvirtualcam
+    except ImportError:
+        return None, ('virtual camera off: pyvirtualcam is not installed (pip install "fomm-doctor[virtualcam]", '
+                      "plus OBS or v4l2loopback as its backend)")
+    try:
+        cam = pyvirtualcam.Camera(width=size, height=size, fps=fps)
+    except Exception as err:  # no backend: OBS / v4l2loopback / Unity Capture missing
+        return None, f"virtual camera off: pyvirtualcam found no backend ({err})"
+    return cam, f"virtual camera on: {cam.device}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The session
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class LiveOptions:
+    camera: int | str = 0
+    sources: list = field(default_factory=list)   # source image paths; n/p step through them
+    size: int = 256
+    crop: bool = True
+    window: bool = True
+    output: Path | None = None
+    max_frames: int | None = None
+    virtual_camera: bool = False
+    open_timeout: float = 8.0
+    frame_timeout: float = 5.0
+
+
+def compose_view(source, camera, result, stats: LiveStats, last_latency: float, face: bool) -> np.ndarray:
+    """source | camera crop | result side by side (BGR, for cv2.imshow) with frames/s and latency written on."""
+    import cv2
+    panel = cv2.cvtColor(np.hstack([source, camera, result]), cv2.COLOR_RGB2BGR)
+    text = (f"{stats.fps:4.1f} fps  latency {1000 * last_latency:4.0f} ms  dropped {stats.dropped}"
+            + ("" if face else "  no face"))
+    cv2.putText(panel, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(panel, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(panel, "r/space: reference  n/p: source  q/Esc: quit", (8, panel.shape[0] - 10),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return panel
+
+
+class LiveSession:
+    """Wires capture, inference and outputs together. `run()` returns LiveStats; `notes` collects sentences
+    worth showing (virtual camera state, why it stopped)."""
+
+    def __init__(self, animator, options: LiveOptions, cropper=None):
+        self.animator = animator
+        self.options = options
+        self.stats = LiveStats()
+        self.notes: list[str] = []
+        self.cropper = cropper or DrivingCropper(options.size, options.crop)
+        self.source_index = 0
+        self.source_rgb = None
+        self._reference_requested = True     # the first frame is the reference
+        self._source_changed = True
+        self._result: Result | None = None
+        self._result_cond = threading.Condition()
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+
+    # -- controls (keys call these; safe from any thread) ----------------------------------------------------------
+    def request_reference(self):
+        self._reference_requested = True
+
+    def step_source(self, delta: int):
+        if len(self.options.sources) > 1:
+            self.source_index = (self.source_index + delta) % len(self.options.sources)
+            self._source_changed = True
+
+    def stop(self):
+        self._stop.set()
+        with self._result_cond:
+            self._result_cond.notify_all()
+
+    # -- inference thread ---------------------------------------------------------------------------------------------
+    def _load_source(self):
+        path = self.options.sources[self.source_index]
+        self.source_rgb = load_source_rgb(path, self.options.size, self.options.crop)
+        self.animator.set_source(to_tensor(self.source_rgb))
+        self._source_changed = False
+
+    def _infer_loop(self, capture: LatestFrameCapture):
+        try:
+            seq = 0
+            while not self._stop.is_set():
+                frame = capture.latest(seq, self.options.frame_timeout)
+                if frame is None:
+                    self.stats.stop_reason = capture.ended or "stopped"
+                    break
+                seq = frame.seq
+                if self._source_changed:
+                    self._load_source()
+                camera_rgb, face = self.cropper(frame.image)
+                driving = to_tensor(camera_rgb)
+                if self._reference_requested:
+                    self.animator.set_reference(driving)
+                    self._reference_requested = False
+                result = to_image(self.animator.animate(driving))
+                with self._result_cond:
+                    self._result = Result(frame.seq, frame.captured_at, camera_rgb, result, face)
+                    self.stats.processed += 1
+                    self._result_cond.notify_all()
+                if self.options.max_frames and self.stats.processed >= self.options.max_frames:
+                    self.stats.stop_reason = f"{self.options.max_frames} frames done"
+                    break
+        except BaseException as err:  # handed to the main thread, which raises it
+            self._error = err
+        finally:
+            self._stop.set()
+            with self._result_cond:
+                self._result_cond.notify_all()
+
+    # -- the caller's loop ----------------------------------------------------------------------------------------------
+    def run(self) -> LiveStats:
+        import cv2
+        opts = self.options
+        if not opts.sources:
+            raise UserError("give a source image with --source IMG (or a folder of images).")
+        self._load_source()           # a bad source image fails before the camera opens
+        capture = LatestFrameCapture(opts.camera, open_timeout=opts.open_timeout, stats=self.stats)
+        capture.open()
+        recorder = Recorder(opts.output, opts.size, capture.fps) if opts.output else None
+        vcam = None
+        if opts.virtual_camera:
+            vcam, sentence = open_virtual_camera(opts.size, capture.fps)
+            self.notes.append(sentence)
+        window = "fomm-doctor live"
+        if opts.window:
+            try:
+                cv2.namedWindow(window, cv2.WINDOW_AUTOSIZE)
+            except cv2.error:
+                capture.close()
+                if recorder:
+                    recorder.close(keep=False)
+                raise UserError("no display to open a window on; use --no-window (with --output FILE to "
+                                "record).") from None
+        worker = threading.Thread(target=self._infer_loop, args=(capture,), name="live-infer", daemon=True)
+        self.stats.started = time.perf_counter()
+        worker.start()
+        shown_seq, last_latency = 0, 0.0
+        try:
+            while True:
+                with self._result_cond:
+                    if (self._result is None or self._result.seq == shown_seq) and not self._stop.is_set():
+                        self._result_cond.wait(0.03 if opts.window else 0.5)
+                    result = self._result
+                if result is not None and result.seq != shown_seq:
+                    if recorder:  # one frame per camera frame it stands for: the recording keeps real time
+                        recorder.write(result.image, repeat=max(1, result.seq - shown_seq) if shown_seq else 1)
+                    if vcam is not None:
+                        vcam.send(np.ascontiguousarray(result.image))
+                    if opts.window:
+                        view = compose_view(self.source_rgb, result.camera, result.image, self.stats,
+                                            last_latency, result.face)
+                        cv2.imshow(window, view)
+                    last_latency = time.perf_counter() - result.captured_at
+                    self.stats.latencies.append(last_latency)
+                    shown_seq = result.seq
+                if opts.window:
+                    key = cv2.waitKey(1) & 0xFF
+                    if key in (ord("q"), 27):
+                        self.stats.stop_reason = "quit"
+                        break
+                    if key in (ord("r"), ord(" ")):
+                        self.request_reference()
+                    elif key == ord("n"):
+                        self.step_source(+1)
+                    elif key == ord("p"):
+                        self.step_source(-1)
+                if self._stop.is_set() and (self._result is None or self._result.seq == shown_seq):
+                    break
+        finally:
+            self.stop()
+            worker.join(timeout=5.0)
+            capture.close()
+            self.stats.ended = time.perf_counter()
+            if recorder:
+                recorder.close(keep=recorder.frames > 0)  # a run cut short keeps what it recorded
+            if vcam is not None:
+                vcam.close()
+            if opts.window:
+                cv2.destroyAllWindows()
+        if self._error is not None:
+            raise self._error
+        return self.stats

@@ -1,0 +1,194 @@
+"""`fomm-doctor live` headless on real clips of a real face, with a tiny random model saved as a checkpoint."""
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+torch = pytest.importorskip("torch")
+
+from conftest import run_cli  # noqa: E402
+from fomm_doctor.errors import UserError  # noqa: E402
+from fomm_doctor.live import (LatestFrameCapture, LiveOptions, LiveSession, LiveStats, load_animator,  # noqa: E402
+                              parse_camera)
+from test_face import FACE_JPG, write_face_clip  # noqa: E402
+
+TINY = {
+    "dataset_params": {"frame_shape": [64, 64, 3]},
+    "model_params": {
+        "common_params": {"num_kp": 4, "num_channels": 3, "estimate_jacobian": True},
+        "kp_detector_params": {"temperature": 0.1, "block_expansion": 8, "max_features": 32,
+                               "scale_factor": 0.5, "num_blocks": 3},
+        "generator_params": {"block_expansion": 8, "max_features": 32, "num_down_blocks": 2,
+                             "num_bottleneck_blocks": 1, "estimate_occlusion_map": True,
+                             "dense_motion_params": {"block_expansion": 8, "max_features": 32, "num_blocks": 3,
+                                                     "scale_factor": 0.5}},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from fomm_core.config import build_models
+    torch.manual_seed(0)
+    generator, kp_detector = build_models(TINY)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth.tar"
+    torch.save({"generator": generator.state_dict(), "kp_detector": kp_detector.state_dict(), "config": TINY}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory):
+    import yaml
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+@pytest.fixture(scope="module")
+def moving_face_clip(tmp_path_factory):
+    # the face sways left and right, 30 frames at 25 fps, with audio (ignored by live)
+    positions = [(60 + round(20 * np.sin(i / 4)), 40) for i in range(30)]
+    return write_face_clip(tmp_path_factory.mktemp("live") / "driving.mp4", positions)[0]
+
+
+def frames_and_size(path):
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    cap.release()
+    return n, size
+
+
+def test_parse_camera():
+    assert parse_camera("0") == 0 and parse_camera(" 2 ") == 2
+    assert parse_camera("clip.mp4") == "clip.mp4" and parse_camera("rtsp://x/1") == "rtsp://x/1"
+
+
+def test_cli_live_headless_records_the_result(moving_face_clip, tiny_checkpoint, tiny_config, tmp_path):
+    out = tmp_path / "out.mp4"
+    r = run_cli("live", "--no-window", "--source", FACE_JPG, "--camera", moving_face_clip,
+                "--checkpoint", tiny_checkpoint, "--config", tiny_config, "--output", out, "--max-frames", "8",
+                timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "frames animated" in r.stdout and "recorded" in r.stdout
+    n, size = frames_and_size(out)
+    assert size == (64, 64)   # the model's size, from the config
+    # 8 results; each stands for the camera frames it covered, so at least 8 and no more than the clip has
+    assert 8 <= n <= 30
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_session_animates_face_crops_in_rgb_and_drops_rather_than_queues(moving_face_clip, tiny_checkpoint,
+                                                                       tiny_config):
+    animator, size = load_animator(str(tiny_checkpoint), str(tiny_config))
+    seen = []
+
+    class SlowSpy:  # a slow model: frames must be dropped, never queued; and it must be given RGB
+        def set_source(self, img):
+            animator.set_source(img)
+
+        def set_reference(self, frame):
+            animator.set_reference(frame)
+
+        def animate(self, frames):
+            seen.append(frames.clone())
+            time.sleep(0.12)  # 3 camera frames at 25 fps
+            return animator.animate(frames)
+
+    session = LiveSession(SlowSpy(), LiveOptions(camera=str(moving_face_clip), sources=[FACE_JPG], size=size,
+                                                 window=False))
+    stats = session.run()
+    assert stats.stop_reason == "end of the video file"
+    assert 5 <= stats.processed <= 15 and stats.dropped >= 10
+    assert stats.processed + stats.dropped <= stats.captured <= 30
+    # latency stays bounded by about one model step (+ a frame), it does not grow as a queue would
+    assert stats.p95_latency < 0.5
+    # the driving crops follow the face: skin-toned (red > blue in RGB order) in the centre of the crop
+    centre = torch.stack([f[0, :, 24:40, 24:40].mean(dim=(1, 2)) for f in seen])
+    assert (centre[:, 0] > centre[:, 2]).all(), "frames reached the model in BGR, or the crop missed the face"
+
+
+def test_latest_frame_capture_reports_a_stalled_camera_quickly(moving_face_clip):
+    stats = LiveStats()
+    cap = LatestFrameCapture(str(moving_face_clip), stats=stats)
+    cap.open()
+    first = cap.latest(0, timeout=2)
+    assert first is not None and first.image.shape == (240, 320, 3)
+    # the driver stops answering (an unplugged camera whose read() blocks): a clear sentence, quickly
+    real, release = cap._cap, threading.Event()
+
+    class Blocking:
+        def read(self):
+            release.wait(5)
+            return False, None
+
+        def release(self):
+            real.release()
+
+    cap._cap = Blocking()
+    started = time.perf_counter()
+    with pytest.raises(UserError, match="no frame from .*unplugged"):
+        while True:  # frames already captured may still be handed out; then nothing comes
+            latest = cap.latest(first.seq, timeout=0.5)
+            assert latest is not None
+            first = latest
+    assert time.perf_counter() - started < 2
+    release.set()
+    cap.close()
+
+
+def test_cli_nonexistent_camera_index_is_a_quick_clear_sentence(tiny_checkpoint, tiny_config):
+    started = time.perf_counter()
+    r = run_cli("live", "--no-window", "--source", FACE_JPG, "--camera", "57", "--checkpoint", tiny_checkpoint,
+                "--config", tiny_config, timeout=60)
+    assert r.returncode == 2 and "camera 57" in r.stderr and "Traceback" not in r.stderr
+    assert time.perf_counter() - started < 30
+
+
+def test_cli_camera_unplugged_mid_run(tmp_path, tiny_checkpoint, tiny_config, ffmpeg_exe):
+    """A stream that delivers frames and then stops answering (ffmpeg serving MJPEG over HTTP on 127.0.0.1,
+    killed mid-run) must end with a sentence and a non-zero exit, not a hang."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [ffmpeg_exe, "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25",
+         "-f", "mpjpeg", "-listen", "1", f"http://127.0.0.1:{port}/cam.mjpg"],
+        stdin=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        killer = threading.Timer(4.0, server.kill)
+        killer.start()
+        started = time.perf_counter()
+        r = run_cli("live", "--no-window", "--no-crop", "--source", FACE_JPG, "--camera",
+                    f"http://127.0.0.1:{port}/cam.mjpg", "--checkpoint", tiny_checkpoint, "--config", tiny_config,
+                    "--output", tmp_path / "o.mp4", timeout=60)
+        killer.cancel()
+    finally:
+        server.kill()
+        server.wait()
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert "unplugged" in r.stderr or "stopped delivering" in r.stderr, r.stderr
+    assert time.perf_counter() - started < 30
+
+
+def test_cli_bad_inputs(tmp_path, moving_face_clip, tiny_checkpoint):
+    r = run_cli("live", "--no-window", "--source", tmp_path / "nope.jpg", "--camera", moving_face_clip,
+                "--checkpoint", tiny_checkpoint)
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    r = run_cli("live", "--no-window", "--source", FACE_JPG, "--camera", tmp_path / "missing.mp4",
+                "--checkpoint", tiny_checkpoint)
+    assert r.returncode == 2 and "neither a camera index nor an existing video" in r.stderr
+
+
+def test_virtual_camera_soft_failure(moving_face_clip, tiny_checkpoint, tiny_config, tmp_path):
+    r = run_cli("live", "--no-window", "--virtual-camera", "--source", FACE_JPG, "--camera", moving_face_clip,
+                "--checkpoint", tiny_checkpoint, "--config", tiny_config, "--max-frames", "2", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "virtual camera" in r.stderr
