@@ -9,8 +9,15 @@ Content is a dict path -> bytes, or path -> callable(Request) -> Reply (for redi
 HTML confirmation pages). Faults are scripted per path and consumed one per request, in order; a fault
 with `times=None` applies to every request. Range requests are honoured (206 + Content-Range) unless
 the server is made with `ranges=False`. `throttle` limits bytes per second per connection.
+
+Also here: `build_wheel` / `fake_torch_wheel` (real installable wheels made with zipfile) and `simple_routes`
+(a PEP 691/503 index of them to serve).
 """
+import base64
 import hashlib
+import json
+import os
+import zipfile
 import re
 import socket
 import struct
@@ -18,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Callable, Optional, Union
 from urllib.parse import urlsplit, parse_qs
 
@@ -338,3 +346,95 @@ class FaultServer:
                 ahead = hit.sent / self.throttle - (time.monotonic() - t0)
                 if ahead > 0:
                     time.sleep(ahead)
+
+
+# ---- real wheels and a simple index for them ----------------------------------------------------------------
+
+# A stand-in `torch` with just enough API for the installer's verification step (and a version).
+FAKE_TORCH = '''
+__version__ = "{version}"
+float32 = "float32"
+
+class version:
+    cuda = {cuda!r}
+
+class cuda:
+    @staticmethod
+    def is_available():
+        return False
+
+class Tensor:
+    def __init__(self, rows):
+        self.rows = rows
+    def reshape(self, r, c):
+        flat = [x for row in self.rows for x in row]
+        return Tensor([flat[i * c:(i + 1) * c] for i in range(r)])
+    @property
+    def T(self):
+        return Tensor([list(col) for col in zip(*self.rows)])
+    def __matmul__(self, other):
+        return Tensor([[sum(a * b for a, b in zip(row, col)) for col in zip(*other.rows)] for row in self.rows])
+    def sum(self):
+        return sum(x for row in self.rows for x in row)
+
+def arange(n, dtype=None):
+    return Tensor([[float(i) for i in range(n)]])
+'''
+
+
+def _b64(digest: bytes) -> str:
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def build_wheel(folder: Path, name: str, version: str, files: dict, requires=(), tag="py3-none-any") -> Path:
+    """Write `<name>-<version>-<tag>.whl` holding `files` {archive path: bytes}; returns its path."""
+    dist = f"{name.replace('-', '_')}-{version}"
+    meta = "\n".join(["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+                     + [f"Requires-Dist: {r}" for r in requires]) + "\n"
+    wheel = f"Wheel-Version: 1.0\nGenerator: fomm-doctor-tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
+    entries = dict(files)
+    entries[f"{dist}.dist-info/METADATA"] = meta.encode()
+    entries[f"{dist}.dist-info/WHEEL"] = wheel.encode()
+    record = [f"{p},sha256={_b64(hashlib.sha256(b).digest())},{len(b)}" for p, b in entries.items()]
+    record.append(f"{dist}.dist-info/RECORD,,")
+    entries[f"{dist}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
+    path = Path(folder) / f"{dist}-{tag}.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for p, b in entries.items():
+            z.writestr(p, b)
+    return path
+
+
+def fake_torch_wheel(folder: Path, version="9.1.0+cpu", cuda=None, payload_bytes=0, requires=()) -> Path:
+    """A `torch` wheel; `payload_bytes` of incompressible data make it large enough to cut mid-file."""
+    files = {"torch/__init__.py": FAKE_TORCH.format(version=version, cuda=cuda).encode()}
+    if payload_bytes:
+        files["torch/_payload.bin"] = os.urandom(payload_bytes)
+    return build_wheel(folder, "torch", version, files, requires)
+
+
+def simple_routes(wheels: list, files_prefix="/files/") -> dict:
+    """FaultServer routes for a PEP 691/503 index of `wheels`: /simple/<project>/ (JSON when asked) + files."""
+    by_project = {}
+    routes = {}
+    for w in wheels:
+        data = Path(w).read_bytes()
+        project = w.name.split("-", 1)[0].replace("_", "-").lower()
+        url = files_prefix + w.name.replace("+", "%2B")
+        routes[files_prefix + w.name.replace("+", "%2B")] = data
+        routes[files_prefix + w.name] = data
+        by_project.setdefault(project, []).append((w.name, url, hashlib.sha256(data).hexdigest(), len(data)))
+    for project, entries in by_project.items():
+        js = json.dumps({"meta": {"api-version": "1.0"}, "name": project,
+                         "files": [{"filename": n, "url": u, "hashes": {"sha256": h}, "size": s}
+                                   for n, u, h, s in entries]}).encode()
+        html = ("<!DOCTYPE html><html><body>" + "".join(
+            f'<a href="{u}#sha256={h}" data-requires-python="&gt;=3.8">{n}</a><br/>' for n, u, h, _ in entries)
+            + "</body></html>").encode()
+
+        def page(req, js=js, html=html):
+            if "application/vnd.pypi.simple.v1+json" in req.headers.get("accept", ""):
+                return Reply(200, js, {"Content-Type": "application/vnd.pypi.simple.v1+json"})
+            return Reply(200, html, {"Content-Type": "text/html"})
+        routes[f"/simple/{project}/"] = page
+    return routes
