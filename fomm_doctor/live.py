@@ -435,15 +435,46 @@ class LiveOptions:
     frame_timeout: float = 5.0
 
 
+def window_problem() -> str | None:
+    """Why an OpenCV window cannot open here (a sentence), or None.
+
+    OpenCV's Qt build does not raise when there is no display: Qt aborts the whole process. So on Linux the
+    display is checked first, and opening a window is tried in a throwaway subprocess.
+    """
+    import subprocess
+    import sys
+
+    import cv2
+    gui = next((line.split(":", 1)[1].strip() for line in cv2.getBuildInformation().splitlines()
+                if line.strip().startswith("GUI:")), "")
+    if gui.upper() == "NONE":
+        return "this OpenCV has no window support (a -headless build); use --no-window, or install opencv-python"
+    if sys.platform.startswith("linux"):
+        display = os.environ.get("DISPLAY")
+        if not display:
+            return "there is no display (DISPLAY is not set); use --no-window, with --output FILE to record"
+        probe = "import cv2; cv2.namedWindow('probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
+        try:
+            done = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=15)
+        except subprocess.TimeoutExpired:
+            return f"opening a window on display {display} did not finish; use --no-window"
+        if done.returncode != 0:
+            return f"no window can be opened on display {display}; use --no-window, with --output FILE to record"
+    return None
+
+
 def compose_view(source, camera, result, stats: LiveStats, last_latency: float, face: bool) -> np.ndarray:
     """source | camera crop | result side by side (BGR, for cv2.imshow) with frames/s and latency written on."""
     import cv2
-    panel = cv2.cvtColor(np.hstack([source, camera, result]), cv2.COLOR_RGB2BGR)
+    tiles = [t if t.shape[0] >= 256 else cv2.resize(t, (256, 256), interpolation=cv2.INTER_NEAREST)
+             for t in (source, camera, result)]   # small models: tiles big enough to see and to hold the text
+    panel = cv2.cvtColor(np.hstack(tiles), cv2.COLOR_RGB2BGR)
     text = (f"{stats.fps:4.1f} fps  latency {1000 * last_latency:4.0f} ms  dropped {stats.dropped}"
             + ("" if face else "  no face"))
-    cv2.putText(panel, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(panel, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    cv2.putText(panel, "r/space: reference  n/p: source  q/Esc: quit", (8, panel.shape[0] - 10),
+    for top, bottom in ((0, 28), (panel.shape[0] - 24, panel.shape[0])):  # darkened bands keep text legible
+        panel[top:bottom] = (panel[top:bottom] * 0.35).astype(np.uint8)
+    cv2.putText(panel, text, (8, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(panel, "r/space: reference  n/p: source  q/Esc: quit", (8, panel.shape[0] - 8),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
     return panel
 
@@ -525,6 +556,10 @@ class LiveSession:
         opts = self.options
         if not opts.sources:
             raise UserError("give a source image with --source IMG (or a folder of images).")
+        if opts.window:
+            problem = window_problem()
+            if problem:
+                raise UserError(problem + ".")
         self._load_source()           # a bad source image fails before the camera opens
         capture = LatestFrameCapture(opts.camera, open_timeout=opts.open_timeout, stats=self.stats)
         capture.open()
@@ -536,12 +571,12 @@ class LiveSession:
         window = "fomm-doctor live"
         if opts.window:
             try:
-                cv2.namedWindow(window, cv2.WINDOW_AUTOSIZE)
-            except cv2.error:
+                cv2.namedWindow(window, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no Qt toolbar
+            except cv2.error:  # the checks in window_problem() passed, yet no window
                 capture.close()
                 if recorder:
                     recorder.close(keep=False)
-                raise UserError("no display to open a window on; use --no-window (with --output FILE to "
+                raise UserError("no window could be opened; use --no-window (with --output FILE to "
                                 "record).") from None
         worker = threading.Thread(target=self._infer_loop, args=(capture,), name="live-infer", daemon=True)
         self.stats.started = time.perf_counter()

@@ -192,3 +192,11 @@ def test_virtual_camera_soft_failure(moving_face_clip, tiny_checkpoint, tiny_con
                 "--checkpoint", tiny_checkpoint, "--config", tiny_config, "--max-frames", "2", timeout=120)
     assert r.returncode == 0, r.stderr
     assert "virtual camera" in r.stderr
+
+
+def test_cli_window_without_a_display_is_a_sentence_not_an_abort(moving_face_clip, tiny_checkpoint, tiny_config):
+    # OpenCV's Qt build aborts the process (SIGABRT) when it cannot reach a display; we must say so first
+    env = {"DISPLAY": "", "WAYLAND_DISPLAY": ""}
+    r = run_cli("live", "--source", FACE_JPG, "--camera", moving_face_clip, "--checkpoint", tiny_checkpoint,
+                "--config", tiny_config, "--max-frames", "1", env=env, timeout=60)
+    assert r.returncode == 2 and "--no-window" in r.stderr, r.stderr
