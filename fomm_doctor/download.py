@@ -323,9 +323,10 @@ class ResumableDownload:
                 except _Retryable as exc:
                     last = str(exc)
                     now = self.part.stat().st_size if self.part.exists() else 0
-                    if now > high:  # progress: a drop after new bytes does not count against this mirror
-                        high, failures = now, 0
-                        self._wait(1, exc.wait)
+                    if now > high:  # progress: a drop after new bytes does not count against this mirror;
+                        high, failures = now, 0  # reconnect at once (unless the server asked for a pause)
+                        if exc.wait:
+                            self._wait(1, exc.wait)
                         meta = self._load_sidecar()
                         continue
                     failures += 1
@@ -403,7 +404,7 @@ class ResumableDownload:
                         if url_index >= len(self.urls):
                             raise DownloadError(f"Could not download {self.dest.name}: {exc} on every source; "
                                                 f"run the same command again to continue where it stopped.")
-                    else:
+                    elif failures or exc.wait:  # a drop after progress reconnects at once
                         self._wait(max(1, failures), exc.wait)
                 except _UrlDead as exc:
                     url_index, failures = url_index + 1, 0

@@ -143,6 +143,7 @@ class FaultServer:
         self.etag = etag
         self.log: list = []
         self._scripts: dict = {}
+        self._etags: dict = {}
         self._lock = threading.Lock()
         self._httpd = None
         self._thread = None
@@ -242,6 +243,16 @@ class FaultServer:
         except (ConnectionError, BrokenPipeError, socket.timeout, OSError):
             pass  # the client went away
 
+    def _etag(self, data: bytes) -> str:
+        key = (id(data), len(data))  # hashing 100 MB on every request would dominate a benchmark
+        with self._lock:
+            cached = self._etags.get(key)
+        if cached is None or cached[0] is not data:
+            cached = (data, '"%s"' % hashlib.sha1(data).hexdigest()[:16])
+            with self._lock:
+                self._etags[key] = cached
+        return cached[1]
+
     def _send_head(self, h, status: int, headers: dict, hit: Hit):
         hit.status = status
         h.send_response(status)
@@ -296,7 +307,7 @@ class FaultServer:
         if self.ranges:
             headers["Accept-Ranges"] = "bytes"
         if self.etag:
-            headers["ETag"] = '"%s"' % hashlib.sha1(route if isinstance(route, bytes) else body).hexdigest()[:16]
+            headers["ETag"] = self._etag(route if isinstance(route, bytes) else body)
         headers.update(extra_headers)
         rng = parse_range(req.headers.get("range"), total) if self.ranges and not isinstance(fault, IgnoreRange) \
             else None
