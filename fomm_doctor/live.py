@@ -264,8 +264,10 @@ class _RelativeAnimator:
     """Minimal stand-in for fomm_core.engine.Animator (used only where that module is absent): source encoded
     once, relative keypoints and Jacobians against a reference frame (the first one unless set)."""
 
-    def __init__(self, generator, kp_detector, device):
-        self.generator, self.kp_detector, self.device = generator, kp_detector, device
+    def __init__(self, generator, kp_detector, device, precision="fp32"):
+        import torch
+        self.generator, self.kp_detector, self.device = generator, kp_detector, torch.device(device)
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         self.source = self.kp_source = self.kp_reference = None
 
     def set_source(self, image):
@@ -284,6 +286,9 @@ class _RelativeAnimator:
 
     def animate(self, frames):
         import torch
+        from contextlib import nullcontext
+        # keypoints and their 2x2 algebra in float32 (cheap, and precision-sensitive); the generator may be half
+        half = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else nullcontext())
         with torch.inference_mode():
             frames = frames.to(self.device)
             kp = self.kp_detector(frames)
@@ -295,7 +300,22 @@ class _RelativeAnimator:
                 moved["jacobian"] = kp["jacobian"] @ torch.inverse(ref["jacobian"]) @ src["jacobian"]
             source = self.source.expand(frames.shape[0], -1, -1, -1)
             src_kp = {k: v.expand(frames.shape[0], *v.shape[1:]) for k, v in src.items()}
-            return self.generator(source, kp_driving=moved, kp_source=src_kp)["prediction"].clamp(0, 1).cpu()
+            with half:
+                out = self.generator(source, kp_driving=moved, kp_source=src_kp)["prediction"]
+            return out.float().clamp(0, 1).cpu()
+
+
+def model_size(checkpoint_path, config) -> int:
+    """The frame size the model was trained at: from the config given, else the one the checkpoint carries."""
+    from fomm_core.config import frame_size, load_config
+    if config is not None:
+        return frame_size(load_config(config))[0]
+    try:  # mmap: reads the small `config` entry without loading the weights a second time
+        import torch
+        carried = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True).get("config")
+        return frame_size(carried)[0] if isinstance(carried, dict) else 256
+    except Exception:  # a legacy-format file (the published ones, all 256) cannot be mmapped
+        return 256
 
 
 def load_animator(checkpoint, config, device: str = "cpu", precision: str = "fp32"):
@@ -303,7 +323,6 @@ def load_animator(checkpoint, config, device: str = "cpu", precision: str = "fp3
     from fomm_doctor.errors import require_torch
     require_torch()
     from fomm_core.checkpoint import load_checkpoints
-    from fomm_core.config import frame_size, load_config
 
     try:
         from fomm_doctor.checkpoint_store import resolve_checkpoint
@@ -313,13 +332,11 @@ def load_animator(checkpoint, config, device: str = "cpu", precision: str = "fp3
             raise UserError("no checkpoint given and none bundled in this build; pass --checkpoint FILE.") from None
         path = checkpoint
     generator, kp_detector = load_checkpoints(config, path, device)
-    size = 256
-    if config is not None:
-        size = frame_size(load_config(config))[0]
+    size = model_size(path, config)
     try:
         from fomm_core.engine import Animator
     except ImportError:
-        return _RelativeAnimator(generator, kp_detector, device), size
+        return _RelativeAnimator(generator, kp_detector, device, precision), size
     return Animator(generator, kp_detector, device=device, precision=precision, mode="relative"), size
 
 

@@ -69,15 +69,14 @@ def test_parse_camera():
     assert parse_camera("clip.mp4") == "clip.mp4" and parse_camera("rtsp://x/1") == "rtsp://x/1"
 
 
-def test_cli_live_headless_records_the_result(moving_face_clip, tiny_checkpoint, tiny_config, tmp_path):
+def test_cli_live_headless_records_the_result(moving_face_clip, tiny_checkpoint, tmp_path):
     out = tmp_path / "out.mp4"
     r = run_cli("live", "--no-window", "--source", FACE_JPG, "--camera", moving_face_clip,
-                "--checkpoint", tiny_checkpoint, "--config", tiny_config, "--output", out, "--max-frames", "8",
-                timeout=120)
+                "--checkpoint", tiny_checkpoint, "--output", out, "--max-frames", "8", timeout=120)
     assert r.returncode == 0, r.stderr
     assert "frames animated" in r.stdout and "recorded" in r.stdout
     n, size = frames_and_size(out)
-    assert size == (64, 64)   # the model's size, from the config
+    assert size == (64, 64)   # the model's size, from the config the checkpoint carries
     # 8 results; each stands for the camera frames it covered, so at least 8 and no more than the clip has
     assert 8 <= n <= 30
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
