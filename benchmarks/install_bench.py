@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from httpfaults import FaultServer, Reset, Stall, Status, fake_torch_wheel, simple_routes  # noqa: E402
+from httpfaults import FaultServer, Corrupt, Pass, Reset, Stall, Status, fake_torch_wheel, simple_routes  # noqa: E402
 
 
 def big_torch_wheel(folder: Path, size_mb: int) -> Path:
@@ -51,7 +51,14 @@ def main():
     ap.add_argument("--stall-s", type=float, default=8.0)
     ap.add_argument("--timeout", type=int, default=4)
     ap.add_argument("--connections", type=int, default=4)
+    ap.add_argument("--scenario", choices=["drops", "corrupt", "all"], default="all",
+                    help="drops: resets and a stall; corrupt: one response arrives with a flipped byte")
     args = ap.parse_args()
+    for scenario in (["drops", "corrupt"] if args.scenario == "all" else [args.scenario]):
+        bench(args, scenario)
+
+
+def bench(args, scenario):
 
     work = Path(tempfile.mkdtemp(prefix="install-bench-"))
     wheel = big_torch_wheel(work, args.size_mb)
@@ -81,8 +88,13 @@ def main():
     for name, cmd in contenders:
         with FaultServer(simple_routes([wheel]), throttle=int(args.throttle_mbps * 1_000_000)) as srv:
             srv.script("/simple/torch/", Status(503))
-            srv.script(path, Reset(after=drop), Stall(after=drop // 2, seconds=args.stall_s),
-                       Reset(after=drop, times=None))
+            if scenario == "drops":
+                srv.script(path, Reset(after=drop), Stall(after=drop // 2, seconds=args.stall_s),
+                           Reset(after=drop, times=None))
+            elif "--connections" in name:  # after the 1-byte probe, the range holding the middle byte is corrupted
+                srv.script(path, Pass(), Corrupt(at=wheel.stat().st_size // 2, times=args.connections))
+            else:
+                srv.script(path, Corrupt(at=wheel.stat().st_size // 2))
             index = srv.url("/simple/")
             if cmd is None:
                 conns = "1" if "1 connection" in name else str(args.connections)
@@ -100,10 +112,11 @@ def main():
                      "file_requests": len(hits), "range_resumes": resumed, "mb_served": round(mb, 1),
                      "last_line": tail if rc else ""})
 
-    print(f"\n{args.size_mb} MB wheel, {args.throttle_mbps:g} MB/s per connection, reset every "
-          f"{args.drop_every_mb:g} MB, one {args.stall_s:g} s stall, first index request 503, timeout "
-          f"{args.timeout} s\n")
-    print(f"{'tool':42} {'wall s':>7} {'exit':>5} {'installed':>12} {'requests':>9} {'resumes':>8} {'MB served':>10}")
+    faults = (f"reset every {args.drop_every_mb:g} MB, one {args.stall_s:g} s stall" if scenario == "drops"
+              else "one response with a flipped byte in the middle of the file")
+    print(f"\nscenario {scenario}: {args.size_mb} MB wheel, {args.throttle_mbps:g} MB/s per connection, {faults}, "
+          f"first index request 503, timeout {args.timeout} s\n")
+    print(f"{'tool':42} {'wall s':>7} {'exit':>5} {'installed':>12} {'requests':>9} {'ranged>0':>8} {'MB served':>10}")
     for r in rows:
         print(f"{r['tool']:42} {r['wall_s']:>7} {str(r['exit']):>5} {r['installed']:>12} {r['file_requests']:>9} "
               f"{r['range_resumes']:>8} {r['mb_served']:>10}")
