@@ -367,29 +367,68 @@ class Result:
 class DrivingCropper:
     """Camera frame -> the square face crop the model sees (RGB), with the box smoothed across frames.
 
-    Detection costs ~50 ms on a CPU. Next to a slow model it runs every frame; next to a fast one (a GPU at
-    25 frames/s) it runs only as often as keeps it under ~`budget` of the time, and the tracker holds the box
-    in between (a head moves little in 0.2 s).
+    Detection costs ~50 ms on a CPU, as much as a GPU's whole frame. So once a face is being tracked, detection
+    runs in its own thread on the newest frame handed to it, paced to use at most ~`budget` of the time, and the
+    model's frames use the tracker's current box without waiting (a head moves little in 0.2 s). Until a face
+    is found (the first frame, which becomes the reference pose) detection runs in line, so the very first
+    crop is already the face.
     """
 
-    def __init__(self, size: int, crop: bool = True, increase: float = 0.25, budget: float = 0.25):
+    def __init__(self, size: int, crop: bool = True, increase: float = 0.25, budget: float = 0.25,
+                 background: bool = True):
         from fomm_core.face import FaceDetector, FaceTracker
         self.size, self.crop, self.increase, self.budget = size, crop, increase, budget
+        self.background = background
         self.detector = FaceDetector(max_side=240, min_face=0.15) if crop else None
         self.tracker = FaceTracker()
         self.detect_cost = 0.0          # running mean of one detection's seconds
         self.last_detect = -math.inf    # perf_counter() at the last detection
         self.detections = 0
+        self._lock = threading.Lock()
+        self._pending = None            # the newest frame waiting for the detection thread (one slot, no queue)
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._thread = None
+
+    def _detect(self, frame_bgr):
+        started = time.perf_counter()
+        found = self.detector.detect(frame_bgr)
+        cost = time.perf_counter() - started
+        with self._lock:
+            self.detect_cost = cost if self.detections == 0 else 0.8 * self.detect_cost + 0.2 * cost
+            self.last_detect, self.detections = started, self.detections + 1
+            return self.tracker.update(found)
+
+    def _detect_loop(self):
+        while not self._closed.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                frame, self._pending = self._pending, None
+            if frame is None:
+                continue
+            self._detect(frame)
+            self._closed.wait(self.detect_cost * (1 / self.budget - 1))  # stay within the time budget
 
     def _box(self, frame_bgr):
-        now = time.perf_counter()
-        if now - self.last_detect < self.detect_cost / self.budget:
-            return self.tracker.box
-        found = self.detector.detect(frame_bgr)
-        cost = time.perf_counter() - now
-        self.detect_cost = cost if self.detections == 0 else 0.8 * self.detect_cost + 0.2 * cost
-        self.last_detect, self.detections = now, self.detections + 1
-        return self.tracker.update(found)
+        with self._lock:
+            box = self.tracker.box
+            due = time.perf_counter() - self.last_detect >= self.detect_cost / self.budget
+        if box is None or not self.background:
+            return self._detect(frame_bgr) if due else box
+        with self._lock:
+            self._pending = frame_bgr
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._detect_loop, name="live-face", daemon=True)
+            self._thread.start()
+        self._wake.set()
+        return box
+
+    def close(self):
+        self._closed.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
 
     def __call__(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, bool]:
         import cv2
@@ -651,6 +690,8 @@ class LiveSession:
         finally:
             self.stop()
             worker.join(timeout=5.0)
+            if hasattr(self.cropper, "close"):
+                self.cropper.close()
             capture.close()
             self.stats.ended = time.perf_counter()
             if recorder:

@@ -209,3 +209,22 @@ def test_fast_model_detects_faces_less_often_than_it_animates(moving_face_clip, 
     assert stats.processed == 20
     # detection (~50 ms on a CPU) is kept to a fraction of the time; the tracker holds the box in between
     assert 1 <= session.cropper.detections < stats.processed
+
+
+def test_face_box_follows_a_moving_face_from_the_background_thread(tmp_path):
+    from fomm_doctor.live import DrivingCropper
+    from fomm_core.face import iou
+    from test_face import planted_frame
+    cropper = DrivingCropper(64)
+    try:
+        first, truth0 = planted_frame(h=240, w=320, x=20, y=40, scale=0.8)
+        _, found = cropper(first)
+        assert found and cropper.detections == 1      # first frame: detected in line
+        moved, truth1 = planted_frame(h=240, w=320, x=140, y=40, scale=0.8)
+        deadline = time.perf_counter() + 5
+        while iou(cropper.tracker.box, truth1) < 0.5 and time.perf_counter() < deadline:
+            cropper(moved)                               # never blocks on detection
+            time.sleep(0.02)
+        assert iou(cropper.tracker.box, truth1) >= 0.5
+    finally:
+        cropper.close()
