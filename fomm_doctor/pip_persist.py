@@ -3,6 +3,7 @@ writes on this platform), so later `pip install`s use it too. Shows the change f
 changes nothing.
 """
 import configparser
+import difflib
 import os
 import tempfile
 from pathlib import Path
@@ -59,14 +60,14 @@ def _host(url: str) -> Optional[str]:
 
 
 def describe_change(change: dict) -> str:
-    """A few lines for the terminal (credentials masked)."""
+    """The changed lines of the config file, diff style (credentials masked)."""
     if not change["changed"]:
         return f"{change['path']} already sets this index; nothing to change."
-    old = [l for l in change["before"].splitlines() if "index-url" in l and not l.lstrip().startswith("#")]
-    new = [l for l in change["after"].splitlines() if "index-url" in l or "trusted-host" in l]
-    lines = [f"{change['path']}:"] + [f"  - {mask_credentials(l.split('=', 1)[1].strip())}" if "=" in l
-                                       else f"  - {l}" for l in old]
-    lines += [f"  + {l.split('=', 1)[0].strip()} = {mask_credentials(l.split('=', 1)[1].strip())}" for l in new]
+    lines = [f"{change['path']}" + ("" if change["before"] else " (new file)") + ":"]
+    for line in difflib.ndiff(change["before"].splitlines(), change["after"].splitlines()):
+        if line[:2] in ("- ", "+ "):
+            key, sep, value = line[2:].partition("=")
+            lines.append(f"  {line[0]} {key.strip()}{' = ' + mask_credentials(value.strip()) if sep else ''}")
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from fomm_doctor.pip_persist import apply_change, persist_change
+from fomm_doctor.pip_persist import apply_change, describe_change, persist_change
 from httpfaults import (Corrupt, FaultServer, Reply, Reset, Stall, Status, build_wheel, fake_torch_wheel,
                         simple_routes)
 
@@ -117,6 +117,9 @@ def test_persist_writes_user_pip_config_once(tmp_path):
     conf.write_text("# mine\n[global]\ntimeout = 60\n\n[install]\nuser = false\n")
     change = persist_change("https://pypi.tuna.tsinghua.edu.cn/simple/", facts)
     assert change["changed"] and change["path"] == str(conf)
+    assert describe_change(change).splitlines()[1:] == ["  + index-url = https://pypi.tuna.tsinghua.edu.cn/simple/"]
+    secret = persist_change("https://me:s3cret@pkgs.example.com/simple/", facts)
+    assert "s3cret" not in describe_change(secret) and "me:****@pkgs.example.com" in describe_change(secret)
     apply_change(change)
     text = conf.read_text()
     assert "# mine" in text and "timeout = 60" in text and "[install]" in text
