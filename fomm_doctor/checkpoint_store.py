@@ -317,7 +317,23 @@ def _read(path):
     try:
         return read_checkpoint(path)
     except FommError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(_truncated_zip(path) or str(exc)) from None
+
+
+def _truncated_zip(path) -> Optional[str]:
+    """torch.load reports some cut-short zip checkpoints as a bare OSError: a file that starts like a zip but
+    has no central directory at its end is one whose download stopped early."""
+    import zipfile
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return None
+    if head == b"PK\x03\x04" and path.is_file() and not zipfile.is_zipfile(path):
+        return (f"{path} is incomplete ({path.stat().st_size:,} bytes; the download was cut short); "
+                "download it again and compare its size and sha256.")
+    return None
 
 
 def recognise(checkpoint: dict, path, hint: Optional[str] = None) -> str:
@@ -334,8 +350,9 @@ def recognise(checkpoint: dict, path, hint: Optional[str] = None) -> str:
     else:
         name = detect_config(gen, kp)
     if name is None:
-        raise UserError(f"{path} holds FOMM weights that fit none of the shipped configs; it was trained with "
-                        "a config of its own: pass that YAML with --config when you animate.")
+        raise UserError(f"{path} holds FOMM weights that fit none of the shipped configs{_closest(gen, kp)}; "
+                        "it was trained with a config of its own (pass that YAML with --config when you "
+                        "animate), or the file is damaged.")
     config = checkpoint["config"] if name == "carried" else load_config(name)
     if isinstance(config, dict) and "model_params" not in config:
         config = {"model_params": config}
@@ -348,6 +365,25 @@ def recognise(checkpoint: dict, path, hint: Optional[str] = None) -> str:
             raise UserError(f"{path} does not load strictly into its config {name} ({label}: {first.strip()}); "
                             "the file is damaged or from a modified model.") from None
     return name
+
+
+def _closest(gen: dict, kp: dict) -> str:
+    """' (closest: vox-256, where generator.final.bias is missing)': the shipped config with the fewest
+    differing entries and its first difference; '' when nothing is close."""
+    from fomm_core.config import config_shapes, shipped_configs, state_shapes
+
+    have = {"generator": state_shapes(gen), "kp_detector": state_shapes(kp)}
+    best = None
+    for name in shipped_configs():
+        want = dict(zip(("generator", "kp_detector"), config_shapes(name)))
+        diffs = [f"{m}.{k}" + (" is missing" if k not in have[m] else " is unexpected" if k not in want[m]
+                               else f" is {list(have[m][k])} instead of {list(want[m][k])}")
+                 for m in want for k in sorted(set(want[m]) | set(have[m])) if have[m].get(k) != want[m].get(k)]
+        if best is None or len(diffs) < len(best[1]):
+            best = (name, diffs)
+    if not best or len(best[1]) > 10:
+        return ""
+    return f" (closest: {best[0]}, where {best[1][0]})"
 
 
 # ---------------------------------------------------------------- placing files

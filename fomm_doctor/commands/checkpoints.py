@@ -1,11 +1,111 @@
-"""`fomm-doctor checkpoints ...` (placeholder until its issue lands)."""
+"""`fomm-doctor checkpoints ...`: list, fetch, add, slim, verify. Parsing and rendering only; the work is in
+fomm_doctor.checkpoint_store."""
+import json
+from pathlib import Path
+from typing import Optional
+
 import typer
 
 app = typer.Typer(help="Find, fetch, verify and register FOMM checkpoints.", no_args_is_help=True)
 
+DIR_HELP = "Checkpoint folder to use instead of the per-user one (also: env FOMM_CHECKPOINTS_DIR)."
+
+
+def _mb(n) -> str:
+    return "?" if n is None else f"{n / 1e6:,.1f} MB"
+
+
+def _state(row: dict) -> str:
+    if not row["present"]:
+        return "not downloaded"
+    verified = row["present"][0]["verified"]
+    return {True: "verified", False: "MISMATCH", None: "present (no sha256 to compare)"}[verified]
+
 
 @app.command("list")
-def list_() -> None:
-    """Not available yet."""
-    typer.echo("fomm-doctor checkpoints is not available in this build yet.", err=True)
-    raise typer.Exit(2)
+def list_(as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+          dir: Optional[Path] = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
+    """What is known, what is present where, verified or not, with sizes."""
+    from fomm_doctor.checkpoint_store import checkpoint_facts
+    facts = checkpoint_facts(dir)
+    if as_json:
+        typer.echo(json.dumps(facts, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title="FOMM checkpoints")
+    for col in ("name", "config", "file", "size", "state", "where"):
+        table.add_column(col)
+    for row in facts["checkpoints"]:
+        here = row["present"][0] if row["present"] else None
+        table.add_row(row["name"], row["config"] or "?", row["file"],
+                      _mb(here["size"] if here else row["size"]), _state(row), here["path"] if here else "")
+    console = Console()
+    console.print(table)
+    console.print(f"searched: {', '.join(facts['dirs'])}")
+    console.print(f"new checkpoints go to: {facts['store']}")
+
+
+@app.command()
+def fetch(name: str = typer.Argument(..., help="A name from `checkpoints list`, e.g. vox."),
+          mirror: Optional[str] = typer.Option(None, "--mirror", help="A URL, or a source kind/host to use "
+                                               "(github-release, gdrive-folder, yandex, s3...)."),
+          dir: Optional[Path] = typer.Option(None, "--dir", help=DIR_HELP),
+          connections: int = typer.Option(1, "--connections", help="Parallel connections per file.")) -> None:
+    """Download a published checkpoint: resumable, failing over between its mirrors, verified."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
+    from fomm_doctor.checkpoint_store import fetch as do_fetch
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task(name, total=None)
+        result = do_fetch(name, mirror=mirror, override_dir=dir, connections=connections,
+                          progress=lambda done, total: bar.update(task, completed=done, total=total))
+    how = {"sha256": "sha256 verified", "md5": "md5 verified",
+           "load": "no published sha256: checked that it loads strictly"}[result.verified_by]
+    typer.echo(f"{result.name}: {result.path} ({how}; config {result.config}; sha256 {result.sha256})")
+
+
+@app.command()
+def add(path: Path = typer.Argument(..., help="The .pth.tar you downloaded (do not unzip it)."),
+        name: Optional[str] = typer.Option(None, "--name", help="Name to use it by (default: from the file)."),
+        link: bool = typer.Option(False, "--link", help="Link to the file instead of copying it."),
+        dir: Optional[Path] = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
+    """Register a checkpoint file you have: checked, recognised and placed where animate finds it by name."""
+    from fomm_doctor.checkpoint_store import add as do_add
+    result = do_add(path, name=name, link=link, override_dir=dir)
+    typer.echo(f"added {result.name}: {result.path} ({result.placed}; config {result.config}; "
+               f"{_mb(result.size)}; sha256 {result.sha256})")
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"use it with: fomm-doctor animate --checkpoint {result.name} ...")
+
+
+@app.command()
+def slim(name: str = typer.Argument(..., help="A checkpoint name or path."),
+         half: bool = typer.Option(False, "--half", help="Store weights as float16 (half the size again)."),
+         out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output file."),
+         dir: Optional[Path] = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
+    """Write an inference-only copy (generator + keypoint detector), loadable by the original code too."""
+    from fomm_doctor.checkpoint_store import slim as do_slim
+    result = do_slim(name, half=half, out=out, override_dir=dir)
+    typer.echo(f"wrote {result.path}: {_mb(result.size)} (from {_mb(result.original_size)}; "
+               f"config {result.config}{'; float16 storage' if half else ''})")
+
+
+@app.command()
+def verify(name: Optional[str] = typer.Argument(None, help="One checkpoint name (default: all present)."),
+           dir: Optional[Path] = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
+    """Compare present checkpoint files with their recorded sha256."""
+    from fomm_doctor.checkpoint_store import list_checkpoints
+    from fomm_doctor.errors import UserError
+    rows = [r for r in list_checkpoints(dir) if r["present"] and (name is None or r["name"] == name)]
+    if name is not None and not rows:
+        raise UserError(f"no checkpoint named '{name}' is present; see `fomm-doctor checkpoints list`.")
+    bad = 0
+    for r in rows:
+        for p in r["present"]:
+            state = {True: "ok", False: "MISMATCH", None: "no sha256 recorded"}[p["verified"]]
+            bad += p["verified"] is False
+            typer.echo(f"{r['name']}: {p['path']}: {state}")
+    if bad:
+        raise UserError(f"{bad} checkpoint file(s) do not match their sha256: delete them and fetch again.", 1)
