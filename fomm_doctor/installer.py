@@ -142,7 +142,7 @@ def make_plan(opts: InstallOptions, *, py: Optional[dict] = None, nv: Optional[d
 
     mirror = mirrors.resolve_mirror(opts.mirror, idx, pip_cfg, probe=probe)
     plan = {
-        "python": {k: py.get(k) for k in ("executable", "version", "bits", "platform", "machine", "in_venv")},
+        "python": {k: py.get(k) for k in ("executable", "version", "bits", "platform", "machine", "in_venv", "pip")},
         "tags": py["tags"][:3], "tags_source": py.get("tags_source"),
         "nvidia": {"driver_version": nv.get("driver_version"),
                    "gpus": [{"name": n, "compute_capability": c} for n, c in wheel_choice.gpu_ccs(nv)]},
@@ -299,6 +299,8 @@ def execute(plan: dict, opts: InstallOptions, *, progress: Optional[Callable] = 
             say: Optional[Callable] = None) -> dict:
     """Download, install and verify as planned -> outcome dict. Raises UserError on failure."""
     python = plan["python"]["executable"]
+    if not plan["python"].get("pip"):
+        raise UserError(f"The Python at {python} has no pip; run `{python} -m ensurepip --upgrade` and try again.")
     outcome = {"torch": None, "packages": None, "verify": None}
     t = plan.get("torch")
     if t and t["already_installed"]:
