@@ -160,21 +160,30 @@ def test_cli_camera_unplugged_mid_run(tmp_path, tiny_checkpoint, tiny_config, ff
         [ffmpeg_exe, "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25",
          "-f", "mpjpeg", "-listen", "1", f"http://127.0.0.1:{port}/cam.mjpg"],
         stdin=subprocess.DEVNULL)
+
+    def unplug_once_streaming():
+        # the recording's temp file appears right after the stream is open: then let a second of frames pass
+        deadline = time.perf_counter() + 50
+        while not list(tmp_path.glob(".o.partial*")) and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        server.kill()
+
     try:
-        time.sleep(0.5)
-        killer = threading.Timer(4.0, server.kill)
+        killer = threading.Thread(target=unplug_once_streaming, daemon=True)
         killer.start()
         started = time.perf_counter()
         r = run_cli("live", "--no-window", "--no-crop", "--source", FACE_JPG, "--camera",
                     f"http://127.0.0.1:{port}/cam.mjpg", "--checkpoint", tiny_checkpoint, "--config", tiny_config,
                     "--output", tmp_path / "o.mp4", timeout=60)
-        killer.cancel()
     finally:
         server.kill()
         server.wait()
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
     assert "unplugged" in r.stderr or "stopped delivering" in r.stderr, r.stderr
     assert time.perf_counter() - started < 30
+    n, size = frames_and_size(tmp_path / "o.mp4")   # what was recorded before the loss is kept
+    assert n >= 1 and size == (64, 64)
 
 
 def test_cli_bad_inputs(tmp_path, moving_face_clip, tiny_checkpoint):
