@@ -324,13 +324,11 @@ def load_animator(checkpoint, config, device: str = "cpu", precision: str = "fp3
     require_torch()
     from fomm_core.checkpoint import load_checkpoints
 
-    try:
-        from fomm_doctor.checkpoint_store import resolve_checkpoint
-        path = resolve_checkpoint(checkpoint)
-    except ImportError:
-        if checkpoint is None:
-            raise UserError("no checkpoint given and none bundled in this build; pass --checkpoint FILE.") from None
-        path = checkpoint
+    from fomm_doctor.checkpoint_store import resolve_checkpoint
+
+    resolved = resolve_checkpoint(checkpoint)        # a path, a known name, or None for the bundled one
+    path = Path(resolved)
+    config = config or resolved.config               # a known checkpoint names the config it fits
     generator, kp_detector = load_checkpoints(config, path, device)
     size = model_size(path, config)
     try:
