@@ -25,6 +25,8 @@ def live(
 
     if max_frames is not None and max_frames < 1:
         raise UserError("--max-frames must be at least 1.")
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise UserError(f"--precision must be fp32, bf16 or fp16, not '{precision}'.")
     sources = live_loop.list_sources(source)
     animator, size = live_loop.load_animator(checkpoint, config, device, precision)
     options = live_loop.LiveOptions(camera=live_loop.parse_camera(camera), sources=sources, size=size,
