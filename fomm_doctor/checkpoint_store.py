@@ -599,13 +599,23 @@ def _reason(exc: Exception) -> str:
 
 
 def _full_page(session, exc, timeout: float) -> str:
-    """The whole confirmation page (the downloader keeps only its first 4 KiB); the head when it cannot."""
+    """The confirmation page: the downloader keeps only its first 4 KiB, which holds a whole small page;
+    a longer one is asked for again (streamed, HTML only, at most 1 MB)."""
+    head = exc.response_text_head
+    if "</html>" in head.lower() or len(head) < 4000:
+        return head
     try:
-        resp = session.get(exc.url, timeout=timeout)
-        text = resp.text[:1_000_000]
-        return text if "<" in text else exc.response_text_head
+        with session.get(exc.url, timeout=timeout, stream=True) as resp:
+            if "text/html" not in resp.headers.get("Content-Type", "").lower():
+                return head
+            body = b""
+            for block in resp.iter_content(64 * 1024):
+                body += block
+                if len(body) > 1_000_000:
+                    break
+            return body.decode(resp.encoding or "utf-8", "replace")
     except Exception:  # the head we have is still worth parsing
-        return exc.response_text_head
+        return head
 
 
 def _accept(path: Path, entry: dict, digest: str, source: dict) -> tuple:
