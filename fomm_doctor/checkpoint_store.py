@@ -302,10 +302,10 @@ def list_checkpoints(override_dir=None, hash_files=True) -> list[dict]:
     return rows
 
 
-def checkpoint_facts(override_dir=None) -> dict:
+def checkpoint_facts(override_dir=None, hash_files=True) -> dict:
     """Plain data for `fomm-doctor check`: the folders searched and one row per known checkpoint."""
     return {"dirs": [str(d) for d in checkpoint_dirs(override_dir)], "store": str(store_dir(override_dir)),
-            "checkpoints": list_checkpoints(override_dir)}
+            "checkpoints": list_checkpoints(override_dir, hash_files)}
 
 
 # ---------------------------------------------------------------- reading and recognising a file
@@ -501,8 +501,8 @@ def _candidate_urls(source: dict, file_name: str, session, timeout: float) -> li
             raise LookupError(f"{file_name} is not at the top of that folder")
         return [cd.google_drive_file_url(share)]
     if kind == "yandex" or cd.is_yandex(url):
-        folder = source.get("folder", kind == "yandex" and "/d/" in url and source.get("is_folder", True))
-        api = cd.yandex_download_api_url(url, file_name if folder else None)
+        # the authors' links are folders holding every model; a source marks a single-file link folder: false
+        api = cd.yandex_download_api_url(url, file_name if source.get("folder", True) else None)
         resp = session.get(api, timeout=timeout)
         resp.raise_for_status()
         href = resp.json().get("href")

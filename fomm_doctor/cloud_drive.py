@@ -82,8 +82,17 @@ def google_drive_folder_listing_url(url: str) -> Optional[str]:
 
 
 def google_drive_file_in_listing(page: str, file_name: str) -> Optional[str]:
-    """In a folder listing page, the share link of the entry titled `file_name`, or None."""
-    for m in re.finditer(r"<a\b([^>]*)>(.*?)</a>", page, re.I | re.S):
+    """In a folder listing page (`<div class="flip-entry" id="entry-ID">...<div class="flip-entry-title">NAME`),
+    the share link of the file called `file_name`, or None (subfolders are not entered)."""
+    blocks = re.split(r'(?=id="entry-)', page)
+    for block in blocks[1:]:
+        entry_id = re.match(r'id="entry-([\w-]+)"', block)
+        title = re.search(r'flip-entry-title[^>]*>([^<]*)<', block)
+        if "/folders/" in block.split("flip-entry-title", 1)[0]:
+            continue  # a subfolder, not a file
+        if entry_id and title and html.unescape(title.group(1)).strip() == file_name:
+            return f"https://drive.google.com/file/d/{entry_id.group(1)}/view"
+    for m in re.finditer(r"<a\b([^>]*)>(.*?)</a>", page, re.I | re.S):  # a plain list of links
         label = html.unescape(re.sub(r"<[^>]+>", "", m.group(2))).strip()
         href = _attrs(m.group(1)).get("href", "")
         if label == file_name and "/file/d/" in href:
