@@ -336,9 +336,10 @@ def _truncated_zip(path) -> Optional[str]:
     return None
 
 
-def recognise(checkpoint: dict, path, hint: Optional[str] = None) -> str:
+def recognise(checkpoint: dict, path, hint: Optional[str] = None) -> Optional[str]:
     """The config a read checkpoint fits, proved by a strict load: `hint` (a manifest entry's config) when it
-    fits, else the config it carries ('carried'), else the shipped config its shapes fit."""
+    fits, else None when it carries its own config (ours do; loaders use that), else the shipped config its
+    shapes fit."""
     from fomm_core.config import build_models, detect_config, load_config, matching_configs
 
     gen, kp = checkpoint["generator"], checkpoint["kp_detector"]
@@ -364,7 +365,7 @@ def recognise(checkpoint: dict, path, hint: Optional[str] = None) -> str:
             first = str(exc).split("\n\t", 2)[1] if "\n\t" in str(exc) else str(exc)[:200]
             raise UserError(f"{path} does not load strictly into its config {name} ({label}: {first.strip()}); "
                             "the file is damaged or from a modified model.") from None
-    return name
+    return None if name == "carried" else name
 
 
 def _closest(gen: dict, kp: dict) -> str:
@@ -423,7 +424,7 @@ def _link(src: Path, dest: Path) -> str:
 class Added:
     name: str
     path: Path
-    config: str
+    config: Optional[str]  # None: the config stored in the file
     sha256: str
     size: int
     placed: str  # "copy", "symlink", "hardlink" or "in place"
@@ -481,9 +482,10 @@ class Fetched:
     path: Path
     url: str
     sha256: str
-    config: str
-    verified_by: str  # "sha256" or "load"
+    config: Optional[str]
+    verified_by: str  # "sha256", "md5" (a source's published md5) or "load"
     attempts: list  # [(url, outcome)] in the order tried
+    already: bool = False  # it was present and verified: nothing downloaded
 
 
 def _candidate_urls(source: dict, file_name: str, session, timeout: float) -> list:
@@ -545,6 +547,9 @@ def fetch(name: str, mirror: Optional[str] = None, override_dir=None, progress: 
     sources = _mirror_sources(entry, mirror)
     folder = store_dir(override_dir)
     dest = folder / entry["file"]
+    if dest.is_file() and entry.get("sha256") and verify(dest, entry["sha256"]):
+        return Fetched(entry["name"], dest, "", entry["sha256"].lower(), entry.get("config"), "sha256", [],
+                       already=True)
     folder.mkdir(parents=True, exist_ok=True)
     session = session or requests.Session()
     session.headers.setdefault("User-Agent", "fomm-doctor")
@@ -586,6 +591,8 @@ def fetch(name: str, mirror: Optional[str] = None, override_dir=None, progress: 
                                "added": time.strftime("%Y-%m-%dT%H:%M:%S")})
             attempts.append((source["url"], "ok"))
             return Fetched(entry["name"], dest, url, digest, config, verified_by, attempts)
+        else:
+            attempts.append((source["url"], "it kept answering confirmation pages"))
     first = next((s["url"] for s in entry.get("sources", [])), None)
     tried = "; ".join(f"{u}: {why}" for u, why in attempts) or "no source listed"
     manual = (f"download {entry['file']} by hand" + (f" (e.g. from {first})" if first else "") +
@@ -643,7 +650,7 @@ class Slimmed:
     path: Path
     size: int
     original_size: int
-    config: str
+    config: Optional[str]
     half: bool
 
 

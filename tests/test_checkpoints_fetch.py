@@ -117,6 +117,9 @@ def test_fetch_through_confirmation_and_drop_then_use_by_name(vox_file, env, tmp
         assert 0 < hits[1].range_start <= len(data) // 3
         assert hits[1].status == 206 and hits[1].sent == len(data) - hits[1].range_start
         assert srv.hits("/gone/vox-cpk.pth.tar")[0].status == 404  # failed over from the dead mirror
+        r = run_cli("checkpoints", "fetch", "vox", env=env)  # a second fetch finds it verified in place
+        assert r.returncode == 0 and "already present, sha256 verified" in r.stdout
+        assert len(srv.hits("/download")) == 2
     target = home / "vox-cpk.pth.tar"
     assert target.read_bytes() == data
     assert not list(home.glob("*.fetching")) and not list(home.glob("*.part"))

@@ -227,3 +227,13 @@ def test_checkpoint_facts_is_plain_data(good_file, home):
     assert facts["store"] == str(home)
     vox = next(r for r in facts["checkpoints"] if r["name"] == "vox")
     assert vox["present"] and vox["present"][0]["size"] == good_file.stat().st_size
+
+
+def test_add_a_checkpoint_that_carries_its_config(shapes_only, tmp_path):
+    # ours carry the config they were built from: the loader uses it, so no shipped config is named
+    path = tmp_path / "ours.pth.tar"
+    torch.save({**shapes_only["vox-256"], "config": load_config("vox-256")}, path)
+    added = store.add(path, name="ours")
+    assert added.config is None
+    resolved = store.resolve_checkpoint("ours")
+    assert resolved.config is None and resolved.path == added.path

@@ -62,7 +62,12 @@ def fetch(name: str = typer.Argument(..., help="A name from `checkpoints list`, 
                           progress=lambda done, total: bar.update(task, completed=done, total=total))
     how = {"sha256": "sha256 verified", "md5": "md5 verified",
            "load": "no published sha256: checked that it loads strictly"}[result.verified_by]
-    typer.echo(f"{result.name}: {result.path} ({how}; config {result.config}; sha256 {result.sha256})")
+    if result.already:
+        how = "already present, " + how
+    for url, outcome in result.attempts[:-1]:
+        typer.echo(f"skipped {url}: {outcome}", err=True)
+    typer.echo(f"{result.name}: {result.path} ({how}; config {result.config or 'stored in the file'}; "
+               f"sha256 {result.sha256})")
 
 
 @app.command()
@@ -73,7 +78,7 @@ def add(path: Path = typer.Argument(..., help="The .pth.tar you downloaded (do n
     """Register a checkpoint file you have: checked, recognised and placed where animate finds it by name."""
     from fomm_doctor.checkpoint_store import add as do_add
     result = do_add(path, name=name, link=link, override_dir=dir)
-    typer.echo(f"added {result.name}: {result.path} ({result.placed}; config {result.config}; "
+    typer.echo(f"added {result.name}: {result.path} ({result.placed}; config {result.config or 'stored in the file'}; "
                f"{_mb(result.size)}; sha256 {result.sha256})")
     for note in result.notes:
         typer.echo(f"note: {note}")
@@ -89,7 +94,7 @@ def slim(name: str = typer.Argument(..., help="A checkpoint name or path."),
     from fomm_doctor.checkpoint_store import slim as do_slim
     result = do_slim(name, half=half, out=out, override_dir=dir)
     typer.echo(f"wrote {result.path}: {_mb(result.size)} (from {_mb(result.original_size)}; "
-               f"config {result.config}{'; float16 storage' if half else ''})")
+               f"config {result.config or 'stored in the file'}{'; float16 storage' if half else ''})")
 
 
 @app.command()
