@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -22,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
+from urllib.parse import urlparse
 
 from fomm_doctor.errors import UserError
 
@@ -563,8 +565,8 @@ def fetch(name: str, mirror: Optional[str] = None, override_dir=None, progress: 
         url = urls[0]
         for _hop in range(3):  # a confirmation page, then the file (one spare hop for a second page)
             try:
-                # download into a temp name: a file that fails the load check must never sit at `dest`
-                tmp = dest.with_name(dest.name + ".fetching")
+                # download into a side folder: a file that fails the load check must never sit at `dest`
+                tmp = folder / ".incoming" / dest.name
                 result = download([url], tmp, sha256=entry.get("sha256"), size=entry.get("size"),
                                   retries=retries, timeout=timeout, connections=connections, cache_dir=cache_dir,
                                   progress=progress, expect_binary=True, session=session, **tuning)
@@ -577,7 +579,7 @@ def fetch(name: str, mirror: Optional[str] = None, override_dir=None, progress: 
                 attempts.append((source["url"], cd.page_reason(page)))
                 break
             except DownloadError as exc:
-                attempts.append((source["url"], str(exc)))
+                attempts.append((source["url"], _reason(exc)))
                 break
             try:
                 verified_by, config, digest = _accept(tmp, entry, result.sha256, source)
@@ -594,14 +596,23 @@ def fetch(name: str, mirror: Optional[str] = None, override_dir=None, progress: 
         else:
             attempts.append((source["url"], "it kept answering confirmation pages"))
     first = next((s["url"] for s in entry.get("sources", [])), None)
-    tried = "; ".join(f"{u}: {why}" for u, why in attempts) or "no source listed"
+    tried = "; ".join(f"{urlparse(u).netloc or u}: {why}" for u, why in attempts) or "no source listed"
     manual = (f"download {entry['file']} by hand" + (f" (e.g. from {first})" if first else "") +
               f" and run `fomm-doctor checkpoints add PATH --name {entry['name']}`")
-    raise UserError(f"could not fetch {entry['name']} from any of its {len(sources)} sources ({tried}); {manual}.")
+    which = "its only source" if len(sources) == 1 else f"any of its {len(sources)} sources"
+    raise UserError(f"could not fetch {entry['name']} from {which} ({tried}); {manual}.")
 
 
 def _reason(exc: Exception) -> str:
+    """A few words on why a source failed, without the URL (the sentence names the host)."""
+    import requests
+    from fomm_doctor.download import DownloadError, _short
+    if isinstance(exc, requests.RequestException):
+        return _short(exc)
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, DownloadError):  # "Could not download F: REASON (tried ...); run ..." -> REASON
+        m = re.match(r"Could not download [^:]+: (.*?) \(tried \d+ source", text)
+        text = m.group(1) if m else text
     return text[:200]
 
 

@@ -122,7 +122,7 @@ def test_fetch_through_confirmation_and_drop_then_use_by_name(vox_file, env, tmp
         assert len(srv.hits("/download")) == 2
     target = home / "vox-cpk.pth.tar"
     assert target.read_bytes() == data
-    assert not list(home.glob("*.fetching")) and not list(home.glob("*.part"))
+    assert not list(home.glob("*.part")) and not list((home / ".incoming").glob("*"))
 
     # by name, from another process's point of view: resolve, then load strictly with the detected config
     resolved = store.resolve_checkpoint("vox")
@@ -169,7 +169,7 @@ def test_fetch_rejects_a_file_that_is_not_a_checkpoint_and_all_sources_down(env,
     assert text.startswith("could not fetch lab from any of its 3 sources")
     assert "not a PyTorch checkpoint" in text and "download quota" in text and "127.0.0.1:9" in text
     assert text.endswith("and run `fomm-doctor checkpoints add PATH --name lab`.")
-    assert not (home / "lab.pth.tar").exists() and not list(home.glob("*.fetching"))
+    assert not (home / "lab.pth.tar").exists() and not list((home / ".incoming").glob("*"))
     with pytest.raises(UserError, match="no source of lab matches 'yandex'"):
         store.fetch("lab", mirror="yandex")
 

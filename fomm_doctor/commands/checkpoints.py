@@ -39,7 +39,8 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Machine-readable o
     for row in facts["checkpoints"]:
         here = row["present"][0] if row["present"] else None
         table.add_row(row["name"], row["config"] or "?", row["file"],
-                      _mb(here["size"] if here else row["size"]), _state(row), here["path"] if here else "")
+                      _mb(here["size"] if here else row["size"]), _state(row),
+                      here["path"] if here else f"{row['sources']} source(s) to fetch from")
     console = Console()
     console.print(table)
     console.print(f"searched: {', '.join(facts['dirs'])}")
