@@ -105,7 +105,8 @@ def load_manifest(override=None) -> list[dict]:
     shipped = _read_json(project_dir() / MANIFEST, {"checkpoints": []}).get("checkpoints", [])
     entries = {e["name"]: dict(e) for e in shipped if isinstance(e, dict) and e.get("name")}
     order = [e["name"] for e in shipped if isinstance(e, dict) and e.get("name")]
-    for folder in {store_dir(override), user_data_dir()}:
+    folders = [store_dir(override)] + ([user_data_dir()] if override else [])  # --dir's manifest wins
+    for folder in reversed(folders):  # later merges put their sources first
         for e in _read_json(folder / MANIFEST, {"checkpoints": []}).get("checkpoints", []):
             if not isinstance(e, dict) or not e.get("name"):
                 continue

@@ -237,3 +237,15 @@ def test_add_a_checkpoint_that_carries_its_config(shapes_only, tmp_path):
     assert added.config is None
     resolved = store.resolve_checkpoint("ours")
     assert resolved.config is None and resolved.path == added.path
+
+
+def test_cli_slim_writes_an_inference_only_copy(good_file, tmp_path):
+    out = tmp_path / "out" / "vox-slim.pth.tar"
+    r = run_cli("checkpoints", "slim", good_file, "-o", out, env={"FOMM_DOCTOR_HOME": str(tmp_path / "h")})
+    assert r.returncode == 0, r.stderr
+    assert f"wrote {out}" in r.stdout and "config vox-256" in r.stdout
+    slimmed = torch.load(out, map_location="cpu", weights_only=True)
+    assert set(slimmed) == {"generator", "kp_detector"}  # discriminator, optimizers and epoch dropped
+    generator, kp_detector = build_models(load_config("vox-256"))
+    generator.load_state_dict(slimmed["generator"], strict=True)
+    kp_detector.load_state_dict(slimmed["kp_detector"], strict=True)

@@ -107,6 +107,8 @@ def verify(name: Optional[str] = typer.Argument(None, help="One checkpoint name 
     rows = [r for r in list_checkpoints(dir) if r["present"] and (name is None or r["name"] == name)]
     if name is not None and not rows:
         raise UserError(f"no checkpoint named '{name}' is present; see `fomm-doctor checkpoints list`.")
+    if not rows:
+        typer.echo("no checkpoint files present; `fomm-doctor checkpoints fetch NAME` gets one.")
     bad = 0
     for r in rows:
         for p in r["present"]:
