@@ -694,7 +694,8 @@ def slim(name_or_path, half: bool = False, out=None, override_dir=None) -> Slimm
     fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".part", dir=out.parent)
     os.close(fd)
     try:
-        torch.save(slimmed, tmp)
+        # the legacy (pre-1.6) format: the original code's pinned torch (1.0) cannot read the zip format
+        torch.save(slimmed, tmp, _use_new_zipfile_serialization=False)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

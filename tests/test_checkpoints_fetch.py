@@ -191,6 +191,7 @@ def test_slim_gives_identical_frames_and_loads_in_the_original_code(vox_file, tm
     from deep_animator.modules.generator import OcclusionAwareGenerator
     from deep_animator.modules.kp_detector import KPDetector
     params = load_config("vox-256")["model_params"]
+    assert slim32.path.read_bytes()[:1] == b"\x80"  # a plain pickle stream, as torch 1.0 wrote and reads
     slim_state = torch.load(slim32.path, map_location="cpu", weights_only=True)
     assert set(slim_state) == {"generator", "kp_detector"}
     OcclusionAwareGenerator(**params["generator_params"], **params["common_params"]).load_state_dict(
