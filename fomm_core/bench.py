@@ -1,0 +1,363 @@
+"""Benchmark: the original FOMM code against our engine's paths, on identical random weights and inputs.
+
+    python -m fomm_core.bench [--config vox-256] [--size 256] [--frames 4] [--runs 3] [--threads N] [--smoke]
+                              [--paths reference,exact,fast] [--json]
+
+Each path runs in its own subprocess (so peak RSS is that path's own) on the same seeded weights and frames;
+outputs come back to the parent, which compares every path with the reference: max abs difference and PSNR.
+The reference is deep-animator's copy of the original code with grid_sample forced to align_corners=True
+(torch 1.0's behaviour, which the checkpoints were trained with), animated as the original demo does: one frame
+at a time, the source re-encoded for every frame.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from contextlib import contextmanager
+from pathlib import Path
+
+PATHS = ("reference", "exact", "fast")
+SEED = 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Identical models and inputs
+
+
+def randomise(*modules, seed=SEED):
+    """Seeded random weights that make every parameter matter (BN statistics, the zero-init Jacobian head too)."""
+    import torch
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in modules:
+            for name, t in module.state_dict().items():
+                if not t.is_floating_point() or name.endswith("down.weight"):  # the fixed Gaussian kernel
+                    continue
+                noise = torch.randn(t.shape, generator=gen)
+                if name.endswith("running_var"):
+                    t.copy_(0.5 + torch.rand(t.shape, generator=gen))
+                elif name.endswith("running_mean") or (".norm" in name and name.endswith("bias")):
+                    t.copy_(0.1 * noise)
+                elif ".norm" in name and name.endswith("weight"):
+                    t.copy_(1 + 0.1 * noise)
+                elif name == "jacobian.weight":
+                    t.copy_(0.01 * noise)
+                elif name == "jacobian.bias":
+                    t.add_(0.1 * noise)
+                elif t.dim() == 1:
+                    t.copy_(0.05 * noise)
+                else:
+                    t.copy_(noise * t.std())
+
+
+def our_models(config_name="vox-256", seed=SEED):
+    """(generator, kp_detector) of our fomm_core, eval mode, seeded random weights."""
+    import torch
+    from .config import build_models, load_config
+    torch.manual_seed(seed)
+    generator, kp_detector = build_models(load_config(config_name))
+    randomise(generator, kp_detector, seed=seed)
+    return generator.eval(), kp_detector.eval()
+
+
+def reference_available() -> bool:
+    try:
+        import deep_animator.modules.generator  # noqa: F401
+        import deep_animator.modules.kp_detector  # noqa: F401
+        return True
+    except Exception:
+        return False
+
+
+def reference_models(config_name="vox-256", seed=SEED):
+    """The original code's modules holding exactly our seeded weights (strict load)."""
+    from deep_animator.modules.generator import OcclusionAwareGenerator
+    from deep_animator.modules.kp_detector import KPDetector
+    from .config import load_config
+    params = load_config(config_name)["model_params"]
+    generator = OcclusionAwareGenerator(**params["generator_params"], **params["common_params"])
+    kp_detector = KPDetector(**params["kp_detector_params"], **params["common_params"])
+    ours_g, ours_k = our_models(config_name, seed)
+    generator.load_state_dict(ours_g.state_dict(), strict=True)
+    kp_detector.load_state_dict(ours_k.state_dict(), strict=True)
+    return generator.eval(), kp_detector.eval()
+
+
+@contextmanager
+def training_time_grid_sample():
+    """Patch the reference modules' `F` so grid_sample defaults to align_corners=True (torch 1.0's behaviour)."""
+    import torch.nn.functional as F
+    import deep_animator.modules.dense_motion as dm
+    import deep_animator.modules.generator as gen
+
+    def grid_sample(*args, **kwargs):
+        kwargs.setdefault("align_corners", True)
+        return F.grid_sample(*args, **kwargs)
+
+    proxy = types.SimpleNamespace(**{n: getattr(F, n) for n in dir(F) if not n.startswith("__")})
+    proxy.grid_sample = grid_sample
+    saved = {m: m.F for m in (dm, gen)}
+    try:
+        for m in saved:
+            m.F = proxy
+        yield
+    finally:
+        for m, f in saved.items():
+            m.F = f
+
+
+def inputs(size=256, frames=4, seed=SEED):
+    """A smooth random source [1, 3, S, S] and driving frames [N, 3, S, S] in 0..1 (the same for every path)."""
+    import torch
+    import torch.nn.functional as F
+    gen = torch.Generator().manual_seed(seed + 1)
+    coarse = torch.rand(frames + 1, 3, 16, 16, generator=gen)
+    images = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    return images[:1].contiguous(), images[1:].contiguous()
+
+
+def reference_normalize_kp(kp_source, kp_driving, kp_initial):
+    """The original demo's normalize_kp with relative movement and Jacobians (adapt scale off), torch.inverse."""
+    import torch
+    value = kp_driving["value"] - kp_initial["value"] + kp_source["value"]
+    jacobian = torch.matmul(torch.matmul(kp_driving["jacobian"], torch.inverse(kp_initial["jacobian"])),
+                            kp_source["jacobian"])
+    return {"value": value, "jacobian": jacobian}
+
+
+def reference_animate(generator, kp_detector, source, frames, timings=None):
+    """The original demo's loop: per frame keypoints, normalize_kp, the whole generator (source re-encoded)."""
+    import torch
+    outs = []
+    with torch.no_grad(), training_time_grid_sample():
+        kp_source = kp_detector(source)
+        kp_initial = kp_detector(frames[:1])
+        for i in range(frames.shape[0]):
+            t0 = time.perf_counter()
+            kp = kp_detector(frames[i:i + 1])
+            t1 = time.perf_counter()
+            kp_norm = reference_normalize_kp(kp_source, kp, kp_initial)
+            if timings is not None:  # dense motion alone, timed separately (the generator runs it again inside)
+                generator.dense_motion_network(source_image=source, kp_driving=kp_norm, kp_source=kp_source)
+            t2 = time.perf_counter()
+            outs.append(generator(source, kp_source=kp_source, kp_driving=kp_norm)["prediction"])
+            t3 = time.perf_counter()
+            if timings is not None:
+                timings["keypoints"] += t1 - t0
+                timings["dense motion"] += t2 - t1
+                timings["generator"] += (t3 - t2) - (t2 - t1)
+    return torch.cat(outs)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One path, measured in this process
+
+
+def _peak_rss_mb() -> float:
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _stage_timer(animator, timings):
+    """Wrap the engine's stages with timers (the engine itself stays untouched)."""
+    kp_fn, dm_fn = animator._keypoints, animator._dense_motion
+
+    def keypoints(images):
+        t = time.perf_counter()
+        out = kp_fn(images)
+        timings["keypoints"] += time.perf_counter() - t
+        return out
+
+    def dense_motion(kp):
+        t = time.perf_counter()
+        out = dm_fn(kp)
+        timings["dense motion"] += time.perf_counter() - t
+        return out
+
+    animator._keypoints, animator._dense_motion = keypoints, dense_motion
+
+
+def measure_path(path, config_name="vox-256", size=256, frames=4, runs=3, batch=None, warmup=1):
+    """{'fps', 'seconds': [...], 'stages': {...} (s/frame), 'path': str, 'output': Tensor} for one path."""
+    import torch
+    source, driving = inputs(size, frames)
+    stages = {"keypoints": 0.0, "dense motion": 0.0, "generator": 0.0}
+    if path == "reference":
+        generator, kp_detector = reference_models(config_name)
+        def run(timed=None):
+            return reference_animate(generator, kp_detector, source, driving, timed)
+        description = "original code, frame by frame, align_corners=True"
+    else:
+        from .engine import Animator
+        generator, kp_detector = our_models(config_name)
+        precision = "fp32" if path == "exact" else ("bf16" if path == "fast" else path)
+        animator = Animator(generator, kp_detector, device="cpu", precision=precision)
+        del generator, kp_detector
+        batch = batch or frames
+        description = animator.path + f", batch {batch}"
+
+        def run(timed=None):
+            if timed is not None:
+                _stage_timer(animator, timed)
+            animator.set_source(source)
+            animator.reset_reference()
+            outs = []
+            for i in range(0, frames, batch):
+                t = time.perf_counter()
+                outs.append(animator.animate(driving[i:i + batch]))
+                if timed is not None:
+                    timed["generator"] += time.perf_counter() - t
+            return torch.cat(outs)
+    for _ in range(warmup):
+        output = run()
+    seconds = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        output = run()
+        seconds.append(time.perf_counter() - t)
+    run(stages)  # one more pass with per-stage timers
+    if path != "reference":
+        stages["generator"] -= stages["keypoints"] + stages["dense motion"]
+    per_frame = {k: v / frames for k, v in stages.items()}
+    return {"path": description, "fps": frames / statistics.median(seconds), "seconds": seconds,
+            "stages": per_frame, "peak_rss_mb": _peak_rss_mb(), "output": output}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The whole benchmark
+
+
+def environment(threads) -> dict:
+    import torch
+    flags = set()
+    try:
+        from .engine import cpu_flags
+        flags = cpu_flags()
+    except Exception:
+        pass
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"torch": torch.__version__, "threads": threads, "cpu": cpu, "device": "cpu",
+            "python": platform.python_version(),
+            "avx512f": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags,
+            "amx": bool({"amx_tile", "amx_bf16"} & flags)}
+
+
+def psnr(a, b) -> float:
+    mse = float(((a.float() - b.float()) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def _run_child(path, args, threads, workdir) -> dict:
+    out_file = Path(workdir) / f"{path}.pt"
+    cmd = [sys.executable, "-m", "fomm_core.bench", "--child", path, "--config", args.config,
+           "--size", str(args.size), "--frames", str(args.frames), "--runs", str(args.runs),
+           "--threads", str(threads), "--out", str(out_file)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return {"error": tail[0]}
+    import torch
+    return torch.load(out_file, weights_only=True)
+
+
+def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, paths=PATHS) -> dict:
+    """Every path in its own subprocess; the parent compares outputs. Returns a JSON-able dict."""
+    threads = threads or max(1, min(os.cpu_count() or 1, 4))
+    args = types.SimpleNamespace(config=config, size=size, frames=frames, runs=runs)
+    paths = [p for p in paths if p != "reference" or reference_available()]
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="fomm-bench-") as workdir:
+        for path in paths:
+            results[path] = _run_child(path, args, threads, workdir)
+    rows = []
+    ref = results.get("reference", {})
+    exact = results.get("exact", {})
+    for path in paths:
+        r = results[path]
+        row = {"name": path}
+        if "error" in r:
+            row["error"] = r["error"]
+            rows.append(row)
+            continue
+        row.update({k: r[k] for k in ("path", "fps", "seconds", "stages", "peak_rss_mb")})
+        if "fps" in ref and path != "reference":
+            row["speedup"] = r["fps"] / ref["fps"]
+        if "output" in ref and path != "reference":
+            row["max_abs_vs_reference"] = float((r["output"] - ref["output"]).abs().max())
+            row["psnr_vs_reference"] = psnr(r["output"], ref["output"])
+        if "output" in exact and path not in ("reference", "exact"):
+            row["psnr_vs_exact"] = psnr(r["output"], exact["output"])
+        rows.append(row)
+    return {"config": config, "size": size, "frames": frames, "runs": runs,
+            "environment": environment(threads), "reference_available": reference_available(), "rows": rows}
+
+
+def _child_main(ns) -> None:
+    import torch
+    torch.set_num_threads(ns.threads)
+    result = measure_path(ns.child, ns.config, ns.size, ns.frames, ns.runs)
+    tmp = ns.out + ".partial"
+    torch.save(result, tmp)
+    os.replace(tmp, ns.out)
+
+
+def format_text(report) -> str:
+    """A plain-text table (the CLI renders its own with rich)."""
+    env = report["environment"]
+    lines = [f"{report['config']} {report['size']}x{report['size']}, {report['frames']} frames x "
+             f"{report['runs']} runs; torch {env['torch']}, {env['threads']} threads, {env['cpu']} "
+             f"(avx512f {env['avx512f']}, avx512_bf16 {env['avx512_bf16']}, amx {env['amx']})"]
+    for row in report["rows"]:
+        if "error" in row:
+            lines.append(f"{row['name']:<10} failed: {row['error']}")
+            continue
+        st = row["stages"]
+        lines.append(f"{row['name']:<10} {row['fps']:6.2f} fps  x{row.get('speedup', 1):.2f}  "
+                     f"rss {row['peak_rss_mb']:.0f} MB  max|d| {row.get('max_abs_vs_reference', 0):.2e}  "
+                     f"psnr {row.get('psnr_vs_reference', float('inf')):.1f} dB  "
+                     f"kp {st['keypoints']*1e3:.0f} / dm {st['dense motion']*1e3:.0f} / "
+                     f"gen {st['generator']*1e3:.0f} ms/frame  [{row['path']}]")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fomm_core.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="vox-256")
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--frames", type=int, default=4)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--paths", default=",".join(PATHS))
+    p.add_argument("--smoke", action="store_true", help="128x128, 2 frames, 1 run (for CI)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    ns = p.parse_args(argv)
+    if ns.child:
+        _child_main(ns)
+        return 0
+    if ns.smoke:
+        ns.size, ns.frames, ns.runs = 128, 2, 1
+    report = run_benchmark(ns.config, ns.size, ns.frames, ns.runs, ns.threads, ns.paths.split(","))
+    print(json.dumps(report, indent=2) if ns.json else format_text(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
