@@ -1,0 +1,90 @@
+"""The engine against the original code (exact path, 1e-4) and the fast path against the exact one (PSNR)."""
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed")
+
+from fomm_core import bench  # noqa: E402
+from fomm_core.engine import Animator, choose_precision  # noqa: E402
+from fomm_core.errors import FommError  # noqa: E402
+
+SIZE, FRAMES = 128, 3
+
+
+@pytest.fixture(scope="module")
+def models():
+    return bench.our_models("vox-256")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return bench.inputs(SIZE, FRAMES)
+
+
+@pytest.fixture(scope="module")
+def exact_out(models, data):
+    animator = Animator(*models, precision="fp32")
+    animator.set_source(data[0])
+    return animator.animate(data[1])
+
+
+def test_exact_path_matches_the_original_code(exact_out, data):
+    if not bench.reference_available():
+        pytest.skip("the reference FOMM code is missing: pip install --no-deps deep-animator")
+    reference = bench.reference_animate(*bench.reference_models("vox-256"), *data)
+    assert exact_out.shape == reference.shape == (FRAMES, 3, SIZE, SIZE)
+    assert exact_out.dtype == torch.float32 and exact_out.device.type == "cpu"
+    assert (exact_out - reference).abs().max() <= 1e-4
+    assert (reference[1:] - reference[:1]).abs().max() > 1e-3  # the frames really differ: motion is transferred
+
+
+def test_batches_and_frame_by_frame_agree_and_reference_is_kept(models, data, exact_out):
+    animator = Animator(*models, precision="fp32")
+    animator.set_source(data[0])
+    outs = [animator.animate(data[1][i:i + 1]) for i in range(FRAMES)]  # reference = first frame of the first call
+    assert (torch.cat(outs) - exact_out).abs().max() <= 1e-5
+    animator.reset_reference()
+    animator.set_reference(data[1][1:2])
+    shifted = animator.animate(data[1][1:2])
+    assert (shifted - exact_out[0:1]).abs().max() <= 1e-5  # same frame as reference -> the source's own pose
+
+
+def test_absolute_mode_equals_the_generator_forward(models, data):
+    generator, kp_detector = models
+    animator = Animator(generator, kp_detector, precision="fp32", mode="absolute")
+    animator.set_source(data[0])
+    out = animator.animate(data[1][:2])
+    with torch.inference_mode():
+        kp_src = kp_detector(data[0])
+        kp_drv = kp_detector(data[1][:2])
+        expected = generator(data[0].expand(2, -1, -1, -1), kp_driving=kp_drv,
+                             kp_source={k: v.expand(2, *v.shape[1:]) for k, v in kp_src.items()})["prediction"]
+    assert (out - expected).abs().max() <= 1e-4
+
+
+def test_fast_path_agrees_with_exact_path(models, data, exact_out):
+    animator = Animator(*models, precision="bf16")
+    assert "bf16" in animator.path
+    animator.set_source(data[0])
+    fast = animator.animate(data[1])
+    assert fast.dtype == torch.float32
+    assert bench.psnr(fast, exact_out) >= 35
+
+
+def test_user_modules_are_left_alone(models):
+    generator, kp_detector = models
+    before = {k: v.clone() for k, v in generator.state_dict().items()}
+    Animator(generator, kp_detector)
+    after = generator.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert isinstance(generator.first.norm, torch.nn.BatchNorm2d)
+
+
+def test_choose_precision_and_bad_options():
+    assert choose_precision("cpu", "auto") == "fp32"
+    assert choose_precision("cpu", "fp16") == "bf16"
+    assert choose_precision("cpu", "BF16") == "bf16"
+    assert choose_precision("cuda", "auto") == "fp16"
+    with pytest.raises(FommError, match="precision"):
+        choose_precision("cpu", "int8")
+    with pytest.raises(FommError, match="mode"):
+        Animator(torch.nn.Identity(), torch.nn.Identity(), mode="sideways")
