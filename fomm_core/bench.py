@@ -276,14 +276,45 @@ def _run_child(path, args, threads, workdir) -> dict:
     return torch.load(out_file, weights_only=True)
 
 
-def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, paths=PATHS) -> dict:
-    """Every path in its own subprocess; the parent compares outputs. Returns a JSON-able dict."""
+def size_unit(config_name) -> int:
+    """Frame sizes must be multiples of this: every hourglass and the generator halve the image several times."""
+    from .config import load_config
+    params = load_config(config_name)["model_params"]
+    kp, gen = params["kp_detector_params"], params["generator_params"]
+    dm = gen.get("dense_motion_params") or {}
+    units = [2 ** gen["num_down_blocks"], 2 ** kp["num_blocks"] / kp.get("scale_factor", 1)]
+    if dm:
+        units.append(2 ** dm["num_blocks"] / dm.get("scale_factor", 1))
+    return int(math.ceil(max(units)))
+
+
+def check_options(config="vox-256", size=256, frames=4, runs=3, threads=None, paths=PATHS) -> None:
+    """Raise FommError with one sentence for options the benchmark cannot run with."""
+    from .errors import FommError
+    unit = size_unit(config)
+    if size < unit or size % unit:
+        raise FommError(f"--size must be a multiple of {unit} for {config} (its networks halve the image that often).")
+    if frames < 1 or runs < 1 or (threads is not None and threads < 1):
+        raise FommError("--frames, --runs and --threads must be at least 1.")
+    unknown = [p for p in paths if p not in PATHS]
+    if unknown or not paths:
+        raise FommError(f"unknown path {', '.join(unknown) or '(none)'}; choose from: {', '.join(PATHS)}.")
+
+
+def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, paths=PATHS, on_path=None) -> dict:
+    """Every path in its own subprocess; the parent compares outputs. Returns a JSON-able dict.
+
+    on_path(name) is called as each path starts (for progress display).
+    """
+    check_options(config, size, frames, runs, threads, paths)
     threads = threads or max(1, min(os.cpu_count() or 1, 4))
     args = types.SimpleNamespace(config=config, size=size, frames=frames, runs=runs)
     paths = [p for p in paths if p != "reference" or reference_available()]
     results = {}
     with tempfile.TemporaryDirectory(prefix="fomm-bench-") as workdir:
         for path in paths:
+            if on_path is not None:
+                on_path(path)
             results[path] = _run_child(path, args, threads, workdir)
     rows = []
     ref = results.get("reference", {})
@@ -354,7 +385,12 @@ def main(argv=None) -> int:
         return 0
     if ns.smoke:
         ns.size, ns.frames, ns.runs = 128, 2, 1
-    report = run_benchmark(ns.config, ns.size, ns.frames, ns.runs, ns.threads, ns.paths.split(","))
+    from .errors import FommError
+    try:
+        report = run_benchmark(ns.config, ns.size, ns.frames, ns.runs, ns.threads, ns.paths.split(","))
+    except FommError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(json.dumps(report, indent=2) if ns.json else format_text(report))
     return 0
 
