@@ -318,7 +318,7 @@ def model_size(checkpoint_path, config) -> int:
         return 256
 
 
-def load_animator(checkpoint, config, device: str = "cpu", precision: str = "fp32"):
+def load_animator(checkpoint, config, device: str = "cpu", precision: str = "auto"):
     """(animator, model size) from a checkpoint name/path: the bundled one when `checkpoint` is None."""
     from fomm_doctor.errors import require_torch
     require_torch()
@@ -564,6 +564,7 @@ class LiveSession:
         self.source_index = 0
         self.source_rgb = None
         self._reference_requested = True     # the first frame is the reference
+        self._reference = None               # the driving frame [1, 3, H, W] of the current reference pose
         self._source_changed = True
         self._result: Result | None = None
         self._result_cond = threading.Condition()
@@ -589,6 +590,8 @@ class LiveSession:
         path = self.options.sources[self.source_index]
         self.source_rgb = load_source_rgb(path, self.options.size, self.options.crop)
         self.animator.set_source(to_tensor(self.source_rgb))
+        if self._reference is not None:  # a new photo keeps the reference pose the user chose
+            self.animator.set_reference(self._reference)
         self._source_changed = False
 
     def _infer_loop(self, capture: LatestFrameCapture):
@@ -606,7 +609,7 @@ class LiveSession:
                 driving = to_tensor(camera_rgb)
                 if self._reference_requested:
                     self.animator.set_reference(driving)
-                    self._reference_requested = False
+                    self._reference, self._reference_requested = driving, False
                 result = to_image(self.animator.animate(driving))
                 with self._result_cond:
                     self._result = Result(frame.seq, frame.captured_at, camera_rgb, result, face)

@@ -237,3 +237,32 @@ def test_face_box_follows_a_moving_face_from_the_background_thread(tmp_path):
         assert iou(cropper.tracker.box, truth1) >= 0.5
     finally:
         cropper.close()
+
+
+def test_next_source_keeps_the_reference_pose(moving_face_clip, tiny_checkpoint, tmp_path):
+    animator, size = load_animator(str(tiny_checkpoint), None)
+    other = tmp_path / "b.png"
+    cv2.imwrite(str(other), cv2.imread(str(FACE_JPG))[:, ::-1])
+    calls, session = [], None
+
+    class Spy:
+        def set_source(self, img):
+            calls.append(("source", round(float(img.sum()), 2)))
+            animator.set_source(img)
+
+        def set_reference(self, frame):
+            calls.append(("reference", round(float(frame.sum()), 2)))
+            animator.set_reference(frame)
+
+        def animate(self, frames):
+            if session.stats.processed == 2:
+                session.step_source(+1)   # as the `n` key does
+            return animator.animate(frames)
+
+    session = LiveSession(Spy(), LiveOptions(camera=str(moving_face_clip), sources=[FACE_JPG, other], size=size,
+                                             window=False, max_frames=5))
+    assert session.run().processed == 5
+    kinds = [k for k, _ in calls]
+    assert kinds == ["source", "reference", "source", "reference"], calls
+    assert calls[0][1] != calls[2][1]      # another photo...
+    assert calls[1] == calls[3]            # ...animated from the same reference pose

@@ -13,7 +13,8 @@ def live(
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Checkpoint name or path (default: bundled)."),
     config: Optional[str] = typer.Option(None, "--config", help="Config name or YAML (default: from the checkpoint)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 or mps."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16."),
+    precision: str = typer.Option("auto", "--precision",
+                                  help="auto (fp32 on CPU, fp16 on CUDA), fp32, bf16 or fp16."),
     no_window: bool = typer.Option(False, "--no-window", help="No window (machines without a display)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Record the result to this mp4."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many animated frames."),
@@ -25,8 +26,8 @@ def live(
 
     if max_frames is not None and max_frames < 1:
         raise UserError("--max-frames must be at least 1.")
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise UserError(f"--precision must be fp32, bf16 or fp16, not '{precision}'.")
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise UserError(f"--precision must be auto, fp32, bf16 or fp16, not '{precision}'.")
     sources = live_loop.list_sources(source)
     animator, size = live_loop.load_animator(checkpoint, config, device, precision)
     options = live_loop.LiveOptions(camera=live_loop.parse_camera(camera), sources=sources, size=size,
