@@ -260,51 +260,6 @@ def load_source_rgb(path, size: int, crop: bool) -> np.ndarray:
     return cv2.cvtColor(square, cv2.COLOR_BGR2RGB)
 
 
-class _RelativeAnimator:
-    """Minimal stand-in for fomm_core.engine.Animator (used only where that module is absent): source encoded
-    once, relative keypoints and Jacobians against a reference frame (the first one unless set)."""
-
-    def __init__(self, generator, kp_detector, device, precision="fp32"):
-        import torch
-        self.generator, self.kp_detector, self.device = generator, kp_detector, torch.device(device)
-        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-        self.source = self.kp_source = self.kp_reference = None
-
-    def set_source(self, image):
-        import torch
-        with torch.inference_mode():
-            self.source = image.to(self.device)
-            self.kp_source = self.kp_detector(self.source)
-
-    def set_reference(self, frame):
-        import torch
-        with torch.inference_mode():
-            self.kp_reference = self.kp_detector(frame.to(self.device))
-
-    def reset_reference(self):
-        self.kp_reference = None
-
-    def animate(self, frames):
-        import torch
-        from contextlib import nullcontext
-        # keypoints and their 2x2 algebra in float32 (cheap, and precision-sensitive); the generator may be half
-        half = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else nullcontext())
-        with torch.inference_mode():
-            frames = frames.to(self.device)
-            kp = self.kp_detector(frames)
-            if self.kp_reference is None:
-                self.kp_reference = {k: v[:1] for k, v in kp.items()}
-            ref, src = self.kp_reference, self.kp_source
-            moved = {"value": kp["value"] - ref["value"] + src["value"]}
-            if "jacobian" in kp:
-                moved["jacobian"] = kp["jacobian"] @ torch.inverse(ref["jacobian"]) @ src["jacobian"]
-            source = self.source.expand(frames.shape[0], -1, -1, -1)
-            src_kp = {k: v.expand(frames.shape[0], *v.shape[1:]) for k, v in src.items()}
-            with half:
-                out = self.generator(source, kp_driving=moved, kp_source=src_kp)["prediction"]
-            return out.float().clamp(0, 1).cpu()
-
-
 def model_size(checkpoint_path, config) -> int:
     """The frame size the model was trained at: from the config given, else the one the checkpoint carries."""
     from fomm_core.config import frame_size, load_config
@@ -331,10 +286,7 @@ def load_animator(checkpoint, config, device: str = "cpu", precision: str = "aut
     config = config or resolved.config               # a known checkpoint names the config it fits
     generator, kp_detector = load_checkpoints(config, path, device)
     size = model_size(path, config)
-    try:
-        from fomm_core.engine import Animator
-    except ImportError:
-        return _RelativeAnimator(generator, kp_detector, device, precision), size
+    from fomm_core.engine import Animator
     return Animator(generator, kp_detector, device=device, precision=precision, mode="relative"), size
 
 
