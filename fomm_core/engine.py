@@ -9,7 +9,8 @@ What it does differently from the original demo (same maths):
 - the source's keypoints, encoder features, anti-aliased copy and heatmaps are computed once (`set_source`);
 - the reference frame's inverse Jacobians and the movement scale once per video (`set_reference`);
 - closed-form 2x2 inverses; no visualisation-only full-resolution 'deformed' warp; inference_mode;
-- batch-norm folded into the convolutions of a private copy of the networks, channels-last memory;
+- batch-norm folded into the convolutions of a private copy of the networks, channels-last memory, and
+  nearest-upsample + 3x3 conv computed as a sub-pixel 2x2 conv (16/36 of the work; fomm_core/fast.py);
 - fast paths: bf16 (CPU) / fp16 (CUDA) autocast for the convolutions, with the keypoints, the flow field and
   every grid_sample kept in float32 (half-precision sampling coordinates visibly misplace pixels).
 Nothing is kept between `animate` calls except the source and reference: memory does not grow with a video.
@@ -100,7 +101,7 @@ class Animator:
             what += " (no AVX512-BF16/AMX: emulated, likely slower)"
         extras = ["source cached"]
         if self.fused:
-            extras.append("BN folded")
+            extras.append("BN folded, sub-pixel up blocks")
         if self.channels_last:
             extras.append("channels-last")
         return f"{self.device.type} {what} ({', '.join(extras)}), {self.mode} motion"

@@ -88,3 +88,24 @@ def test_choose_precision_and_bad_options():
         choose_precision("cpu", "int8")
     with pytest.raises(FommError, match="mode"):
         Animator(torch.nn.Identity(), torch.nn.Identity(), mode="sideways")
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_subpixel_up_block_equals_upsample_then_conv(channels_last):
+    from fomm_core.blocks import UpBlock2d
+    from fomm_core.fast import fused_copy, SubpixelUpBlock
+    torch.manual_seed(0)
+    block = UpBlock2d(6, 5).eval()
+    with torch.no_grad():
+        block.norm.running_mean.normal_()
+        block.norm.running_var.uniform_(0.5, 1.5)
+        block.norm.bias.normal_()
+    x = torch.randn(2, 6, 7, 9)
+    fast = fused_copy(block, channels_last=channels_last)
+    assert isinstance(fast, SubpixelUpBlock)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        expected, got = block(x), fast(x)
+    assert got.shape == expected.shape == (2, 5, 14, 18)
+    assert (got - expected).abs().max() <= 1e-5
