@@ -26,6 +26,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PATHS = ("reference", "exact", "fast")
+# Our paths and the engine options they run with; the extra ones isolate one idea each (ablation).
+ENGINE_PATHS = {
+    "exact": dict(precision="fp32"),
+    "fast": dict(precision="bf16"),
+    "cached": dict(precision="fp32", fuse=False),            # only: source cached, 2x2 inverse, no 'deformed' warp
+    "exact-b1": dict(precision="fp32", batch=1),              # one frame per call
+    "fast-b1": dict(precision="bf16", batch=1),
+    "fast-unfused": dict(precision="bf16", fuse=False),       # bf16 autocast alone on top of 'cached'
+    "exact-compiled": dict(precision="fp32", compile=True),   # torch.compile (its compile time is in warm-up)
+    "fast-compiled": dict(precision="bf16", compile=True),
+}
+ALL_PATHS = ("reference",) + tuple(ENGINE_PATHS)
 SEED = 0
 
 
@@ -200,10 +212,10 @@ def measure_path(path, config_name="vox-256", size=256, frames=4, runs=3, batch=
     else:
         from .engine import Animator
         generator, kp_detector = our_models(config_name)
-        precision = "fp32" if path == "exact" else ("bf16" if path == "fast" else path)
-        animator = Animator(generator, kp_detector, device="cpu", precision=precision)
+        options = dict(ENGINE_PATHS[path])
+        batch = options.pop("batch", None) or batch or frames
+        animator = Animator(generator, kp_detector, device="cpu", **options)
         del generator, kp_detector
-        batch = batch or frames
         description = animator.path + f", batch {batch}"
 
         def run(timed=None):
@@ -296,9 +308,9 @@ def check_options(config="vox-256", size=256, frames=4, runs=3, threads=None, pa
         raise FommError(f"--size must be a multiple of {unit} for {config} (its networks halve the image that often).")
     if frames < 1 or runs < 1 or (threads is not None and threads < 1):
         raise FommError("--frames, --runs and --threads must be at least 1.")
-    unknown = [p for p in paths if p not in PATHS]
+    unknown = [p for p in paths if p not in ALL_PATHS]
     if unknown or not paths:
-        raise FommError(f"unknown path {', '.join(unknown) or '(none)'}; choose from: {', '.join(PATHS)}.")
+        raise FommError(f"unknown path {', '.join(unknown) or '(none)'}; choose from: {', '.join(ALL_PATHS)}.")
 
 
 def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, paths=PATHS, on_path=None) -> dict:

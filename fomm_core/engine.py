@@ -60,11 +60,36 @@ def choose_precision(device, requested: str = "auto") -> str:
     return requested
 
 
+def _can_compile() -> bool:
+    import torch
+    return hasattr(torch, "compile")
+
+
+def _compiled(fn):
+    """torch.compile(fn), falling back to fn for good at the first failure (no C++ compiler, unsupported op...)."""
+    import torch
+    try:
+        compiled = torch.compile(fn)
+    except Exception:
+        return fn
+    state = {"ok": True}
+
+    def call(*args, **kwargs):
+        if state["ok"]:
+            try:
+                return compiled(*args, **kwargs)
+            except Exception:
+                state["ok"] = False
+        return fn(*args, **kwargs)
+    return call
+
+
 class Animator:
     """Animates one source image by driving frames (relative or absolute motion, as the original demo)."""
 
     def __init__(self, generator, kp_detector, *, device="cpu", precision="auto", mode="relative",
-                 adapt_movement_scale=False, use_relative_jacobian=True, fuse=True, channels_last=None):
+                 adapt_movement_scale=False, use_relative_jacobian=True, fuse=True, channels_last=None,
+                 compile=False):
         import torch
         if mode not in ("relative", "absolute"):
             raise FommError(f"unknown mode '{mode}'; use relative or absolute.")
@@ -84,6 +109,13 @@ class Animator:
             self.kp_detector = kp_detector.eval().to(self.device)
         self.channels_last = channels_last
         self.fused = fuse
+        # torch.compile: ~5-10% on CPU here after a 10-20 s first call, so opt-in (long videos, not the webcam)
+        self.compiled = bool(compile) and _can_compile()
+        wrap = _compiled if self.compiled else (lambda fn: fn)
+        self._run_kp = wrap(self.kp_detector)
+        self._run_decode = wrap(self.generator.decode)
+        dm = self.generator.dense_motion_network
+        self._run_hourglass = wrap(dm.hourglass) if dm is not None else None
         if self.device.type == "cuda":
             # exact path: no TF32 behind our back
             torch.backends.cuda.matmul.allow_tf32 = self.precision != "fp32" and torch.backends.cuda.matmul.allow_tf32
@@ -104,6 +136,8 @@ class Animator:
             extras.append("BN folded, sub-pixel up blocks")
         if self.channels_last:
             extras.append("channels-last")
+        if self.compiled:
+            extras.append("torch.compile")
         return f"{self.device.type} {what} ({', '.join(extras)}), {self.mode} motion"
 
     def _autocast(self):
@@ -124,7 +158,7 @@ class Animator:
 
     def _keypoints(self, images):
         # float32 always: cheap, and the Jacobians' inverses are precision-sensitive
-        kp = self.kp_detector(images)
+        kp = self._run_kp(images)
         return {k: v.float() for k, v in kp.items()}
 
     # -- state ----------------------------------------------------------------------------------------------------
@@ -209,7 +243,7 @@ class Animator:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            features = dm.hourglass(x)
+            features = self._run_hourglass(x)
             mask_logits = dm.mask(features)
             occ_logits = dm.occlusion(features) if dm.occlusion is not None else None
         mask = F.softmax(mask_logits.float(), dim=1)                                         # [B, K+1, h, w]
@@ -239,5 +273,5 @@ class Animator:
             if self.channels_last:
                 features = features.contiguous(memory_format=torch.channels_last)
             with self._autocast():
-                out = self.generator.decode(features)
+                out = self._run_decode(features)
             return out.float().clamp_(0, 1).contiguous().cpu()

@@ -12,7 +12,7 @@ def bench(
     frames: int = typer.Option(4, "--frames", help="Driving frames per timed run."),
     runs: int = typer.Option(3, "--runs", help="Timed runs per path (the median is reported), after one warm-up."),
     threads: int = typer.Option(None, "--threads", help="torch threads (default: the CPU count, at most 4)."),
-    paths: str = typer.Option("reference,exact,fast", "--paths", help="Comma-separated: reference, exact, fast."),
+    paths: str = typer.Option("reference,exact,fast", "--paths", help="Comma-separated: reference, exact, fast; ablations: cached, exact-b1, fast-b1, fast-unfused, exact-compiled, fast-compiled."),
     smoke: bool = typer.Option(False, "--smoke", help="128x128, 2 frames, 1 run: checks it works, not speed."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
