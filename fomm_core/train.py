@@ -1,0 +1,214 @@
+"""FOMM self-supervised training: reconstruct a driving frame from a source frame of the same clip.
+
+    python -m fomm_core.train --config synth-64 --out runs/synth --steps 3000 --seed 0 [--data synthetic|FOLDER]
+                              [--resume] [--device cpu] [--every 200]
+
+Losses: image-pyramid L1 between prediction and driving frame (the original uses a VGG perceptual loss; no VGG
+weights here) plus the equivariance losses on keypoints and Jacobians under random thin-plate-spline warps.
+Checkpoints (`DIR/checkpoint.pth.tar`, written atomically every N steps and at the end) have the original's
+layout — generator, kp_detector, optimizer states, epoch — plus `step` and `config` (the model's own parameters).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+DEFAULT_TRAIN = {
+    "batch_size": 8, "lr": 5e-4, "scales": [1, 0.5, 0.25, 0.125],
+    "loss_weights": {"reconstruction": 10, "equivariance_value": 10, "equivariance_jacobian": 10},
+    "transform_params": {"sigma_affine": 0.05, "sigma_tps": 0.005, "points_tps": 5},
+    "num_clips": 200, "clip_frames": 32,
+}
+CHECKPOINT = "checkpoint.pth.tar"
+
+
+def train_params(config) -> dict:
+    params = dict(DEFAULT_TRAIN)
+    params.update(config.get("train_params") or {})
+    return params
+
+
+class Trainer:
+    """Models, optimizers and one training step; `losses(source, driving)` -> dict of named scalar losses."""
+
+    def __init__(self, config, device="cpu", seed=0):
+        import torch
+        from .config import build_models
+        from .losses import ImagePyramid
+
+        self.config, self.device, self.params = config, torch.device(device), train_params(config)
+        torch.manual_seed(seed)
+        self.generator, self.kp_detector = build_models(config)
+        self.generator.to(self.device).train()
+        self.kp_detector.to(self.device).train()
+        self.pyramid = ImagePyramid(self.params["scales"]).to(self.device)
+        lr = float(self.params["lr"])
+        self.opt_generator = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=(0.5, 0.999))
+        self.opt_kp_detector = torch.optim.Adam(self.kp_detector.parameters(), lr=lr, betas=(0.5, 0.999))
+        self.rng = torch.Generator(device="cpu").manual_seed(seed)  # the random warps
+        self.step = 0
+
+    def losses(self, source, driving):
+        from .losses import equivariance_losses, pyramid_l1
+        from .transforms import RandomTPS
+
+        kp_source = self.kp_detector(source)
+        kp_driving = self.kp_detector(driving)
+        out = self.generator(source, kp_source=kp_source, kp_driving=kp_driving)
+        weights = self.params["loss_weights"]
+        result = {"reconstruction": weights["reconstruction"] * pyramid_l1(self.pyramid, out["prediction"], driving)}
+        if weights.get("equivariance_value", 0) or weights.get("equivariance_jacobian", 0):
+            warp = RandomTPS(driving.shape[0], **self.params["transform_params"], generator=self.rng)
+            warp.theta, warp.weights = warp.theta.to(self.device), warp.weights.to(self.device)
+            warp.control = warp.control.to(self.device)
+            value, jacobian = equivariance_losses(self.kp_detector, driving, kp_driving, warp)
+            result["equivariance_value"] = weights["equivariance_value"] * value
+            result["equivariance_jacobian"] = weights["equivariance_jacobian"] * jacobian
+        return result
+
+    def train_step(self, source, driving) -> dict:
+        source, driving = source.to(self.device), driving.to(self.device)
+        losses = self.losses(source, driving)
+        total = sum(losses.values())
+        self.opt_generator.zero_grad(set_to_none=True)
+        self.opt_kp_detector.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_generator.step()
+        self.opt_kp_detector.step()
+        self.step += 1
+        return {k: float(v.detach()) for k, v in losses.items()} | {"total": float(total.detach())}
+
+    def state(self, with_optimizers=True) -> dict:
+        model_config = {k: self.config[k] for k in ("dataset_params", "model_params", "animate_params")
+                        if k in self.config}
+        state = {"generator": self.generator.state_dict(), "kp_detector": self.kp_detector.state_dict(),
+                 "epoch": self.step, "step": self.step, "config": model_config}
+        if with_optimizers:
+            state["optimizer_generator"] = self.opt_generator.state_dict()
+            state["optimizer_kp_detector"] = self.opt_kp_detector.state_dict()
+        return state
+
+    def load_state(self, state) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.kp_detector.load_state_dict(state["kp_detector"])
+        if "optimizer_generator" in state:
+            self.opt_generator.load_state_dict(state["optimizer_generator"])
+            self.opt_kp_detector.load_state_dict(state["optimizer_kp_detector"])
+        self.step = int(state.get("step", state.get("epoch", 0)))
+
+
+def save_atomic(state, path) -> None:
+    """torch.save to a temp file beside `path`, then rename (a stop mid-write never leaves a broken file)."""
+    import torch
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def make_dataset(data, config, seed):
+    from .synthetic import folder_pairs, synthetic_pairs
+    from .config import frame_size
+    size = frame_size(config)[0]
+    params = train_params(config)
+    if data in (None, "synthetic"):
+        return synthetic_pairs(size, int(params["num_clips"]), int(params["clip_frames"]), seed=seed)
+    return folder_pairs(data, size, seed=seed)
+
+
+def batches(dataset, batch_size, start_step):
+    """Endless deterministic batches; batch n holds items n*batch_size .. (n+1)*batch_size-1 (so resume lines up)."""
+    import torch
+    n = start_step
+    while True:
+        items = [dataset[n * batch_size + i] for i in range(batch_size)]
+        yield torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
+        n += 1
+
+
+def train(config_name, out, steps, seed=0, data="synthetic", resume=False, device="cpu", every=200,
+          progress=True, log=None):
+    """Train to `steps` total steps; returns the Trainer. log: optional callable(step, losses dict)."""
+    import torch
+    from .config import load_config
+
+    config = load_config(config_name)
+    trainer = Trainer(config, device, seed)
+    out = Path(out)
+    ckpt = out / CHECKPOINT
+    if resume and ckpt.is_file():
+        trainer.load_state(torch.load(ckpt, map_location="cpu", weights_only=True))
+    dataset = make_dataset(data, config, seed)
+    stream = batches(dataset, int(trainer.params["batch_size"]), trainer.step)
+
+    bar = None
+    if progress:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        bar = Progress(TextColumn("step {task.completed}/{task.total}"), BarColumn(),
+                       TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TimeRemainingColumn())
+        bar.start()
+        task = bar.add_task("train", total=steps, completed=trainer.step, losses="")
+    try:
+        while trainer.step < steps:
+            source, driving = next(stream)
+            losses = trainer.train_step(source, driving)
+            if bar is not None:
+                bar.update(task, completed=trainer.step,
+                           losses=" ".join(f"{k[:6]}={v:.3f}" for k, v in losses.items()))
+            if log is not None:
+                log(trainer.step, losses)
+            if every and trainer.step % every == 0:
+                save_atomic(trainer.state(), ckpt)
+    finally:
+        if bar is not None:
+            bar.stop()
+    save_atomic(trainer.state(), ckpt)
+    return trainer
+
+
+def heldout_l1(generator, kp_detector, seed=999_001, frames=32, size=64, device="cpu"):
+    """(model L1, repeat-source L1) on a synthetic clip: every frame reconstructed from the first one."""
+    import torch
+    from .synthetic import make_clip, to_tensor
+    clip = to_tensor(make_clip(seed, frames, size)).to(device)        # [T, 3, H, W]
+    with torch.no_grad():
+        source = clip[:1].expand(len(clip), -1, -1, -1)
+        out = generator(source, kp_source=kp_detector(source), kp_driving=kp_detector(clip))["prediction"]
+    return float((out - clip)[1:].abs().mean()), float((source - clip)[1:].abs().mean())
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fomm_core.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="synth-64", help="shipped config name or YAML path")
+    parser.add_argument("--out", required=True, help="folder for checkpoint.pth.tar")
+    parser.add_argument("--steps", type=int, default=3000, help="total optimisation steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", default="synthetic", help="'synthetic' or a folder of video clips")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pth.tar")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--every", type=int, default=200, help="checkpoint every N steps")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--log-every", type=int, default=0, help="print the losses every N steps")
+    args = parser.parse_args(argv)
+    from .errors import FommError
+
+    def log(step, losses):
+        if args.log_every and step % args.log_every == 0:
+            print(f"step {step} " + " ".join(f"{k}={v:.4f}" for k, v in losses.items()), flush=True)
+
+    start = time.time()
+    try:
+        train(args.config, args.out, args.steps, args.seed, args.data, args.resume, args.device, args.every,
+              progress=not args.no_progress, log=log)
+    except FommError as err:
+        print(f"error: {err}")
+        return 2
+    print(f"done: {args.steps} steps in {time.time() - start:.0f} s -> {Path(args.out) / CHECKPOINT}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
