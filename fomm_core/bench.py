@@ -4,7 +4,9 @@
                               [--paths reference,exact,fast] [--json]
 
 Each path runs in its own subprocess (so peak RSS is that path's own) on the same seeded weights and frames;
-outputs come back to the parent, which compares every path with the reference: max abs difference and PSNR.
+the timed runs are interleaved across paths (round by round), so that load from other programs on a shared
+machine hits every path alike. Outputs come back to the parent, which compares every path with the reference:
+max abs difference and PSNR.
 The reference is deep-animator's copy of the original code with grid_sample forced to align_corners=True
 (torch 1.0's behaviour, which the checkpoints were trained with), animated as the original demo does: one frame
 at a time, the source re-encoded for every frame.
@@ -199,50 +201,72 @@ def _stage_timer(animator, timings):
     animator._keypoints, animator._dense_motion = keypoints, dense_motion
 
 
-def measure_path(path, config_name="vox-256", size=256, frames=4, runs=3, batch=None, warmup=1):
-    """{'fps', 'seconds': [...], 'stages': {...} (s/frame), 'path': str, 'output': Tensor} for one path."""
+def make_runner(path, config_name="vox-256", size=256, frames=4, batch=None):
+    """(description, run): run(timings=None) animates the benchmark's frames once by `path`, returns the frames."""
     import torch
     source, driving = inputs(size, frames)
-    stages = {"keypoints": 0.0, "dense motion": 0.0, "generator": 0.0}
     if path == "reference":
         generator, kp_detector = reference_models(config_name)
-        def run(timed=None):
-            return reference_animate(generator, kp_detector, source, driving, timed)
-        description = "original code, frame by frame, align_corners=True"
-    else:
-        from .engine import Animator
-        generator, kp_detector = our_models(config_name)
-        options = dict(ENGINE_PATHS[path])
-        batch = options.pop("batch", None) or batch or frames
-        animator = Animator(generator, kp_detector, device="cpu", **options)
-        del generator, kp_detector
-        description = animator.path + f", batch {batch}"
 
-        def run(timed=None):
-            if timed is not None:
-                _stage_timer(animator, timed)
-            animator.set_source(source)
-            animator.reset_reference()
-            outs = []
-            for i in range(0, frames, batch):
-                t = time.perf_counter()
-                outs.append(animator.animate(driving[i:i + batch]))
-                if timed is not None:
-                    timed["generator"] += time.perf_counter() - t
-            return torch.cat(outs)
-    for _ in range(warmup):
-        output = run()
+        def run(timings=None):
+            return reference_animate(generator, kp_detector, source, driving, timings)
+        return "original code, frame by frame, align_corners=True", run
+
+    from .engine import Animator
+    generator, kp_detector = our_models(config_name)
+    options = dict(ENGINE_PATHS[path])
+    batch = options.pop("batch", None) or batch or frames
+    animator = Animator(generator, kp_detector, device="cpu", **options)
+    del generator, kp_detector
+    timed = False
+
+    def run(timings=None):
+        nonlocal timed
+        if timings is not None and not timed:
+            _stage_timer(animator, timings)
+            timed = True
+        animator.set_source(source)
+        animator.reset_reference()
+        outs = []
+        for i in range(0, frames, batch):
+            t = time.perf_counter()
+            outs.append(animator.animate(driving[i:i + batch]))
+            if timings is not None:
+                timings["generator"] += time.perf_counter() - t
+        if timings is not None:  # the engine's other stages ran inside animate
+            timings["generator"] -= timings["keypoints"] + timings["dense motion"]
+        return torch.cat(outs)
+    return animator.path + f", batch {batch}", run
+
+
+def _worker(ns) -> None:
+    """A path's own process: warm up, say 'ready', then time one run per 'run' line; 'done' saves and exits.
+
+    The parent sends 'run' to each path in turn, so that the paths are timed interleaved: a neighbour's load
+    on a shared machine slows all of them alike instead of one path's whole measurement.
+    """
+    import torch
+    torch.set_num_threads(ns.threads)
+    description, run = make_runner(ns.child, ns.config, ns.size, ns.frames)
+    output = run()  # warm-up (and torch.compile's compile, where asked)
+    print("ready", flush=True)
     seconds = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        output = run()
-        seconds.append(time.perf_counter() - t)
+    for line in sys.stdin:
+        if line.strip() == "run":
+            t = time.perf_counter()
+            output = run()
+            seconds.append(time.perf_counter() - t)
+            print(f"time {seconds[-1]}", flush=True)
+        elif line.strip() == "done":
+            break
+    stages = {"keypoints": 0.0, "dense motion": 0.0, "generator": 0.0}
     run(stages)  # one more pass with per-stage timers
-    if path != "reference":
-        stages["generator"] -= stages["keypoints"] + stages["dense motion"]
-    per_frame = {k: v / frames for k, v in stages.items()}
-    return {"path": description, "fps": frames / statistics.median(seconds), "seconds": seconds,
-            "stages": per_frame, "peak_rss_mb": _peak_rss_mb(), "output": output}
+    result = {"path": description, "fps": ns.frames / statistics.median(seconds), "seconds": seconds,
+              "stages": {k: v / ns.frames for k, v in stages.items()}, "peak_rss_mb": _peak_rss_mb(),
+              "output": output}
+    tmp = ns.out + ".partial"
+    torch.save(result, tmp)
+    os.replace(tmp, ns.out)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -274,18 +298,59 @@ def psnr(a, b) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
-def _run_child(path, args, threads, workdir) -> dict:
-    out_file = Path(workdir) / f"{path}.pt"
-    cmd = [sys.executable, "-m", "fomm_core.bench", "--child", path, "--config", args.config,
-           "--size", str(args.size), "--frames", str(args.frames), "--runs", str(args.runs),
-           "--threads", str(threads), "--out", str(out_file)]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        return {"error": tail[0]}
-    import torch
-    return torch.load(out_file, weights_only=True)
+class _Worker:
+    """The parent's handle on one path's process."""
+
+    def __init__(self, path, args, threads, workdir):
+        self.path, self.out = path, Path(workdir) / f"{path}.pt"
+        self.err = open(Path(workdir) / f"{path}.err", "w+", encoding="utf-8")
+        cmd = [sys.executable, "-m", "fomm_core.bench", "--child", path, "--config", args.config,
+               "--size", str(args.size), "--frames", str(args.frames), "--threads", str(threads),
+               "--out", str(self.out)]
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
+                                     text=True, env=env)
+        self.error = None
+
+    def ask(self, command, expect):
+        """Send a command line; True once the worker answers with a line starting with `expect`."""
+        if self.error:
+            return False
+        try:
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass
+        return self.wait_for(expect)
+
+    def wait_for(self, expect):
+        line = self.proc.stdout.readline()
+        if line.startswith(expect):
+            return True
+        self.fail()
+        return False
+
+    def fail(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.err.seek(0)
+        tail = self.err.read().strip().splitlines()[-1:] or ["the worker stopped without a message"]
+        self.error = tail[0]
+
+    def finish(self) -> dict:
+        if not self.error:
+            try:
+                self.proc.stdin.write("done\n")
+                self.proc.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+            if self.proc.wait() != 0:
+                self.fail()
+        self.err.close()
+        if self.error:
+            return {"error": self.error}
+        import torch
+        return torch.load(self.out, weights_only=True)
 
 
 def size_unit(config_name) -> int:
@@ -324,10 +389,22 @@ def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, pa
     paths = [p for p in paths if p != "reference" or reference_available()]
     results = {}
     with tempfile.TemporaryDirectory(prefix="fomm-bench-") as workdir:
-        for path in paths:
+        workers = []
+        for path in paths:  # one at a time: set-up and warm-up are not timed, but should not crowd each other
             if on_path is not None:
-                on_path(path)
-            results[path] = _run_child(path, args, threads, workdir)
+                on_path(f"{path}: building and warming up")
+            worker = _Worker(path, args, threads, workdir)
+            worker.wait_for("ready")
+            workers.append(worker)
+        for r in range(runs):  # interleaved: every path once per round
+            for worker in workers:
+                if on_path is not None:
+                    on_path(f"{worker.path}: run {r + 1} of {runs}")
+                worker.ask("run", "time")
+        for worker in workers:
+            if on_path is not None:
+                on_path(f"{worker.path}: stage timings")
+            results[worker.path] = worker.finish()
     rows = []
     ref = results.get("reference", {})
     exact = results.get("exact", {})
@@ -349,15 +426,6 @@ def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, pa
         rows.append(row)
     return {"config": config, "size": size, "frames": frames, "runs": runs,
             "environment": environment(threads), "reference_available": reference_available(), "rows": rows}
-
-
-def _child_main(ns) -> None:
-    import torch
-    torch.set_num_threads(ns.threads)
-    result = measure_path(ns.child, ns.config, ns.size, ns.frames, ns.runs)
-    tmp = ns.out + ".partial"
-    torch.save(result, tmp)
-    os.replace(tmp, ns.out)
 
 
 def format_text(report) -> str:
@@ -393,7 +461,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", help=argparse.SUPPRESS)
     ns = p.parse_args(argv)
     if ns.child:
-        _child_main(ns)
+        _worker(ns)
         return 0
     if ns.smoke:
         ns.size, ns.frames, ns.runs = 128, 2, 1

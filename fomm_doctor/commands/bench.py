@@ -31,7 +31,7 @@ def bench(
     console = Console()
     with console.status("benchmark") as status:
         report = core.run_benchmark(config, size, frames, runs, threads, chosen,
-                                    on_path=lambda p: status.update(f"measuring {p} (its own process)..."))
+                                    on_path=lambda what: status.update(f"benchmark: {what}"))
     console.print(render(report))
     if not report["reference_available"]:
         console.print("[yellow]the reference (original code) is not installed: "
