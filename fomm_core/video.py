@@ -192,6 +192,7 @@ class VideoWriter:
         self._closed = True
         self._proc.stdin.close()
         err = self._proc.stderr.read().decode("utf-8", "replace").strip()
+        self._proc.stderr.close()
         rc = self._proc.wait()
         if rc != 0 or self.frames == 0 or not self.tmp.exists():
             self._remove_tmp()

@@ -1,8 +1,107 @@
-"""`fomm-doctor animate` (placeholder until its issue lands)."""
+"""`fomm-doctor animate SOURCE DRIVING -o OUT.mp4`: a photo driven by a video, streamed to an mp4."""
+from pathlib import Path
+from typing import Optional
+
 import typer
 
+from fomm_doctor.errors import UserError
 
-def animate() -> None:
-    """Not available yet."""
-    typer.echo("fomm-doctor animate is not available in this build yet.", err=True)
-    raise typer.Exit(2)
+
+def _pick_device(device: str) -> str:
+    import torch
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device} was asked for but this torch ({torch.__version__}) cannot use a GPU; "
+                        "use --device cpu, or run `fomm-doctor install` for a CUDA build.")
+    return device
+
+
+def animate(
+    source: Path = typer.Argument(..., help="Source image (JPEG, PNG, any size; RGBA is put on white)."),
+    driving: Path = typer.Argument(..., help="Driving video (any format, size, fps and rotation ffmpeg reads)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Result video (.mp4, H.264)."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint",
+                                             help="Checkpoint name (e.g. vox) or path (default: the bundled one)."),
+    config: Optional[str] = typer.Option(None, "--config",
+                                         help="Config name (vox-256) or YAML (default: from the checkpoint)."),
+    mode: str = typer.Option("relative", "--mode", help="relative (motion relative to the start frame) or absolute."),
+    adapt_scale: bool = typer.Option(False, "--adapt-scale/--no-adapt-scale",
+                                     help="Scale the motion by the ratio of face sizes (relative mode)."),
+    find_best_frame: bool = typer.Option(False, "--find-best-frame",
+                                         help="Start from the driving frame whose pose best matches the source."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (cuda:1...)."),
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Driving frames animated together."),
+    audio: bool = typer.Option(True, "--audio/--no-audio", help="Keep the driving video's audio track."),
+    side_by_side: bool = typer.Option(False, "--side-by-side", help="Write source | driving | result."),
+) -> None:
+    """Animate SOURCE by the motion in DRIVING and write OUT.mp4 (the driving video's fps and audio).
+
+    Both the image and every video frame are centre-cropped to a square, then resized to the model's size
+    (256x256 for the published checkpoints): crop your inputs around the face first for the best results
+    (`fomm-doctor crop`). The video is streamed, so memory does not grow with its length.
+    """
+    if mode not in ("relative", "absolute"):
+        raise UserError(f"--mode must be relative or absolute, not '{mode}'.")
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise UserError(f"--precision must be auto, fp32, bf16 or fp16, not '{precision}'.")
+    if batch_size < 1:
+        raise UserError("--batch-size must be at least 1.")
+    if not source.exists():
+        raise UserError(f"source image {source} does not exist.")
+    if not driving.exists():
+        raise UserError(f"driving video {driving} does not exist.")
+    folder = output.parent
+    if not folder.is_dir():
+        raise UserError(f"the folder {folder} does not exist; choose another --output path.")
+    # check the cheap things (image, video) before the slow one (loading weights)
+    from fomm_core.images import load_image
+    from fomm_core.video import probe_video
+    load_image(source)
+    info = probe_video(driving)
+
+    from fomm_doctor.errors import require_torch
+    require_torch()
+    from fomm_core.checkpoint import load_checkpoints
+    from fomm_core.engine import Animator
+    from fomm_core.pipeline import animate_video
+    from fomm_doctor.checkpoint_store import resolve_checkpoint
+    from fomm_doctor.live import model_size
+
+    dev = _pick_device(device)
+    resolved = resolve_checkpoint(checkpoint)
+    config = config or resolved.config
+    generator, kp_detector = load_checkpoints(config, Path(resolved), dev)
+    size = model_size(Path(resolved), config)
+    animator = Animator(generator, kp_detector, device=dev, precision=precision, mode=mode,
+                        adapt_movement_scale=adapt_scale)
+    typer.echo(f"checkpoint {resolved} at {size}x{size}; inference path: {animator.path}", err=True)
+    typer.echo(f"driving: {info.width}x{info.height} at {info.fps:g} fps, about {info.frame_count} frames"
+               + (", with audio" if info.has_audio else ""), err=True)
+
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+    with Progress(TextColumn("animating"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                  TimeRemainingColumn(), transient=False) as bar:
+        task = bar.add_task("animate", total=max(info.frame_count, 1), rate="")
+
+        def progress(done, total):
+            elapsed = bar.tasks[0].elapsed or 0.0
+            bar.update(task, completed=done, total=total,
+                       rate=f"{done / elapsed:.2f} frames/s" if elapsed > 0 else "")
+
+        import warnings
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            result = animate_video(source, driving, output, animator, size=size, batch_size=batch_size,
+                                   side_by_side=side_by_side, audio=audio, find_best_frame=find_best_frame,
+                                   progress=progress)
+    for w in caught:
+        typer.echo(f"note: {w.message}", err=True)
+    if find_best_frame:
+        typer.echo(f"started from driving frame {result.best_frame}", err=True)
+    fps = result.frames / result.seconds if result.seconds > 0 else 0.0
+    typer.echo(f"wrote {result.path}: {result.frames} frames at {result.fps:g} fps in {result.seconds:.1f} s "
+               f"({fps:.2f} frames/s)")

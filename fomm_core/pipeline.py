@@ -1,0 +1,111 @@
+"""Animate a source image by a driving video, streamed: decode -> batch -> animate -> encode, frame by frame.
+
+Memory holds one batch of frames, whatever the video's length (the original preloads every frame as floats,
+about 1 GB a minute). `find_best_frame` makes two passes over the file instead of keeping it.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FommError
+from .images import frames_to_tensor, load_image, square_resize, tensor_to_frames
+from .video import VideoWriter, iter_frames, probe_video
+
+
+@dataclass
+class AnimateResult:
+    frames: int
+    fps: float
+    seconds: float
+    path: Path
+    best_frame: int = 0
+    note: str = ""          # how the start frame was chosen, when find_best_frame was asked for
+
+
+def _batches(iterable, n: int):
+    batch = []
+    for item in iterable:
+        batch.append(item)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def best_start_frame(animator, source, driving_path, size: int, batch_size: int = 4) -> tuple[int, np.ndarray, str]:
+    """(index, frame, how) of the driving frame to start relative motion from, in one streamed pass.
+
+    With face_alignment installed the original's landmark matching runs over the frames (kept only at model size
+    for that library's sake); without it the model's own keypoints are compared (fomm_core.motion's stand-in),
+    keeping only the best frame so far in memory.
+    """
+    import torch
+
+    from .motion import closest_shape, find_best_frame
+    try:
+        import face_alignment  # noqa: F401
+        have_landmarks = True
+    except ImportError:
+        have_landmarks = False
+    if have_landmarks:  # the library wants the frames themselves; model size keeps this to 192 KB a frame
+        frames = [square_resize(f, size) for f in iter_frames(driving_path)]
+        index, how = find_best_frame(source, [f.astype(np.float32) / 255.0 for f in frames], animator.kp_detector)
+        return index, frames[index], how
+    with torch.inference_mode():
+        src_kp = animator._keypoints(animator._prepare(frames_to_tensor([source])))["value"][0].cpu().numpy()
+        best, best_pts, best_frame, index = 0, None, None, 0
+        for batch in _batches((square_resize(f, size) for f in iter_frames(driving_path)), batch_size):
+            kp = animator._keypoints(animator._prepare(frames_to_tensor(batch)))["value"].cpu().numpy()
+            for frame, pts in zip(batch, kp):
+                # running argmin, first frame winning ties, as closest_shape over the whole list would
+                if best_pts is None or closest_shape(src_kp, [best_pts, pts]) == 1:
+                    best, best_pts, best_frame = index, pts, frame.copy()
+                index += 1
+    how = "no landmark library (face_alignment) installed; matched the model's keypoints instead"
+    return best, best_frame, how
+
+
+def animate_video(source_path, driving_path, output_path, animator, *, size: int, batch_size: int = 4,
+                  side_by_side: bool = False, audio: bool = True, find_best_frame: bool = False,
+                  progress=None) -> AnimateResult:
+    """Animate the image at `source_path` by the video at `driving_path` into `output_path` (mp4, H.264).
+
+    Both inputs are centre-cropped to a square and resized to `size`. The output keeps the driving fps and,
+    with `audio`, its audio track. side_by_side: source | driving | result. progress(done, total_estimate)
+    is called after each batch. The output appears only when complete (temp file + rename).
+    """
+    if batch_size < 1:
+        raise FommError("the batch size must be at least 1.")
+    source = square_resize(load_image(source_path), size)
+    info = probe_video(driving_path)
+    animator.set_source(frames_to_tensor([source]))
+    best, note = 0, ""
+    if find_best_frame:
+        best, best_frame, note = best_start_frame(animator, source, driving_path, size, batch_size)
+        if best_frame is not None:
+            # relative motion of every frame depends only on itself and the start frame, so animating in file
+            # order with that reference gives the original's backward+forward result without reordering
+            animator.set_reference(frames_to_tensor([best_frame]))
+        if "landmark" in note:
+            warnings.warn(note, stacklevel=2)
+    width = size * 3 if side_by_side else size
+    start = time.perf_counter()
+    done = 0
+    with VideoWriter(output_path, info.rate or info.fps, (width, size),
+                     audio_from=driving_path if audio and info.has_audio else None) as writer:
+        frames = (square_resize(f, size) for f in iter_frames(driving_path, info=info))
+        for batch in _batches(frames, batch_size):
+            results = tensor_to_frames(animator.animate(frames_to_tensor(batch)))
+            for drv, out in zip(batch, results):
+                writer.write(np.concatenate([source, drv, out], axis=1) if side_by_side else out)
+            done += len(batch)
+            if progress is not None:
+                progress(done, max(info.frame_count, done))
+        path = Path(output_path)
+    return AnimateResult(done, info.fps, time.perf_counter() - start, path, best, note)
