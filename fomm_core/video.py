@@ -45,7 +45,10 @@ class VideoInfo:
 
 def _rate_text(fps: float) -> str:
     """Exact rate for ffmpeg: 29.97 -> '30000/1001', 25.0 -> '25'."""
-    frac = Fraction(fps).limit_denominator(1001)
+    for base in (24, 30, 48, 60, 120):  # ffmpeg prints NTSC rates rounded ('29.97'): restore the exact ones
+        if abs(fps - base * 1000 / 1001) < 0.006:
+            return f"{base * 1000}/1001"
+    frac = Fraction(fps).limit_denominator(1000)
     return f"{frac.numerator}/{frac.denominator}" if frac.denominator != 1 else str(frac.numerator)
 
 

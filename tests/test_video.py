@@ -1,0 +1,127 @@
+"""fomm_core.video on real clips encoded by the bundled ffmpeg: probe, streamed frames, the atomic writer."""
+import subprocess
+
+import numpy as np
+import pytest
+
+from fomm_core.errors import FommError
+from fomm_core.video import VideoWriter, iter_frames, parse_probe, probe_video
+
+
+def test_probe_reads_size_fps_audio_and_duration(clip_factory):
+    clip = clip_factory("a.mp4", frames=12, size=(96, 64), fps=25, audio=True)
+    info = probe_video(clip)
+    assert (info.width, info.height, info.fps, info.rotation) == (96, 64, 25.0, 0)
+    assert info.has_audio
+    assert abs(info.duration - 12 / 25) < 0.05
+    assert info.frame_count == 12
+    assert not probe_video(clip_factory("b.mp4", audio=False)).has_audio
+
+
+def test_odd_fps_is_kept_exactly(ffmpeg_exe, tmp_path):
+    clip = tmp_path / "ntsc.mp4"
+    subprocess.run([ffmpeg_exe, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=50x38:rate=30000/1001",
+                    "-frames:v", "6", "-c:v", "libx264", "-pix_fmt", "yuv444p", str(clip)], check=True)
+    info = probe_video(clip)
+    assert info.rate == "30000/1001"
+    assert (info.width, info.height) == (50, 38)
+
+
+def test_frames_stream_as_rgb_uint8_and_count_is_exact(clip_factory):
+    clip = clip_factory("c.mp4", frames=9, size=(96, 64), audio=False)
+    frames = list(iter_frames(clip))
+    assert len(frames) == 9
+    assert all(f.shape == (64, 96, 3) and f.dtype == np.uint8 for f in frames)
+    # testsrc2 moves: consecutive frames differ
+    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 1
+    scaled = next(iter_frames(clip, size=(32, 16)))
+    assert scaled.shape == (16, 32, 3)
+
+
+def test_rotation_metadata_is_applied(clip_factory, ffmpeg_exe, tmp_path):
+    clip = clip_factory("r0.mp4", frames=5, size=(96, 64), audio=False)
+    rotated = tmp_path / "r90.mp4"
+    subprocess.run([ffmpeg_exe, "-y", "-v", "error", "-display_rotation", "90", "-i", str(clip), "-c", "copy",
+                    str(rotated)], check=True)
+    info = probe_video(rotated)
+    assert info.rotation in (90, 270)
+    assert (info.width, info.height) == (64, 96)
+    frames = list(iter_frames(rotated))
+    assert len(frames) == 5 and frames[0].shape == (96, 64, 3)
+    upright = next(iter_frames(clip))
+    # the rotated frame is the upright one turned by 90 degrees (one way or the other), up to codec noise
+    best = min(np.abs(np.rot90(upright, k).astype(int) - frames[0].astype(int)).mean() for k in (1, 3))
+    assert best < 3
+
+
+def test_writer_writes_frames_fps_and_audio_then_renames(clip_factory, tmp_path):
+    drv = clip_factory("drv.mp4", frames=10, size=(64, 64), fps=20, audio=True)
+    out = tmp_path / "out.mp4"
+    with VideoWriter(out, "20", (48, 32), audio_from=drv) as w:
+        assert not out.exists()
+        for f in iter_frames(drv, size=(48, 32)):
+            w.write(f)
+    info = probe_video(out)
+    assert (info.width, info.height, info.fps, info.has_audio) == (48, 32, 20.0, True)
+    assert len(list(iter_frames(out))) == 10
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_writer_pads_odd_sizes(tmp_path):
+    out = tmp_path / "odd.mp4"
+    with VideoWriter(out, 25, (33, 17)) as w:
+        for _ in range(3):
+            w.write(np.full((17, 33, 3), 128, np.uint8))
+    info = probe_video(out)
+    assert (info.width, info.height) == (34, 18) and not info.has_audio
+
+
+def test_exception_inside_writer_leaves_nothing(tmp_path):
+    out = tmp_path / "broken.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        with VideoWriter(out, 25, (32, 32)) as w:
+            w.write(np.zeros((32, 32, 3), np.uint8))
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wrong_frame_shape_and_missing_folder_are_sentences(tmp_path):
+    with pytest.raises(FommError, match="does not exist"):
+        VideoWriter(tmp_path / "nope" / "x.mp4", 25, (32, 32))
+    with VideoWriter(tmp_path / "x.mp4", 25, (32, 32)) as w:
+        with pytest.raises(FommError, match="shape"):
+            w.write(np.zeros((10, 10, 3), np.uint8))
+        w.write(np.zeros((32, 32, 3), np.uint8))
+
+
+def test_corrupt_empty_and_missing_videos(tmp_path, clip_factory, ffmpeg_exe):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video" * 100)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    for bad in (junk, empty, tmp_path / "missing.mp4"):
+        with pytest.raises(FommError):
+            probe_video(bad)
+    # a real header with its frames cut away: probes, yet yields no frame
+    clip = clip_factory("t.mp4", frames=30, size=(64, 64), audio=False, extra_args=("-movflags", "+faststart"))
+    cut = tmp_path / "cut.mp4"
+    data = clip.read_bytes()
+    cut.write_bytes(data[:data.index(b"mdat") + 4])  # header kept, every frame's data gone
+    with pytest.raises(FommError, match="corrupt"):
+        list(iter_frames(cut))
+    with pytest.raises(FommError, match="no video frame"):  # past the probe, decoding finds nothing
+        list(iter_frames(cut, info=probe_video(clip)))
+    audio_only = tmp_path / "audio.m4a"
+    subprocess.run([ffmpeg_exe, "-y", "-v", "error", "-f", "lavfi", "-i", "sine=duration=0.2", str(audio_only)],
+                   check=True)
+    with pytest.raises(FommError, match="no video stream"):
+        probe_video(audio_only)
+
+
+def test_parse_probe_on_old_rotate_tag():
+    text = ("  Duration: 00:00:02.00, start: 0.000000, bitrate: 100 kb/s\n"
+            "  Stream #0:0(und): Video: h264 (avc1), yuv420p, 1920x1080, 29.97 fps, 29.97 tbr\n"
+            "    Metadata:\n      rotate          : 90\n")
+    info = parse_probe(text)
+    assert (info.width, info.height, info.rotation, info.rate) == (1080, 1920, 90, "30000/1001")
+    assert info.frame_count == 60 and not info.has_audio
