@@ -168,7 +168,10 @@ class VideoWriter:
         cmd = [ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
                "-framerate", rate, "-i", "-"]
         if audio_from is not None:
-            cmd += ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0?", "-c:a", "aac", "-shortest"]
+            # apad + shortest: the audio is cut to the video, and padded with silence if it ends first
+            # (plain -shortest would cut the video at the end of a short audio track)
+            cmd += ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0?", "-af", "apad", "-c:a", "aac",
+                    "-shortest"]
         cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "medium", "-crf", str(crf),
                 "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(self.tmp)]
         self.frames = 0

@@ -125,3 +125,17 @@ def test_parse_probe_on_old_rotate_tag():
     info = parse_probe(text)
     assert (info.width, info.height, info.rotation, info.rate) == (1080, 1920, 90, "30000/1001")
     assert info.frame_count == 60 and not info.has_audio
+
+
+def test_short_audio_does_not_cut_the_video(ffmpeg_exe, tmp_path):
+    drv = tmp_path / "short_audio.mp4"
+    subprocess.run([ffmpeg_exe, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=32x32:rate=25:duration=2",
+                    "-f", "lavfi", "-i", "sine=duration=0.4", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+                    str(drv)], check=True)
+    out = tmp_path / "out.mp4"
+    with VideoWriter(out, 25, (32, 32), audio_from=drv) as w:
+        for f in iter_frames(drv):
+            w.write(f)
+    info = probe_video(out)
+    assert info.has_audio and len(list(iter_frames(out))) == 50
+    assert abs(info.duration - 2.0) < 0.1
