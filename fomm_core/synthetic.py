@@ -35,7 +35,7 @@ def _face_params(rng):
         "mouth_y": rng.uniform(0.12, 0.18), "mouth_w": rng.uniform(0.07, 0.11),
         # motion: each degree of freedom is a sum of two sinusoids with random frequency and phase
         "freq": rng.uniform(0.02, 0.09, (6, 2)), "phase": rng.uniform(0, 2 * np.pi, (6, 2)),
-        "amp": np.array([0.12, 0.10, 25.0, 0.10, 1.0, 1.0]) * rng.uniform(0.5, 1.0, 6),
+        "amp": np.array([0.16, 0.12, 25.0, 0.12, 1.0, 1.0]) * rng.uniform(0.5, 1.0, 6),
         "blink_period": rng.integers(14, 30), "blink_phase": rng.integers(0, 14),
     }
 
@@ -87,8 +87,8 @@ def make_clip(seed: int, frames: int = 32, size: int = 64) -> np.ndarray:
     rng = np.random.default_rng(seed)
     big = size * SUPERSAMPLE
     p = _face_params(rng)
-    p["skin_tex"] = _texture(rng, big, p["skin"], 14, 8)
-    background = _texture(rng, big, rng.uniform(30, 220, 3), 45, 20)
+    p["skin_tex"] = _texture(rng, big, p["skin"], 10, 16)
+    background = _texture(rng, big, rng.uniform(30, 220, 3), 35, 40)
     # a few background blobs so the background is not just noise
     for _ in range(4):
         c = rng.uniform(0, big, 2).astype(int)
