@@ -92,7 +92,7 @@ def animate_video(source_path, driving_path, output_path, animator, *, size: int
             # relative motion of every frame depends only on itself and the start frame, so animating in file
             # order with that reference gives the original's backward+forward result without reordering
             animator.set_reference(frames_to_tensor([best_frame]))
-        if "landmark" in note:
+        if "instead" in note or "first frame" in note:  # the original's method could not run: say so
             warnings.warn(note, stacklevel=2)
     width = size * 3 if side_by_side else size
     start = time.perf_counter()
