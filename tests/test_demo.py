@@ -1,0 +1,69 @@
+"""`fomm-doctor demo`: the shipped checkpoint matches its manifest and passes the L1 bar; a random one fails."""
+import hashlib
+import json
+
+import pytest
+from conftest import run_cli
+
+torch = pytest.importorskip("torch")
+
+from fomm_core.resources import checkpoints_dir  # noqa: E402
+
+SHIPPED = "fomm-synth-64.pth.tar"
+
+
+def _entry():
+    manifest = json.loads((checkpoints_dir() / "manifest.json").read_text())
+    return next(e for e in manifest["checkpoints"] if e["file"] == SHIPPED)
+
+
+def test_shipped_checkpoint_matches_manifest_and_loads_strictly():
+    path = checkpoints_dir() / SHIPPED
+    entry = _entry()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+    assert path.stat().st_size == entry["size"] < 8 * 2 ** 20
+    from fomm_core.checkpoint import load_checkpoints
+    generator, kp_detector = load_checkpoints(None, path)       # strict, with the config the file carries
+    state = torch.load(path, weights_only=True)
+    assert state["config"]["model_params"] == __import__("fomm_core.config", fromlist=["x"]).load_config(
+        entry["config"])["model_params"]
+
+
+def _checks(stdout):
+    report = json.loads(stdout)
+    return report, {c["id"]: c for c in report["checks"]}
+
+
+def test_demo_passes_with_the_shipped_checkpoint(tmp_path):
+    out = tmp_path / "demo.mp4"
+    proc = run_cli("demo", "--json", "--output", out, env={"OMP_NUM_THREADS": "1"})
+    report, checks = _checks(proc.stdout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert report["ok"] is True
+    animate = checks["demo.animate"]["details"]
+    assert animate["passed"] and animate["model_l1"] <= 0.5 * animate["repeat_source_l1"]
+    assert checks["demo.checkpoint"]["status"] == "ok"            # sha256 verified against the manifest
+    back = checks["demo.readback"]["details"]
+    assert back["frames"] == 32 and back["audio"] is True and out.is_file()
+
+
+def test_demo_fails_with_a_randomly_initialised_checkpoint(tmp_path):
+    from fomm_core.config import load_config
+    from fomm_core.train import Trainer, save_atomic
+    torch.set_num_threads(1)
+    path = tmp_path / "random.pth.tar"
+    save_atomic(Trainer(load_config("synth-64"), seed=3).state(with_optimizers=False), path)
+    proc = run_cli("demo", "--json", "--checkpoint", path, "--output", tmp_path / "r.mp4",
+                   env={"OMP_NUM_THREADS": "1"})
+    report, checks = _checks(proc.stdout)
+    assert proc.returncode == 1
+    assert report["ok"] is False
+    animate = checks["demo.animate"]
+    assert animate["status"] == "fail"
+    assert animate["details"]["model_l1"] > 0.5 * animate["details"]["repeat_source_l1"]
+
+
+def test_demo_bad_device_is_one_sentence():
+    proc = run_cli("demo", "--device", "gpu0")
+    assert proc.returncode == 2
+    assert "--device must be" in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
