@@ -55,7 +55,30 @@ def _open_video(path):
 
 def find_face_tracks(video_path, *, detect_every: int | None = None, iou_with_initial: float = 0.25,
                      min_frames: int = 1, detector: FaceDetector | None = None) -> VideoFaces:
-    """Follow every face through the video.
+    """Follow every face through the video file (decoded by OpenCV); see `track_faces`."""
+    import cv2
+    cap = _open_video(video_path)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+
+    def frames():
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    return
+                yield frame
+        finally:
+            cap.release()
+    faces = track_faces(frames(), fps, detect_every=detect_every, iou_with_initial=iou_with_initial,
+                        min_frames=min_frames, detector=detector)
+    if faces is None:
+        raise FommError(f"{video_path} has no readable video frames.")
+    return faces
+
+
+def track_faces(frames, fps: float, *, detect_every: int | None = None, iou_with_initial: float = 0.25,
+                min_frames: int = 1, detector: FaceDetector | None = None) -> VideoFaces | None:
+    """Follow every face through an iterable of frames (None when there are none).
 
     A detection continues a track when it overlaps the track's first box by `iou_with_initial` (the original's
     rule: a track is one stable head position, so a head that wanders far starts a new track). A track ends
@@ -63,37 +86,28 @@ def find_face_tracks(video_path, *, detect_every: int | None = None, iou_with_in
     8 checks a second; a head moves little in 1/8 s and detection is the slow part). Tracks shorter than
     `min_frames` frames are dropped.
     """
-    import cv2
     detector = detector or FaceDetector()
-    cap = _open_video(video_path)
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     detect_every = detect_every or max(1, round(fps / 8))
     finished, live, shape, index = [], [], None, -1
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            index += 1
-            shape = frame.shape[:2]
-            if index % detect_every:
-                continue
-            boxes = detector.detect(frame)
-            still = []
-            for track in live:
-                match = max(boxes, key=lambda b: iou(b, track.boxes[0]), default=None)
-                if match is not None and iou(match, track.boxes[0]) >= iou_with_initial:
-                    track.boxes.append(match)
-                    track.end = index
-                    boxes.remove(match)
-                    still.append(track)
-                else:
-                    finished.append(track)
-            live = still + [Track(index, index, [b]) for b in boxes]
-    finally:
-        cap.release()
+    for frame in frames:
+        index += 1
+        shape = frame.shape[:2]
+        if index % detect_every:
+            continue
+        boxes = detector.detect(frame)
+        still = []
+        for track in live:
+            match = max(boxes, key=lambda b: iou(b, track.boxes[0]), default=None)
+            if match is not None and iou(match, track.boxes[0]) >= iou_with_initial:
+                track.boxes.append(match)
+                track.end = index
+                boxes.remove(match)
+                still.append(track)
+            else:
+                finished.append(track)
+        live = still + [Track(index, index, [b]) for b in boxes]
     if shape is None:
-        raise FommError(f"{video_path} has no readable video frames.")
+        return None
     last = index
     for track in live:  # a face still there at the end lasts until the last frame
         track.end = last

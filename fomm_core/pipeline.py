@@ -38,7 +38,8 @@ def _batches(iterable, n: int):
         yield batch
 
 
-def best_start_frame(animator, source, driving_path, size: int, batch_size: int = 4) -> tuple[int, np.ndarray, str]:
+def best_start_frame(animator, source, driving_path, size: int, batch_size: int = 4,
+                     fit=None) -> tuple[int, np.ndarray, str]:
     """(index, frame, how) of the driving frame to start relative motion from, in one streamed pass.
 
     With face_alignment installed the original's landmark matching runs over the frames (kept only at model size
@@ -48,19 +49,20 @@ def best_start_frame(animator, source, driving_path, size: int, batch_size: int 
     import torch
 
     from .motion import closest_shape, find_best_frame
+    fit = fit or (lambda frame: square_resize(frame, size))
     try:
         import face_alignment  # noqa: F401
         have_landmarks = True
     except ImportError:
         have_landmarks = False
     if have_landmarks:  # the library wants the frames themselves; model size keeps this to 192 KB a frame
-        frames = [square_resize(f, size) for f in iter_frames(driving_path)]
+        frames = [fit(f) for f in iter_frames(driving_path)]
         index, how = find_best_frame(source, [f.astype(np.float32) / 255.0 for f in frames], animator.kp_detector)
         return index, frames[index], how
     with torch.inference_mode():
         src_kp = animator._keypoints(animator._prepare(frames_to_tensor([source])))["value"][0].cpu().numpy()
         best, best_pts, best_frame, index = 0, None, None, 0
-        for batch in _batches((square_resize(f, size) for f in iter_frames(driving_path)), batch_size):
+        for batch in _batches((fit(f) for f in iter_frames(driving_path)), batch_size):
             kp = animator._keypoints(animator._prepare(frames_to_tensor(batch)))["value"].cpu().numpy()
             for frame, pts in zip(batch, kp):
                 # running argmin, first frame winning ties, as closest_shape over the whole list would
@@ -71,23 +73,49 @@ def best_start_frame(animator, source, driving_path, size: int, batch_size: int 
     return best, best_frame, how
 
 
+def driving_face_crop(driving_path, info, size: int, increase: float = 0.1):
+    """frame -> size x size crop around the video's longest face track (one fixed square, so no jitter).
+
+    A video where no face is found falls back to the centre square, with a warning.
+    """
+    from .crop import stable_crop_box, track_faces
+    from .face import crop_square
+    faces = track_faces(iter_frames(driving_path, info=info), info.fps or 25.0)
+    track = faces.longest() if faces is not None else None
+    if track is None:
+        warnings.warn("no face found in the driving video; used its centre square", stacklevel=3)
+        return lambda frame: square_resize(frame, size)
+    box = stable_crop_box(track, increase, faces.frame_shape)
+    return lambda frame: crop_square(frame, box, size)
+
+
 def animate_video(source_path, driving_path, output_path, animator, *, size: int, batch_size: int = 4,
                   side_by_side: bool = False, audio: bool = True, find_best_frame: bool = False,
-                  progress=None) -> AnimateResult:
+                  crop: bool = False, progress=None) -> AnimateResult:
     """Animate the image at `source_path` by the video at `driving_path` into `output_path` (mp4, H.264).
 
-    Both inputs are centre-cropped to a square and resized to `size`. The output keeps the driving fps and,
+    Both inputs are centre-cropped to a square and resized to `size`; with `crop`, cropped to the face instead
+    (the photo's largest face; one stable square over the video's longest face track, as `fomm-doctor crop`). The output keeps the driving fps and,
     with `audio`, its audio track. side_by_side: source | driving | result. progress(done, total_estimate)
     is called after each batch. The output appears only when complete (temp file + rename).
     """
     if batch_size < 1:
         raise FommError("the batch size must be at least 1.")
-    source = square_resize(load_image(source_path), size)
     info = probe_video(driving_path)
+    if crop:
+        from .crop import crop_face_image
+        cropped = crop_face_image(load_image(source_path), size)
+        if not cropped.face_found:
+            warnings.warn("no face found in the source image; used its centre square", stacklevel=2)
+        source = cropped.image
+        fit = driving_face_crop(driving_path, info, size)
+    else:
+        source = square_resize(load_image(source_path), size)
+        fit = lambda frame: square_resize(frame, size)  # noqa: E731
     animator.set_source(frames_to_tensor([source]))
     best, note = 0, ""
     if find_best_frame:
-        best, best_frame, note = best_start_frame(animator, source, driving_path, size, batch_size)
+        best, best_frame, note = best_start_frame(animator, source, driving_path, size, batch_size, fit)
         if best_frame is not None:
             # relative motion of every frame depends only on itself and the start frame, so animating in file
             # order with that reference gives the original's backward+forward result without reordering
@@ -99,7 +127,7 @@ def animate_video(source_path, driving_path, output_path, animator, *, size: int
     done = 0
     with VideoWriter(output_path, info.rate or info.fps, (width, size),
                      audio_from=driving_path if audio and info.has_audio else None) as writer:
-        frames = (square_resize(f, size) for f in iter_frames(driving_path, info=info))
+        frames = (fit(f) for f in iter_frames(driving_path, info=info))
         for batch in _batches(frames, batch_size):
             results = tensor_to_frames(animator.animate(frames_to_tensor(batch)))
             for drv, out in zip(batch, results):

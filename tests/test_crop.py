@@ -109,3 +109,49 @@ def test_crop_face_image_for_animate_crop():
     plain = np.full((100, 200, 3), 128, np.uint8)
     fallback = crop_face_image(plain, size=64)
     assert not fallback.face_found and fallback.box == Box(50, 0, 100, 100)
+
+
+def test_animate_crop_uses_the_face_in_the_photo_and_the_video(face_clip, tmp_path):
+    """`animate --crop --side-by-side`: the left panel is the photo's face crop, the middle one the video's
+    steady face crop (not the centre squares a plain `animate` takes)."""
+    from fomm_core.face import crop_square
+    from fomm_core.images import square_resize
+    from fomm_core.video import iter_frames
+    path, truth = face_clip
+    photo_bgr, _ = planted_frame(480, 640, 380, 200, 1.0, seed=2)    # face far from the centre
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), photo_bgr)
+    out = tmp_path / "out.mp4"
+    r = run_cli("animate", photo, path, "-o", out, "--crop", "--side-by-side", "--no-audio",
+                env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    panels = list(iter_frames(out))
+    assert len(panels) == 20 and panels[0].shape == (64, 192, 3)
+    size = 64
+
+    def mad(a, b):
+        return float(np.abs(a.astype(float) - b.astype(float)).mean())
+    photo_rgb = cv2.cvtColor(photo_bgr, cv2.COLOR_BGR2RGB)
+    face_crop = crop_face_image(photo_rgb, size)
+    assert face_crop.face_found
+    left = panels[0][:, :size]
+    assert mad(left, face_crop.image) < 6 < mad(left, square_resize(photo_rgb, size))
+    from fomm_core.crop import track_faces
+    faces = track_faces(iter_frames(path), 25)                      # the frames the pipeline decodes (RGB)
+    box = stable_crop_box(faces.longest(), 0.1, faces.frame_shape)
+    for t in truth:                                                 # one steady square holding every face
+        assert box.x <= t.x and box.y <= t.y and t.x + t.w <= box.x + box.w and t.y + t.h <= box.y + box.h
+    first = next(iter_frames(path))
+    middle = panels[0][:, size:2 * size]
+    assert mad(middle, crop_square(first, box, size)) < 6 < mad(middle, square_resize(first, size))
+
+
+def test_animate_crop_without_a_face_says_so_and_uses_the_centre(tmp_path, ffmpeg_exe):
+    from conftest import make_clip
+    clip = make_clip(tmp_path / "noface.mp4", frames=6, size=(64, 64), audio=False, ffmpeg=ffmpeg_exe)
+    photo = tmp_path / "flat.png"
+    cv2.imwrite(str(photo), np.full((80, 80, 3), 128, np.uint8))
+    r = run_cli("animate", photo, clip, "-o", tmp_path / "o.mp4", "--crop", env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    assert "no face found in the source image" in r.stderr and "no face found in the driving video" in r.stderr
+    assert (tmp_path / "o.mp4").is_file()

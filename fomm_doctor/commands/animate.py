@@ -35,12 +35,15 @@ def animate(
     batch_size: int = typer.Option(4, "--batch-size", help="Driving frames animated together."),
     audio: bool = typer.Option(True, "--audio/--no-audio", help="Keep the driving video's audio track."),
     side_by_side: bool = typer.Option(False, "--side-by-side", help="Write source | driving | result."),
+    crop: bool = typer.Option(False, "--crop", help="Crop the photo and the video to the face first "
+                              "(as `fomm-doctor crop`), instead of taking their centre squares."),
 ) -> None:
     """Animate SOURCE by the motion in DRIVING and write OUT.mp4 (the driving video's fps and audio).
 
     Both the image and every video frame are centre-cropped to a square, then resized to the model's size
-    (256x256 for the published checkpoints): crop your inputs around the face first for the best results
-    (`fomm-doctor crop`). The video is streamed, so memory does not grow with its length.
+    (256x256 for the published checkpoints); with --crop, cropped around the face instead (the photo's largest
+    face, and one steady square over the video's longest face track, as `fomm-doctor crop` does).
+    The video is streamed, so memory does not grow with its length.
     """
     if mode not in ("relative", "absolute"):
         raise UserError(f"--mode must be relative or absolute, not '{mode}'.")
@@ -97,7 +100,7 @@ def animate(
             warnings.simplefilter("always", UserWarning)
             result = animate_video(source, driving, output, animator, size=size, batch_size=batch_size,
                                    side_by_side=side_by_side, audio=audio, find_best_frame=find_best_frame,
-                                   progress=progress)
+                                   crop=crop, progress=progress)
     for w in caught:
         typer.echo(f"note: {w.message}", err=True)
     if find_best_frame:
