@@ -1,86 +1,129 @@
-"""Checkpoints check: which checkpoints the manifest lists, which are present, and whether each file matches
-its recorded sha256.
+"""Checkpoints check: the checkpoints present (in the per-user store, a --dir folder or the project's own
+checkpoints/), each verified against its recorded sha256, and one line on the published ones not downloaded.
 
-ids: checkpoints.<name> (or checkpoints.manifest when there is nothing to list)
+ids: checkpoints.<name> (one per checkpoint present), checkpoints.published (the published ones not present),
+     checkpoints.manifest (a manifest or registry that cannot be read, or nothing known at all)
 
-`probe_checkpoints` is the one place that knows where checkpoints are; when `fomm_doctor.checkpoint_store`
-lands, it becomes a thin call into it.
+`probe_checkpoints` is a thin call into `fomm_doctor.checkpoint_store`, the one place that knows where
+checkpoints are; `judge_checkpoints` is pure (facts -> rows).
 """
-import hashlib
-import json
 import os
 
 from fomm_doctor.i18n import tr
 from fomm_doctor.render import CheckResult
 from fomm_doctor.checks.common import human_bytes
 
-
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+PREFERRED_FIRST = "vox"  # the usual choice for portraits: what the "fetch one" fix names when it is missing
 
 
 def probe_checkpoints(directory=None) -> dict:
-    """{"dir", "manifest": path|None, "error", "entries": [{"name","file","size","sha256","present","actual_size","sha_ok"}]}"""
-    if directory is None:
-        from fomm_core.resources import checkpoints_dir
-        directory = checkpoints_dir()
-    directory = str(directory)
-    manifest = os.path.join(directory, "manifest.json")
-    facts = {"dir": directory, "manifest": None, "error": None, "entries": []}
-    if not os.path.isfile(manifest):
-        return facts
-    facts["manifest"] = manifest
+    """checkpoint_store.checkpoint_facts (a --dir folder, the per-user store, the project's folder), plus the
+    project's folder (where the bundled checkpoint lives) and any error reading the manifests or registries:
+    {"dirs", "store", "project", "error", "checkpoints": [{name, file, config, size, sha256, description,
+    sources, present: [{path, size, verified}]}]}"""
+    from fomm_doctor import checkpoint_store as store
+    from fomm_doctor.errors import UserError
+    project = str(store.project_dir())
     try:
-        with open(manifest, encoding="utf-8") as f:
-            listed = json.load(f).get("checkpoints", [])
-    except (OSError, ValueError, AttributeError) as exc:
-        facts["error"] = f"{exc.__class__.__name__}: {exc}"
-        return facts
-    for item in listed:
-        path = os.path.join(directory, item.get("file", ""))
-        entry = {"name": item.get("name"), "file": item.get("file"), "size": item.get("size"),
-                 "sha256": item.get("sha256"), "present": os.path.isfile(path), "actual_size": None, "sha_ok": None}
-        if entry["present"]:
-            entry["actual_size"] = os.path.getsize(path)
-            # A wrong size settles it without hashing 240 MB.
-            if entry["size"] is not None and entry["actual_size"] != entry["size"]:
-                entry["sha_ok"] = False
-            elif entry["sha256"]:
-                entry["sha_ok"] = sha256_of(path) == entry["sha256"].lower()
-        facts["entries"].append(entry)
+        facts = store.checkpoint_facts(override_dir=directory, hash_files=True)
+    except (UserError, OSError) as exc:
+        return {"dirs": [], "store": str(store.store_dir(directory)), "project": project, "checkpoints": [],
+                "error": str(exc) if isinstance(exc, UserError) else f"{exc.__class__.__name__}: {exc}"}
+    facts["project"] = project
+    facts["error"] = None
     return facts
 
 
+def _norm(path) -> str:
+    return os.path.normcase(os.path.normpath(str(path)))
+
+
+def _in_folder(path, folder) -> bool:
+    return bool(folder) and _norm(os.path.dirname(str(path))) == _norm(folder)
+
+
+def _row_for_present(row: dict, project, lang: str) -> CheckResult:
+    """One checkpoint with at least one file present: the worst of its copies decides."""
+    name, copies = row["name"], row["present"]
+    rid = f"checkpoints.{name}"
+    bundled = any(_in_folder(c["path"], project) for c in copies)
+    details = dict(row)
+    details["bundled"] = bundled
+    bad = next((c for c in copies if c.get("verified") is False), None)
+    if bad is not None:
+        path, size = bad["path"], bad.get("size")
+        if row.get("size") and size != row["size"]:
+            en = (f"{path} is {human_bytes(size)}, not the {human_bytes(row['size'])} it should be: "
+                  "incomplete or corrupt.")
+            zh = f"{path} 大小为 {human_bytes(size)}，应为 {human_bytes(row['size'])}：文件不完整或已损坏。"
+        else:
+            en = f"{path} ({human_bytes(size)}) does not match its sha256: corrupt or incomplete."
+            zh = f"{path}（{human_bytes(size)}）sha256 不符：文件损坏或不完整。"
+        if row.get("sources"):
+            fetch = f"fomm-doctor checkpoints fetch {name}"
+            fix = tr(lang, f"Delete it and run `{fetch}`.", f"删除后运行 `{fetch}`。")
+        elif _in_folder(path, project):
+            fix = tr(lang, "Reinstall fomm-doctor (its bundled checkpoint is damaged).",
+                     "请重新安装 fomm-doctor（自带的模型文件已损坏）。")
+        else:
+            add = f"fomm-doctor checkpoints add PATH --name {name}"
+            fix = tr(lang, f"Delete it, then add a good copy with `{add}`.", f"删除后用 `{add}` 添加一份完好的文件。")
+        return CheckResult(rid, "fail", tr(lang, en, zh), details, fix)
+    unverified = next((c for c in copies if c.get("verified") is None), None)
+    if unverified is not None:
+        path = unverified["path"]
+        add = f"fomm-doctor checkpoints add {path} --name {name}"
+        return CheckResult(rid, "warn", tr(
+            lang, f"{path} is present, but no sha256 is recorded to verify it.",
+            f"{path} 存在，但没有可核对的 sha256。"), details,
+            tr(lang, f"`{add}` checks that it loads and records its sha256.",
+               f"运行 `{add}`：检查能否加载并记录其 sha256。"))
+    label = tr(lang, " (bundled)", "（自带）") if bundled else ""
+    return CheckResult(rid, "ok", tr(lang, f"{row['file']}{label} present, sha256 verified.",
+                                     f"{row['file']}{label} 已就绪，sha256 校验通过。"), details)
+
+
+def _published_row(published: list, lang: str) -> CheckResult:
+    """One row for every published (fetchable) checkpoint: how many are here, which are not."""
+    missing = [r["name"] for r in published if not r["present"]]
+    have = [r["name"] for r in published if r["present"]]
+    total = len(published)
+    details = {"published": [r["name"] for r in published], "present": have, "missing": missing}
+    names = ", ".join(missing)
+    if not have:
+        first = PREFERRED_FIRST if PREFERRED_FIRST in missing else missing[0]
+        return CheckResult("checkpoints.published", "warn", tr(
+            lang, f"none of the {total} published checkpoints is downloaded ({names}); "
+                  "see `fomm-doctor checkpoints list`.",
+            f"{total} 个公开模型均未下载（{names}）；详见 `fomm-doctor checkpoints list`。"),
+            details, f"fomm-doctor checkpoints fetch {first}")
+    if not missing:
+        return CheckResult("checkpoints.published", "ok", tr(
+            lang, f"all {total} published checkpoints are downloaded.", f"全部 {total} 个公开模型均已下载。"), details)
+    return CheckResult("checkpoints.published", "ok", tr(
+        lang, f"{len(have)} of {total} published checkpoints downloaded; {len(missing)} more can be fetched "
+              f"({names}): `fomm-doctor checkpoints list`.",
+        f"已下载 {total} 个公开模型中的 {len(have)} 个；另有 {len(missing)} 个可下载（{names}）：`fomm-doctor checkpoints list`。"),
+        details)
+
+
 def judge_checkpoints(facts: dict, lang: str = "en") -> list:
+    """facts (as probe_checkpoints returns) -> one row per checkpoint present, then checkpoints.published."""
     if facts.get("error"):
         return [CheckResult("checkpoints.manifest", "fail", tr(
-            lang, f"The checkpoint manifest is unreadable: {facts['error']}", f"模型清单无法读取：{facts['error']}"),
-            {"manifest": facts.get("manifest")}, tr(lang, "Reinstall fomm-doctor.", "请重新安装 fomm-doctor。"))]
-    if not facts.get("entries"):
+            lang, f"The checkpoint list cannot be read: {facts['error']}", f"模型清单无法读取：{facts['error']}"),
+            {"error": facts["error"], "store": facts.get("store")},
+            tr(lang, "Fix or delete the file named, then check again.", "修复或删除上面提到的文件后再检查一次。"))]
+    rows = facts.get("checkpoints") or []
+    where = facts.get("store") or facts.get("dir")
+    if not rows:
         return [CheckResult("checkpoints.manifest", "skipped", tr(
-            lang, f"No checkpoint manifest in {facts.get('dir')}.", f"{facts.get('dir')} 中没有模型清单。"),
-            {"dir": facts.get("dir"), "manifest": facts.get("manifest")})]
-    results = []
-    for e in facts["entries"]:
-        rid = f"checkpoints.{e['name']}"
-        details = dict(e)
-        fetch = f"fomm-doctor checkpoints fetch {e['name']}"
-        if not e["present"]:
-            results.append(CheckResult(rid, "warn", tr(lang, f"{e['file']} is not downloaded.", f"{e['file']} 尚未下载。"),
-                                       details, fetch))
-        elif e["sha_ok"] is False:
-            results.append(CheckResult(rid, "fail", tr(
-                lang, f"{e['file']} ({human_bytes(e['actual_size'])}) does not match its sha256: corrupt or incomplete.",
-                f"{e['file']}（{human_bytes(e['actual_size'])}）sha256 不符：文件损坏或不完整。"), details,
-                tr(lang, f"Delete it and run `{fetch}`.", f"删除后运行 `{fetch}`。")))
-        elif e["sha_ok"] is None:
-            results.append(CheckResult(rid, "warn", tr(lang, f"{e['file']} is present; no sha256 recorded to verify it.",
-                                                       f"{e['file']} 存在，但没有可核对的 sha256。"), details))
-        else:
-            results.append(CheckResult(rid, "ok", tr(lang, f"{e['file']} present, sha256 verified.",
-                                                     f"{e['file']} 已就绪，sha256 校验通过。"), details))
+            lang, f"No checkpoint is known (no manifest, nothing added in {where}).",
+            f"没有已知的模型（没有清单，{where} 中也没有添加过模型）。"),
+            {"dirs": facts.get("dirs"), "store": where})]
+    project = facts.get("project")
+    results = [_row_for_present(r, project, lang) for r in rows if r.get("present")]
+    published = [r for r in rows if r.get("sources")]
+    if published:
+        results.append(_published_row(published, lang))
     return results
