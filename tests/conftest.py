@@ -11,6 +11,33 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 REPO = Path(__file__).resolve().parents[1]
 
+# A tiny random FOMM (64x64, 4 keypoints) for tests of the plumbing around the model: fast, any result.
+TINY_MODEL = {
+    "dataset_params": {"frame_shape": [64, 64, 3]},
+    "model_params": {
+        "common_params": {"num_kp": 4, "num_channels": 3, "estimate_jacobian": True},
+        "kp_detector_params": {"temperature": 0.1, "block_expansion": 8, "max_features": 32,
+                               "scale_factor": 0.5, "num_blocks": 3},
+        "generator_params": {"block_expansion": 8, "max_features": 32, "num_down_blocks": 2,
+                             "num_bottleneck_blocks": 1, "estimate_occlusion_map": True,
+                             "dense_motion_params": {"block_expansion": 8, "max_features": 32, "num_blocks": 3,
+                                                     "scale_factor": 0.5}},
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """TINY_MODEL with random weights (seed 0) saved as one of our checkpoints (it carries its config)."""
+    import torch
+    from fomm_core.config import build_models
+    torch.manual_seed(0)
+    generator, kp_detector = build_models(TINY_MODEL)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth.tar"
+    torch.save({"generator": generator.state_dict(), "kp_detector": kp_detector.state_dict(),
+                "config": TINY_MODEL}, path)
+    return path
+
 
 @pytest.fixture(scope="session")
 def ffmpeg_exe() -> str:

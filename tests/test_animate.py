@@ -7,31 +7,8 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 torch = pytest.importorskip("torch")
 
-from conftest import run_cli  # noqa: E402
+from conftest import TINY_MODEL as TINY, run_cli  # noqa: E402
 from fomm_core.video import iter_frames, probe_video  # noqa: E402
-
-TINY = {
-    "dataset_params": {"frame_shape": [64, 64, 3]},
-    "model_params": {
-        "common_params": {"num_kp": 4, "num_channels": 3, "estimate_jacobian": True},
-        "kp_detector_params": {"temperature": 0.1, "block_expansion": 8, "max_features": 32,
-                               "scale_factor": 0.5, "num_blocks": 3},
-        "generator_params": {"block_expansion": 8, "max_features": 32, "num_down_blocks": 2,
-                             "num_bottleneck_blocks": 1, "estimate_occlusion_map": True,
-                             "dense_motion_params": {"block_expansion": 8, "max_features": 32, "num_blocks": 3,
-                                                     "scale_factor": 0.5}},
-    },
-}
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    from fomm_core.config import build_models
-    torch.manual_seed(0)
-    generator, kp_detector = build_models(TINY)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth.tar"
-    torch.save({"generator": generator.state_dict(), "kp_detector": kp_detector.state_dict(), "config": TINY}, path)
-    return path
 
 
 @pytest.fixture(scope="module")
