@@ -161,6 +161,12 @@ class Animator:
         kp = self._run_kp(images)
         return {k: v.float() for k, v in kp.items()}
 
+    def keypoints(self, images) -> dict:
+        """Keypoints of images ([3, H, W] or [B, 3, H, W], 0..1): {'value': [B, K, 2], 'jacobian': [B, K, 2, 2]}."""
+        import torch
+        with torch.inference_mode():
+            return self._keypoints(self._prepare(images))
+
     # -- state ----------------------------------------------------------------------------------------------------
 
     def set_source(self, image):

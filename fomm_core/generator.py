@@ -17,16 +17,20 @@ from .blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 from .dense_motion import DenseMotionNetwork
 
 
-def warp(x, deformation):
+def warp(x, deformation, exact_resize=False):
     """Backward-warp x [B, C, H, W] by a flow [B, h, w, 2] of source (x, y) coordinates in [-1, 1].
 
-    A flow of another size is first resized bilinearly (align_corners=False, the original's interpolate default
-    on torch 1.0); grid_sample uses align_corners=True, the behaviour the checkpoints were trained with.
+    A flow of another size is first resized bilinearly. The original resizes with align_corners=False (its
+    interpolate default on torch 1.0), which moves an identity flow by up to half a pixel; the published models
+    never resize a flow on the way to their prediction (features and flow are both 64x64), so that only touches
+    their `deformed` picture. exact_resize=True resizes with align_corners=True, which keeps an identity flow an
+    identity (the flow's +-1 are the corner pixels' centres): our models whose features are larger than the flow
+    need it. grid_sample uses align_corners=True, the behaviour the checkpoints were trained with.
     """
     h, w = x.shape[2:]
     if deformation.shape[1] != h or deformation.shape[2] != w:
         deformation = F.interpolate(deformation.permute(0, 3, 1, 2), size=(h, w), mode="bilinear",
-                                    align_corners=False).permute(0, 2, 3, 1)
+                                    align_corners=exact_resize).permute(0, 2, 3, 1)
     return F.grid_sample(x, deformation, align_corners=True)
 
 
@@ -34,8 +38,10 @@ class OcclusionAwareGenerator(nn.Module):
     """source image + two keypoint sets -> the source re-posed as the driving frame (Johnson-style encoder-decoder)."""
 
     def __init__(self, num_channels, num_kp, block_expansion, max_features, num_down_blocks, num_bottleneck_blocks,
-                 estimate_occlusion_map=False, dense_motion_params=None, estimate_jacobian=False):
+                 estimate_occlusion_map=False, dense_motion_params=None, estimate_jacobian=False,
+                 exact_flow_resize=False):
         super().__init__()
+        self.exact_flow_resize = exact_flow_resize  # see warp(); not in the published configs, so False there
         if dense_motion_params is not None:
             self.dense_motion_network = DenseMotionNetwork(num_kp=num_kp, num_channels=num_channels,
                                                            estimate_occlusion_map=estimate_occlusion_map,
@@ -77,7 +83,7 @@ class OcclusionAwareGenerator(nn.Module):
 
     def warp_features(self, features, deformation, occlusion_map=None):
         """Warp encoded features by the flow and darken what the source cannot show (occlusion map in [0, 1])."""
-        out = warp(features, deformation)
+        out = warp(features, deformation, self.exact_flow_resize)
         if occlusion_map is not None:
             if out.shape[2:] != occlusion_map.shape[2:]:
                 occlusion_map = F.interpolate(occlusion_map, size=out.shape[2:], mode="bilinear", align_corners=False)
@@ -97,7 +103,7 @@ class OcclusionAwareGenerator(nn.Module):
     # -- the original's forward -----------------------------------------------------------------------------------
 
     def deform_input(self, inp, deformation):
-        return warp(inp, deformation)
+        return warp(inp, deformation, self.exact_flow_resize)
 
     def forward(self, source_image, kp_driving, kp_source):
         features = self.encode_source(source_image)
@@ -113,6 +119,6 @@ class OcclusionAwareGenerator(nn.Module):
             deformation = motion["deformation"]
             out["deformation"] = deformation
             # the whole source warped at full resolution: for visualisation only, as the original
-            out["deformed"] = warp(source_image, deformation)
+            out["deformed"] = warp(source_image, deformation, self.exact_flow_resize)
         out["prediction"] = self.decode(features, deformation, occlusion_map)
         return out

@@ -46,8 +46,6 @@ def best_start_frame(animator, source, driving_path, size: int, batch_size: int 
     for that library's sake); without it the model's own keypoints are compared (fomm_core.motion's stand-in),
     keeping only the best frame so far in memory.
     """
-    import torch
-
     from .motion import closest_shape, find_best_frame
     fit = fit or (lambda frame: square_resize(frame, size))
     try:
@@ -59,16 +57,15 @@ def best_start_frame(animator, source, driving_path, size: int, batch_size: int 
         frames = [fit(f) for f in iter_frames(driving_path)]
         index, how = find_best_frame(source, [f.astype(np.float32) / 255.0 for f in frames], animator.kp_detector)
         return index, frames[index], how
-    with torch.inference_mode():
-        src_kp = animator._keypoints(animator._prepare(frames_to_tensor([source])))["value"][0].cpu().numpy()
-        best, best_pts, best_frame, index = 0, None, None, 0
-        for batch in _batches((fit(f) for f in iter_frames(driving_path)), batch_size):
-            kp = animator._keypoints(animator._prepare(frames_to_tensor(batch)))["value"].cpu().numpy()
-            for frame, pts in zip(batch, kp):
-                # running argmin, first frame winning ties, as closest_shape over the whole list would
-                if best_pts is None or closest_shape(src_kp, [best_pts, pts]) == 1:
-                    best, best_pts, best_frame = index, pts, frame.copy()
-                index += 1
+    src_kp = animator.keypoints(frames_to_tensor([source]))["value"][0].cpu().numpy()
+    best, best_pts, best_frame, index = 0, None, None, 0
+    for batch in _batches((fit(f) for f in iter_frames(driving_path)), batch_size):
+        kp = animator.keypoints(frames_to_tensor(batch))["value"].cpu().numpy()
+        for frame, pts in zip(batch, kp):
+            # running argmin, first frame winning ties, as closest_shape over the whole list would
+            if best_pts is None or closest_shape(src_kp, [best_pts, pts]) == 1:
+                best, best_pts, best_frame = index, pts, frame.copy()
+            index += 1
     how = "no landmark library (face_alignment) installed; matched the model's keypoints instead"
     return best, best_frame, how
 

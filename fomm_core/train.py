@@ -7,16 +7,31 @@ Losses: image-pyramid L1 between prediction and driving frame (the original uses
 weights here) plus the equivariance losses on keypoints and Jacobians under random thin-plate-spline warps.
 Checkpoints (`DIR/checkpoint.pth.tar`, written atomically every N steps and at the end) have the original's
 layout — generator, kp_detector, optimizer states, epoch — plus `step` and `config` (the model's own parameters).
+
+Options for small models on a CPU budget (train_params; the defaults are the original's recipe):
+- `batchnorm: frozen` — every BatchNorm keeps its initial statistics (mean 0, variance 1) and acts as a learnable
+  per-channel scale and shift. Batch statistics of 8 small frames slowed our generator's learning several-fold
+  and made eval-mode output differ from train-mode output; frozen, the two are the same function.
+  `batchnorm: frozen-image-path` freezes only the generator's image path (encoder, bottleneck, decoder): the
+  keypoint detector and the dense motion network keep the original's batch statistics.
+- `init: identity` — the generator starts as "prediction = the source warped by the dense motion" (see
+  `init_generator_as_warp`), so the reconstruction loss trains the motion from the first step instead of
+  waiting for the decoder to learn to copy pixels.
+- `generator_lr_scale` — learning rate of the generator's image path relative to `lr` (the dense motion network
+  keeps `lr`); Adam's steps of size `lr` on every weight would wipe out the identity start at once.
+- `betas`, `lr_schedule: cosine` (decays to 2 % of `lr` over the run).
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from pathlib import Path
 
 DEFAULT_TRAIN = {
-    "batch_size": 8, "lr": 5e-4, "scales": [1, 0.5, 0.25, 0.125],
+    "batch_size": 8, "lr": 5e-4, "betas": [0.5, 0.999], "lr_schedule": "constant", "scales": [1, 0.5, 0.25, 0.125],
+    "batchnorm": "batch", "init": "random", "background_bias": 3.0, "generator_lr_scale": 1.0,
     "loss_weights": {"reconstruction": 10, "equivariance_value": 10, "equivariance_jacobian": 10},
     "transform_params": {"sigma_affine": 0.05, "sigma_tps": 0.005, "points_tps": 5},
     "num_clips": 200, "clip_frames": 32,
@@ -33,7 +48,7 @@ def train_params(config) -> dict:
 class Trainer:
     """Models, optimizers and one training step; `losses(source, driving)` -> dict of named scalar losses."""
 
-    def __init__(self, config, device="cpu", seed=0):
+    def __init__(self, config, device="cpu", seed=0, total_steps=None):
         import torch
         from .config import build_models
         from .losses import ImagePyramid
@@ -41,14 +56,48 @@ class Trainer:
         self.config, self.device, self.params = config, torch.device(device), train_params(config)
         torch.manual_seed(seed)
         self.generator, self.kp_detector = build_models(config)
-        self.generator.to(self.device).train()
-        self.kp_detector.to(self.device).train()
+        if self.params["init"] == "identity":
+            if self.params["batchnorm"] not in ("frozen", "frozen-image-path"):
+                raise ValueError("init: identity needs batchnorm: frozen (batch statistics would rescale the copy)")
+            init_generator_as_warp(self.generator, background_bias=float(self.params["background_bias"]))
+        self.generator.to(self.device)
+        self.kp_detector.to(self.device)
+        self.train_mode()
         self.pyramid = ImagePyramid(self.params["scales"]).to(self.device)
-        lr = float(self.params["lr"])
-        self.opt_generator = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=(0.5, 0.999))
-        self.opt_kp_detector = torch.optim.Adam(self.kp_detector.parameters(), lr=lr, betas=(0.5, 0.999))
+        self.lr, self.total_steps = float(self.params["lr"]), total_steps
+        betas = tuple(float(b) for b in self.params["betas"])
+        motion = [p for n, p in self.generator.named_parameters() if n.startswith("dense_motion_network.")]
+        image = [p for n, p in self.generator.named_parameters() if not n.startswith("dense_motion_network.")]
+        image_lr = self.lr * float(self.params["generator_lr_scale"])
+        self.opt_generator = torch.optim.Adam([{"params": motion, "lr": self.lr, "initial_lr": self.lr},
+                                               {"params": image, "lr": image_lr, "initial_lr": image_lr}],
+                                              betas=betas)
+        self.opt_kp_detector = torch.optim.Adam([{"params": list(self.kp_detector.parameters()), "lr": self.lr,
+                                                  "initial_lr": self.lr}], betas=betas)
         self.rng = torch.Generator(device="cpu").manual_seed(seed)  # the random warps
         self.step = 0
+
+    def train_mode(self) -> None:
+        """Both networks in training mode; with `batchnorm: frozen` their BatchNorms stay in eval mode."""
+        import torch
+        mode = self.params["batchnorm"]
+        for net in (self.generator, self.kp_detector):
+            net.train()
+        if mode == "batch":
+            return
+        nets = {"generator": self.generator, "kp_detector": self.kp_detector}
+        for net_name, net in nets.items():
+            for name, module in net.named_modules():
+                image_path = net_name == "generator" and not name.startswith("dense_motion_network")
+                if isinstance(module, torch.nn.BatchNorm2d) and (mode == "frozen" or image_path):
+                    module.eval()
+
+    def lr_factor(self) -> float:
+        """Learning-rate multiplier at the current step (cosine: 1 -> 0.02 over total_steps)."""
+        if self.params["lr_schedule"] != "cosine" or not self.total_steps:
+            return 1.0
+        progress = min(1.0, self.step / self.total_steps)
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
 
     def losses(self, source, driving):
         from .losses import equivariance_losses, pyramid_l1
@@ -70,6 +119,10 @@ class Trainer:
 
     def train_step(self, source, driving) -> dict:
         source, driving = source.to(self.device), driving.to(self.device)
+        factor = self.lr_factor()
+        for opt in (self.opt_generator, self.opt_kp_detector):
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * factor
         losses = self.losses(source, driving)
         total = sum(losses.values())
         self.opt_generator.zero_grad(set_to_none=True)
@@ -97,6 +150,57 @@ class Trainer:
             self.opt_generator.load_state_dict(state["optimizer_generator"])
             self.opt_kp_detector.load_state_dict(state["optimizer_kp_detector"])
         self.step = int(state.get("step", state.get("epoch", 0)))
+
+
+def init_generator_as_warp(generator, thresholds=(0.0, 0.08, 0.3, 0.7, 0.92), background_bias=3.0) -> None:
+    """Set a generator's weights so that its prediction is (nearly) the source warped by the dense motion.
+
+    Needs num_down_blocks 0 (features at image size) and at least 3 x len(thresholds) channels. The first conv
+    puts relu(x - t) of each colour channel in its own feature channels; the residual bottleneck blocks start as
+    identities (second conv zero); the final conv sums those ramps into a piecewise-linear fit of logit(x), so that
+    the closing sigmoid gives x back (mean error 0.004 over 0..1). The occlusion map starts at 1 (nothing hidden)
+    and the dense motion's mask leans towards the background (identity) motion, so that the first predictions
+    are about the source itself rather than a random warp of it.
+    """
+    import torch
+    first, final = generator.first.conv, generator.final
+    n, colours = len(thresholds), final.out_channels
+    if len(generator.down_blocks) or first.out_channels < colours * n:
+        raise ValueError("init: identity needs num_down_blocks 0 and block_expansion >= "
+                         f"{colours * n} (one feature channel per colour and ramp)")
+    # fit w: sigmoid(sum_j w_j relu(x - t_j) + b) ~= x on 0..1 (a 6-parameter least-squares problem)
+    x = torch.linspace(0, 1, 401)
+    ramps = torch.stack([torch.relu(x - t) for t in thresholds] + [torch.ones_like(x)], 1)
+    w = torch.tensor([8.0] + [0.0] * (n - 1) + [-4.0], requires_grad=True)
+    fit = torch.optim.LBFGS([w], max_iter=500)
+
+    def closure():
+        fit.zero_grad()
+        loss = ((torch.sigmoid(ramps @ w) - x) ** 2).mean()
+        loss.backward()
+        return loss
+    fit.step(closure)
+    w = w.detach()
+
+    centre, centre_final = first.kernel_size[0] // 2, final.kernel_size[0] // 2
+    with torch.no_grad():
+        first.weight[: colours * n].zero_()
+        final.weight.zero_()
+        for c in range(colours):
+            for j, t in enumerate(thresholds):
+                first.weight[c * n + j, c, centre, centre] = 1.0
+                first.bias[c * n + j] = -t
+                final.weight[c, c * n + j, centre_final, centre_final] = w[j]
+            final.bias[c] = w[-1]
+        for block in generator.bottleneck:
+            block.conv2.weight.zero_()
+            block.conv2.bias.zero_()
+        dense = generator.dense_motion_network
+        if dense is not None:
+            dense.mask.bias[0] += background_bias
+            if dense.occlusion is not None:
+                dense.occlusion.weight.zero_()
+                dense.occlusion.bias.fill_(6.0)
 
 
 def save_atomic(state, path) -> None:
@@ -136,7 +240,7 @@ def train(config_name, out, steps, seed=0, data="synthetic", resume=False, devic
     from .config import load_config
 
     config = load_config(config_name)
-    trainer = Trainer(config, device, seed)
+    trainer = Trainer(config, device, seed, total_steps=steps)
     out = Path(out)
     ckpt = out / CHECKPOINT
     if resume and ckpt.is_file():

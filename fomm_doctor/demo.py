@@ -147,7 +147,6 @@ def run_demo(checkpoint=None, config=None, device=None, output="fomm-demo.mp4") 
 
     # 4. animate a held-out clip from its first frame, and judge it
     started = time.perf_counter()
-    import numpy as np
     from fomm_core.engine import Animator
     from fomm_core.synthetic import make_clip, to_tensor
     clip = make_clip(HELDOUT_SEED, FRAMES, size[0]) if size[0] == size[1] else None

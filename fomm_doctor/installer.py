@@ -6,7 +6,6 @@ the `progress(bytes_done, total)` and `say(text)` callbacks.
 import json
 import os
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 from urllib.parse import urlsplit, parse_qs
 
 CHUNK = 16 * 1024

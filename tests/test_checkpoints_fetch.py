@@ -144,7 +144,7 @@ def test_fetch_without_sha256_checks_that_it_loads(vox_file, env, tmp_path):
     data, sha, _ = vox_file
     home = tmp_path / "home" / "checkpoints"
     with drive_like_server(data) as srv:
-        srv.script(f"/files/vox-cpk.pth.tar", Html(page=QUOTA_PAGE))  # a mirror that answers a web page first
+        srv.script("/files/vox-cpk.pth.tar", Html(page=QUOTA_PAGE))  # a mirror that answers a web page first
         srv.routes["/files/vox-cpk.pth.tar"] = data
         write_user_manifest(home, [{"name": "lab-vox", "file": "lab-vox.pth.tar", "config": "vox-256",
                                     "sources": [{"url": srv.url("/files/vox-cpk.pth.tar"), "kind": "mirror"}]}])

@@ -7,7 +7,6 @@ config recognition and strict loading look at, are the real ones."""
 import io
 import json
 import os
-import shutil
 import zipfile
 from pathlib import Path
 

@@ -1,15 +1,11 @@
 """The downloader against a real 127.0.0.1 server that drops, stalls, fails and lies."""
 import hashlib
 import json
-import os
 import socket
-import threading
 
 import pytest
-import requests
 
-from fomm_doctor.download import (ChecksumMismatch, DownloadError, HtmlInsteadOfFile, ResumableDownload,
-                                  download, partial_paths, retry_after_seconds)
+from fomm_doctor.download import (ChecksumMismatch, DownloadError, HtmlInsteadOfFile, download, partial_paths, retry_after_seconds)
 from httpfaults import Corrupt, FaultServer, Html, IgnoreRange, Pass, Reply, Reset, Stall, Status
 
 FAST = {"backoff": 0.01, "max_wait": 0.5, "timeout": 1.0}

@@ -1,10 +1,9 @@
 """Reading indexes: PEP 691 JSON, PEP 503 HTML, flat listings, file:// indexes and folders, over real HTTP."""
-import json
 from pathlib import Path
 
 import pytest
 
-from fomm_doctor.pypi_index import (IndexFile, IndexUnavailable, filename_project, parse_html_page, parse_json_page,
+from fomm_doctor.pypi_index import (IndexUnavailable, filename_project, parse_html_page, parse_json_page,
                                     read_find_links, read_project)
 from httpfaults import FaultServer, Reply, Status
 

@@ -80,3 +80,78 @@ def test_identity_warp_keeps_the_image():
     warp = RandomTPS(1, sigma_affine=0.0, sigma_tps=0.0)
     image = torch.rand(1, 3, 16, 16)
     assert torch.allclose(warp.warp_image(image), image, atol=1e-5)
+
+
+def _small_recipe(**train_params):
+    """TINY at 32x32 with a full-resolution generator (15+ channels) and the small-model training options."""
+    import copy
+    config = copy.deepcopy(TINY)
+    config["model_params"]["generator_params"].update(block_expansion=16, num_down_blocks=0, exact_flow_resize=True)
+    config["train_params"].update({"batchnorm": "frozen", "init": "identity", "generator_lr_scale": 0.05,
+                                   "lr_schedule": "cosine", "betas": [0.9, 0.999]}, **train_params)
+    return config
+
+
+def test_identity_init_makes_the_generator_copy_the_warped_source():
+    from fomm_core.synthetic import make_clip, to_tensor
+    torch.set_num_threads(1)
+    frames = to_tensor(make_clip(5, 2, 32))                                    # [2, 3, 32, 32]
+    trainer = Trainer(_small_recipe(), seed=0)
+    trainer.generator.eval()
+    trainer.kp_detector.eval()
+    with torch.no_grad():
+        kp = trainer.kp_detector(frames)
+        same = trainer.generator(frames, kp_source=kp, kp_driving=kp)["prediction"]
+    assert float((same - frames).abs().mean()) < 0.01      # identical keypoints: an identity flow, the frame back
+    random = Trainer(_small_recipe(init="random"), seed=0)
+    random.generator.eval()
+    with torch.no_grad():
+        other = random.generator(frames, kp_source=kp, kp_driving=kp)["prediction"]
+    assert float((other - frames).abs().mean()) > 0.05     # the same model from a random start does not
+
+
+def test_identity_init_refuses_a_generator_that_downsamples():
+    config = _small_recipe()
+    config["model_params"]["generator_params"]["num_down_blocks"] = 1
+    with pytest.raises(ValueError, match="num_down_blocks 0"):
+        Trainer(config)
+    with pytest.raises(ValueError, match="batchnorm: frozen"):
+        Trainer(_small_recipe(batchnorm="batch"))
+
+
+def test_frozen_batchnorm_keeps_statistics_and_train_equals_eval():
+    torch.set_num_threads(1)
+    config = _small_recipe()
+    trainer = Trainer(config, seed=0, total_steps=4)
+    source, driving = next(batches(make_dataset("synthetic", config, 0), 4, 0))
+    for _ in range(2):
+        trainer.train_step(source, driving)
+    norms = [m for m in trainer.generator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(float(m.running_var.min()) == 1.0 and float(m.running_mean.abs().max()) == 0.0
+                         for m in norms)
+    with torch.no_grad():
+        kp = trainer.kp_detector(source)
+        train_out = trainer.generator(source, kp_source=kp, kp_driving=kp)["prediction"]
+        trainer.generator.eval()
+        eval_out = trainer.generator(source, kp_source=kp, kp_driving=kp)["prediction"]
+    assert torch.equal(train_out, eval_out)
+
+
+def test_cosine_schedule_decays_to_two_percent():
+    trainer = Trainer(_small_recipe(lr=0.001), seed=0, total_steps=100)
+    factors = []
+    for step in (0, 50, 100):
+        trainer.step = step
+        factors.append(trainer.lr_factor())
+    assert factors[0] == pytest.approx(1.0) and factors[1] == pytest.approx(0.51) and factors[2] == pytest.approx(0.02)
+    assert Trainer(TINY, seed=0, total_steps=100).lr_factor() == 1.0    # the original's constant rate by default
+
+
+def test_exact_flow_resize_keeps_an_identity_flow_an_identity():
+    from fomm_core.blocks import make_coordinate_grid
+    from fomm_core.generator import warp
+    features = torch.rand(1, 4, 32, 32)
+    flow = make_coordinate_grid((16, 16)).unsqueeze(0)                        # identity at half the size
+    assert torch.allclose(warp(features, flow, exact_resize=True), features, atol=1e-5)
+    shifted = warp(features, flow)                                              # the original's resize
+    assert float((shifted - features).abs().max()) > 0.1

@@ -73,8 +73,8 @@ def main():
     for b in ("cpu", "cu118", "cu121", "cu124", "cu126", "cu128", "cu129", "cu130"):
         (HERE / f"pytorch_{b}.html").write_text(pytorch_page(b))
     # Aliyun-style flat listing: relative links, no hashes, every package of the backend in one page
-    names = [f"torch-2.4.1%2Bcu121-cp311-cp311-linux_x86_64.whl", "torchvision-0.19.1%2Bcu121-cp311-cp311-linux_x86_64.whl",
-             f"torch-2.4.1%2Bcu121-cp311-cp311-win_amd64.whl"]
+    names = ["torch-2.4.1%2Bcu121-cp311-cp311-linux_x86_64.whl", "torchvision-0.19.1%2Bcu121-cp311-cp311-linux_x86_64.whl",
+             "torch-2.4.1%2Bcu121-cp311-cp311-win_amd64.whl"]
     (HERE / "aliyun_cu121_flat.html").write_text(
         "<html><head><title>Index of /pytorch-wheels/cu121/</title></head><body><h1>Index of /pytorch-wheels/cu121/</h1>"
         "<pre><a href=\"../\">../</a>\n" + "\n".join(f'<a href="{n}">{n.replace("%2B", "+")}</a>   16-Sep-2024 10:00   2.4G'
