@@ -96,8 +96,8 @@ def reference_models(config_name="vox-256", seed=SEED):
     """The original code's modules holding exactly our seeded weights (strict load)."""
     from deep_animator.modules.generator import OcclusionAwareGenerator
     from deep_animator.modules.kp_detector import KPDetector
-    from .config import load_config
-    params = load_config(config_name)["model_params"]
+    from .config import load_config, original_model_params
+    params = original_model_params(load_config(config_name))
     generator = OcclusionAwareGenerator(**params["generator_params"], **params["common_params"])
     kp_detector = KPDetector(**params["kp_detector_params"], **params["common_params"])
     ours_g, ours_k = our_models(config_name, seed)

@@ -59,6 +59,18 @@ def check_config(config, where="config") -> None:
         raise FommError(f"{where} is not a FOMM config: model_params lacks {', '.join(missing)}.")
 
 
+# generator_params of ours that the original code does not have (see fomm_core.generator.warp)
+OUR_GENERATOR_OPTIONS = ("exact_flow_resize",)
+
+
+def original_model_params(config) -> dict:
+    """config's model_params without our own options: what the original code's module constructors accept."""
+    params = dict(config["model_params"])
+    params["generator_params"] = {k: v for k, v in params["generator_params"].items()
+                                  if k not in OUR_GENERATOR_OPTIONS}
+    return params
+
+
 def frame_size(config) -> tuple[int, int]:
     """(height, width) the model was trained at (dataset_params.frame_shape; 256x256 when absent)."""
     shape = (config.get("dataset_params") or {}).get("frame_shape") or [256, 256, 3]

@@ -34,7 +34,6 @@ def _checks(stdout):
     return report, {c["id"]: c for c in report["checks"]}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 4: the shipped synth-64 checkpoint misses the bar (L1 ratio 0.95); retraining")
 def test_demo_passes_with_the_shipped_checkpoint(tmp_path):
     out = tmp_path / "demo.mp4"
     proc = run_cli("demo", "--json", "--output", out, env={"OMP_NUM_THREADS": "1"})

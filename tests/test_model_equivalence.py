@@ -44,7 +44,8 @@ def ref_aligned(ref, monkeypatch):
 
 
 def reference_models(ref, config):
-    params = config["model_params"]
+    from fomm_core.config import original_model_params
+    params = original_model_params(config)
     generator = ref.generator.OcclusionAwareGenerator(**params["generator_params"], **params["common_params"])
     kp_detector = ref.kp_detector.KPDetector(**params["kp_detector_params"], **params["common_params"])
     return generator, kp_detector
