@@ -1,4 +1,5 @@
 """Loading checkpoints: the original file layout, prefixes, carried configs, config detection, and broken files."""
+import copy
 import zipfile
 
 import pytest
@@ -6,23 +7,15 @@ import yaml
 
 torch = pytest.importorskip("torch", reason="torch is not installed")
 
+from conftest import TINY_MODEL  # noqa: E402
 from fomm_core import load_checkpoints  # noqa: E402
 from fomm_core.checkpoint import read_checkpoint  # noqa: E402
 from fomm_core.config import build_models, detect_config, load_config, matching_configs, shipped_configs  # noqa: E402
 from fomm_core.errors import FommError  # noqa: E402
 
-SMALL = {
-    "dataset_params": {"frame_shape": [64, 64, 3]},
-    "model_params": {
-        "common_params": {"num_kp": 4, "num_channels": 3, "estimate_jacobian": True},
-        "kp_detector_params": {"temperature": 0.1, "block_expansion": 8, "max_features": 32,
-                               "scale_factor": 0.5, "num_blocks": 3},
-        "generator_params": {"block_expansion": 8, "max_features": 32, "num_down_blocks": 2,
-                             "num_bottleneck_blocks": 1, "estimate_occlusion_map": True,
-                             "dense_motion_params": {"block_expansion": 8, "max_features": 32, "num_blocks": 2,
-                                                     "scale_factor": 0.25}},
-    },
-}
+# the tiny test model with a shallower, coarser dense motion network (its own shapes, matching no shipped config)
+SMALL = copy.deepcopy(TINY_MODEL)
+SMALL["model_params"]["generator_params"]["dense_motion_params"].update(num_blocks=2, scale_factor=0.25)
 
 
 @pytest.fixture
