@@ -1,5 +1,5 @@
 """pip.* judges and pip config reading from real files and environment variables."""
-from fomm_doctor import pip_config
+from fomm_doctor.install import pip_config
 from fomm_doctor.checks import pip as pipchk
 from fomm_doctor.resources import load_wheels_index
 

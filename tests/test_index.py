@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from fomm_doctor.pypi_index import (IndexUnavailable, filename_project, parse_html_page, parse_json_page,
+from fomm_doctor.install.index import (IndexUnavailable, filename_project, parse_html_page, parse_json_page,
                                     read_find_links, read_project)
 from httpfaults import FaultServer, Reply, Status
 

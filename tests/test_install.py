@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import run_cli
-from fomm_doctor.pip_persist import apply_change, describe_change, persist_change
+from fomm_doctor.install.pip_persist import apply_change, describe_change, persist_change
 from httpfaults import (Corrupt, FaultServer, Reply, Reset, Stall, Status, build_wheel, fake_torch_wheel,
                         simple_routes)
 

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from fomm_doctor import installer, mirrors
-from fomm_doctor.interpreter import compute_tags, probe_interpreter
-from fomm_doctor.pypi_index import parse_html_page, parse_json_page
+from fomm_doctor.install import plan as installer, sources as mirrors
+from fomm_doctor.install.target import compute_tags, probe_interpreter
+from fomm_doctor.install.index import parse_html_page, parse_json_page
 from fomm_doctor.resources import load_wheels_index
-from fomm_doctor.wheel_choice import NoFit
+from fomm_doctor.install.choose import NoFit
 
 DATA = Path(__file__).parent / "data" / "index"
 IDX = load_wheels_index()

@@ -14,7 +14,7 @@ import urllib.request
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from fomm_doctor.i18n import tr
-from fomm_doctor.pip_config import mask_credentials
+from fomm_doctor.install.pip_config import mask_credentials
 from fomm_doctor.render import CheckResult
 from fomm_doctor.checks.common import pip_cmd
 

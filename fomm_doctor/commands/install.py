@@ -1,4 +1,4 @@
-"""`fomm-doctor install`: parse options, show the plan, draw the progress bar (the work is fomm_doctor.installer)."""
+"""`fomm-doctor install`: parse options, show the plan, draw the progress bar (the work is fomm_doctor.install.plan)."""
 import json
 import sys
 from pathlib import Path
@@ -33,7 +33,7 @@ def install(
     Reads the interpreter's wheel tags, the NVIDIA driver and GPU, and the indexes; downloads with resume,
     retries and mirror failover; verifies sha256; installs with pip; checks the result in a fresh process.
     """
-    from fomm_doctor import installer
+    from fomm_doctor.install import plan as installer
 
     backend = backend.strip().lower()
     if backend not in ("auto", "cpu") and not (backend.startswith("cu") and backend[2:].isdigit()):
@@ -56,7 +56,7 @@ def install(
         _show_plan(console, plan)
     change = _persist_change(plan, persist)
     if console and change:
-        from fomm_doctor.pip_persist import describe_change
+        from fomm_doctor.install.pip_persist import describe_change
         console.print("pip config (--persist):\n" + describe_change(change))
 
     if dry_run:
@@ -72,7 +72,7 @@ def install(
 
     outcome = _execute(installer, plan, opts, console)
     if change:
-        from fomm_doctor.pip_persist import apply_change
+        from fomm_doctor.install.pip_persist import apply_change
         apply_change(change)
     if as_json:
         typer.echo(json.dumps({"plan": plan, "outcome": outcome, "persist": change}, indent=2))
@@ -94,13 +94,13 @@ def _persist_change(plan: dict, persist: bool):
     if not dep:
         raise UserError("--persist needs a mirror to write: add --mirror tsinghua (or auto, or a URL).")
     import os
-    from fomm_doctor.pip_persist import persist_change
+    from fomm_doctor.install.pip_persist import persist_change
     facts = {"platform": plan["python"]["platform"], "env": dict(os.environ), "home": str(Path.home())}
     return persist_change(dep["index_url"], facts)
 
 
 def _show_plan(console, plan: dict) -> None:
-    from fomm_doctor.pip_config import mask_credentials
+    from fomm_doctor.install.pip_config import mask_credentials
     py = plan["python"]
     console.print(f"python   {py['executable']} ({py['version']}, {py['bits']}-bit, {py['platform']} "
                   f"{py['machine']}; tags {', '.join(plan['tags'][:2])}, ...)")

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from fomm_doctor import download as dl
-from fomm_doctor import mirrors, pypi_index, wheel_choice
+from fomm_doctor.install import choose as wheel_choice, index as pypi_index, sources as mirrors
 from fomm_doctor.errors import UserError
-from fomm_doctor.interpreter import probe_interpreter
+from fomm_doctor.install.target import probe_interpreter
 from fomm_doctor.resources import load_wheels_index
 
 # What the project needs besides torch (pyproject's dependencies); read from the installed metadata when we can.
@@ -53,7 +53,7 @@ def probe_nvidia() -> dict:
 
 def pip_settings(py: dict, env: dict) -> dict:
     """pip's index settings as pip running in the target interpreter would see them."""
-    from fomm_doctor.pip_config import pip_config_files, read_pip_index_config
+    from fomm_doctor.install.pip_config import pip_config_files, read_pip_index_config
     facts = {"platform": py["platform"], "env": env, "home": str(Path.home()), "prefix": py.get("prefix", "")}
     return read_pip_index_config(env, pip_config_files(facts))
 

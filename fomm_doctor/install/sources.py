@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from fomm_doctor.errors import UserError
-from fomm_doctor.wheel_choice import os_name
+from fomm_doctor.install.choose import os_name
 
 PYPI_SIMPLE = "https://pypi.org/simple/"
 

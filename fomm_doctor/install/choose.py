@@ -2,7 +2,7 @@
 `wheels_index.json`, and the files the indexes offer). No network, no terminal.
 
 Facts used:
-  py  = interpreter facts (fomm_doctor.interpreter): version, bits, platform, machine, tags
+  py  = interpreter facts (fomm_doctor.install.target): version, bits, platform, machine, tags
   nv  = {"driver_version": "535.104.05" | None, "gpus": [{"name", "compute_capability": "8.6"}], "wsl": bool}
   idx = the parsed wheels_index.json
 When nothing fits, `NoFit` carries one sentence a newcomer can act on.

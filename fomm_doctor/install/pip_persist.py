@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from fomm_doctor.errors import UserError
-from fomm_doctor.pip_config import mask_credentials, user_config_file
+from fomm_doctor.install.pip_config import mask_credentials, user_config_file
 
 
 def persist_change(index_url: str, platform_facts: dict) -> dict:
