@@ -2,12 +2,19 @@
 throttled, dropping local server. Prints wall time and outcome side by side.
 
     python benchmarks/install_bench.py [--size-mb 100] [--throttle-mbps 40] [--drop-every-mb 25] [--connections 4]
+    python benchmarks/install_bench.py --scenario throttled [--size-mb 60] [--throttle-mbps 2]
 
 The server (tests/httpfaults.py) limits each connection to --throttle-mbps, answers the first index request
 with 503, resets every response after --drop-every-mb, and stalls one response for longer than the client
 timeout. Each contender installs into the same fresh venv (torch uninstalled in between), with no cache.
+
+Scenario `throttled`: a clean link (no faults) that throttles each connection, the way many mirrors and
+middleboxes do. `fomm-doctor install` with no connection flag (auto: parallel ranges for a large file)
+against pip 26.3, installed from PyPI into its own venv (cached in ~/.cache/fomm-doctor-bench), both
+installing into the same target venv. Prints wall seconds side by side and the ratio pip / fomm-doctor.
 """
 import argparse
+import inspect
 import json
 import os
 import shutil
@@ -45,17 +52,22 @@ def installed(python) -> str:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size-mb", type=int, default=100)
-    ap.add_argument("--throttle-mbps", type=float, default=40.0, help="megabytes per second per connection")
+    ap.add_argument("--size-mb", type=int, default=None, help="wheel size (default 100, throttled: 60)")
+    ap.add_argument("--throttle-mbps", type=float, default=None,
+                    help="megabytes per second per connection (default 40, throttled: 2)")
     ap.add_argument("--drop-every-mb", type=float, default=25.0)
     ap.add_argument("--stall-s", type=float, default=8.0)
     ap.add_argument("--timeout", type=int, default=4)
     ap.add_argument("--connections", type=int, default=4)
-    ap.add_argument("--scenario", choices=["drops", "corrupt", "all"], default="all",
-                    help="drops: resets and a stall; corrupt: one response arrives with a flipped byte")
+    ap.add_argument("--scenario", choices=["drops", "corrupt", "throttled", "all"], default="all",
+                    help="drops: resets and a stall; corrupt: one response arrives with a flipped byte; "
+                         "throttled: clean link, each connection throttled, vs pip 26.3 with no flags")
     args = ap.parse_args()
-    for scenario in (["drops", "corrupt"] if args.scenario == "all" else [args.scenario]):
-        bench(args, scenario)
+    for scenario in (["drops", "corrupt", "throttled"] if args.scenario == "all" else [args.scenario]):
+        size, rate = (60, 2.0) if scenario == "throttled" else (100, 40.0)
+        run_args = argparse.Namespace(**dict(vars(args), size_mb=args.size_mb or size,
+                                             throttle_mbps=args.throttle_mbps or rate))
+        (bench_throttled if scenario == "throttled" else bench)(run_args, scenario)
 
 
 def bench(args, scenario):
@@ -124,6 +136,97 @@ def bench(args, scenario):
             print(f"{'':42}   -> {r['last_line']}")
     print("\n" + json.dumps(rows))
     shutil.rmtree(work, ignore_errors=True)
+
+
+# ---- scenario `throttled`: no faults, every connection throttled; fomm-doctor with no flags vs pip 26.3
+
+PIP_VERSION = "26.3"
+
+# Runs the CLI with download()'s own default (auto) wherever the CLI passes its --connections default; used
+# only while that option still defaults to 1, so the auto mode can be measured before the CLI change lands.
+AUTO_SHIM = ("import sys, fomm_doctor.download as d; f = d.download; "
+             "d.download = lambda *a, connections=None, **k: f(*a, **k); "
+             "from fomm_doctor.cli import main; main(sys.argv[1:])")
+
+
+def pip_venv(version: str = PIP_VERSION) -> str:
+    """A venv holding pip `version` from PyPI (made once, kept in the user cache); returns its python."""
+    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fomm-doctor-bench" / f"pip-{version}"
+    py = home / "bin" / "python"
+    if not py.exists() or pip_version(str(py)) != version:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(home)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"pip=={version}"],
+                       check=True)
+    return str(py)
+
+
+def pip_version(python: str) -> str:
+    out = subprocess.run([python, "-m", "pip", "--version"], capture_output=True, text=True).stdout.split()
+    return out[1] if len(out) > 1 else "?"
+
+
+def cli_connections_default():
+    """What `fomm-doctor install` passes when --connections is not given (None or "auto" = auto mode)."""
+    from fomm_doctor.commands import install
+    opt = inspect.signature(install.install).parameters["connections"].default
+    return getattr(opt, "default", opt)
+
+
+def throttled_contenders(args, work: Path, vpy: str) -> list:
+    """(name, command without the index) for pip 26.3 and fomm-doctor with no connection flag."""
+    pip26 = pip_venv()
+    fomm = ["install", "--python", vpy, "--only", "torch", "--yes", "--json", "--timeout", str(args.timeout)]
+    rows = [(f"pip {pip_version(pip26)} (no flags)", [pip26, "-m", "pip", "--python", vpy, "install",
+                                                      "--no-cache-dir", "--timeout", str(args.timeout)]),
+            ("fomm-doctor install (no flags)", [sys.executable, "-m", "fomm_doctor"] + fomm
+             + ["--cache-dir", str(work / "cache-noflag")])]
+    default = cli_connections_default()
+    if default not in (None, "auto", 0):
+        rows.append((f"fomm-doctor, download() auto (CLI default still {default})",
+                     [sys.executable, "-c", AUTO_SHIM] + fomm + ["--cache-dir", str(work / "cache-auto")]))
+    return rows
+
+
+def bench_throttled(args, scenario="throttled"):
+    work = Path(tempfile.mkdtemp(prefix="install-bench-"))
+    wheel = big_torch_wheel(work, args.size_mb)
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    vpy = str(venv / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update({"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"})
+    path = "/files/" + wheel.name.replace("+", "%2B")
+    rows = []
+    for name, cmd in throttled_contenders(args, work, vpy):
+        with FaultServer(simple_routes([wheel]), throttle=int(args.throttle_mbps * 1_000_000)) as srv:
+            index = srv.url("/simple/")
+            cmd = cmd + (["--index-url", index, "torch"] if name.startswith("pip") else ["--mirror", index])
+            subprocess.run([vpy, "-m", "pip", "uninstall", "-y", "-q", "torch"], capture_output=True)
+            wall, rc, tail = run(cmd, env)
+            hits = srv.hits(path)
+        rows.append({"tool": name, "wall_s": round(wall, 2), "exit": rc, "installed": installed(vpy),
+                     "file_requests": len(hits), "ranged": sum(1 for h in hits if h.status == 206),
+                     "mb_served": round(sum(h.sent for h in hits) / 1e6, 1), "last_line": tail if rc else ""})
+    print_throttled(args, rows)
+    shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def print_throttled(args, rows: list):
+    print(f"\nscenario throttled: {args.size_mb} MB wheel, {args.throttle_mbps:g} MB/s per connection, "
+          f"no faults, timeout {args.timeout} s\n")
+    print(f"{'tool':52} {'wall s':>7} {'exit':>5} {'installed':>12} {'requests':>9} {'206':>4} {'MB served':>10}")
+    for r in rows:
+        print(f"{r['tool']:52} {r['wall_s']:>7} {str(r['exit']):>5} {r['installed']:>12} {r['file_requests']:>9} "
+              f"{r['ranged']:>4} {r['mb_served']:>10}")
+        if r["last_line"]:
+            print(f"{'':52}   -> {r['last_line']}")
+    pip_row = rows[0]
+    for r in rows[1:]:
+        ok = r["exit"] == 0 and pip_row["exit"] == 0 and r["wall_s"] > 0
+        ratio = f"{pip_row['wall_s'] / r['wall_s']:.2f}x" if ok else "n/a (a contender failed)"
+        print(f"\nratio {pip_row['tool']} / {r['tool']}: {ratio}")
+    print("\n" + json.dumps(rows))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,13 @@
 """Downloads that survive a bad network: resume with HTTP Range, retry, fail over between mirrors, verify sha256.
 
-    result = download([mirror_url, upstream_url], Path("torch.whl"), sha256="...", size=..., connections=4)
+    result = download([mirror_url, upstream_url], Path("torch.whl"), sha256="...", size=...)
+
+`connections=None` (the default) is auto: a file of AUTO_MIN_SIZE or more from a server that answers Range
+requests with 206 comes over AUTO_CONNECTIONS parallel byte ranges (a link that throttles each connection
+is then that many times faster); small files, and servers that ignore Range, use one connection. The first
+request decides (with a known large size it asks `bytes=0-`; with no size, a plain answer's Accept-Ranges
+invites the split and the other ranges must come back 206), so auto mode costs no extra round trip and its
+first answer becomes the first range. An integer forces that many connections (1 = one connection).
 
 The partial file lives in a cache directory (`<cache>/<sha256 or url hash>.part`, with a small JSON sidecar
 that remembers the URL, ETag, size and, for parallel downloads, which byte ranges are done), so a second run
@@ -30,6 +37,9 @@ from fomm_doctor.errors import UserError
 CHUNK = 64 * 1024
 MIN_SEGMENT = 256 * 1024  # smaller files are not worth splitting between connections
 SIDECAR_EVERY = 1024 * 1024  # parallel mode: write the done-ranges to disk about every MiB
+AUTO_MIN_SIZE = 8 * 1024 * 1024  # auto mode splits files from this size up; below it one connection is enough
+AUTO_CONNECTIONS = 4  # enough to outrun a per-connection throttle without hammering a mirror
+MAX_AUTO_CONNECTIONS = 8
 
 
 class DownloadError(UserError):
@@ -73,6 +83,15 @@ class _UrlDead(Exception):
 
 class _RangeIgnored(Exception):
     """The server answered a Range request with the whole file: parallel mode cannot continue."""
+
+
+class _SplitHere(Exception):
+    """Auto mode: the first answer shows a large file from a server that does ranges. `resp`, still open and
+    positioned at byte `have`, becomes the first of the parallel ranges, so no request is wasted."""
+
+    def __init__(self, url: str, resp, have: int):
+        super().__init__(f"split {url} from byte {have}")
+        self.url, self.resp, self.have = url, resp, have
 
 
 def default_cache_dir() -> Path:
@@ -142,7 +161,7 @@ def _short(exc: BaseException) -> str:
 class ResumableDownload:
     """One file, several candidate URLs. `run()` returns a DownloadResult or raises a DownloadError."""
 
-    def __init__(self, urls, dest, *, sha256=None, size=None, retries=8, timeout=15.0, connections=1,
+    def __init__(self, urls, dest, *, sha256=None, size=None, retries=8, timeout=15.0, connections=None,
                  cache_dir=None, progress: Optional[Callable] = None, expect_binary=False, session=None,
                  backoff=0.5, max_wait=30.0):
         self.urls = [u for u in ([urls] if isinstance(urls, str) else list(urls)) if u]
@@ -153,7 +172,8 @@ class ResumableDownload:
         self.size = size
         self.retries = max(1, int(retries))
         self.timeout = float(timeout)
-        self.connections = max(1, int(connections))
+        self.auto = connections is None  # auto: parallel ranges for large files when the server allows
+        self.connections = min(AUTO_CONNECTIONS, MAX_AUTO_CONNECTIONS) if self.auto else max(1, int(connections))
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.progress = progress
         self.expect_binary = expect_binary
@@ -206,9 +226,12 @@ class ResumableDownload:
             except FileNotFoundError:
                 pass
 
-    def _get(self, url: str, start: int = 0, end: Optional[int] = None, if_range: Optional[str] = None):
+    def _get(self, url: str, start: int = 0, end: Optional[int] = None, if_range: Optional[str] = None,
+             ranged: bool = False):
+        """GET with a Range header when `start`/`end` ask for part of the file, or `ranged` asks for `bytes=0-`
+        (auto mode's way of learning from the first answer whether the server does ranges)."""
         headers = {"Accept-Encoding": "identity"}  # byte offsets must mean file offsets
-        if start or end is not None:
+        if start or end is not None or ranged:
             headers["Range"] = f"bytes={start}-{'' if end is None else end}"
             if if_range:
                 headers["If-Range"] = if_range
@@ -249,9 +272,32 @@ class ResumableDownload:
             with self._lock:
                 self._total = total
 
+    # ---- auto mode: decide from the first answer whether to split the file between connections
+    def _segment_count(self, span: int) -> int:
+        """Connections for `span` bytes: no segment under MIN_SEGMENT, and auto mode never above its cap."""
+        n = min(self.connections, span // MIN_SEGMENT)
+        return max(1, min(n, MAX_AUTO_CONNECTIONS) if self.auto else n)
+
+    def _large(self) -> bool:
+        return self.auto and self._total is not None and self._total >= AUTO_MIN_SIZE
+
+    def _splittable(self, resp, have: int, asked_range: bool) -> bool:
+        """Auto mode: split a large file when the server does ranges. A 206 proves it; for a first request
+        made without Range (size unknown) `Accept-Ranges: bytes` is enough to try, the other ranges confirm it.
+        A 200 answer to a Range request, or `Accept-Ranges: none`, means one connection."""
+        if not self._large() or self._segment_count(self._total - have) < 2:
+            return False
+        accept = resp.headers.get("Accept-Ranges", "").lower()
+        if "none" in accept:
+            return False
+        if resp.status_code == 206:
+            return True
+        return not asked_range and have == 0 and "bytes" in accept
+
     # ---- one connection, streaming to the end of the part file
     def _single_attempt(self, url: str, meta: dict) -> bool:
-        """Fetch from where the part file ends. True when the file is complete. Raises _Retryable/_UrlDead."""
+        """Fetch from where the part file ends. True when the file is complete. Raises _Retryable/_UrlDead,
+        or _SplitHere (auto mode) with the open answer when the file should come in parallel ranges."""
         have = self.part.stat().st_size if self.part.exists() else 0
         if self._total is not None and have > self._total:
             self._discard_partial()
@@ -259,21 +305,32 @@ class ResumableDownload:
         if have and self._total is not None and have == self._total:
             return True
         if_range = meta.get("etag") if meta.get("url") == url else None
-        resp = self._get(url, start=have, if_range=if_range)
-        with resp:
-            if resp.status_code == 416:
+        asked_range = bool(have) or self._large()  # a known large size: ask `bytes=0-` to learn about ranges
+        resp = self._get(url, start=have, if_range=if_range, ranged=asked_range)
+        if resp.status_code == 416:
+            with resp:
                 # nothing left past `have` (complete) or the partial is bogus: start over next time
                 if have and self._total in (None, have):
                     return True
                 self._discard_partial()
                 raise _Retryable("the server refused the resume range")
-            total = self._total_from(resp)
-            self._check_total(total, url)
+        try:
+            self._check_total(self._total_from(resp), url)
+            if resp.status_code == 206 and not resp.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+                self._discard_partial()
+                raise _Retryable("the server answered a different range than asked")
+            split = self._splittable(resp, have, asked_range)
+        except BaseException:
+            resp.close()
+            raise
+        if split:
+            raise _SplitHere(url, resp, have)
+        return self._stream_single(url, resp, have)
+
+    def _stream_single(self, url: str, resp, have: int) -> bool:
+        """Write the answer to the part file: appended after `have` for a 206, from byte 0 for a 200."""
+        with resp:
             if resp.status_code == 206:
-                cr = resp.headers.get("Content-Range", "")
-                if not cr.startswith(f"bytes {have}-"):
-                    self._discard_partial()
-                    raise _Retryable("the server answered a different range than asked")
                 if have:
                     self.resumed = True
                 mode = "ab"
@@ -358,8 +415,9 @@ class ResumableDownload:
                     return None
         return None
 
-    def _segment_worker(self, seg: list, meta: dict):
-        """seg = [start, end_exclusive, done]: fetch until done, writing at offset start+done."""
+    def _segment_worker(self, seg: list, meta: dict, resp=None):
+        """seg = [start, end_exclusive, done]: fetch until done, writing at offset start+done. `resp`: an answer
+        already open at this range's first byte (auto mode's first request), used before asking for more."""
         url_index = 0
         failures = 0
         with open(self.part, "r+b") as f:
@@ -369,32 +427,14 @@ class ResumableDownload:
                 url = self.urls[url_index]
                 pos = seg[0] + seg[2]
                 before = seg[2]
+                handed, resp = resp, None
                 try:
-                    resp = self._get(url, start=pos, end=seg[1] - 1)
-                    with resp:
-                        if resp.status_code != 206 or not resp.headers.get("Content-Range", "").startswith(
-                                f"bytes {pos}-"):
-                            raise _RangeIgnored()
-                        self._check_total(self._total_from(resp), url)
+                    answer = handed if handed is not None else self._get(url, start=pos, end=seg[1] - 1)
+                    with answer:
+                        self._check_range_answer(answer, pos, url, handed is not None)
                         if pos > seg[0]:
                             self.resumed = True
-                        f.seek(pos)
-                        unsaved = 0
-                        try:
-                            for block in resp.iter_content(CHUNK):
-                                block = block[:seg[1] - seg[0] - seg[2]]
-                                f.write(block)
-                                seg[2] += len(block)
-                                unsaved += len(block)
-                                self._advance(len(block))
-                                if unsaved >= SIDECAR_EVERY:
-                                    f.flush()
-                                    self._save_segments(meta)
-                                    unsaved = 0
-                                if self._stop.is_set():
-                                    raise KeyboardInterrupt
-                        except requests.RequestException as exc:
-                            raise _Retryable(_short(exc)) from None
+                        self._stream_range(f, answer, seg, meta, url)
                     if seg[0] + seg[2] < seg[1]:
                         raise _Retryable("the connection closed before the end of its range")
                 except _Retryable as exc:
@@ -414,48 +454,113 @@ class ResumableDownload:
                     f.flush()
                     self._save_segments(meta)
 
+    def _check_range_answer(self, resp, pos: int, url: str, handed: bool):
+        """A range must come back as 206 from `pos`; a handed-over first answer may be the whole file (200)."""
+        ranged = resp.status_code == 206 and resp.headers.get("Content-Range", "").startswith(f"bytes {pos}-")
+        if not ranged and not (handed and pos == 0 and resp.status_code == 200):
+            raise _RangeIgnored()
+        self._check_total(self._total_from(resp), url)
+
+    def _stream_range(self, f, resp, seg: list, meta: dict, url: str):
+        """Write the answer at the segment's offset until the segment is full or the answer ends."""
+        f.seek(seg[0] + seg[2])
+        unsaved = 0
+        check_html = self.expect_binary and seg[0] + seg[2] == 0
+        try:
+            for block in resp.iter_content(CHUNK):
+                if check_html and looks_like_html(block):
+                    raise HtmlInsteadOfFile(block[:4096].decode("utf-8", "replace"), url)
+                check_html = False
+                block = block[:seg[1] - seg[0] - seg[2]]
+                f.write(block)
+                seg[2] += len(block)
+                unsaved += len(block)
+                self._advance(len(block))
+                if unsaved >= SIDECAR_EVERY:
+                    f.flush()
+                    self._save_segments(meta)
+                    unsaved = 0
+                if self._stop.is_set():
+                    raise KeyboardInterrupt
+                if seg[0] + seg[2] >= seg[1]:
+                    break  # an open-ended first answer runs on past this range: the next ones are fetched apart
+        except requests.RequestException as exc:
+            raise _Retryable(_short(exc)) from None
+
     def _save_segments(self, meta: dict):
         with self._lock:
             self._save_sidecar(meta)
 
-    def _fetch_parallel(self, meta: dict) -> Optional[str]:
-        """Parallel ranges; returns the URL used, or None when the server cannot do ranges (fall back)."""
-        segments = meta.get("segments")
-        url = meta.get("url", self.urls[0])
-        if not (segments and meta.get("size") and self.part.exists()
-                and self.part.stat().st_size == meta["size"]):
-            probed = self._probe()
-            if probed is None:
-                return None
-            url, total, etag = probed
-            self._check_total(total, url)
-            if total < 2 * MIN_SEGMENT:
-                return None
-            have = self.part.stat().st_size if self.part.exists() and meta.get("segments") is None else 0
-            have = min(have, total)
-            n = max(1, min(self.connections, (total - have) // MIN_SEGMENT))
-            step = -(-(total - have) // n)
-            segments = ([[0, have, have]] if have else []) + [
-                [s, min(total, s + step), 0] for s in range(have, total, step)]
-            with open(self.part, "ab") as f:
-                f.truncate(total)
-            meta = {"url": url, "etag": etag, "size": total, "segments": segments}
-            self._save_sidecar(meta)
-        else:
+    def _new_segments(self, url: str, total: int, etag: Optional[str], have: int) -> dict:
+        """Split bytes have..total into ranges ([0, have) is already on disk), preallocate, record them."""
+        n = self._segment_count(total - have)
+        step = -(-(total - have) // n)
+        segments = ([[0, have, have]] if have else []) + [
+            [s, min(total, s + step), 0] for s in range(have, total, step)]
+        with open(self.part, "ab") as f:
+            f.truncate(total)
+        meta = {"url": url, "etag": etag, "size": total, "segments": segments}
+        self._save_sidecar(meta)
+        return meta
+
+    def _parallel_meta(self, meta: dict, split: Optional["_SplitHere"]) -> Optional[dict]:
+        """The segments to work on: from auto mode's first answer, from the sidecar (a resume), or after
+        a one-byte probe (explicit connections); None when the server cannot do ranges."""
+        if split is not None:
+            return self._new_segments(split.url, self._total, split.resp.headers.get("ETag"), split.have)
+        if meta.get("segments") and meta.get("size") and self.part.exists() \
+                and self.part.stat().st_size == meta["size"]:
             self._total = meta["size"]
-            if any(s[2] for s in segments):
+            if any(s[2] for s in meta["segments"]):
                 self.resumed = True
-        with self._lock:
-            self._done = sum(s[2] for s in segments)
-        # start with the URL that answered the probe
-        if url in self.urls:
-            self.urls = [url] + [u for u in self.urls if u != url]
-        todo = [s for s in segments if s[0] + s[2] < s[1]]
+            return meta
+        probed = self._probe()
+        if probed is None:
+            return None
+        url, total, etag = probed
+        self._check_total(total, url)
+        if total < 2 * MIN_SEGMENT:
+            return None
+        have = self.part.stat().st_size if self.part.exists() and meta.get("segments") is None else 0
+        return self._new_segments(url, total, etag, min(have, total))
+
+    def _fetch_parallel(self, meta: dict, split: Optional["_SplitHere"] = None) -> Optional[str]:
+        """Parallel ranges; returns the URL used, or None when the server cannot do ranges (fall back)."""
+        try:
+            meta = self._parallel_meta(meta, split)
+            if meta is None:
+                return None
+            segments = meta["segments"]
+            url = meta.get("url", self.urls[0])
+            with self._lock:
+                self._done = sum(s[2] for s in segments)
+            if url in self.urls:  # start with the URL that answered first
+                self.urls = [url] + [u for u in self.urls if u != url]
+            todo = [s for s in segments if s[0] + s[2] < s[1]]
+            handed = {id(todo[0]): split.resp} if split is not None and todo and todo[0][0] == split.have else {}
+            errors = self._run_segments(todo, meta, handed)
+        finally:
+            if split is not None:
+                split.resp.close()  # unused when nothing was left to fetch or the workers never started
+        if errors:
+            if any(isinstance(e, _RangeIgnored) for e in errors):
+                self._discard_partial()
+                self._stop.clear()
+                with self._lock:
+                    self._done = 0
+                return None
+            if any(isinstance(e, HtmlInsteadOfFile) for e in errors):
+                self._discard_partial()
+            raise errors[0]
+        return url
+
+    def _run_segments(self, todo: list, meta: dict, handed: dict) -> list:
+        """One thread per segment, at most `connections` at a time; returns the errors the threads raised."""
         errors = []
 
         def work(seg):
             try:
-                self._segment_worker(seg, meta)
+                self._segment_worker(seg, meta, handed.get(id(seg)))
             except BaseException as exc:  # noqa: B036 - handed to the main thread
                 errors.append(exc)
                 self._stop.set()
@@ -478,13 +583,7 @@ class ResumableDownload:
                 raise
             if errors:
                 break
-        if errors:
-            if any(isinstance(e, _RangeIgnored) for e in errors):
-                self._discard_partial()
-                self._stop.clear()
-                return None
-            raise errors[0]
-        return url
+        return errors
 
     # ---- the whole job
     def _fetch_once(self) -> str:
@@ -494,7 +593,7 @@ class ResumableDownload:
             self._total = meta["size"]
         with self._lock:
             self._done = self.part.stat().st_size if self.part.exists() and not meta.get("segments") else 0
-        if self.connections > 1 or meta.get("segments"):
+        if (self.connections > 1 and not self.auto) or meta.get("segments"):
             used = self._fetch_parallel(meta)
             if used:
                 return used
@@ -503,7 +602,14 @@ class ResumableDownload:
                 self._discard_partial()
         if self.part.exists() and not self.sidecar.exists():
             self._discard_partial()  # a part file nobody can vouch for
-        return self._fetch_single(meta)
+        try:
+            return self._fetch_single(meta)
+        except _SplitHere as split:
+            used = self._fetch_parallel(meta, split)
+            if used:
+                return used
+            self.auto = False  # a range came back whole: this server does not do ranges after all
+            return self._fetch_single({})
 
     def run(self) -> DownloadResult:
         if self.sha256 and self.dest.is_file() and file_sha256(self.dest) == self.sha256:
@@ -546,9 +652,10 @@ class ResumableDownload:
         self.sidecar.unlink(missing_ok=True)
 
 
-def download(urls, dest, *, sha256=None, size=None, retries=8, timeout=15.0, connections=1, cache_dir=None,
+def download(urls, dest, *, sha256=None, size=None, retries=8, timeout=15.0, connections=None, cache_dir=None,
              progress=None, expect_binary=False, session=None, **tuning) -> DownloadResult:
-    """Fetch `dest` from the first of `urls` that works; see ResumableDownload. `tuning`: backoff, max_wait."""
+    """Fetch `dest` from the first of `urls` that works; see ResumableDownload. `connections`: None = auto
+    (parallel ranges for large files when the server does ranges), N = exactly N. `tuning`: backoff, max_wait."""
     return ResumableDownload(urls, dest, sha256=sha256, size=size, retries=retries, timeout=timeout,
                              connections=connections, cache_dir=cache_dir, progress=progress,
                              expect_binary=expect_binary, session=session, **tuning).run()

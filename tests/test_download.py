@@ -5,7 +5,8 @@ import socket
 
 import pytest
 
-from fomm_doctor.download import (ChecksumMismatch, DownloadError, HtmlInsteadOfFile, download, partial_paths, retry_after_seconds)
+from fomm_doctor.download import (AUTO_CONNECTIONS, ChecksumMismatch, DownloadError, HtmlInsteadOfFile, download, partial_paths,
+                                  retry_after_seconds)
 from httpfaults import Corrupt, FaultServer, Html, IgnoreRange, Pass, Reply, Reset, Stall, Status
 
 FAST = {"backoff": 0.01, "max_wait": 0.5, "timeout": 1.0}
@@ -228,3 +229,131 @@ def test_retry_after_parsing():
     assert retry_after_seconds("7") == 7.0
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
     assert 59 <= retry_after_seconds("Wed, 21 Oct 2015 07:29:00 GMT", now=1445412480.0) <= 60
+
+
+# ---- auto mode (no `connections` argument): parallel ranges for large files when the server does ranges
+
+BIG = 9 * 1024 * 1024  # just over AUTO_MIN_SIZE
+CALM = dict(FAST, timeout=10.0)  # exact request counts below: no read timeout on a busy test machine
+
+
+@pytest.fixture(scope="module")
+def large():
+    return blob(BIG, seed=11)
+
+
+@pytest.mark.parametrize("known_size", [True, False])
+def test_auto_large_file_comes_in_parallel_ranges(large, tmp_path, known_size):
+    # throttled (not for timing) so that what the server "sent" on a closed connection is close to what was read
+    with FaultServer({"/big": large}, throttle=20_000_000) as s:
+        res = download([s.url("/big")], tmp_path / "big", sha256=sha(large), size=len(large) if known_size else None,
+                       cache_dir=tmp_path / "c", **CALM)
+        hits = s.hits("/big")
+    assert (tmp_path / "big").read_bytes() == large and res.sha256 == sha(large)
+    ranged = [h for h in hits if h.status == 206]
+    if known_size:  # the first request already asked for a range, to learn whether the server does ranges
+        assert hits[0].range == "bytes=0-" and len(ranged) == AUTO_CONNECTIONS
+    else:  # no size: a plain first request whose Accept-Ranges invited the split, the other ranges 206
+        assert hits[0].range is None and hits[0].status == 200 and len(ranged) == AUTO_CONNECTIONS - 1
+    starts = {h.range_start or 0 for h in hits}
+    assert len(hits) == AUTO_CONNECTIONS and len(starts) == AUTO_CONNECTIONS  # no probe, no request wasted
+    assert 0 in starts and all(0 <= x < len(large) for x in starts)
+    assert res.bytes_fetched == len(large) and not res.resumed
+    assert hits[0].sent < len(large)  # the open-ended first answer was closed at the end of its range
+    assert list((tmp_path / "c").iterdir()) == []
+
+
+@pytest.mark.parametrize("known_size", [True, False])
+def test_auto_server_without_ranges_uses_one_request(large, tmp_path, known_size):
+    with FaultServer({"/big": large}, ranges=False) as s:
+        res = download([s.url("/big")], tmp_path / "big", sha256=sha(large), size=len(large) if known_size else None,
+                       cache_dir=tmp_path / "c", **CALM)
+        hits = s.hits("/big")
+    assert [h.status for h in hits] == [200] and hits[0].sent == len(large)
+    assert (tmp_path / "big").read_bytes() == large and res.attempts == 1 and not res.resumed
+
+
+def test_auto_accept_ranges_none_means_one_connection(large, tmp_path):
+    # the server would answer ranges, but says it does not: believe it
+    route = lambda req: Reply(200, large, {"Accept-Ranges": "none"})  # noqa: E731
+    with FaultServer({"/big": route}) as s:
+        res = download([s.url("/big")], tmp_path / "big", sha256=sha(large), size=len(large),
+                       cache_dir=tmp_path / "c", **CALM)
+        hits = s.hits("/big")
+    assert len(hits) == 1 and hits[0].range_start == 0 and res.attempts == 1
+    assert (tmp_path / "big").read_bytes() == large
+
+
+@pytest.mark.parametrize("known_size", [True, False])
+def test_auto_small_file_uses_one_request(srv, data, tmp_path, known_size):
+    res = download([srv.url("/f.bin")], tmp_path / "o", sha256=sha(data), size=len(data) if known_size else None,
+                   cache_dir=tmp_path / "c", **CALM)
+    hits = srv.hits("/f.bin")
+    assert [(h.status, h.range) for h in hits] == [(200, None)] and res.attempts == 1
+    assert (tmp_path / "o").read_bytes() == data
+
+
+def test_auto_explicit_one_connection_stays_single(large, tmp_path):
+    with FaultServer({"/big": large}) as s:
+        download([s.url("/big")], tmp_path / "big", sha256=sha(large), size=len(large), connections=1,
+                 cache_dir=tmp_path / "c", **CALM)
+        assert [(h.status, h.range) for h in s.hits("/big")] == [(200, None)]
+    assert (tmp_path / "big").read_bytes() == large
+
+
+def test_auto_reset_during_parallel_ranges_is_resumed(large, tmp_path):
+    with FaultServer({"/big": large}) as s:
+        s.script("/big", Pass(), Reset(after=300_000), Reset(after=500_000))  # two of the ranges drop midway
+        res = download([s.url("/big")], tmp_path / "big", sha256=sha(large), size=len(large),
+                       cache_dir=tmp_path / "c", **CALM)
+        hits = s.hits("/big")
+    assert (tmp_path / "big").read_bytes() == large and res.resumed
+    step = -(-len(large) // AUTO_CONNECTIONS)
+    first_starts = {i * step for i in range(AUTO_CONNECTIONS)}
+    dropped = [h for h in hits if h.fault == "Reset"]
+    later = [h for h in hits if h.range_start not in first_starts]
+    assert len(dropped) == 2 and len(hits) == AUTO_CONNECTIONS + 2 and len(later) == 2
+    for d in dropped:  # each drop continued its own range from (at most) where the server had got to
+        assert any(d.range_start < h.range_start <= d.range_start + d.sent for h in later)
+    assert all(h.status == 206 for h in hits)
+
+
+def test_auto_ctrl_c_then_resume_continues_recorded_ranges(large, tmp_path):
+    cache = tmp_path / "c"
+    with FaultServer({"/big": large}, throttle=4_000_000) as s:
+        def interrupt(done, total):
+            if done > 2_000_000:
+                raise KeyboardInterrupt
+        with pytest.raises(KeyboardInterrupt):
+            download([s.url("/big")], tmp_path / "big", sha256=sha(large), size=len(large), cache_dir=cache,
+                     progress=interrupt, **CALM)
+        side = json.loads(partial_paths([s.url("/big")], sha(large), cache)[1].read_text())
+        assert len(side["segments"]) == AUTO_CONNECTIONS
+        done_before = sum(seg[2] for seg in side["segments"])
+        assert 0 < done_before < len(large)
+        n_before = len(s.hits())
+        res = download([s.url("/big")], tmp_path / "big", sha256=sha(large), size=len(large), cache_dir=cache,
+                       **CALM)
+        later = s.hits()[n_before:]
+    assert (tmp_path / "big").read_bytes() == large
+    resume_at = {seg[0] + seg[2] for seg in side["segments"] if seg[0] + seg[2] < seg[1]}
+    assert {h.range_start for h in later} == resume_at and all(h.status == 206 for h in later)
+    assert res.resumed and res.bytes_fetched == len(large) - done_before
+
+
+def test_auto_ranges_ignored_after_first_answer_falls_back_to_one_connection(large, tmp_path):
+    # Accept-Ranges: bytes on the first (plain) answer invites the split; the ranges then come back whole
+    with FaultServer({"/big": large}) as s:
+        s.script("/big", Pass(), IgnoreRange(times=None))
+        res = download([s.url("/big")], tmp_path / "big", sha256=sha(large), cache_dir=tmp_path / "c", **CALM)
+        hits = s.hits("/big")
+    assert (tmp_path / "big").read_bytes() == large and res.sha256 == sha(large)
+    assert hits[0].range is None and hits[-1].range is None and hits[-1].status == 200 and len(hits) >= 3
+
+
+def test_auto_html_in_first_range_is_caught(tmp_path):
+    page = b"<!DOCTYPE html><html><body>quota exceeded</body></html>" + b" " * BIG
+    with FaultServer({"/big": page}) as s:  # served as application/octet-stream
+        with pytest.raises(HtmlInsteadOfFile):
+            download([s.url("/big")], tmp_path / "big", cache_dir=tmp_path / "c", expect_binary=True, **CALM)
+    assert list((tmp_path / "c").iterdir()) == [] and not (tmp_path / "big").exists()

@@ -11,21 +11,37 @@ DATA = Path(__file__).parent / "data" / "index"
 
 
 def test_json_and_html_pages_agree():
+    """The real PyPI page of torch, recorded twice through pip's index here: PEP 691 JSON and PEP 503 HTML."""
     j = parse_json_page((DATA / "pypi_torch.json").read_text(), "https://pypi.org/simple/torch/")
     h = parse_html_page((DATA / "pypi_torch.html").read_text(), "https://pypi.org/simple/torch/")
-    assert [(f.filename, f.url, f.sha256, f.requires_python, f.yanked) for f in j] == \
-           [(f.filename, f.url, f.sha256, f.requires_python, f.yanked) for f in h]
-    yanked = [f for f in h if f.yanked]
-    assert [f.filename for f in yanked] == ["torch-2.13.1-cp311-cp311-manylinux_2_28_x86_64.whl"]
-    assert yanked[0].yanked_reason == "broken metadata"
-    # data-requires-python="&gt;=3.10" arrives unescaped
-    assert {f.requires_python for f in h if "2.13.0" in f.filename} == {">=3.10"}
+    assert len(j) == len(h) > 900
+    assert sorted((f.filename, f.url, f.sha256, f.requires_python, f.yanked) for f in j) == \
+           sorted((f.filename, f.url, f.sha256, f.requires_python, f.yanked) for f in h)
+    # data-requires-python="&gt;=3.11" arrives unescaped; sizes come with JSON only
+    assert {f.requires_python for f in h if "2.15.0" in f.filename} == {">=3.11"}
+    assert all(f.size > 10_000_000 for f in j if f.filename.startswith("torch-2.15.0-"))
+    assert any(f.filename == "torch-2.10.0-3-cp311-cp311-manylinux_2_28_x86_64.whl" for f in j)  # a re-upload
+
+
+def test_yanked_and_pep_658_metadata_in_both_forms():
+    sha = "ab" * 32
+    html = (f'<a href="/f/torch-9.0.0-cp311-cp311-win_amd64.whl#sha256={"cd" * 32}" data-yanked="broken" '
+            f'data-core-metadata="sha256={sha}">t</a><a href="/f/torch-9.0.1-cp311-cp311-win_amd64.whl" '
+            f'data-dist-info-metadata="true">u</a><a href="/f/torch-9.0.2-cp311-cp311-win_amd64.whl">v</a>')
+    a, b, c = parse_html_page(html, "https://idx.example/simple/torch/")
+    assert (a.yanked, a.yanked_reason, a.metadata_sha256) == (True, "broken", sha)
+    assert a.metadata_url == "https://idx.example/f/torch-9.0.0-cp311-cp311-win_amd64.whl.metadata"
+    assert b.metadata and b.metadata_sha256 is None and not c.metadata and c.metadata_url is None
+    js = ('{"files": [{"filename": "torch-9.0.0-cp311-cp311-win_amd64.whl", "url": "/f/t.whl", "hashes": {}, '
+          '"core-metadata": {"sha256": "' + sha + '"}, "yanked": "bad", "size": "big"}]}')
+    (f,) = parse_json_page(js, "https://idx.example/simple/torch/")
+    assert f.metadata_sha256 == sha and f.yanked_reason == "bad" and f.size is None
 
 
 def test_pytorch_page_absolute_links_sha_fragment_and_local_label():
     files = parse_html_page((DATA / "pytorch_cu126.html").read_text(), "https://mirror.example.cn/whl/cu126/torch/")
     f = files[0]
-    assert f.filename == "torch-2.13.0+cu126-cp310-cp310-manylinux_2_28_x86_64.whl"  # %2B decoded
+    assert f.filename == "torch-2.6.0+cu126-cp310-cp310-linux_x86_64.whl"  # %2B decoded
     assert f.url.startswith("https://download-r2.pytorch.org/whl/cu126/") and "#" not in f.url
     assert len(f.sha256) == 64 and f.requires_python is None
 
@@ -55,7 +71,7 @@ def test_read_project_prefers_json_and_retries_503():
         srv.script("/simple/torch/", Status(503), Status(503))
         page = read_project(srv.url("/simple/"), "Torch", retries=3)
         assert [h.status for h in srv.hits()] == [503, 503, 200]
-    assert page.format == "json" and any(f.yanked for f in page.files)
+    assert page.format == "json" and len(page.files) == 987
 
 
 def test_read_project_html_and_mirror_pointing_upstream():

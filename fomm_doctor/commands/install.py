@@ -12,7 +12,8 @@ from fomm_doctor.errors import UserError
 def install(
     python: Optional[str] = typer.Option(None, "--python", help="Install into this Python (default: the one "
                                          "running fomm-doctor)."),
-    backend: str = typer.Option("auto", "--backend", help="auto, cpu, or a CUDA build such as cu126."),
+    backend: str = typer.Option("auto", "--backend", help="auto, cpu, a CUDA build such as cu126, a ROCm build "
+                                "such as rocm6.4, or xpu."),
     torch: Optional[str] = typer.Option(None, "--torch", help="torch version (default: the newest that fits)."),
     mirror: Optional[str] = typer.Option(None, "--mirror", help="tsinghua, official, auto (fastest), a mirror "
                                          "name from wheels_index.json, or an index URL (default: pip's own)."),
@@ -20,7 +21,17 @@ def install(
     retries: int = typer.Option(8, "--retries", help="Failed attempts per source before moving to the next."),
     timeout: float = typer.Option(15.0, "--timeout", help="Seconds without data before a connection counts as "
                                   "stalled (it is then resumed)."),
-    connections: int = typer.Option(1, "--connections", help="Parallel connections for the torch download."),
+    connections: Optional[int] = typer.Option(None, "--connections", help="Parallel connections for the torch "
+                                              "download (default: several where the server allows byte ranges)."),
+    pytorch_index: Optional[str] = typer.Option(None, "--pytorch-index", help="A mirror of the PyTorch wheel index "
+                                                "(<URL>/<build>/torch/), e.g. https://mirror.sjtu.edu.cn/pytorch-wheels/."),
+    platform: Optional[str] = typer.Option(None, "--platform", help="Plan for another machine: pip platform tag, "
+                                           "e.g. manylinux_2_28_x86_64, win_amd64, macosx_11_0_arm64."),
+    python_version: Optional[str] = typer.Option(None, "--python-version", help="With --platform: its Python, "
+                                                 "e.g. 3.12."),
+    driver: Optional[str] = typer.Option(None, "--driver", help="NVIDIA driver version of the target, or none."),
+    gpu_arch: Optional[str] = typer.Option(None, "--gpu-arch", help="Target GPUs: compute capabilities (8.6,7.5) "
+                                           "or AMD targets (gfx1100)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; change nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan and the outcome as JSON."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before installing."),
@@ -33,19 +44,26 @@ def install(
     Reads the interpreter's wheel tags, the NVIDIA driver and GPU, and the indexes; downloads with resume,
     retries and mirror failover; verifies sha256; installs with pip; checks the result in a fresh process.
     """
+    import re
+
+    from fomm_doctor.install import execute
     from fomm_doctor.install import plan as installer
 
     backend = backend.strip().lower()
-    if backend not in ("auto", "cpu") and not (backend.startswith("cu") and backend[2:].isdigit()):
-        raise UserError(f"--backend must be auto, cpu or a CUDA build like cu126, not {backend!r}.")
-    if not 1 <= connections <= 16:
+    if not re.fullmatch(r"auto|cpu|xpu|cu\d{3}|rocm\d+(\.\d+){1,2}", backend):
+        raise UserError(f"--backend must be auto, cpu, a CUDA build like cu126, a ROCm build like rocm6.4, or xpu; "
+                        f"not {backend!r}.")
+    if (platform or python_version) and not dry_run:
+        raise UserError("--platform and --python-version plan for another machine: add --dry-run.")
+    if connections is not None and not 1 <= connections <= 16:
         raise UserError(f"--connections must be between 1 and 16, not {connections}.")
     if retries < 1 or not 0 < timeout <= 600:
         raise UserError("--retries must be at least 1 and --timeout between 0 and 600 seconds.")
     opts = installer.InstallOptions(python=python, backend=backend, torch=torch, mirror=mirror,
                                     only=[p.strip() for p in only.split(",") if p.strip()] if only else None,
                                     retries=retries, timeout=timeout, connections=connections, dry_run=dry_run,
-                                    cache_dir=cache_dir)
+                                    cache_dir=cache_dir, pytorch_index=pytorch_index, platform=platform,
+                                    python_version=python_version, driver=driver, gpu_arch=gpu_arch)
     console = None
     if not as_json:
         from rich.console import Console
@@ -70,7 +88,7 @@ def install(
         if not typer.confirm("Install this?", default=True):
             raise typer.Exit(1)
 
-    outcome = _execute(installer, plan, opts, console)
+    outcome = _execute(execute, plan, opts, console)
     if change:
         from fomm_doctor.install.pip_persist import apply_change
         apply_change(change)
@@ -102,7 +120,7 @@ def _persist_change(plan: dict, persist: bool):
 def _show_plan(console, plan: dict) -> None:
     from fomm_doctor.install.pip_config import mask_credentials
     py = plan["python"]
-    console.print(f"python   {py['executable']} ({py['version']}, {py['bits']}-bit, {py['platform']} "
+    console.print(f"python   {py['executable'] or 'another machine: ' + plan['platform_key']} ({py['version']}, {py['bits']}-bit, {py['platform']} "
                   f"{py['machine']}; tags {', '.join(plan['tags'][:2])}, ...)")
     nv = plan["nvidia"]
     gpus = ", ".join(f"{g['name']} ({g['compute_capability']})" for g in nv["gpus"]) or "none"
@@ -117,6 +135,10 @@ def _show_plan(console, plan: dict) -> None:
         console.print(f"wheel    {t['file']} ({size}, sha256 {(t['sha256'] or 'not published')[:16]}...)")
         console.print(f"from     {mask_credentials(t['urls'][0])}"
                       + (f" (+{len(t['urls']) - 1} more)" if len(t["urls"]) > 1 else ""))
+        unread = [x for x in t.get("sources", []) if not x["ok"]]
+        for x in unread:
+            console.print(f"[yellow]note[/yellow]     {mask_credentials(x['url'])} could not be read: "
+                          f"{mask_credentials(x['error'] or '')}")
         if t.get("links_elsewhere"):
             console.print(f"[yellow]note[/yellow]     the index links to {', '.join(t['links_elsewhere'])}: "
                           f"the download goes there, not to the mirror")
@@ -126,9 +148,9 @@ def _show_plan(console, plan: dict) -> None:
         console.print(f"packages {', '.join(plan['packages'])}")
 
 
-def _execute(installer, plan, opts, console):
+def _execute(execute, plan, opts, console):
     if console is None:
-        return installer.execute(plan, opts)
+        return execute.execute(plan, opts)
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                TransferSpeedColumn)
     with Progress(TextColumn("download"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
@@ -140,4 +162,4 @@ def _execute(installer, plan, opts, console):
 
         def say(text):
             bar.console.print(f"[dim]{text}[/dim]")
-        return installer.execute(plan, opts, progress=progress, say=say)
+        return execute.execute(plan, opts, progress=progress, say=say)

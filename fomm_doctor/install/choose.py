@@ -1,214 +1,94 @@
-"""Which torch wheel fits this machine: pure functions over facts (interpreter, NVIDIA driver and GPUs,
-`wheels_index.json`, and the files the indexes offer). No network, no terminal.
+"""Which torch wheel fits a machine: pure functions over facts and the files the indexes really hold.
 
-Facts used:
-  py  = interpreter facts (fomm_doctor.install.target): version, bits, platform, machine, tags
-  nv  = {"driver_version": "535.104.05" | None, "gpus": [{"name", "compute_capability": "8.6"}], "wsl": bool}
-  idx = the parsed wheels_index.json
-When nothing fits, `NoFit` carries one sentence a newcomer can act on.
+    cands, skipped = classify(files_by_source, machine, requires)   # installable files, each with its build
+    choice = choose(cands, "auto", machine)                          # newest torch that runs here, then newest build
+
+A GPU build must run on the machine's driver and carry kernels for every GPU in it (not only the driver:
+a GTX 1060 on a new driver gets no kernels from cu128+). CPU only when no GPU build fits. `NoFit` carries
+one sentence a newcomer can act on.
 """
-import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from fomm_doctor.errors import UserError
+from fomm_doctor.install import builds
+from fomm_doctor.install.metadata import build_from_requires
 
 
 class NoFit(UserError):
     """No torch wheel fits; the message says why and what to do."""
 
 
-def vtuple(text) -> tuple:
-    return tuple(int(p) for p in re.findall(r"\d+", str(text or ""))[:4])
+@dataclass(frozen=True)
+class Machine:
+    """The facts a choice depends on (this machine's, or another's given on the command line)."""
+    py: dict  # interpreter: version, platform, machine, bits, implementation, tags
+    nvidia: dict = field(default_factory=dict)  # driver_version, gpus [{name, compute_capability}], wsl
+    amd: dict = field(default_factory=dict)  # gpus [{name, gfx}]
+    intel: dict = field(default_factory=dict)  # gpus [{name, device_id, discrete}]
 
+    @property
+    def os(self) -> str:
+        return builds.os_name(self.py["platform"])
 
-def os_name(platform: str) -> str:
-    return "windows" if platform.startswith("win") else "macos" if platform == "darwin" else "linux"
+    @property
+    def pkey(self) -> str:
+        return builds.platform_key(self.py["platform"], self.py.get("machine", ""))
 
+    @property
+    def py_minor(self) -> str:
+        return ".".join(self.py["version"].split(".")[:2])
 
-def py_minor(py: dict) -> str:
-    return ".".join(py["version"].split(".")[:2])
+    @property
+    def driver(self) -> Optional[str]:
+        return self.nvidia.get("driver_version")
 
+    @property
+    def driver_os(self) -> str:
+        """Whose driver table applies: under WSL the GPU driver is the Windows one."""
+        return "windows" if self.nvidia.get("wsl") or self.os == "windows" else "linux"
 
-def cuda_words(tag: str) -> str:
-    """'cu128' -> 'CUDA 12.8'."""
-    digits = tag[2:]
-    return f"CUDA {digits[:-1]}.{digits[-1]}" if tag.startswith("cu") and len(digits) >= 2 else tag
+    def gpus(self, vendor: str) -> list:
+        return list((getattr(self, vendor) or {}).get("gpus") or [])
 
+    @property
+    def has_gpu(self) -> bool:
+        return bool(self.driver or self.gpus("nvidia") or self.gpus("amd") or self.xpu_gpus)
 
-def driver_major(driver: str) -> str:
-    return str(driver).split(".")[0]
+    @property
+    def xpu_gpus(self) -> list:
+        return [g for g in self.gpus("intel") if g.get("discrete")]
 
-
-# ---- tables ----------------------------------------------------------------------------------------------
-
-def release(idx: dict, version: str) -> Optional[dict]:
-    base = base_version(version)
-    for rel in idx["torch_releases"]:
-        if rel["version"] == base or rel["version"].rsplit(".", 1)[0] == base:
-            return rel
-    return None
-
-
-def base_version(version: str) -> str:
-    return str(version).split("+", 1)[0]
-
-
-def driver_os(py: dict, nv: dict) -> str:
-    """Whose driver table applies: under WSL the GPU driver is the Windows one."""
-    return "windows" if nv.get("wsl") or os_name(py["platform"]) == "windows" else "linux"
-
-
-def driver_runs(tag: str, nv: dict, py: dict, idx: dict) -> bool:
-    need = idx["cuda_min_driver"].get(tag, {}).get(driver_os(py, nv))
-    return bool(need and nv.get("driver_version")) and vtuple(nv["driver_version"]) >= vtuple(need)
-
-
-def arch_covered(tag: str, cc: Optional[str], idx: dict) -> bool:
-    """Does the `tag` build carry kernels for compute capability `cc`? Unknown cc: assume yes."""
-    have = vtuple(cc)[:2]
-    if len(have) < 2 or tag not in idx["cuda_arch_range"]:
-        return True
-    low, high = (vtuple(v) for v in idx["cuda_arch_range"][tag])
-    return low <= have <= high
-
-
-def gpu_ccs(nv: dict) -> list:
-    return [(g.get("name") or "GPU", g.get("compute_capability")) for g in nv.get("gpus") or []]
-
-
-def cuda_usable(tag: str, nv: dict, py: dict, idx: dict) -> bool:
-    return driver_runs(tag, nv, py, idx) and all(arch_covered(tag, cc, idx) for _, cc in gpu_ccs(nv))
-
-
-def by_cuda(tags) -> list:
-    """cu tags newest first."""
-    return sorted(tags, key=lambda t: int(t[2:]) if t[2:].isdigit() else 0, reverse=True)
-
-
-def all_cuda_tags(idx: dict) -> list:
-    return by_cuda(idx["cuda_min_driver"])
-
-
-# ---- newcomer-worded checks that need no index ------------------------------------------------------------
-
-def python_problem(py: dict, idx: dict, torch: Optional[str] = None) -> Optional[str]:
-    """Why no torch can exist for this interpreter (32-bit, too old, too new, Intel Mac), or None."""
-    rec = idx.get("recommended_python", "3.11")
-    if py.get("bits", 64) != 64:
-        return f"torch has no wheels for 32-bit Python; install 64-bit Python {rec}"
-    if py.get("implementation", "cpython") != "cpython":
-        return f"torch publishes wheels for CPython only, not {py['implementation']}; install Python {rec} from python.org"
-    minor = py_minor(py)
-    osn = os_name(py["platform"])
-    rels = idx["torch_releases"]
-    if osn == "macos" and py.get("machine", "").lower() in ("x86_64", "amd64", "i386"):
-        rels = [r for r in rels if r.get("macos_x86_64")]
-        if not rels:
-            return "torch no longer publishes wheels for Intel Macs; use an Apple-silicon Mac, Linux or Windows"
-    if torch:
-        rel = release(idx, torch)
-        if rel is None:
-            return None  # not in our table: the live index decides
-        if minor not in rel["python"]:
-            ok = [r for r in rels if minor in r["python"]]
-            newest = ok[0]["version"] if ok else None
-            older = vtuple(minor) < min(vtuple(p) for p in rel["python"])
-            if older:
-                floor = _first_release_without(idx, minor, rel)
-                tail = f"the newest you can have is {newest} (`--torch {newest}`), or install Python {rec}" \
-                    if newest else f"install Python {rec}"
-                return f"Python {minor} is older than any torch >= {floor} supports: {tail}"
-            return (f"torch {rel['version']} came out before Python {minor} and has no wheels for it: use "
-                    f"{'`--torch ' + newest + '`' if newest else 'a newer torch'}, or install Python {rec}")
-        if osn == "macos" and rel not in rels:
-            return (f"torch {rel['version']} has no wheels for Intel Macs; the last one is {rels[0]['version']} "
-                    f"(`--torch {rels[0]['version']}`)")
-        return None
-    ok = [r for r in rels if minor in r["python"]]
-    if ok:
-        return None
-    all_py = sorted({p for r in rels for p in r["python"]}, key=vtuple)
-    if vtuple(minor) < vtuple(all_py[0]) or (osn == "macos" and vtuple(minor) < vtuple(all_py[-1])):
-        return f"Python {minor} is older than any torch we know supports; install Python {rec}"
-    last = rels[0]["version"]
-    if osn == "macos" and rels is not idx["torch_releases"]:
-        return (f"the last torch for Intel Macs ({last}) supports Python up to {rels[0]['python'][-1]}, not "
-                f"{minor}; install Python {rels[0]['python'][-1]}")
-    return f"Python {minor} is newer than any torch release supports yet (newest {last}); install Python {rec}"
-
-
-def _first_release_without(idx: dict, minor: str, rel: dict) -> str:
-    """The oldest release (as 'X.Y') at or before `rel` that no longer supports `minor`."""
-    floor = rel["version"]
-    for r in idx["torch_releases"]:  # newest first
-        if vtuple(r["version"]) <= vtuple(rel["version"]) and minor not in r["python"]:
-            floor = r["version"]
-        elif vtuple(r["version"]) < vtuple(rel["version"]):
-            break
-    return ".".join(floor.split(".")[:2])
-
-
-def backend_problem(backend: str, py: dict, nv: dict, idx: dict, torch: Optional[str] = None) -> Optional[str]:
-    """Why an explicit cuNNN cannot work here (no driver, driver too old, GPU not covered), or None."""
-    if not backend.startswith("cu"):
-        return None
-    osn = os_name(py["platform"])
-    if osn == "macos":
-        return "Macs have no NVIDIA CUDA builds of torch; use --backend cpu (Apple GPUs are used through MPS)"
-    if backend not in idx["cuda_min_driver"]:
-        known = ", ".join(reversed(all_cuda_tags(idx)))
-        return f"{backend} is not a CUDA backend we know; choose one of {known} or cpu"
-    driver = nv.get("driver_version")
-    usable = [t for t in all_cuda_tags(idx) if cuda_usable(t, nv, py, idx)]
-    if torch and release(idx, torch):
-        usable = [t for t in usable if t in release(idx, torch)["cuda"]]
-    hint = f"newest usable is {usable[0]}" if usable else "use --backend cpu"
-    if not driver:
-        return f"{backend} needs an NVIDIA driver and none was found; install the driver or use --backend cpu"
-    if not driver_runs(backend, nv, py, idx):
-        need = idx["cuda_min_driver"][backend][driver_os(py, nv)]
-        return (f"no {cuda_words(backend)} build for your driver {driver_major(driver)} (it needs {need} or "
-                f"newer); {hint}")
-    for name, cc in gpu_ccs(nv):
-        if not arch_covered(backend, cc, idx):
-            low, high = idx["cuda_arch_range"][backend]
-            return (f"the {backend} build has no kernels for your {name} (compute capability {cc}; {backend} "
-                    f"covers {low} to {high}), it would fail with 'no kernel image is available'; {hint}")
-    if torch and release(idx, torch) and backend not in release(idx, torch)["cuda"]:
-        rel = release(idx, torch)
-        return f"torch {rel['version']} has no {backend} build (it has {', '.join(rel['cuda'])}); {hint}"
-    return None
-
-
-# ---- classifying index files ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Candidate:
     filename: str
-    version: str  # full, with local label: "2.13.0+cpu"
-    backend: str  # "cpu", "cu128", "rocm6.2", ...
+    version: str  # with local label: "2.14.1+cu126"
+    backend: str  # "cpu", "cu126", "rocm6.4", "xpu"
+    backend_from: str  # "label" (the file name says it), "metadata" (Requires-Dist), "table" (torch_builds.json)
+    build_tag: tuple  # wheel build tag: a re-upload "-2-" beats the first upload
     tag_rank: int  # position of the best matching tag in the interpreter's list (lower = preferred)
     source_rank: int
     file: object = field(compare=False, hash=False, default=None)  # the IndexFile
     source: object = field(compare=False, hash=False, default=None)
 
+    @property
+    def release(self) -> Version:
+        return Version(base_version(self.version))
 
-def file_backend(version: str, py: dict, idx: dict) -> str:
-    """The build a torch file name means. A local label says it ('+cpu', '+cu126'); a plain version is what
-    PyPI ships: CPU on Windows, macOS and ARM Linux, the release's default CUDA on x86-64 Linux."""
-    if "+" in version:
-        return version.split("+", 1)[1]
-    osn = os_name(py["platform"])
-    machine = (py.get("machine") or "").lower()
-    if osn != "linux" or machine in ("aarch64", "arm64"):
-        return "cpu"
-    rel = release(idx, version)
-    return (rel or {}).get("pypi_linux_cuda") or "cuda-default"
+
+@dataclass(frozen=True)
+class Choice:
+    best: Candidate
+    why: str
+
+
+def base_version(version: str) -> str:
+    return str(version).split("+", 1)[0]
 
 
 def requires_python_ok(spec: Optional[str], py_version: str) -> bool:
@@ -220,123 +100,304 @@ def requires_python_ok(spec: Optional[str], py_version: str) -> bool:
         return True  # pip ignores what it cannot parse too
 
 
-def classify(files_by_source: list, py: dict, idx: dict, project: str = "torch") -> tuple:
-    """Installable wheels for this interpreter -> (candidates, skipped reasons).
+def cuda_words(build: str) -> str:
+    """'cu128' -> 'CUDA 12.8'."""
+    return f"CUDA {builds.cuda_version(build)}" if builds.cuda_version(build) else build
 
-    files_by_source: [(source, [IndexFile, ...]), ...] in preference order.
+
+# ---- classifying index files ------------------------------------------------------------------------------
+
+def plain_build(version: str, m: Machine, requires: Optional[list]) -> tuple:
+    """(build, how we know) of a wheel without a local label: its Requires-Dist when we have it, else the
+    table's record of what PyPI ships for this platform."""
+    if requires is not None:
+        return build_from_requires(requires, m.py), "metadata"
+    row = builds.release(version).row or {}
+    return (row.get("pypi") or {}).get(m.pkey, "cpu"), "table"
+
+
+def classify(files_by_source: list, m: Machine, requires: Optional[dict] = None, project: str = "torch") -> tuple:
+    """Installable wheels for this interpreter -> (candidates, {reason: count} of files skipped).
+
+    files_by_source: [(source, [IndexFile, ...]), ...] in preference order; requires: {filename: [Requires-Dist]}.
     """
-    rank = {t: i for i, t in enumerate(py["tags"])}
+    rank = {t: i for i, t in enumerate(m.py["tags"])}
+    requires = requires or {}
     out, skipped = [], {}
+
+    def skip(why):
+        skipped[why] = skipped.get(why, 0) + 1
     for s_rank, (source, files) in enumerate(files_by_source):
         for f in files:
-            if not f.filename.endswith(".whl"):
-                continue
             try:
-                name, version, _build, tags = parse_wheel_filename(f.filename)
+                name, version, build_tag, tags = parse_wheel_filename(f.filename)
             except (InvalidWheelFilename, InvalidVersion):
-                continue
+                continue  # sdists and junk
             if name != project:
                 continue
             if f.yanked:
-                skipped["yanked"] = skipped.get("yanked", 0) + 1
-                continue
-            if not requires_python_ok(f.requires_python, py["version"]):
-                skipped["requires-python"] = skipped.get("requires-python", 0) + 1
-                continue
-            ranks = [rank[str(t)] for t in tags if str(t) in rank]
-            if not ranks:
-                skipped["other platform or Python"] = skipped.get("other platform or Python", 0) + 1
-                continue
-            v = str(version)
-            out.append(Candidate(f.filename, v, file_backend(v, py, idx), min(ranks), s_rank, f, source))
+                skip("yanked")
+            elif not requires_python_ok(f.requires_python, m.py["version"]):
+                skip("requires-python")
+            elif not any(str(t) in rank for t in tags):
+                skip("other platform or Python")
+            else:
+                v = str(version)
+                backend, how = (v.split("+", 1)[1], "label") if "+" in v else \
+                    plain_build(v, m, requires.get(f.filename))
+                out.append(Candidate(f.filename, v, backend, how, tuple(build_tag or ()),
+                                     min(rank[str(t)] for t in tags if str(t) in rank), s_rank, f, source))
     return out, skipped
 
 
-def acceptable_backends(option: str, py: dict, nv: dict, idx: dict) -> Optional[list]:
-    """Backends the option allows, best first; None = any usable CUDA build, else CPU (auto with a driver)."""
-    if option == "cpu":
-        return ["cpu"]
-    if option.startswith("cu"):
-        return [option]
-    if os_name(py["platform"]) == "macos" or not nv.get("driver_version"):
-        return ["cpu"]
+# ---- does a build run here ---------------------------------------------------------------------------------
+
+def unfit(c: Candidate, m: Machine) -> Optional[str]:
+    """None when this build runs on the machine with kernels for its GPUs; else the fact that rules it out."""
+    b = c.backend
+    if b == "cpu":
+        return None
+    if b.startswith("cu"):
+        return _cuda_unfit(c, m)
+    if b.startswith("rocm"):
+        return _rocm_unfit(c, m)
+    if b == "xpu":
+        return None if m.xpu_gpus else "it needs an Intel Arc or Data Center GPU and none was found"
+    return f"{b} is a build we do not know"
+
+
+def _cuda_unfit(c: Candidate, m: Machine) -> Optional[str]:
+    if m.os == "macos":
+        return "Macs have no NVIDIA CUDA"
+    if not m.driver:
+        return "it needs an NVIDIA driver and none was found"
+    need = builds.driver_minimum(c.backend, m.driver_os)
+    if not need:
+        return f"{c.backend} is a CUDA version we have no driver table for"
+    if not builds.driver_runs(c.backend, m.driver, m.driver_os):
+        return f"its {cuda_words(c.backend)} needs NVIDIA driver {need} or newer, this one is {m.driver}"
+    for g in m.gpus("nvidia"):
+        cc = g.get("compute_capability")
+        if builds.cuda_covers(c.version, c.backend, m.pkey, cc) is False:
+            sass, ptx, _ = builds.cuda_arch(c.version, c.backend, m.pkey)
+            return (f"its {c.backend} build has no kernels for the {g.get('name') or 'GPU'} (compute capability "
+                    f"{cc}; it carries {builds.arch_words(sass, ptx)})")
     return None
 
 
-def choose(cands: list, option: str, py: dict, nv: dict, idx: dict, torch: Optional[str] = None):
-    """Best candidate for backend `option` ('auto'|'cpu'|'cuNNN') and optional `torch` version, or None.
+def _rocm_unfit(c: Candidate, m: Machine) -> Optional[str]:
+    if m.os != "linux":
+        return "ROCm builds of torch are for Linux"
+    gpus = m.gpus("amd")
+    if not gpus:
+        return "it needs an AMD GPU and none was found"
+    for g in gpus:
+        if builds.rocm_covers(c.version, c.backend, g.get("gfx")) is False:
+            return f"its {c.backend} build has no kernels for the {g.get('name') or 'GPU'} ({g.get('gfx')})"
+    return None
 
-    auto with an NVIDIA driver: the newest torch that has a CUDA build this driver runs and that has kernels
-    for every GPU, with the newest such CUDA; CPU only when no CUDA build fits at all.
-    """
-    want = acceptable_backends(option, py, nv, idx)
-    pool = []
-    for c in cands:
-        if torch and base_version(c.version) != base_version(torch) and not base_version(c.version).startswith(
-                base_version(torch) + "."):
-            continue
-        if want is None:
-            if c.backend.startswith("cu") and cuda_usable(c.backend, nv, py, idx):
-                pool.append(c)
-        elif c.backend in want:
-            pool.append(c)
-    if want is None and not pool:  # auto, but no CUDA build fits: CPU
-        return choose(cands, "cpu", py, nv, idx, torch)
-    if not pool:
+
+# ---- the choice --------------------------------------------------------------------------------------------
+
+def rank(c: Candidate) -> tuple:
+    """Newest torch, then the newest build (GPU above CPU), a re-upload above the first, earlier source."""
+    return (c.release, builds.build_order(c.backend), c.build_tag, -c.source_rank, -c.tag_rank)
+
+
+def version_matches(version: str, torch: Optional[str]) -> bool:
+    """`--torch 2.14` takes any 2.14.x, `--torch 2.14.1` exactly 2.14.1 (with any local label)."""
+    if not torch:
+        return True
+    have, want = base_version(version), base_version(torch)
+    return have == want or have.startswith(want + ".")
+
+
+def wanted(backend: str, option: str) -> bool:
+    return option == "auto" or backend == option
+
+
+def choose(cands: list, option: str, m: Machine, torch: Optional[str] = None) -> Optional[Choice]:
+    """The best candidate for `option` ('auto', 'cpu', 'cu126', 'rocm6.4', 'xpu') and `--torch`, or None."""
+    pool = [c for c in cands if version_matches(c.version, torch) and wanted(c.backend, option)]
+    fit = [c for c in pool if unfit(c, m) is None]
+    gpu = [c for c in fit if c.backend != "cpu"]
+    pick = gpu or fit
+    if not pick:
         return None
-    return max(pool, key=lambda c: (Version(base_version(c.version)), int(c.backend[2:]) if c.backend[2:].isdigit()
-                                    else 0, -c.source_rank, -c.tag_rank))
+    best = max(pick, key=rank)
+    return Choice(best, why(best, pool, m, option))
 
 
-def planned_backend(option: str, py: dict, nv: dict, idx: dict, torch_version: Optional[str] = None) -> str:
-    """The backend the tables predict (before any index is read): used to pick which indexes to ask."""
-    want = acceptable_backends(option, py, nv, idx)
-    if want is not None:
-        return want[0]
-    rels = [release(idx, torch_version)] if torch_version and release(idx, torch_version) else idx["torch_releases"]
-    minor = py_minor(py)
-    for rel in rels:
-        if minor not in rel["python"] and not torch_version:
-            continue
-        fitting = by_cuda(t for t in rel["cuda"] if cuda_usable(t, nv, py, idx))
-        if fitting:
-            return fitting[0]
-    return "cpu"
+def why(best: Candidate, pool: list, m: Machine, option: str) -> str:
+    """One sentence: what decided the build, and which fact ruled out a newer choice."""
+    if option != "auto":
+        head = f"--backend {option}"
+    elif m.os == "macos":
+        head = ("macOS on Apple silicon: the PyPI build, which uses the GPU through MPS" if m.pkey == "macos-arm64"
+                else "Intel Mac: CPU build")
+    elif not m.has_gpu:
+        head = "no NVIDIA, AMD or Intel GPU found: CPU build"
+    elif best.backend == "cpu":
+        gpu = max((c for c in pool if c.backend != "cpu"), key=rank, default=None)
+        head = ("no GPU build fits: " + f"{gpu.version}: {unfit(gpu, m)}") if gpu else \
+            "the indexes offer no GPU build for this machine: CPU build"
+    else:
+        head = f"newest build that runs here with kernels for {_gpu_words(m)}"
+    if best.backend != "cpu":
+        head += _newer_ruled_out(best, pool, m)
+    nearest = _nearest_note(best)
+    return head + (f" ({nearest})" if nearest else "")
 
 
-def explain_no_fit(option: str, py: dict, nv: dict, idx: dict, torch: Optional[str], cands: list,
-                   skipped: dict, sources_read: list) -> str:
+def family(backend: str) -> str:
+    return "CUDA" if backend.startswith("cu") else "ROCm" if backend.startswith("rocm") else backend.upper()
+
+
+def _newer_ruled_out(best: Candidate, pool: list, m: Machine) -> str:
+    """'; 2.15.0 was ruled out: <fact>' for the newest release above the pick, or ''."""
+    newer = [c for c in pool if c.release > best.release and c.backend != "cpu"]
+    if not newer:
+        return ""
+    top_release = max(c.release for c in newer)
+    same = [c for c in newer if c.release == top_release and family(c.backend) == family(best.backend)]
+    if not same:
+        return f"; {top_release} has no {family(best.backend)} build for {m.pkey}"
+    return f"; {top_release} was ruled out: {unfit(max(same, key=rank), m)}"
+
+
+def _gpu_words(m: Machine) -> str:
+    names = [f"{g.get('name') or 'GPU'} ({g.get('compute_capability') or '?'})" for g in m.gpus("nvidia")]
+    names += [f"{g.get('name') or 'GPU'} ({g.get('gfx') or '?'})" for g in m.gpus("amd")]
+    names += [g.get("name") or "GPU" for g in m.xpu_gpus]
+    text = ", ".join(names) or "the GPU"
+    return text + (f" on driver {m.driver}" if m.driver else "")
+
+
+def _nearest_note(c: Candidate) -> Optional[str]:
+    """Say so when the table did not know this release and a neighbour answered for it."""
+    ans = builds.release(c.version)
+    if ans.nearest:
+        return f"torch {builds.minor_of(c.version)} is not in our build table; judged from {ans.nearest}"
+    if c.backend.startswith("cu"):
+        _, _, near = builds.cuda_arch(c.version, c.backend, "linux-x86_64")
+        if near:
+            return f"kernels of {c.backend} judged from torch {near}'s build"
+    return None
+
+
+def builds_to_read(option: str, m: Machine) -> list:
+    """The PyTorch-index pages worth reading: every build of a release this Python can have whose driver
+    minimum and architectures could fit, plus CPU on Linux (where PyPI's plain wheel is a CUDA build)."""
+    if option != "auto":
+        return [option]
+    if m.os == "macos":
+        return []  # PyPI carries the macOS builds
+    rows = [r for r in builds.load()["releases"] if m.py_minor in r["python"]]
+    out = []
+    for b in dict.fromkeys(b for r in rows for b in r["builds"].get(m.pkey, [])):
+        releases = [r["torch"] + ".0" for r in rows if b in r["builds"].get(m.pkey, [])]
+        if b != "cpu" and any(unfit(Candidate("", v, b, "table", (), 0, 0), m) is None for v in releases):
+            out.append(b)
+    out.sort(key=builds.build_order, reverse=True)
+    return out + (["cpu"] if m.os == "linux" else [])
+
+
+# ---- sentences for 'nothing fits' --------------------------------------------------------------------------
+
+def recommended_python() -> str:
+    """The oldest Python the newest torch supports: it has current torch and the widest choice of packages."""
+    rows = builds.load()["releases"]
+    return min(rows[0]["python"], key=builds.version_key)
+
+
+def python_problem(py: dict, torch: Optional[str] = None) -> Optional[str]:
+    """Why no torch can exist for this interpreter (32-bit, not CPython, too old, too new, Intel Mac), or None."""
+    rec = recommended_python()
+    if py.get("bits", 64) != 64:
+        return f"torch has no wheels for 32-bit Python; install 64-bit Python {rec}"
+    if py.get("implementation", "cpython") != "cpython":
+        return f"torch publishes wheels for CPython only, not {py['implementation']}; install Python {rec} from python.org"
+    m = Machine(py)
+    minor = m.py_minor
+    ok = builds.releases_for_python(minor, m.pkey)
+    if torch:
+        return _python_vs_release(m, torch, ok, rec)
+    if ok:
+        return None
+    if m.pkey == "macos-x86_64":
+        last = [r for r in builds.load()["releases"] if r["builds"].get("macos-x86_64")]
+        if not last:
+            return "torch no longer publishes wheels for Intel Macs; use an Apple-silicon Mac, Linux or Windows"
+        top = max(last[0]["python"], key=builds.version_key)
+        return (f"the last torch for Intel Macs ({last[0]['torch']}) supports Python up to {top}, not {minor}; "
+                f"install Python {top}")
+    everything = sorted({p for r in builds.load()["releases"] for p in r["python"]}, key=builds.version_key)
+    if builds.version_key(minor) < builds.version_key(everything[0]):
+        return f"Python {minor} is older than any torch we know supports; install Python {rec}"
+    if builds.version_key(minor) > builds.version_key(everything[-1]):
+        return (f"Python {minor} is newer than any torch release supports yet (newest {builds.newest_release()}); "
+                f"install Python {rec}")
+    return None
+
+
+def _python_vs_release(m: Machine, torch: str, ok: list, rec: str) -> Optional[str]:
+    ans = builds.release(torch)
+    if ans.nearest or ans.row is None:
+        return None  # a release the table does not know: the index decides
+    row, minor = ans.row, m.py_minor
+    if not row["builds"].get(m.pkey):
+        last = ok[0] if ok else None
+        return (f"torch {row['torch']} has no wheels for {m.pkey}" +
+                (f"; the newest for it is {last} (`--torch {last}`)" if last else ""))
+    if minor in row["python"]:
+        return None
+    newest = ok[0] if ok else None
+    if builds.version_key(minor) < min(builds.version_key(p) for p in row["python"]):
+        floor = min((r["torch"] for r in builds.load()["releases"] if minor not in r["python"]
+                     and builds.version_key(r["torch"]) <= builds.version_key(row["torch"])
+                     and (not newest or builds.version_key(r["torch"]) > builds.version_key(newest))),
+                    key=builds.version_key, default=row["torch"])
+        tail = f"the newest you can have is {newest} (`--torch {newest}`), or install Python {rec}" if newest \
+            else f"install Python {rec}"
+        return f"Python {minor} is older than any torch >= {floor} supports: {tail}"
+    return (f"torch {row['torch']} came out before Python {minor} and has no wheels for it: use "
+            f"{'`--torch ' + newest + '`' if newest else 'a newer torch'}, or install Python {rec}")
+
+
+def backend_problem(option: str, m: Machine) -> Optional[str]:
+    """Why an explicit backend cannot work here, known before any index is read; or None."""
+    if option.startswith("cu"):
+        if m.os == "macos":
+            return "Macs have no NVIDIA CUDA builds of torch; use --backend cpu (Apple GPUs are used through MPS)"
+        if not builds.driver_minimum(option, m.driver_os):
+            return f"{option} is not a CUDA build we know; use auto, cpu or a build such as cu126"
+        if not m.driver:
+            return f"{option} needs an NVIDIA driver and none was found; install the driver or use --backend cpu"
+        if not builds.driver_runs(option, m.driver, m.driver_os):
+            need = builds.driver_minimum(option, m.driver_os)
+            return (f"no {cuda_words(option)} build runs on your driver {m.driver} (it needs {need} or newer); "
+                    f"update the driver or use --backend auto")
+    if option.startswith("rocm") and m.os != "linux":
+        return "ROCm builds of torch are for Linux only; use --backend cpu"
+    return None
+
+
+def explain_no_fit(option: str, m: Machine, torch: Optional[str], cands: list, sources_read: list) -> str:
     """One sentence for 'nothing fits', most specific reason first."""
-    reason = python_problem(py, idx, torch) or backend_problem(option, py, nv, idx, torch)
+    reason = python_problem(m.py, torch) or backend_problem(option, m)
+    if not reason:
+        pool = [c for c in cands if version_matches(c.version, torch) and wanted(c.backend, option)]
+        if pool:
+            top = max(pool, key=rank)
+            hint = "; `--backend auto` takes the newest build that fits" if option != "auto" else ""
+            reason = f"torch {top.version} does not fit: {unfit(top, m)}{hint}"
     if reason:
         return reason[0].upper() + reason[1:] + "."
     where = ", ".join(sources_read) or "no index could be read"
-    osn = os_name(py["platform"])
-    label = option if option != "auto" else planned_backend(option, py, nv, idx, torch)
     have = sorted({c.version for c in cands}, key=lambda v: Version(base_version(v)), reverse=True)[:4]
     seen = f" (for this Python they offer {', '.join(have)})" if have else ""
-    if label == "cpu" and osn == "linux" and not have:
-        seen = " (the CPU build for Linux comes from the PyTorch index or a mirror of it, e.g. --mirror official)"
-    minor = py_minor(py)
-    for_py = [r["version"] for r in idx["torch_releases"] if minor in r["python"]]
-    newest_all = idx["torch_releases"][0]["version"]
-    if not torch and for_py and for_py[0] != newest_all:
-        seen = (f"; the last torch for Python {minor} is {for_py[0]}, which these indexes do not offer for this "
-                f"platform: install Python {idx.get('recommended_python', '3.11')} for current torch")
+    if option in ("auto", "cpu") and m.os == "linux" and not have:
+        seen = " (the CPU build for Linux comes from the PyTorch index or a mirror of it, e.g. --pytorch-index URL)"
     want = f"torch {torch}" if torch else "torch"
-    return (f"No {want} wheel for Python {minor} on {osn} {py.get('machine', '')} with backend {label} "
-            f"was found on {where}{seen}.")
-
-
-def why_this_backend(option: str, chosen: Candidate, py: dict, nv: dict, idx: dict) -> str:
-    """A short note: why CPU or this CUDA build."""
-    if option != "auto":
-        return f"--backend {option}"
-    if os_name(py["platform"]) == "macos":
-        return "macOS: CPU build (Apple GPUs are used through MPS)"
-    if not nv.get("driver_version"):
-        return "no NVIDIA driver found: CPU build"
-    gpus = ", ".join(f"{n} (compute {cc})" for n, cc in gpu_ccs(nv)) or "GPU"
-    if chosen.backend == "cpu":
-        return f"no CUDA build runs on driver {nv['driver_version']} with {gpus}: CPU build"
-    return f"newest CUDA build driver {nv['driver_version']} runs with kernels for {gpus}"
+    return (f"No {want} wheel for Python {m.py_minor} on {m.pkey} with backend {option} was found on "
+            f"{where}{seen}.")

@@ -33,6 +33,13 @@ class IndexFile:
     yanked: bool = False
     yanked_reason: Optional[str] = None
     size: Optional[int] = None
+    # PEP 658/714: the index serves the wheel's METADATA at `url + ".metadata"`; its sha256 when published
+    metadata: bool = False
+    metadata_sha256: Optional[str] = None
+
+    @property
+    def metadata_url(self) -> Optional[str]:
+        return self.url + ".metadata" if self.metadata else None
 
     @property
     def is_wheel(self) -> bool:
@@ -115,9 +122,17 @@ def parse_html_page(text: str, page_url: str) -> list:
         if not filename_project(name):
             continue  # "../", sub-folders, checksums
         yanked = "data-yanked" in attrs
+        meta = attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata"))
         files.append(IndexFile(name, url, sha, attrs.get("data-requires-python") or None, yanked,
-                               (attrs.get("data-yanked") or None) if yanked else None))
+                               (attrs.get("data-yanked") or None) if yanked else None, None,
+                               meta is not None and meta != "false", _metadata_sha(meta)))
     return files
+
+
+def _metadata_sha(attr: Optional[str]) -> Optional[str]:
+    """'sha256=abc...' (PEP 714's data-core-metadata value) -> 'abc...'."""
+    m = re.match(r"sha256=([0-9a-fA-F]{64})$", (attr or "").strip())
+    return m.group(1).lower() if m else None
 
 
 def parse_json_page(text: str, page_url: str) -> list:
@@ -127,9 +142,12 @@ def parse_json_page(text: str, page_url: str) -> list:
     for f in data.get("files", []):
         url, frag_sha = _sha_from_fragment(urljoin(page_url, f["url"]))
         y = f.get("yanked", False)
+        meta = f.get("core-metadata", f.get("dist-info-metadata", False))
+        size = f.get("size")
         files.append(IndexFile(f["filename"], url, (f.get("hashes") or {}).get("sha256") or frag_sha,
                                f.get("requires-python") or None, bool(y), y if isinstance(y, str) else None,
-                               f.get("size")))
+                               size if isinstance(size, int) and size >= 0 else None, bool(meta),
+                               (meta.get("sha256") if isinstance(meta, dict) else None)))
     return files
 
 

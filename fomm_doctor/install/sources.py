@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from fomm_doctor.errors import UserError
-from fomm_doctor.install.choose import os_name
+from fomm_doctor.install.builds import os_name
 
 PYPI_SIMPLE = "https://pypi.org/simple/"
 
@@ -75,28 +75,35 @@ def _default_probe(urls: dict, timeout: float) -> dict:
     return probe_mirrors(urls, timeout)
 
 
-def torch_sources(mirror: dict, backend: str, py: dict, pip_cfg: dict) -> list:
-    """Where to look for the torch wheel, in preference order (all are read; the best file wins, ties go to
-    the earlier source)."""
+def torch_sources(mirror: dict, backends: list, py: dict, pip_cfg: dict) -> list:
+    """Where to look for the torch wheel, in preference order: pip's own find-links and index, then one
+    PyTorch-index page per build worth reading (all are read; the best file wins, ties go to the earlier)."""
     out = []
     for loc in pip_cfg.get("find_links") or []:
         out.append(Source("pip find-links", "find-links", loc, "pip"))
     if mirror["name"] == "URL":
         out.append(Source("URL", "index", mirror["pypi"], "pypi"))
-        return out
-    if mirror["name"] != "pip" and mirror.get("pypi"):
+    elif mirror["name"] != "pip" and mirror.get("pypi"):
         out.append(Source(mirror.get("pypi_name") or mirror["name"], "index", mirror["pypi"], "pypi"))
     else:
         out.append(Source("pip index-url", "index", mirror["pypi"], "pip"))
-    for url in pip_cfg.get("extra_index_urls") or []:
-        out.append(Source("pip extra-index-url", "index", url, "pip"))
-    osn = os_name(py["platform"])
-    needs_pytorch_index = backend.startswith("cu") or (osn == "linux" and backend == "cpu")
+    if mirror["name"] != "URL":
+        for url in pip_cfg.get("extra_index_urls") or []:
+            out.append(Source("pip extra-index-url", "index", url, "pip"))
     pt = mirror.get("pytorch")
-    if needs_pytorch_index and pt:
+    for backend in backends if pt else []:
         kind = "find-links" if pt.get("kind") == "pytorch-flat" else "index"
         out.append(Source(pt.get("name", "pytorch"), kind, pytorch_index_url(pt, backend), "pytorch"))
     return out
+
+
+def with_pytorch_index(mirror: dict, url: Optional[str]) -> dict:
+    """`--pytorch-index URL`: any mirror of the PyTorch wheel index (`<URL>/<build>/torch/`)."""
+    if not url:
+        return mirror
+    if "://" not in url and not url.startswith("/"):
+        raise UserError(f"--pytorch-index must be a URL such as https://mirror.example/whl/, not {url!r}.")
+    return dict(mirror, pytorch={"kind": "pytorch", "url": url if "://" in url else "file://" + url, "name": "URL"})
 
 
 def dependency_indexes(mirror: dict, pip_cfg: dict) -> dict:

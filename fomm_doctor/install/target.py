@@ -5,6 +5,7 @@ The doctor may run on one Python and install into another, so tags must come fro
 (version, bitness, OS, machine, glibc / macOS version). The probe script runs on Python 2.7 too.
 """
 import json
+import re
 import subprocess
 import sys
 from typing import Optional
@@ -140,3 +141,71 @@ def compute_tags(facts: dict) -> list:
             seen.add(t)
             tags.append(t)
     return tags
+
+
+# ---- planning for another machine ------------------------------------------------------------------------
+
+def facts_from_platform_tag(tag: str, python_version: str) -> dict:
+    """Interpreter facts for `--platform TAG --python-version X.Y` (pip's platform tags), as if probed there."""
+    tag = tag.strip().lower()
+    m = re.fullmatch(r"(?:manylinux_(\d+)_(\d+)|manylinux2014|linux)_(x86_64|aarch64|i686)", tag)
+    mac = re.fullmatch(r"macosx_(\d+)_(\d+)_(arm64|x86_64|universal2)", tag)
+    if m:
+        glibc = f"{m.group(1)}.{m.group(2)}" if m.group(1) else ("2.17" if tag.startswith("manylinux2014") else "2.28")
+        facts = {"platform": "linux", "machine": m.group(3), "bits": 32 if m.group(3) == "i686" else 64,
+                 "glibc": glibc, "macos": None}
+    elif tag in ("win_amd64", "win32", "win_arm64"):
+        facts = {"platform": "win32", "machine": {"win_amd64": "AMD64", "win32": "x86", "win_arm64": "ARM64"}[tag],
+                 "bits": 32 if tag == "win32" else 64, "glibc": None, "macos": None}
+    elif mac:
+        facts = {"platform": "darwin", "machine": "arm64" if mac.group(3) == "arm64" else "x86_64", "bits": 64,
+                 "glibc": None, "macos": f"{mac.group(1)}.{mac.group(2)}"}
+    else:
+        raise UserError(f"--platform {tag} is not a platform tag we know; use one of manylinux_2_28_x86_64, "
+                        f"manylinux_2_28_aarch64, win_amd64, win32, macosx_11_0_arm64, macosx_10_13_x86_64.")
+    if not re.fullmatch(r"3\.\d{1,2}(\.\d+)?|2\.7(\.\d+)?", python_version or ""):
+        raise UserError(f"--python-version must look like 3.12, not {python_version!r}.")
+    version = python_version if python_version.count(".") == 2 else python_version + ".0"
+    facts.update({"version": version, "implementation": "cpython", "executable": None, "in_venv": None,
+                  "pip": None, "prefix": "", "gil_disabled": False})
+    facts["tags"] = compute_tags(facts)
+    facts["tags_source"] = "--platform"
+    return facts
+
+
+def gpus_from_options(driver: Optional[str], gpu_arch: Optional[str]) -> dict:
+    """`--driver 535.104.05|none` and `--gpu-arch 8.6,7.5` (NVIDIA compute capabilities) or `gfx1100` (AMD)."""
+    if driver is not None and driver.lower() != "none" and not re.fullmatch(r"\d{3}(\.\d+){1,2}", driver):
+        raise UserError(f"--driver must be an NVIDIA driver version such as 535.104.05, or none; not {driver!r}.")
+    nv = {"driver_version": None if driver is None or driver.lower() == "none" else driver, "gpus": []}
+    amd = {"gpus": []}
+    for item in [a.strip() for a in (gpu_arch or "").split(",") if a.strip()]:
+        if re.fullmatch(r"gfx[0-9a-f]{3,4}", item.lower()):
+            amd["gpus"].append({"name": f"AMD {item.lower()}", "gfx": item.lower()})
+        elif re.fullmatch(r"\d{1,2}\.\d", item):
+            nv["gpus"].append({"name": f"GPU sm_{item.replace('.', '')}", "compute_capability": item})
+        else:
+            raise UserError(f"--gpu-arch takes compute capabilities like 8.6 or AMD targets like gfx1100, not {item!r}.")
+    if nv["gpus"] and not nv["driver_version"]:
+        raise UserError("--gpu-arch names an NVIDIA GPU: give its driver too (--driver 550.54.14).")
+    return {"nvidia": nv, "amd": amd, "intel": {"gpus": []}}
+
+
+def machine(opts, *, py: Optional[dict] = None, gpus: Optional[dict] = None, probe_gpus=None):
+    """The Machine a plan is for: this one (probed), or the one `--platform/--python-version/--driver/--gpu-arch`
+    describe. Options given override what was probed."""
+    from fomm_doctor.install.choose import Machine
+    other = bool(opts.platform or opts.python_version)
+    if py is None:
+        if other:
+            if not (opts.platform and opts.python_version):
+                raise UserError("Planning for another machine needs both --platform and --python-version.")
+            py = facts_from_platform_tag(opts.platform, opts.python_version)
+        else:
+            py = probe_interpreter(opts.python)
+    if gpus is None:
+        if other or opts.driver is not None or opts.gpu_arch:
+            gpus = gpus_from_options(opts.driver, opts.gpu_arch)
+        else:
+            gpus = probe_gpus() if probe_gpus else {}
+    return Machine(py, gpus.get("nvidia") or {}, gpus.get("amd") or {}, gpus.get("intel") or {})

@@ -1,84 +1,135 @@
-"""Writes the recorded index pages in this folder (run once; the pages are committed).
+"""Regenerates the recorded PyTorch-index pages in this folder from the build table.
 
-They mimic the real ones: PyPI's PEP 691 JSON with hashes, requires-python and a yanked file; the PyTorch
-index's static PEP 503 HTML per backend with absolute links on a second host and #sha256= fragments; an
-Aliyun-style flat directory listing; a 'mirror' whose links point back upstream.
+Inputs:
+- ``fomm_doctor/install/torch_builds.json``: which build tags (cpu, cu126, rocm6.4, xpu, ...) each torch
+  minor series published per platform, and which CPython versions have wheels.
+- ``pypi_torch.json`` (this folder): the real PyPI listing of torch (PEP 691 JSON, copied unchanged from a
+  recording); it supplies the patch versions (2.14.0, 2.14.1, ...) of each minor series.
+
+Output: one ``pytorch_<tag>.html`` per build tag that has at least one torch >= 2.0 file, shaped like
+download.pytorch.org's static PEP 503 pages (absolute links on the second host download-r2.pytorch.org,
+``#sha256=`` fragments, ``%2B`` for the ``+`` of the local version label). Files are written only for the
+(version, tag, platform, python) combinations the table says were published; a row's optional
+``patch_only`` entries restrict a tag to some patch versions (e.g. cu129 for 2.12.1 only). Pages of tags
+the table no longer lists are deleted.
+
+Simplifications, so that tests do not read more into the pages than is there:
+- The sha256 fragments are NOT the real ones (those are not available here): each is the sha256 of the
+  file name itself.
+- Only CPython versions of the table's ``python`` list get files (the real index also has free-threaded
+  cp313t/cp314t wheels and, for some releases, extra Linux-only versions such as cp315 for 2.13).
+- macOS wheels (on the real cpu page, without a local label) are left out.
+- Platform tags: Linux x86_64 ``linux_x86_64`` before 2.7 and ``manylinux_2_28_x86_64`` from 2.7 (the move
+  to manylinux_2_28 came with 2.7); Linux aarch64 uses PyPI's tag of that release
+  (``manylinux_2_17_aarch64.manylinux2014_aarch64`` before 2.6, ``manylinux_2_28_aarch64`` from 2.6);
+  Windows ``win_amd64``. CPU files on Linux aarch64 carry no ``+cpu`` label before 2.6 (they were the
+  PyPI files) and ``+cpu`` from 2.6 on (label start not verified against the live index).
+
+Run: ``python tests/data/index/make_pages.py`` (idempotent; the pages are committed).
 """
 import hashlib
-import html
 import json
+import re
 from pathlib import Path
 
-HERE = Path(__file__).parent
-PY = {"2.13.0": ["310", "311", "312", "313", "314"], "2.8.0": ["39", "310", "311", "312", "313"],
-      "2.7.1": ["39", "310", "311", "312", "313"], "2.4.1": ["38", "39", "310", "311", "312"],
-      "2.2.2": ["38", "39", "310", "311", "312"]}
-CUDA = {"2.13.0": ["cu126", "cu128", "cu130"], "2.8.0": ["cu126", "cu128", "cu129"],
-        "2.7.1": ["cu118", "cu126", "cu128"], "2.4.1": ["cu118", "cu121", "cu124"], "2.2.2": ["cu118", "cu121"]}
-REQ = {"2.13.0": ">=3.10", "2.8.0": ">=3.9.0", "2.7.1": ">=3.9.0", "2.4.1": ">=3.8.0", "2.2.2": ">=3.8.0"}
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+TABLE = ROOT / "fomm_doctor" / "install" / "torch_builds.json"
+PYPI = HERE / "pypi_torch.json"
+HOST = "https://download-r2.pytorch.org/whl"
+PLATFORMS = ("linux-x86_64", "linux-aarch64", "windows-x86_64")
+
+
+def vkey(version):
+    return tuple(int(x) for x in version.split("."))
 
 
 def sha(name):
     return hashlib.sha256(name.encode()).hexdigest()
 
 
-def pypi_files():
-    files = [{"filename": "torch-0.1.2.tar.gz", "url": "https://files.pythonhosted.org/packages/torch-0.1.2.tar.gz",
-              "hashes": {"sha256": sha("torch-0.1.2.tar.gz")}, "requires-python": None, "yanked": False}]
-    for v, pys in PY.items():
-        for p in pys:
-            plats = ["manylinux_2_28_x86_64", "manylinux_2_28_aarch64", "win_amd64", "macosx_11_0_arm64"]
-            if v == "2.2.2":
-                plats += ["macosx_10_9_x86_64"]
-            abi = f"cp{p}" + ("t" if False else "")
-            for plat in plats:
-                name = f"torch-{v}-cp{p}-{abi}-{plat}.whl"
-                files.append({"filename": name, "url": f"https://files.pythonhosted.org/packages/xx/{name}",
-                              "hashes": {"sha256": sha(name)}, "requires-python": REQ[v], "yanked": False,
-                              "size": 1000})
-    # a yanked release that would otherwise win for Python 3.11 on Linux
-    name = "torch-2.13.1-cp311-cp311-manylinux_2_28_x86_64.whl"
-    files.append({"filename": name, "url": f"https://files.pythonhosted.org/packages/xx/{name}",
-                  "hashes": {"sha256": sha(name)}, "requires-python": ">=3.10", "yanked": "broken metadata"})
-    return {"meta": {"api-version": "1.1"}, "name": "torch", "files": files}
+def patch_versions():
+    """Minor series -> its final patch versions listed on PyPI (no pre-releases)."""
+    data = json.loads(PYPI.read_text())
+    found = {}
+    for f in data["files"]:
+        m = re.match(r"torch-(\d+)\.(\d+)\.(\d+)-", f["filename"])
+        if m:
+            found.setdefault(f"{m[1]}.{m[2]}", set()).add(f"{m[1]}.{m[2]}.{m[3]}")
+    return {k: sorted(v, key=vkey) for k, v in found.items()}
 
 
-def pytorch_page(backend):
-    links = []
-    for v, pys in PY.items():
-        if backend != "cpu" and backend not in CUDA[v]:
+def platform_tag(version, platform):
+    v = vkey(version)
+    if platform == "linux-x86_64":
+        return "manylinux_2_28_x86_64" if v >= (2, 7) else "linux_x86_64"
+    if platform == "linux-aarch64":
+        return "manylinux_2_28_aarch64" if v >= (2, 6) else "manylinux_2_17_aarch64.manylinux2014_aarch64"
+    return "win_amd64"
+
+
+def local_label(version, tag, platform):
+    if tag == "cpu" and platform == "linux-aarch64" and vkey(version) < (2, 6):
+        return ""
+    return "+" + tag
+
+
+def allowed(row, tag, platform, version):
+    for rule in row.get("patch_only", []):
+        if rule["build"] == tag and platform in rule["platforms"]:
+            return version in rule["versions"]
+    return True
+
+
+def files_by_tag(table, patches):
+    pages = {}
+    for row in table["releases"]:
+        minor = row["torch"]
+        if vkey(minor) < (2, 0):
+            for platform in PLATFORMS:
+                for tag in row["builds"].get(platform, []):
+                    pages.setdefault(tag, {"rows": set(), "files": []})
             continue
-        for p in pys:
-            plats = ["manylinux_2_28_x86_64", "win_amd64"]
-            if backend == "cpu":
-                plats += ["manylinux_2_28_aarch64"]
-            for plat in plats:
-                local = "" if (backend == "cpu" and "aarch64" in plat) else f"%2B{backend}"
-                name = f"torch-{v}{local}-cp{p}-cp{p}-{plat}.whl"
-                links.append(f'<a href="https://download-r2.pytorch.org/whl/{backend}/{name}#sha256={sha(name)}">'
-                             f'{name.replace("%2B", "+")}</a><br/>')
-    return "<!DOCTYPE html>\n<html>\n  <body>\n    <h1>Links for torch</h1>\n    " + "\n    ".join(links) + \
-        "\n  </body>\n</html>\n"
+        for platform in PLATFORMS:
+            for tag in row["builds"].get(platform, []):
+                page = pages.setdefault(tag, {"rows": set(), "files": []})
+                for version in patches.get(minor, []):
+                    if not allowed(row, tag, platform, version):
+                        continue
+                    for py in row["python"]:
+                        cp = "cp" + py.replace(".", "")
+                        name = f"torch-{version}{local_label(version, tag, platform)}-{cp}-{cp}-{platform_tag(version, platform)}.whl"
+                        page["files"].append((vkey(version), name))
+                        page["rows"].add(minor)
+    return pages
+
+
+def render(tag, page):
+    rows = ", ".join(sorted(page["rows"], key=vkey))
+    links = []
+    for _, name in sorted(set(page["files"])):
+        href = name.replace("+", "%2B")
+        links.append(f'<a href="{HOST}/{tag}/{href}#sha256={sha(name)}">{name}</a><br/>')
+    return (f"<!-- generated by tests/data/index/make_pages.py from fomm_doctor/install/torch_builds.json, "
+            f"build '{tag}', release rows {rows}; sha256 fragments are sha256(file name), not the real hashes -->\n"
+            "<!DOCTYPE html>\n<html>\n  <body>\n    <h1>Links for torch</h1>\n    " + "\n    ".join(links) + "\n  </body>\n</html>\n")
 
 
 def main():
-    (HERE / "pypi_torch.json").write_text(json.dumps(pypi_files(), indent=1))
-    pypi = pypi_files()["files"]
-    rows = []
-    for f in pypi:
-        rp = f' data-requires-python="{html.escape(f["requires-python"])}"' if f["requires-python"] else ""
-        y = f' data-yanked="{html.escape(f["yanked"])}"' if f["yanked"] else ""
-        rows.append(f'<a href="{f["url"]}#sha256={f["hashes"]["sha256"]}"{rp}{y}>{f["filename"]}</a><br />')
-    (HERE / "pypi_torch.html").write_text("<!DOCTYPE html><html><body>\n" + "\n".join(rows) + "\n</body></html>\n")
-    for b in ("cpu", "cu118", "cu121", "cu124", "cu126", "cu128", "cu129", "cu130"):
-        (HERE / f"pytorch_{b}.html").write_text(pytorch_page(b))
-    # Aliyun-style flat listing: relative links, no hashes, every package of the backend in one page
-    names = ["torch-2.4.1%2Bcu121-cp311-cp311-linux_x86_64.whl", "torchvision-0.19.1%2Bcu121-cp311-cp311-linux_x86_64.whl",
-             "torch-2.4.1%2Bcu121-cp311-cp311-win_amd64.whl"]
-    (HERE / "aliyun_cu121_flat.html").write_text(
-        "<html><head><title>Index of /pytorch-wheels/cu121/</title></head><body><h1>Index of /pytorch-wheels/cu121/</h1>"
-        "<pre><a href=\"../\">../</a>\n" + "\n".join(f'<a href="{n}">{n.replace("%2B", "+")}</a>   16-Sep-2024 10:00   2.4G'
-                                                  for n in names) + "</pre></body></html>\n")
+    table = json.loads(TABLE.read_text())
+    pages = files_by_tag(table, patch_versions())
+    written = {}
+    for tag, page in sorted(pages.items()):
+        if not page["files"]:
+            continue  # tag only published for torch < 2.0: no page
+        path = HERE / f"pytorch_{tag}.html"
+        path.write_text(render(tag, page))
+        written[path.name] = len(set(page["files"]))
+    for old in HERE.glob("pytorch_*.html"):
+        if old.name not in written:
+            old.unlink()
+    for name, count in sorted(written.items()):
+        print(f"{name}: {count} files")
 
 
 if __name__ == "__main__":

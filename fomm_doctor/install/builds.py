@@ -1,0 +1,205 @@
+"""What no index says, from `torch_builds.json` (each row names its source): which Pythons a torch release
+supports, which builds it publishes per platform, the NVIDIA driver a CUDA version needs, and which GPU
+architectures each CUDA / ROCm build carries kernels for.
+
+Pure functions of the table and plain facts; `check`, the preflight and `install` ask here.
+A release newer than the table (2.16 when the table stops at 2.15) is answered from the nearest release the
+table knows, and the answer says so (`Answer.nearest`).
+"""
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+TABLE = Path(__file__).resolve().parent / "torch_builds.json"
+PLATFORMS = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64", "macos-x86_64")
+
+
+@lru_cache(maxsize=1)
+def load() -> dict:
+    with open(TABLE, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def version_key(text) -> tuple:
+    """'2.14.1+cu126' -> (2, 14, 1); '580.65.06' -> (580, 65, 6); 'rocm6.4' -> (6, 4); junk -> ()."""
+    return tuple(int(p) for p in re.findall(r"\d+", str(text or "").split("+", 1)[0])[:4])
+
+
+def minor_of(version: str) -> str:
+    """'2.14.1+cu126' -> '2.14'."""
+    return ".".join(str(p) for p in version_key(version)[:2])
+
+
+def os_name(platform: str) -> str:
+    """sys.platform (or a platform key) -> 'windows' | 'macos' | 'linux'."""
+    if platform.startswith("win") or platform == "cygwin":
+        return "windows"
+    if platform in ("darwin", "macos") or platform.startswith("macos"):
+        return "macos"
+    return "linux"
+
+
+def platform_key(platform: str, machine: str) -> str:
+    """('linux', 'x86_64') -> 'linux-x86_64'; ARM spellings folded ('arm64' on Linux is aarch64)."""
+    m = (machine or "").lower()
+    arm = m in ("arm64", "aarch64", "armv8", "armv8l")
+    osn = os_name(platform)
+    if osn == "macos":
+        return "macos-arm64" if arm else "macos-x86_64"
+    return f"{osn}-{'aarch64' if arm and osn == 'linux' else 'arm64' if arm else 'x86_64'}"
+
+
+# ---- releases and Python ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Answer:
+    row: Optional[dict]
+    nearest: Optional[str] = None  # the release whose row answered, when the asked one is not in the table
+
+
+def release(version: str, table: Optional[dict] = None) -> Answer:
+    """The row of this torch release; for a release the table does not know, the nearest older one (or the
+    oldest newer one)."""
+    rows = (table or load())["releases"]
+    want = minor_of(version)
+    for r in rows:
+        if r["torch"] == want:
+            return Answer(r)
+    older = [r for r in rows if version_key(r["torch"]) < version_key(want)]
+    pick = older[0] if older else (rows[-1] if rows else None)
+    return Answer(pick, pick["torch"] if pick else None)
+
+
+def releases_for_python(py_minor: str, pkey: str, table: Optional[dict] = None) -> list:
+    """torch minor versions (newest first) with wheels for this CPython on this platform: the one answer to
+    'which torch can this Python have'."""
+    return [r["torch"] for r in (table or load())["releases"]
+            if py_minor in r["python"] and r["builds"].get(pkey)]
+
+
+def newest_release(table: Optional[dict] = None) -> str:
+    return (table or load())["releases"][0]["torch"]
+
+
+# ---- NVIDIA ------------------------------------------------------------------------------------------------
+
+def cuda_version(build: str) -> str:
+    """'cu126' -> '12.6'; 'cu102' -> '10.2'."""
+    digits = build[2:]
+    return f"{digits[:-1]}.{digits[-1]}" if build.startswith("cu") and len(digits) >= 2 else ""
+
+
+def driver_minimum(build: str, driver_os: str, table: Optional[dict] = None) -> Optional[str]:
+    """The NVIDIA driver a cuNNN build needs on 'linux' or 'windows' (minor-version compatibility: the
+    minimum of the CUDA major, or of the exact version where no such compatibility existed)."""
+    cuda = cuda_version(build)
+    if not cuda:
+        return None
+    rows = {r["cuda"]: r for r in (table or load())["cuda_driver"]}
+    row = rows.get(cuda) or rows.get(cuda.split(".")[0])
+    return row.get(driver_os) if row else None
+
+
+def driver_runs(build: str, driver: Optional[str], driver_os: str, table: Optional[dict] = None) -> bool:
+    need = driver_minimum(build, driver_os, table)
+    return bool(need and driver) and version_key(driver) >= version_key(need)
+
+
+def _rows_for(rows: list, version: str, build: str, pkey: str, table: dict) -> tuple:
+    """(rows of `build` for this release and platform, nearest release used or None)."""
+    def same(r):  # a row may cover several builds ("cu130/cu132"); ROCm rows are per release, whatever the tag
+        return build.startswith("rocm") or build in r["build"].split("/")
+
+    def pick(minor):
+        return [r for r in rows if same(r) and minor in r["torch"]
+                and (not r.get("platforms") or pkey in r["platforms"])]
+    found = pick(minor_of(version))
+    if found:
+        return found, None
+    known = sorted({m for r in rows if same(r) for m in r["torch"]}, key=version_key, reverse=True)
+    older = [m for m in known if version_key(m) < version_key(version)]
+    for m in older + [m for m in reversed(known) if m not in older]:
+        found = pick(m)
+        if found:
+            return found, m
+    return [], None
+
+
+def cc_key(cc) -> tuple:
+    """'8.6' -> (8, 6); '12.0' -> (12, 0); None -> ()."""
+    return version_key(cc)[:2]
+
+
+def kernels_for(cc, sass: list, ptx: list) -> bool:
+    """SASS runs on the same major architecture at an equal or higher minor; PTX is compiled on the GPU for
+    any equal or newer architecture."""
+    have = cc_key(cc)
+    return any(version_key(s)[:1] == have[:1] and version_key(s)[:2] <= have for s in sass) or \
+        any(version_key(p)[:2] <= have for p in ptx)
+
+
+def cuda_arch(version: str, build: str, pkey: str, table: Optional[dict] = None) -> tuple:
+    """(sass list, ptx list, nearest release used or None); ([], [], None) when the table has no row."""
+    table = table or load()
+    rows, nearest = _rows_for(table["cuda_arch"], version, build, pkey, table)
+    if not rows:
+        return [], [], None
+    return rows[0].get("sass", []), rows[0].get("ptx", []), nearest
+
+
+def cuda_covers(version: str, build: str, pkey: str, cc, table: Optional[dict] = None) -> Optional[bool]:
+    """Does this CUDA build of this release carry kernels for compute capability `cc`? None when unknown
+    (no capability reported, or no row)."""
+    if len(cc_key(cc)) < 2:
+        return None
+    sass, ptx, _ = cuda_arch(version, build, pkey, table)
+    if not sass and not ptx:
+        return None
+    return kernels_for(cc, sass, ptx)
+
+
+def arch_words(sass: list, ptx: list) -> str:
+    """'sm_75 to sm_120 + PTX 12.0'."""
+    if not sass:
+        return "PTX " + ", ".join(ptx) if ptx else "no known architectures"
+    ordered = sorted(sass, key=version_key)
+    text = f"sm_{ordered[0].replace('.', '')} to sm_{ordered[-1].replace('.', '')}"
+    return text + (f" + PTX {', '.join(ptx)}" if ptx else "")
+
+
+# ---- AMD ---------------------------------------------------------------------------------------------------
+
+def rocm_gfx(version: str, build: str, table: Optional[dict] = None) -> tuple:
+    """(gfx targets of this ROCm build of this release, nearest release used or None)."""
+    table = table or load()
+    rows, nearest = _rows_for(table.get("rocm_arch", []), version, build, "linux-x86_64", table)
+    return (rows[0]["gfx"] if rows else []), nearest
+
+
+def rocm_covers(version: str, build: str, gfx: Optional[str], table: Optional[dict] = None) -> Optional[bool]:
+    if not gfx:
+        return None
+    targets, _ = rocm_gfx(version, build, table)
+    return (gfx in targets) if targets else None
+
+
+# ---- every build a platform has had ------------------------------------------------------------------------
+
+def builds_on(pkey: str, table: Optional[dict] = None) -> list:
+    """Every build tag the table lists for this platform, in any release (the pages worth reading)."""
+    seen = []
+    for r in (table or load())["releases"]:
+        for b in r["builds"].get(pkey, []):
+            if b not in seen:
+                seen.append(b)
+    return seen
+
+
+def build_order(build: str) -> tuple:
+    """Sort key among builds of one release: a GPU build above CPU, newer CUDA/ROCm above older."""
+    if build == "cpu":
+        return (0,)
+    return (1,) + version_key(build)
