@@ -314,7 +314,7 @@ def checkpoint_facts(override_dir=None, hash_files=True) -> dict:
 # ---------------------------------------------------------------- reading and recognising a file
 
 def _read(path):
-    """M's safe reader; its FommError sentences become UserErrors here."""
+    """fomm_core's weights-only reader; its FommError sentences become UserErrors here (one error type per layer)."""
     from fomm_core.checkpoint import read_checkpoint
     from fomm_core.errors import FommError
     try:

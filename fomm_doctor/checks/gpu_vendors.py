@@ -32,6 +32,7 @@ import subprocess
 import sys
 
 from fomm_doctor.checks.common import os_name
+from fomm_doctor.checks.gpu import _read
 
 KFD_NODES = "/sys/class/kfd/kfd/topology/nodes"
 DRM = "/sys/class/drm"
@@ -43,14 +44,6 @@ INTEL_VENDOR = "0x8086"
 VIDEO_CONTROLLER_PS = ["powershell", "-NoProfile", "-NonInteractive", "-Command",
                        "Get-CimInstance Win32_VideoController | "
                        "Select-Object Name, AdapterCompatibility, PNPDeviceID | ConvertTo-Json"]
-
-
-def _read(path):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None
 
 
 def _listdir(path):

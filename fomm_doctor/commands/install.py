@@ -44,26 +44,13 @@ def install(
     Reads the interpreter's wheel tags, the NVIDIA driver and GPU, and the indexes; downloads with resume,
     retries and mirror failover; verifies sha256; installs with pip; checks the result in a fresh process.
     """
-    import re
-
     from fomm_doctor.install import execute
     from fomm_doctor.install import plan as installer
 
-    backend = backend.strip().lower()
-    if not re.fullmatch(r"auto|cpu|xpu|cu\d{3}|rocm\d+(\.\d+){1,2}", backend):
-        raise UserError(f"--backend must be auto, cpu, a CUDA build like cu126, a ROCm build like rocm6.4, or xpu; "
-                        f"not {backend!r}.")
-    if (platform or python_version) and not dry_run:
-        raise UserError("--platform and --python-version plan for another machine: add --dry-run.")
-    if connections is not None and not 1 <= connections <= 16:
-        raise UserError(f"--connections must be between 1 and 16, not {connections}.")
-    if retries < 1 or not 0 < timeout <= 600:
-        raise UserError("--retries must be at least 1 and --timeout between 0 and 600 seconds.")
-    opts = installer.InstallOptions(python=python, backend=backend, torch=torch, mirror=mirror,
-                                    only=[p.strip() for p in only.split(",") if p.strip()] if only else None,
-                                    retries=retries, timeout=timeout, connections=connections, dry_run=dry_run,
-                                    cache_dir=cache_dir, pytorch_index=pytorch_index, platform=platform,
-                                    python_version=python_version, driver=driver, gpu_arch=gpu_arch)
+    opts = _options(installer, python=python, backend=backend, torch=torch, mirror=mirror, only=only,
+                    retries=retries, timeout=timeout, connections=connections, dry_run=dry_run, cache_dir=cache_dir,
+                    pytorch_index=pytorch_index, platform=platform, python_version=python_version, driver=driver,
+                    gpu_arch=gpu_arch)
     console = None
     if not as_json:
         from rich.console import Console
@@ -103,6 +90,23 @@ def install(
     if outcome.get("packages"):
         console.print(f"[green]✓[/green] {', '.join(outcome['packages']['list'])}")
     console.print("next: [bold]fomm-doctor demo[/bold]")
+
+
+def _options(installer, **kw):
+    """Check the options that need no facts (one sentence each) and bundle them."""
+    import re
+    kw["backend"] = kw["backend"].strip().lower()
+    if not re.fullmatch(r"auto|cpu|xpu|cu\d{3}|rocm\d+(\.\d+){1,2}", kw["backend"]):
+        raise UserError(f"--backend must be auto, cpu, a CUDA build like cu126, a ROCm build like rocm6.4, or xpu; "
+                        f"not {kw['backend']!r}.")
+    if (kw["platform"] or kw["python_version"]) and not kw["dry_run"]:
+        raise UserError("--platform and --python-version plan for another machine: add --dry-run.")
+    if kw["connections"] is not None and not 1 <= kw["connections"] <= 16:
+        raise UserError(f"--connections must be between 1 and 16, not {kw['connections']}.")
+    if kw["retries"] < 1 or not 0 < kw["timeout"] <= 600:
+        raise UserError("--retries must be at least 1 and --timeout between 0 and 600 seconds.")
+    kw["only"] = [p.strip() for p in kw["only"].split(",") if p.strip()] if kw["only"] else None
+    return installer.InstallOptions(**kw)
 
 
 def _persist_change(plan: dict, persist: bool):
