@@ -17,32 +17,40 @@ import struct
 import sys
 
 MIN_PYTHON = (3, 9)
-# Used when wheels_index.json is not beside us (a lone copy of this file): newest torch per Python.
-FALLBACK_NEWEST_TORCH = {"3.6": "1.10.2", "3.7": "1.13.1", "3.8": "2.4.1", "3.9": "2.8.0", "3.10": "2.13.0",
-                         "3.11": "2.13.0", "3.12": "2.13.0", "3.13": "2.13.0", "3.14": "2.13.0"}
+# Used when torch_builds.json is not beside us (a lone copy of this file): newest torch per Python, from it.
+FALLBACK_NEWEST_TORCH = {"3.6": "1.10", "3.7": "1.13", "3.8": "2.4", "3.9": "2.8", "3.10": "2.14",
+                         "3.11": "2.15", "3.12": "2.15", "3.13": "2.15", "3.14": "2.15", "3.15": "2.15"}
 FALLBACK_RECOMMENDED = "3.11"
 
 
 def load_index():
+    """The build table the installer uses (fomm_doctor/install/torch_builds.json), or None for a lone copy."""
     here = os.path.dirname(os.path.abspath(__file__))
-    for path in (os.path.join(here, "_data", "wheels_index.json"), os.path.join(here, os.pardir, "wheels_index.json")):
-        try:
-            with io.open(path, encoding="utf-8") as f:
-                return json.load(f)
-        except (IOError, OSError, ValueError):
-            continue
-    return None
+    try:
+        with io.open(os.path.join(here, "install", "torch_builds.json"), encoding="utf-8") as f:
+            return json.load(f)
+    except (IOError, OSError, ValueError):
+        return None
 
 
 def newest_torch_table(index):
-    """{'3.11': '2.13.0', ...} from the index (releases are listed newest first), else the fallback."""
+    """{'3.11': '2.15', ...} from the table (releases are listed newest first), else the fallback."""
     if not index:
         return dict(FALLBACK_NEWEST_TORCH)
     table = {}
-    for release in index.get("torch_releases", []):
+    for release in index.get("releases", []):
         for py in release.get("python", []):
-            table.setdefault(py, release["version"])
+            table.setdefault(py, release["torch"])
     return table
+
+
+def recommended_python(index):
+    """The oldest Python the newest torch supports (the same rule as fomm_doctor.install.builds, which this
+    file cannot import)."""
+    releases = (index or {}).get("releases") or []
+    if not releases:
+        return FALLBACK_RECOMMENDED
+    return min(releases[0]["python"], key=version_key)
 
 
 def default_lang():
@@ -108,7 +116,7 @@ def install_hint(system, want, lang="en"):
 def diagnose(version_info, bits, implementation, system, index, lang="en"):
     """-> (ok, [problem sentences], [notes]); pure, so it can be tested for any interpreter."""
     table = newest_torch_table(index)
-    want = (index or {}).get("recommended_python", FALLBACK_RECOMMENDED)
+    want = recommended_python(index)
     mm = "%d.%d" % (version_info[0], version_info[1])
     newest = table.get(mm)
     current = max(table.values(), key=version_key) if table else None

@@ -75,13 +75,13 @@ def test_probe_on_this_machine_finds_no_driver():
 
 
 @pytest.mark.parametrize("driver,osn,expected", [
-    ("580.65.06", "linux", "cu130"), ("580.65.06", "windows", "cu130"),
+    ("580.65.06", "linux", "cu132"), ("580.65.06", "windows", "cu132"),
     ("570.86.10", "linux", "cu129"), ("528.33", "windows", "cu129"), ("527.41", "windows", "cu118"),
     ("525.60.13", "linux", "cu129"), ("470.82.01", "linux", "cu118"), ("450.80.02", "linux", "cu118"),
     ("418.39", "linux", None), (None, "linux", None), ("580.65.06", "macos", None),
 ])
 def test_max_cuda_for_driver(driver, osn, expected):
-    assert gpu.max_cuda_for_driver(driver, osn, INDEX) == expected
+    assert gpu.max_cuda_for_driver(driver, osn) == expected
 
 
 def nv(driver, *gpus):
@@ -96,10 +96,11 @@ def test_driver_judge_no_old_new():
     assert ancient.status == "warn" and ancient.details["max_cuda"] is None
     old = gpu.judge_driver(nv("470.82.01", ("Tesla T4", "7.5")), LINUX, INDEX)
     assert old.status == "warn" and old.details["max_cuda"] == "cu118"
-    assert old.details["newest_torch_for_driver"] == next(r["version"] for r in INDEX["torch_releases"]
-                                                          if "cu118" in r["cuda"])
+    assert old.details["newest_torch_for_driver"] == "2.7"  # the last release with cu118 (torch_builds.json)
+    mid = gpu.judge_driver(nv("535.104.05", ("RTX 3060", "8.6")), LINUX, INDEX)
+    assert mid.status == "warn" and mid.details["newest_torch_for_driver"] == "2.14"  # 2.15 is CUDA 13 only
     new = gpu.judge_driver(nv("580.65.06", ("NVIDIA GeForce RTX 3060", "8.6")), LINUX, INDEX)
-    assert new.status == "ok" and "cu130" in new.summary and "RTX 3060" in new.summary
+    assert new.status == "ok" and "cu132" in new.summary and "RTX 3060" in new.summary
     assert gpu.judge_driver(nv(None), MACOS, INDEX).status == "skipped"
 
 

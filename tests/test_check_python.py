@@ -2,10 +2,12 @@
 import pytest
 
 from fomm_doctor.checks import python as pychk
+from fomm_doctor.install import builds
 from fomm_doctor.resources import load_wheels_index
 
 INDEX = load_wheels_index()
-NEWEST = INDEX["torch_releases"][0]["version"]
+TABLE = builds.load()
+NEWEST = TABLE["releases"][0]["torch"]
 
 
 def facts(version="3.11.7", os="linux", bits=64, impl="CPython", machine="x86_64", venv=True, env=None):
@@ -15,21 +17,22 @@ def facts(version="3.11.7", os="linux", bits=64, impl="CPython", machine="x86_64
             "base_prefix": "/usr", "home": "/home/u", "env": env or {}}
 
 
-def newest_for(mm):
-    return next((r["version"] for r in INDEX["torch_releases"] if mm in r["python"]), None)
+def newest_for(mm, key):
+    return next((r["torch"] for r in TABLE["releases"] if mm in r["python"] and r["builds"].get(key)), None)
 
 
-@pytest.mark.parametrize("os", ["linux", "windows", "macos"])
-@pytest.mark.parametrize("minor", range(6, 15))
-def test_version_judged_against_torch_support(os, minor):
+@pytest.mark.parametrize("os,key", [("linux", "linux-x86_64"), ("windows", "windows-x86_64"), ("macos", "macos-arm64")])
+@pytest.mark.parametrize("minor", range(6, 16))
+def test_version_judged_against_torch_support(os, key, minor):
     mm = f"3.{minor}"
     r = pychk.judge_version(facts(f"{mm}.2", os=os, machine="arm64" if os == "macos" else "x86_64"), INDEX)
+    newest_for_mm = newest_for(mm, key)
     assert r.id == "python.version"
-    assert r.details["newest_torch"] == newest_for(mm)
+    assert r.details["newest_torch"] == newest_for_mm
     if minor < 9:
         assert r.status == "fail" and "3.9" in r.summary and r.fix
-    elif newest_for(mm) != NEWEST:
-        assert r.status == "warn" and newest_for(mm) in r.summary and "3.11" in r.fix
+    elif newest_for_mm != NEWEST:
+        assert r.status == "warn" and newest_for_mm in r.summary and "3.11" in r.fix
     else:
         assert r.status == "ok" and r.fix is None
 
@@ -42,12 +45,12 @@ def test_fix_names_the_platforms_way_to_get_python():
 
 
 def test_python_no_torch_supports_yet_fails():
-    r = pychk.judge_version(facts("3.15.0"), INDEX)
+    r = pychk.judge_version(facts("3.16.0"), INDEX)
     assert r.status == "fail" and r.details["newest_torch"] is None
 
 
 def test_intel_mac_is_capped_at_the_last_x86_64_torch():
-    last_intel = next(r["version"] for r in INDEX["torch_releases"] if r["macos_x86_64"])
+    last_intel = next(r["torch"] for r in TABLE["releases"] if r["builds"].get("macos-x86_64"))
     r = pychk.judge_version(facts("3.11.4", os="macos", machine="x86_64"), INDEX)
     # no Python gets more on an Intel Mac, so 3.11 is as good as it gets there
     assert r.status == "ok" and r.details["newest_torch"] == last_intel and last_intel in r.summary

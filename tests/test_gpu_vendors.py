@@ -194,3 +194,28 @@ def test_probe_apple():
     assert gv.probe_apple("darwin", "arm64") == {"mps": True}
     assert gv.probe_apple("darwin", "x86_64") == {"mps": False}
     assert gv.probe_apple("linux", "aarch64") == {"mps": False}
+
+
+# ---- the gpu.other check row, fed by the recorded outputs ---------------------------------------------------
+
+def _other(amd=(), intel=(), mps=False):
+    return {"amd": {"gpus": list(amd)}, "intel": {"gpus": list(intel)}, "apple": {"mps": mps}}
+
+
+def test_check_row_for_the_recorded_amd_and_intel_gpus():
+    linux = {"platform": "linux", "machine": "x86_64"}
+    xtx = gv.parse_rocminfo(data("rocminfo_rx7900xtx.txt"))
+    row = gv.judge_other_gpus(_other(amd=xtx), linux)
+    # the newest release whose ROCm build lists gfx1100 (fomm_doctor/install/torch_builds.json)
+    assert row.status == "ok" and "Radeon RX 7900 XTX (gfx1100): torch 2.14 has a ROCm build" in row.summary
+    win = gv.judge_other_gpus(_other(amd=xtx), {"platform": "win32", "machine": "AMD64"})
+    assert win.status == "warn" and "no ROCm build for windows" in win.summary and win.fix
+    unknown = gv.judge_other_gpus(_other(amd=[{"name": "Radeon", "gfx": None}]), linux)
+    assert unknown.status == "warn" and "rocminfo" in unknown.fix
+    too_new = gv.judge_other_gpus(_other(amd=[{"name": "Radeon", "gfx": "gfx9999"}]), linux)
+    assert too_new.status == "warn" and "no ROCm build of torch has kernels" in too_new.summary
+    arc = gv.parse_xpu_smi_discovery(data("xpu_smi_discovery_a770_linux.txt"))
+    arc = [dict(g, discrete=gv.intel_discrete(g["name"])) for g in arc]
+    assert gv.judge_other_gpus(_other(intel=arc), linux).status == "ok"
+    assert gv.judge_other_gpus(_other(mps=True), {"platform": "darwin", "machine": "arm64"}).status == "ok"
+    assert gv.judge_other_gpus(_other(), linux).status == "skipped"

@@ -9,10 +9,12 @@ import re
 import shutil
 import subprocess
 import sys
+from typing import Optional
 
 from fomm_doctor.i18n import tr
 from fomm_doctor.render import CheckResult
 from fomm_doctor.checks.common import os_name, version_tuple
+from fomm_doctor.install import builds
 
 _QUERY = ["--query-gpu=driver_version,name,compute_cap", "--format=csv,noheader"]
 _QUERY_OLD = ["--query-gpu=driver_version,name", "--format=csv,noheader"]  # drivers before compute_cap existed
@@ -97,22 +99,15 @@ def probe_nvidia(run=subprocess.run, platform=sys.platform, which=shutil.which, 
     return {"driver_version": None, "gpus": [], "source": None, "errors": errors}
 
 
-def _backends_by_age(index: dict) -> list:
-    """'cu102' ... 'cu130' sorted by CUDA version."""
-    return sorted(index["cuda_min_driver"], key=lambda tag: int(tag[2:]))
-
-
-def max_cuda_for_driver(driver_version, os_name, index: dict):
-    """The newest CUDA backend tag ('cu130') this driver runs, per NVIDIA's minimums; None when none fits."""
-    key = "windows" if os_name in ("windows", "win32") else "linux"
+def max_cuda_for_driver(driver_version, os_name) -> Optional[str]:
+    """The newest CUDA build tag ('cu132') this driver runs, per NVIDIA's minimums; None when none fits."""
     if not driver_version or os_name in ("macos", "darwin"):
         return None
-    have = version_tuple(driver_version)
-    best = None
-    for tag in _backends_by_age(index):
-        if have >= version_tuple(index["cuda_min_driver"][tag][key]):
-            best = tag
-    return best
+    return builds.newest_cuda_for_driver(driver_version, _table_os(os_name))
+
+
+def _table_os(os_name: str) -> str:
+    return "windows" if os_name in ("windows", "win32") else "linux"
 
 
 def cuda_tag(cuda_version):
@@ -121,45 +116,22 @@ def cuda_tag(cuda_version):
     return f"cu{parts[0]}{parts[1]}" if len(parts) >= 2 else None
 
 
-def driver_runs(tag: str, driver_version, os_name: str, index: dict) -> bool:
-    key = "windows" if os_name in ("windows", "win32") else "linux"
-    need = index["cuda_min_driver"].get(tag, {}).get(key)
-    return bool(need) and version_tuple(driver_version) >= version_tuple(need)
-
-
-def newest_torch_for_driver(driver_version, os_name: str, index: dict):
-    """(torch version, backend tag) of the newest release with a CUDA build this driver runs, or (None, None)."""
-    for release in index["torch_releases"]:
-        fitting = [t for t in release["cuda"] if driver_runs(t, driver_version, os_name, index)]
-        if fitting:
-            return release["version"], max(fitting, key=lambda t: int(t[2:]))
-    return None, None
-
-
 def _arch(text: str) -> tuple:
     """'sm_86' -> (8, 6); 'compute_120' -> (12, 0)."""
     digits = text.split("_", 1)[-1]
     return (int(digits[:-1]), int(digits[-1])) if digits.isdigit() and len(digits) >= 2 else ()
 
 
-def arch_supported(cc, tag: str, index: dict, arch_list=None) -> bool:
+def arch_supported(cc, tag: str, torch_version, pkey: str, arch_list=None) -> bool:
     """Does a build have kernels for compute capability `cc`? torch's own arch list when known, else the table."""
     have = version_tuple(cc)[:2]
     if len(have) < 2:
         return True  # unknown capability (old driver): cannot tell, do not cry wolf
     if arch_list:
-        for entry in arch_list:
-            arch = _arch(entry)
-            if not arch:
-                continue
-            # SASS runs on the same major architecture at an equal or higher minor; PTX is JIT-compiled upward.
-            if entry.startswith("sm_") and arch[0] == have[0] and arch[1] <= have[1]:
-                return True
-            if entry.startswith("compute_") and arch <= have:
-                return True
-        return False
-    low, high = (version_tuple(v) for v in index["cuda_arch_range"].get(tag, ["0.0", "999.0"]))
-    return low <= have <= high
+        def dotted(entries, prefix):
+            return [".".join(map(str, _arch(e))) for e in entries if e.startswith(prefix) and _arch(e)]
+        return builds.kernels_for(cc, dotted(arch_list, "sm_"), dotted(arch_list, "compute_"))
+    return builds.cuda_covers(torch_version or "", tag, pkey, cc) is not False
 
 
 def _driver_os(nv: dict, platform_facts: dict) -> str:
@@ -168,11 +140,15 @@ def _driver_os(nv: dict, platform_facts: dict) -> str:
     return "windows" if nv.get("wsl") else osn
 
 
+def _pkey(platform_facts: dict) -> str:
+    return builds.platform_key(platform_facts.get("platform", "linux"), platform_facts.get("machine") or "x86_64")
+
+
 def judge_driver(nv: dict, platform_facts: dict, index: dict, lang: str = "en") -> CheckResult:
     osn = _driver_os(nv, platform_facts)
     driver = nv.get("driver_version")
     gpus = nv.get("gpus") or []
-    best = max_cuda_for_driver(driver, osn, index)
+    best = max_cuda_for_driver(driver, osn)
     details = {"driver_version": driver, "gpus": gpus, "source": nv.get("source"), "max_cuda": best}
     if osn == "macos":
         return CheckResult("gpu.driver", "skipped", tr(
@@ -187,17 +163,16 @@ def judge_driver(nv: dict, platform_facts: dict, index: dict, lang: str = "en") 
             "如果这台机器有 NVIDIA 显卡，请从 https://www.nvidia.cn/drivers 安装驱动；没有则无需处理。"))
     names = ", ".join(f"{g['name']} ({g['compute_capability'] or '?'})" for g in gpus) or tr(
         lang, "GPU names unknown", "显卡型号未知")
-    newest_tag = _backends_by_age(index)[-1]
-    need = index["cuda_min_driver"][newest_tag]["windows" if osn == "windows" else "linux"]
+    need = builds.driver_minimum(builds.newest_cuda_for_driver("999.99", _table_os(osn)), _table_os(osn))
     update = tr(lang, f"Update the NVIDIA driver to {need} or newer: https://www.nvidia.com/drivers",
                 f"把 NVIDIA 驱动升级到 {need} 或更高：https://www.nvidia.cn/drivers")
     if best is None:
         return CheckResult("gpu.driver", "warn", tr(
             lang, f"NVIDIA driver {driver} is too old for any CUDA build of torch; {names}. FOMM would run on the CPU.",
             f"NVIDIA 驱动 {driver} 太旧，任何 CUDA 版 torch 都不能用；{names}。FOMM 只能用 CPU。"), details, update)
-    newest_torch, _ = newest_torch_for_driver(driver, osn, index)
+    newest_torch, _ = builds.newest_release_for_driver(driver, _table_os(osn), _pkey(platform_facts))
     details["newest_torch_for_driver"] = newest_torch
-    current = index["torch_releases"][0]["version"]
+    current = builds.newest_release()
     summary = tr(lang, f"Driver {driver}, runs CUDA up to {best}; {names}.",
                  f"驱动 {driver}，最高支持 {best}；{names}。")
     if newest_torch is None or newest_torch != current:
@@ -236,15 +211,15 @@ def judge_torch_cuda(torch_facts: dict, nv: dict, platform_facts: dict, index: d
         return CheckResult("gpu.torch_cuda", "warn", tr(
             lang, f"torch {version} is a CUDA build ({tag}) but no NVIDIA driver was found; it runs on the CPU.",
             f"torch {version} 是 CUDA 版（{tag}），但没有 NVIDIA 驱动，只能用 CPU。"), details, install)
-    need = index["cuda_min_driver"].get(tag, {}).get("windows" if osn == "windows" else "linux")
-    if need and not driver_runs(tag, driver, osn, index):
-        best = max_cuda_for_driver(driver, osn, index)
+    need = builds.driver_minimum(tag, _table_os(osn))
+    if need and not builds.driver_runs(tag, driver, _table_os(osn)):
+        best = max_cuda_for_driver(driver, osn)
         return CheckResult("gpu.torch_cuda", "fail", tr(
             lang, f"torch {version} ({tag}) needs driver {need}+, this one is {driver}.",
             f"torch {version}（{tag}）需要 {need} 以上的驱动，本机是 {driver}。"), dict(details, max_cuda=best), tr(
             lang, f"Update the NVIDIA driver, or `{install}` (picks {best or 'the CPU build'}).",
             f"升级 NVIDIA 驱动，或运行 `{install}`（会选 {best or 'CPU 版'}）。"))
-    misfits = [g for g in gpus if not arch_supported(g.get("compute_capability"), tag, index,
+    misfits = [g for g in gpus if not arch_supported(g.get("compute_capability"), tag, version, _pkey(platform_facts),
                                                      torch_facts.get("arch_list"))]
     if misfits:
         g = misfits[0]

@@ -32,6 +32,9 @@ import subprocess
 import sys
 
 from fomm_doctor.checks.common import os_name
+from fomm_doctor.i18n import tr
+from fomm_doctor.install import builds
+from fomm_doctor.render import CheckResult
 from fomm_doctor.checks.gpu import _read
 
 KFD_NODES = "/sys/class/kfd/kfd/topology/nodes"
@@ -389,3 +392,61 @@ def probe_apple(platform=sys.platform, machine=None) -> dict:
         import platform as _platform
         machine = _platform.machine()
     return {"mps": platform == "darwin" and str(machine).lower() in ("arm64", "aarch64")}
+
+
+# ---- the check row: AMD, Intel and Apple GPUs --------------------------------------------------------------
+
+def probe_other_gpus() -> dict:
+    return {"amd": probe_amd(), "intel": probe_intel(), "apple": probe_apple()}
+
+
+def newest_rocm_for(gfx: str) -> tuple:
+    """(torch minor, ROCm build) of the newest release whose ROCm build has kernels for `gfx`; (None, None)."""
+    for r in builds.load()["releases"]:
+        for b in sorted((b for b in r["builds"].get("linux-x86_64", []) if b.startswith("rocm")),
+                        key=builds.build_order, reverse=True):
+            if builds.rocm_covers(r["torch"], b, gfx):
+                return r["torch"], b
+    return None, None
+
+
+def judge_other_gpus(facts: dict, platform_facts: dict, lang: str = "en") -> CheckResult:
+    """gpu.other: what torch can do with an AMD, Intel or Apple GPU here."""
+    amd, intel = facts.get("amd", {}).get("gpus") or [], facts.get("intel", {}).get("gpus") or []
+    osn = os_name(platform_facts.get("platform", "linux"))
+    if amd:
+        return _judge_amd(amd[0], osn, facts, lang)
+    arc = [g for g in intel if g.get("discrete")]
+    if arc:
+        return CheckResult("gpu.other", "ok", tr(
+            lang, f"Intel {arc[0]['name']}: torch's XPU build runs on it; `fomm-doctor install` picks it.",
+            f"Intel {arc[0]['name']}：torch 的 XPU 版可以使用它；`fomm-doctor install` 会选择它。"), facts)
+    if (facts.get("apple") or {}).get("mps"):
+        return CheckResult("gpu.other", "ok", tr(
+            lang, "Apple silicon: the PyPI build of torch uses its GPU through MPS.",
+            "Apple 芯片：PyPI 上的 torch 通过 MPS 使用它的 GPU。"), facts)
+    return CheckResult("gpu.other", "skipped", tr(lang, "No AMD, Intel Arc or Apple GPU found.",
+                                                  "未发现 AMD、Intel Arc 或 Apple GPU。"), facts)
+
+
+def _judge_amd(gpu: dict, osn: str, facts: dict, lang: str) -> CheckResult:
+    name, gfx = gpu.get("name") or "GPU", gpu.get("gfx")
+    if osn != "linux":
+        return CheckResult("gpu.other", "warn", tr(
+            lang, f"AMD {name}: torch has no ROCm build for {osn}, so FOMM runs on the CPU here.",
+            f"AMD {name}：torch 没有适用于 {osn} 的 ROCm 版，FOMM 在这里只能用 CPU。"), facts,
+            tr(lang, "Use Linux for the GPU, or keep the CPU build.", "想用显卡请换 Linux，或继续用 CPU 版。"))
+    if not gfx:
+        return CheckResult("gpu.other", "warn", tr(
+            lang, f"AMD {name}: its architecture could not be read, so no ROCm build can be chosen for it.",
+            f"AMD {name}：读不到它的架构，无法为它选择 ROCm 版。"), facts,
+            tr(lang, "Install ROCm (it brings rocminfo), then run `fomm-doctor install` again.",
+               "安装 ROCm（自带 rocminfo），然后重新运行 `fomm-doctor install`。"))
+    torch, build = newest_rocm_for(gfx)
+    if not torch:
+        return CheckResult("gpu.other", "warn", tr(
+            lang, f"AMD {name} ({gfx}): no ROCm build of torch has kernels for it; FOMM runs on the CPU.",
+            f"AMD {name}（{gfx}）：没有任何 ROCm 版 torch 含它的内核；FOMM 只能用 CPU。"), facts)
+    return CheckResult("gpu.other", "ok", tr(
+        lang, f"AMD {name} ({gfx}): torch {torch} has a ROCm build for it ({build}); `fomm-doctor install` picks it.",
+        f"AMD {name}（{gfx}）：torch {torch} 有适用的 ROCm 版（{build}）；`fomm-doctor install` 会选择它。"), facts)

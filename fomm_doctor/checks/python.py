@@ -10,6 +10,7 @@ import sys
 from fomm_doctor.i18n import tr
 from fomm_doctor.render import CheckResult
 from fomm_doctor.checks.common import os_name, python_cmd, version_tuple
+from fomm_doctor.install import builds
 
 MIN_PYTHON = (3, 9)  # what fomm-doctor itself installs on (pyproject requires-python)
 _ENV_KEYS = ("PIP_CONFIG_FILE", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "XDG_CONFIG_HOME",
@@ -34,12 +35,11 @@ def probe_platform() -> dict:
     }
 
 
-def torch_releases_for(py_version: str, facts: dict, index: dict) -> list:
-    """torch releases (newest first) with wheels for this Python on this OS/CPU."""
+def torch_releases_for(py_version: str, facts: dict) -> list:
+    """torch minor versions (newest first) with wheels for this Python on this OS/CPU."""
     major_minor = ".".join(str(p) for p in version_tuple(py_version)[:2])
-    intel_mac = facts.get("os") == "macos" and facts.get("machine") in ("x86_64", "i386")
-    return [r for r in index["torch_releases"]
-            if major_minor in r["python"] and (not intel_mac or r.get("macos_x86_64"))]
+    return builds.releases_for_python(major_minor, builds.platform_key(facts.get("platform", "linux"),
+                                                                       facts.get("machine", "")))
 
 
 def _install_python_hint(facts: dict, lang: str, want: str) -> str:
@@ -61,14 +61,14 @@ def _install_python_hint(facts: dict, lang: str, want: str) -> str:
 def judge_version(facts: dict, index: dict, lang: str = "en") -> CheckResult:
     version = facts["python_version"]
     vt = version_tuple(version)
-    want = index.get("recommended_python", "3.11")
-    releases = torch_releases_for(version, facts, index)
-    newest_any = torch_releases_for(want, facts, index) or index["torch_releases"]
-    details = {"version": version, "newest_torch": releases[0]["version"] if releases else None,
+    want = builds.recommended_python()
+    releases = torch_releases_for(version, facts)
+    newest_any = torch_releases_for(want, facts) or [builds.newest_release()]
+    details = {"version": version, "newest_torch": releases[0] if releases else None,
                "recommended_python": want}
     fix = _install_python_hint(facts, lang, want)
     if vt[:2] < MIN_PYTHON:
-        newest = tr(lang, f"its newest torch is {releases[0]['version']}", f"它最多能装 torch {releases[0]['version']}") \
+        newest = tr(lang, f"its newest torch is {releases[0]}", f"它最多能装 torch {releases[0]}") \
             if releases else tr(lang, "no torch wheels exist for it", "没有适用的 torch 安装包")
         return CheckResult("python.version", "fail", tr(
             lang, f"Python {version} is too old for fomm-doctor (needs 3.9+); {newest}.",
@@ -77,7 +77,7 @@ def judge_version(facts: dict, index: dict, lang: str = "en") -> CheckResult:
         return CheckResult("python.version", "fail", tr(
             lang, f"No torch release has wheels for Python {version} on this platform yet.",
             f"目前没有任何 torch 版本提供 Python {version}（本平台）的安装包。"), details, fix)
-    newest, best = releases[0]["version"], newest_any[0]["version"]
+    newest, best = releases[0], newest_any[0]
     if version_tuple(newest) < version_tuple(best):
         return CheckResult("python.version", "warn", tr(
             lang, f"Python {version}: newest torch it can have is {newest} (current is {best}).",
@@ -92,7 +92,7 @@ def judge_bits(facts: dict, index: dict, lang: str = "en") -> CheckResult:
     details = {"bits": bits, "machine": facts.get("machine")}
     if bits == 64:
         return CheckResult("python.bits", "ok", tr(lang, "64-bit interpreter.", "64 位解释器。"), details)
-    want = index.get("recommended_python", "3.11")
+    want = builds.recommended_python()
     return CheckResult("python.bits", "fail", tr(
         lang, f"{bits}-bit Python: no {bits}-bit torch wheels exist, so pip finds only a broken 2017 sdist.",
         f"{bits} 位 Python：torch 从来没有 {bits} 位安装包，pip 只能找到 2017 年的坏源码包。"),
@@ -104,7 +104,7 @@ def judge_implementation(facts: dict, index: dict, lang: str = "en") -> CheckRes
     details = {"implementation": impl}
     if impl == "CPython":
         return CheckResult("python.implementation", "ok", "CPython.", details)
-    want = index.get("recommended_python", "3.11")
+    want = builds.recommended_python()
     return CheckResult("python.implementation", "fail", tr(
         lang, f"{impl}: torch publishes wheels for CPython only.", f"{impl}：torch 只提供 CPython 的安装包。"),
         details, _install_python_hint(facts, lang, want))

@@ -38,6 +38,10 @@ def install(
     persist: bool = typer.Option(False, "--persist", help="Also write the chosen mirror into your pip config."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where partial and finished downloads "
                                              "are kept (default: the user cache folder)."),
+    download_only: Optional[Path] = typer.Option(None, "--download-only", help="Put torch and everything it "
+                                                 "needs, as wheels for the planned machine, in this folder."),
+    from_dir: Optional[Path] = typer.Option(None, "--from", help="Install a --download-only folder, with no "
+                                            "network."),
 ) -> None:
     """Install the torch build that fits this machine (and the rest FOMM needs), through a bad network.
 
@@ -47,8 +51,12 @@ def install(
     from fomm_doctor.install import execute
     from fomm_doctor.install import plan as installer
 
+    if from_dir is not None:
+        _install_from(execute, from_dir, python, as_json)
+        return
     opts = _options(installer, python=python, backend=backend, torch=torch, mirror=mirror, only=only,
-                    retries=retries, timeout=timeout, connections=connections, dry_run=dry_run, cache_dir=cache_dir,
+                    retries=retries, timeout=timeout, connections=connections,
+                    dry_run=dry_run or download_only is not None, cache_dir=cache_dir,
                     pytorch_index=pytorch_index, platform=platform, python_version=python_version, driver=driver,
                     gpu_arch=gpu_arch)
     console = None
@@ -64,6 +72,14 @@ def install(
         from fomm_doctor.install.pip_persist import describe_change
         console.print("pip config (--persist):\n" + describe_change(change))
 
+    if download_only is not None:
+        bundle = execute.download_bundle(plan, opts, download_only)
+        if as_json:
+            typer.echo(json.dumps({"plan": plan, "bundle": bundle}, indent=2))
+        else:
+            console.print(f"[green]✓[/green] {len(bundle['files'])} wheels in {bundle['folder']}; on the other "
+                          f"machine: [bold]fomm-doctor install --from {bundle['folder']}[/bold]")
+        return
     if dry_run:
         if as_json:
             typer.echo(json.dumps({"plan": plan, "persist": change, "dry_run": True}, indent=2))
@@ -92,6 +108,15 @@ def install(
     console.print("next: [bold]fomm-doctor demo[/bold]")
 
 
+def _install_from(execute, folder: Path, python: Optional[str], as_json: bool) -> None:
+    outcome = execute.install_bundle(folder, python or sys.executable)
+    if as_json:
+        typer.echo(json.dumps({"outcome": outcome}, indent=2))
+        return
+    v = outcome["verify"] or {}
+    typer.echo(f"✓ torch {v.get('version')} installed from {folder} (no network) imports and computes")
+
+
 def _options(installer, **kw):
     """Check the options that need no facts (one sentence each) and bundle them."""
     import re
@@ -100,7 +125,8 @@ def _options(installer, **kw):
         raise UserError(f"--backend must be auto, cpu, a CUDA build like cu126, a ROCm build like rocm6.4, or xpu; "
                         f"not {kw['backend']!r}.")
     if (kw["platform"] or kw["python_version"]) and not kw["dry_run"]:
-        raise UserError("--platform and --python-version plan for another machine: add --dry-run.")
+        raise UserError("--platform and --python-version plan for another machine: add --dry-run or "
+                        "--download-only DIR.")
     if kw["connections"] is not None and not 1 <= kw["connections"] <= 16:
         raise UserError(f"--connections must be between 1 and 16, not {kw['connections']}.")
     if kw["retries"] < 1 or not 0 < kw["timeout"] <= 600:

@@ -84,6 +84,11 @@ def newest_release(table: Optional[dict] = None) -> str:
     return (table or load())["releases"][0]["torch"]
 
 
+def recommended_python(table: Optional[dict] = None) -> str:
+    """The oldest Python the newest torch supports: it has current torch and the widest choice of packages."""
+    return min((table or load())["releases"][0]["python"], key=version_key)
+
+
 # ---- NVIDIA ------------------------------------------------------------------------------------------------
 
 def cuda_version(build: str) -> str:
@@ -126,6 +131,23 @@ def _rows_for(rows: list, version: str, build: str, pkey: str, table: dict) -> t
         if found:
             return found, m
     return [], None
+
+
+def newest_cuda_for_driver(driver: Optional[str], driver_os: str, table: Optional[dict] = None) -> Optional[str]:
+    """The newest CUDA build tag any release publishes that this driver runs ('cu129' for 570), or None."""
+    tags = {b for r in (table or load())["releases"] for bs in r["builds"].values() for b in bs if b.startswith("cu")}
+    runs = [t for t in tags if driver_runs(t, driver, driver_os, table)]
+    return max(runs, key=build_order) if runs else None
+
+
+def newest_release_for_driver(driver: Optional[str], driver_os: str, pkey: str,
+                              table: Optional[dict] = None) -> tuple:
+    """(torch minor, its newest CUDA build this driver runs) for the newest release that has one; (None, None)."""
+    for r in (table or load())["releases"]:
+        runs = [b for b in r["builds"].get(pkey, []) if b.startswith("cu") and driver_runs(b, driver, driver_os, table)]
+        if runs:
+            return r["torch"], max(runs, key=build_order)
+    return None, None
 
 
 def cc_key(cc) -> tuple:

@@ -304,15 +304,9 @@ def builds_to_read(option: str, m: Machine) -> list:
 
 # ---- sentences for 'nothing fits' --------------------------------------------------------------------------
 
-def recommended_python() -> str:
-    """The oldest Python the newest torch supports: it has current torch and the widest choice of packages."""
-    rows = builds.load()["releases"]
-    return min(rows[0]["python"], key=builds.version_key)
-
-
 def python_problem(py: dict, torch: Optional[str] = None) -> Optional[str]:
     """Why no torch can exist for this interpreter (32-bit, not CPython, too old, too new, Intel Mac), or None."""
-    rec = recommended_python()
+    rec = builds.recommended_python()
     if py.get("bits", 64) != 64:
         return f"torch has no wheels for 32-bit Python; install 64-bit Python {rec}"
     if py.get("implementation", "cpython") != "cpython":

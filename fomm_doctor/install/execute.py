@@ -56,15 +56,16 @@ def pip_args(plan: dict, opts: InstallOptions) -> list:
     return args
 
 
-def run_pip(python: str, args: list, say: Optional[Callable] = None) -> None:
-    cmd = [python, "-m", "pip", "install", "--disable-pip-version-check", *args]
+def run_pip(python: str, args: list, say: Optional[Callable] = None, verb: str = "install") -> None:
+    cmd = [python, "-m", "pip", verb, "--disable-pip-version-check", *args]
     if say:
         say("$ " + " ".join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = [l for l in (proc.stderr or proc.stdout).strip().splitlines() if l.strip()]
         last = next((l for l in reversed(tail) if l.startswith("ERROR")), tail[-1] if tail else "no output")
-        raise UserError(f"pip could not install into {python}: {last.removeprefix('ERROR: ')}")
+        what = f"install into {python}" if verb == "install" else verb
+        raise UserError(f"pip could not {what}: {last.removeprefix('ERROR: ')}")
 
 
 VERIFY = r"""
@@ -161,4 +162,59 @@ def execute(plan: dict, opts: InstallOptions, *, progress: Optional[Callable] = 
             raise UserError(f"torch was installed but does not work as planned: {outcome['verify']['problem']}.")
         if t["already_installed"]:
             outcome["torch"]["action"] = "already satisfied, verified"
+    return outcome
+
+
+# ---- a bundle for another machine: --download-only DIR, then --from DIR there ------------------------------
+
+BUNDLE = "fomm-bundle.json"
+
+
+def download_bundle(plan: dict, opts: InstallOptions, dest: Path, *, progress: Optional[Callable] = None,
+                    say: Optional[Callable] = None) -> dict:
+    """The verified torch wheel, its dependencies and the project's packages, as wheels for the planned
+    machine, in `dest`, with a manifest; `install --from DEST` installs them there with no network."""
+    import shutil
+    import sys
+    t = plan["torch"]
+    dest.mkdir(parents=True, exist_ok=True)
+    got = fetch_torch(plan, opts, progress)
+    check_build(Path(got["path"]), plan)
+    wheel = dest / t["file"]
+    if Path(got["path"]).resolve() != wheel.resolve():
+        shutil.copyfile(got["path"], wheel.with_suffix(".part"))
+        os.replace(wheel.with_suffix(".part"), wheel)
+    target = []
+    if plan.get("platform_tag"):
+        py = plan["python"]["version"].split(".")
+        target = ["--only-binary=:all:", "--platform", plan["platform_tag"], "--python-version", f"{py[0]}.{py[1]}"]
+    run_pip(sys.executable, ["--dest", str(dest), *target, str(wheel), *plan["packages"], *pip_args(plan, opts)],
+            say, verb="download")
+    manifest = {"schema": 1, "torch": {k: t[k] for k in ("version", "backend", "file")},
+                "sha256": dl.file_sha256(wheel), "packages": plan["packages"], "platform_key": plan["platform_key"],
+                "python": plan["python"]["version"]}
+    tmp = dest / (BUNDLE + ".part")
+    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    os.replace(tmp, dest / BUNDLE)
+    return {"folder": str(dest), "files": sorted(p.name for p in dest.glob("*.whl")), "manifest": manifest}
+
+
+def install_bundle(folder: Path, python: str, *, verify_torch: bool = True, say: Optional[Callable] = None) -> dict:
+    """Install a bundle made by `--download-only` into `python`, from the folder alone (pip gets --no-index)."""
+    try:
+        manifest = json.loads((folder / BUNDLE).read_text(encoding="utf-8"))
+        t, sha = manifest["torch"], manifest["sha256"]
+        wheel = folder / Path(t["file"]).name
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{folder} holds no bundle made by `fomm-doctor install --download-only` "
+                        f"({BUNDLE} is missing or unreadable).") from None
+    if not wheel.is_file() or dl.file_sha256(wheel) != sha:
+        raise UserError(f"{wheel.name} in {folder} is missing or not the file that was downloaded (sha256 differs); "
+                        f"make the bundle again.")
+    run_pip(python, ["--no-index", "--find-links", str(folder), str(wheel), *manifest.get("packages", [])], say)
+    outcome = {"torch": {"action": "installed from bundle", "path": str(wheel)}, "verify": None}
+    if verify_torch:
+        outcome["verify"] = verify(python, t)
+        if not outcome["verify"]["ok"]:
+            raise UserError(f"torch was installed but does not work as planned: {outcome['verify']['problem']}.")
     return outcome

@@ -161,6 +161,7 @@ def _plan_head(m, mirror: dict, pip_cfg: dict, deps: list) -> dict:
     return {
         "python": {k: py.get(k) for k in ("executable", "version", "bits", "platform", "machine", "in_venv", "pip")},
         "tags": py["tags"][:3], "tags_source": py.get("tags_source"), "platform_key": m.pkey,
+        "platform_tag": py.get("platform_tag"),
         "nvidia": {"driver_version": m.driver,
                    "gpus": [{"name": g.get("name"), "compute_capability": g.get("compute_capability")}
                             for g in m.gpus("nvidia")]},

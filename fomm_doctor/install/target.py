@@ -170,6 +170,7 @@ def facts_from_platform_tag(tag: str, python_version: str) -> dict:
                   "pip": None, "prefix": "", "gil_disabled": False})
     facts["tags"] = compute_tags(facts)
     facts["tags_source"] = "--platform"
+    facts["platform_tag"] = tag
     return facts
 
 
