@@ -73,12 +73,7 @@ def install(
         console.print("pip config (--persist):\n" + describe_change(change))
 
     if download_only is not None:
-        bundle = execute.download_bundle(plan, opts, download_only)
-        if as_json:
-            typer.echo(json.dumps({"plan": plan, "bundle": bundle}, indent=2))
-        else:
-            console.print(f"[green]✓[/green] {len(bundle['files'])} wheels in {bundle['folder']}; on the other "
-                          f"machine: [bold]fomm-doctor install --from {bundle['folder']}[/bold]")
+        _download_bundle(execute, plan, opts, download_only, console)
         return
     if dry_run:
         if as_json:
@@ -98,6 +93,10 @@ def install(
     if as_json:
         typer.echo(json.dumps({"plan": plan, "outcome": outcome, "persist": change}, indent=2))
         return
+    _show_outcome(console, outcome)
+
+
+def _show_outcome(console, outcome: dict) -> None:
     v = outcome.get("verify") or {}
     t = outcome.get("torch") or {}
     if v:
@@ -106,6 +105,15 @@ def install(
     if outcome.get("packages"):
         console.print(f"[green]✓[/green] {', '.join(outcome['packages']['list'])}")
     console.print("next: [bold]fomm-doctor demo[/bold]")
+
+
+def _download_bundle(execute, plan: dict, opts, folder: Path, console) -> None:
+    bundle = execute.download_bundle(plan, opts, folder)
+    if console is None:
+        typer.echo(json.dumps({"plan": plan, "bundle": bundle}, indent=2))
+        return
+    console.print(f"[green]✓[/green] {len(bundle['files'])} wheels in {bundle['folder']}; on the other machine: "
+                  f"[bold]fomm-doctor install --from {bundle['folder']}[/bold]")
 
 
 def _install_from(execute, folder: Path, python: Optional[str], as_json: bool) -> None:
