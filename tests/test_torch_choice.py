@@ -89,6 +89,7 @@ MACHINES = [
     ("driver 580 mixed GTX 1060 + RTX 4090: kernels for both", py(), gpus("580.82.07", RTX4090, GTX1060), "2.14.1+cu126",
      "cu126", None),
     ("3.14 driver 535 RTX 3060", py("3.14.0"), gpus("535.104.05", RTX3060), "2.14.1+cu126", "cu126", None),
+    ("3.13 driver 580 H100", py("3.13.1"), gpus("580.82.07", H100), "2.15.0", "cu132", None),
     ("3.8 driver 535 RTX 3060", py("3.8.18"), gpus("535.104.05", RTX3060), "2.4.1+cu124", "cu124", None),
     ("aarch64 cpu: the +cpu wheel, not PyPI's CUDA one", py(**ARM), gpus(), "2.15.0+cpu", "cpu",
      "torch-2.15.0+cpu-cp312-cp312-manylinux_2_28_aarch64.whl"),
@@ -155,13 +156,21 @@ def test_the_issue_machine_with_torch_2_14_1_gets_cuda_not_cpu():
     assert t["version"] == "2.14.1+cu132"  # the newest build the driver runs
 
 
+def test_a_re_uploaded_wheel_beats_the_first_upload():
+    # PyPI re-uploaded 2.10.0's Linux x86_64 wheels with build tag 3 (recorded page)
+    t = plan(py("3.11.9"), gpus("580.82.07", RTX4090), backend="cu128", torch="2.10")
+    assert t["file"] == "torch-2.10.0-3-cp311-cp311-manylinux_2_28_x86_64.whl" and t["backend_from"] == "table"
+
+
 def test_why_names_the_fact_that_ruled_out_the_newer_release():
     t = plan(py(), gpus("580.82.07", GTX1060))
     assert "2.15.0 was ruled out" in t["why"] and "no kernels for the GTX 1060 (compute capability 6.1" in t["why"]
     t = plan(py(), gpus("535.104.05", RTX3060))
     assert "2.15.0 was ruled out" in t["why"] and "needs NVIDIA driver 580.65.06 or newer, this one is 535" in t["why"]
     t = plan(py(), gpus("418.87.01", K80))
-    assert t["why"].startswith("no GPU build fits")
+    assert t["why"].startswith("no GPU build fits: 2.15.0: its CUDA 13.2 needs NVIDIA driver 580.65.06")
+    t = plan(py(**WIN), gpus(amd=[("Radeon RX 7900 XTX", "gfx1100")]))
+    assert t["why"] == "no GPU build fits: ROCm builds of torch are for Linux only; CPU build"
 
 
 def test_only_pages_that_could_fit_are_read():

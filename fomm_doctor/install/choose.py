@@ -238,15 +238,26 @@ def why(best: Candidate, pool: list, m: Machine, option: str) -> str:
     elif not m.has_gpu:
         head = "no NVIDIA, AMD or Intel GPU found: CPU build"
     elif best.backend == "cpu":
-        gpu = max((c for c in pool if c.backend != "cpu"), key=rank, default=None)
-        head = ("no GPU build fits: " + f"{gpu.version}: {unfit(gpu, m)}") if gpu else \
-            "the indexes offer no GPU build for this machine: CPU build"
+        head = "no GPU build fits: " + _why_no_gpu_build(pool, m)
     else:
         head = f"newest build that runs here with kernels for {_gpu_words(m)}"
     if best.backend != "cpu":
         head += _newer_ruled_out(best, pool, m)
     nearest = _nearest_note(best)
     return head + (f" ({nearest})" if nearest else "")
+
+
+def _why_no_gpu_build(pool: list, m: Machine) -> str:
+    """The fact that kept the machine's own kind of GPU build out (CUDA for NVIDIA, ROCm for AMD, XPU for Arc)."""
+    mine = {"CUDA"} if m.driver or m.gpus("nvidia") else set()
+    mine |= {"ROCm"} if m.gpus("amd") else set()
+    mine |= {"XPU"} if m.xpu_gpus else set()
+    gpu = max((c for c in pool if c.backend != "cpu" and family(c.backend) in mine), key=rank, default=None)
+    if gpu:
+        return f"{gpu.version}: {unfit(gpu, m)}; CPU build"
+    if "ROCm" in mine and m.os != "linux":
+        return "ROCm builds of torch are for Linux only; CPU build"
+    return f"the indexes offer no {' or '.join(sorted(mine)) or 'GPU'} build for {m.pkey}; CPU build"
 
 
 def family(backend: str) -> str:
