@@ -176,15 +176,20 @@ def _plan_head(m, mirror: dict, pip_cfg: dict, deps: list) -> dict:
 def _choose(found: list, m, opts: InstallOptions, session) -> tuple:
     """Classify and choose; when the pick (or a newer rival) is a plain wheel judged from the table, read its
     PEP 658 metadata where the index offers it and choose again from what the metadata says."""
-    requires = {}
-    for _ in range(2):
+    requires, tried = {}, set()
+    for _ in range(3):  # each round settles the six most promising plain wheels; a pick rarely needs a second
         cands, _skipped = choose.classify(found, m, requires)
         picked = choose.choose(cands, opts.backend, m, opts.torch)
-        unsure = [c for c in cands if c.backend_from == "table" and c.file.metadata_url
-                  and c.filename not in requires and (picked is None or c.release >= picked.best.release)]
+        unsure = [c for c in cands if c.backend_from == "table" and c.file.metadata_url and c.filename not in tried
+                  and (picked is None or c.release >= picked.best.release)]
         if not unsure:
             break
-        requires.update(metadata_of(sorted(unsure, key=choose.rank, reverse=True)[:6], opts.timeout, session))
+        batch = sorted(unsure, key=choose.rank, reverse=True)[:6]
+        tried.update(c.filename for c in batch)
+        requires.update(metadata_of(batch, opts.timeout, session))
+    else:
+        cands, _skipped = choose.classify(found, m, requires)
+        picked = choose.choose(cands, opts.backend, m, opts.torch)
     return cands, picked
 
 
@@ -197,9 +202,10 @@ def metadata_of(cands: list, timeout: float, session=None) -> dict:
 
     def one(c):
         try:
-            resp = session.get(c.file.metadata_url, timeout=timeout, stream=True)
-            body = resp.raw.read(metadata.MAX_METADATA + 1, decode_content=True) if resp.status_code == 200 else None
-        except requests.RequestException:
+            with session.get(c.file.metadata_url, timeout=timeout, stream=True) as resp:
+                ok = resp.status_code == 200
+                body = resp.raw.read(metadata.MAX_METADATA + 1, decode_content=True) if ok else None
+        except (requests.RequestException, OSError):
             return c.filename, None
         if not body or len(body) > metadata.MAX_METADATA:
             return c.filename, None
