@@ -1,6 +1,8 @@
 """Small helpers every check shares: version comparison and the platform's way of spelling commands."""
 import re
 
+from fomm_doctor.install.builds import os_name  # noqa: F401  (one spelling of the OS name for checks and install)
+
 
 def version_tuple(text) -> tuple:
     """'2.13.0+cpu' -> (2, 13, 0); '580.65.06' -> (580, 65, 6); None or junk -> ()."""
@@ -8,15 +10,6 @@ def version_tuple(text) -> tuple:
         return ()
     match = re.match(r"\s*(\d+(?:\.\d+)*)", str(text))
     return tuple(int(p) for p in match.group(1).split(".")) if match else ()
-
-
-def os_name(platform: str) -> str:
-    """sys.platform -> 'windows' | 'macos' | 'linux' (the keys wheels_index.json uses)."""
-    if platform.startswith("win") or platform == "cygwin":
-        return "windows"
-    if platform == "darwin":
-        return "macos"
-    return "linux"
 
 
 def python_cmd(platform: str) -> str:

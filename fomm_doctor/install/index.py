@@ -1,7 +1,7 @@
 """Read package indexes: PEP 691 JSON and PEP 503 HTML simple pages, flat directory listings (pip's
 find-links, e.g. Aliyun's pytorch-wheels), local `file://` indexes and plain folders of wheels.
 
-Everything here returns plain data (`IndexFile`s); nothing decides which file to use (see wheel_choice).
+Everything here returns plain data (`IndexFile`s); nothing decides which file to use (see choose).
 """
 import json
 import os
