@@ -69,12 +69,13 @@ def test_default_and_broken_config(tmp_path):
     assert r.status == "warn" and str(bad) in r.fix
 
 
-def test_mask_credentials():
-    m = pip_config.mask_credentials
+def test_redact_masks_every_url_in_a_text():
+    from fomm_doctor.redact import redact as m
     assert m("https://alice:s3cret@pkgs.example/simple") == "https://alice:****@pkgs.example/simple"
     assert m("https://tok123@pkgs.example/simple") == "https://****@pkgs.example/simple"
     assert m("https://pypi.org/simple") == "https://pypi.org/simple"
     assert m("/local/wheels") == "/local/wheels"
+    assert m("pip failed: https://u:p@a@h/s and http://x:y@z:8/q") == "pip failed: https://u:****@h/s and http://x:****@z:8/q"
 
 
 def test_index_judge_masks_credentials():

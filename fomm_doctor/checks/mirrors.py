@@ -14,7 +14,7 @@ import urllib.request
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from fomm_doctor.i18n import tr
-from fomm_doctor.install.pip_config import mask_credentials
+from fomm_doctor.redact import redact
 from fomm_doctor.render import CheckResult
 from fomm_doctor.checks.common import pip_cmd
 
@@ -115,7 +115,7 @@ def judge_mirrors(probed: dict, urls: dict, index: dict, platform_facts: dict, l
     results = []
     for name, url in urls.items():
         r = probed.get(name) or {"ok": False, "latency_ms": None, "error": "not probed"}
-        shown = mask_credentials(url)
+        shown = redact(url)
         details = {"url": shown, "ok": r["ok"], "latency_ms": r["latency_ms"], "error": r["error"],
                    "kind": mirrors.get(name, {}).get("kind", "pypi"), "region": mirrors.get(name, {}).get("region")}
         if r["ok"]:

@@ -3,7 +3,8 @@
 ids: pip.version, pip.index
 """
 from fomm_doctor.i18n import tr
-from fomm_doctor.install.pip_config import mask_credentials, pip_config_files, read_pip_index_config
+from fomm_doctor.redact import redact
+from fomm_doctor.install.pip_config import pip_config_files, read_pip_index_config
 from fomm_doctor.render import CheckResult
 from fomm_doctor.checks.common import pip_cmd, python_cmd, version_tuple
 
@@ -44,11 +45,11 @@ def judge_version(pip_facts: dict, platform_facts: dict, index: dict, lang: str 
 
 
 def judge_index(config: dict, platform_facts: dict, lang: str = "en") -> CheckResult:
-    index_url = mask_credentials(config["index_url"])
-    extras = [mask_credentials(u) for u in config.get("extra_index_urls", [])]
-    links = [mask_credentials(u) for u in config.get("find_links", [])]
+    index_url = redact(config["index_url"])
+    extras = [redact(u) for u in config.get("extra_index_urls", [])]
+    links = [redact(u) for u in config.get("find_links", [])]
     details = {"index_url": index_url, "extra_index_urls": extras, "find_links": links,
-               "sources": {k: mask_credentials(v) for k, v in config.get("sources", {}).items()},
+               "sources": {k: redact(v) for k, v in config.get("sources", {}).items()},
                "files_read": config.get("files_read", []), "errors": config.get("errors", [])}
     source = config.get("sources", {}).get("index_url", "default")
     if source == "default":

@@ -156,7 +156,7 @@ def _persist_change(plan: dict, persist: bool):
 
 
 def _show_plan(console, plan: dict) -> None:
-    from fomm_doctor.install.pip_config import mask_credentials
+    from fomm_doctor.redact import redact
     py = plan["python"]
     console.print(f"python   {py['executable'] or 'another machine: ' + plan['platform_key']} ({py['version']}, {py['bits']}-bit, {py['platform']} "
                   f"{py['machine']}; tags {', '.join(plan['tags'][:2])}, ...)")
@@ -164,19 +164,19 @@ def _show_plan(console, plan: dict) -> None:
     gpus = ", ".join(f"{g['name']} ({g['compute_capability']})" for g in nv["gpus"]) or "none"
     console.print(f"nvidia   driver {nv['driver_version'] or 'not found'}; GPUs {gpus}")
     m = plan["mirror"]
-    console.print(f"mirror   {m['name']}: {mask_credentials(m['pypi'] or '')}"
-                  + (f" + {mask_credentials(m['pytorch'])}" if m.get("pytorch") else ""))
+    console.print(f"mirror   {m['name']}: {redact(m['pypi'] or '')}"
+                  + (f" + {redact(m['pytorch'])}" if m.get("pytorch") else ""))
     t = plan.get("torch")
     if t:
         size = f"{t['size'] / 1e6:.0f} MB" if t.get("size") else "size unknown"
         console.print(f"torch    {t['version']} \\[{t['backend']}] ({t['why']})")
         console.print(f"wheel    {t['file']} ({size}, sha256 {(t['sha256'] or 'not published')[:16]}...)")
-        console.print(f"from     {mask_credentials(t['urls'][0])}"
+        console.print(f"from     {redact(t['urls'][0])}"
                       + (f" (+{len(t['urls']) - 1} more)" if len(t["urls"]) > 1 else ""))
         unread = [x for x in t.get("sources", []) if not x["ok"]]
         for x in unread:
-            console.print(f"[yellow]note[/yellow]     {mask_credentials(x['url'])} could not be read: "
-                          f"{mask_credentials(x['error'] or '')}")
+            console.print(f"[yellow]note[/yellow]     {redact(x['url'])} could not be read: "
+                          f"{redact(x['error'] or '')}")
         if t.get("links_elsewhere"):
             console.print(f"[yellow]note[/yellow]     the index links to {', '.join(t['links_elsewhere'])}: "
                           f"the download goes there, not to the mirror")

@@ -11,7 +11,6 @@ import configparser
 import os
 import posixpath
 import ntpath
-from urllib.parse import urlsplit, urlunsplit
 
 PYPI_SIMPLE = "https://pypi.org/simple"
 
@@ -131,22 +130,3 @@ def _store(result: dict, key: str, value: str, source: str) -> None:
     else:
         result[key] = _split(value)
         result["sources"][key] = source
-
-
-def mask_credentials(url: str) -> str:
-    """'https://user:secret@host/simple' -> 'https://user:****@host/simple'; a bare token becomes '****'."""
-    if not url or "@" not in url:
-        return url
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if "@" not in parts.netloc:
-        return url
-    userinfo, host = parts.netloc.rsplit("@", 1)
-    if ":" in userinfo:
-        user = userinfo.split(":", 1)[0]
-        masked = f"{user}:****"
-    else:
-        masked = "****"
-    return urlunsplit((parts.scheme, f"{masked}@{host}", parts.path, parts.query, parts.fragment))

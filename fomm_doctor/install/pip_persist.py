@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Optional
 
 from fomm_doctor.errors import UserError
-from fomm_doctor.install.pip_config import mask_credentials, user_config_file
+from fomm_doctor.redact import redact
+from fomm_doctor.install.pip_config import user_config_file
 
 
 def persist_change(index_url: str, platform_facts: dict) -> dict:
@@ -67,7 +68,7 @@ def describe_change(change: dict) -> str:
     for line in difflib.ndiff(change["before"].splitlines(), change["after"].splitlines()):
         if line[:2] in ("- ", "+ "):
             key, sep, value = line[2:].partition("=")
-            lines.append(f"  {line[0]} {key.strip()}{' = ' + mask_credentials(value.strip()) if sep else ''}")
+            lines.append(f"  {line[0]} {key.strip()}{' = ' + redact(value.strip()) if sep else ''}")
     return "\n".join(lines)
 
 
