@@ -122,3 +122,57 @@ def test_credentials_in_the_url_become_basic_auth():
     import base64
     assert out["private"]["ok"], out
     assert seen == {"auth": "Basic " + base64.b64encode(b"alice:s@cret").decode(), "path": "/simple/"}
+
+
+def _header_server(answer):
+    """A 127.0.0.1 server that records each request's path and Authorization header, then calls answer(handler)."""
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("Authorization")))
+            answer(self)
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+def _ok(handler):
+    handler.send_response(200)
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()
+
+
+def test_credentials_stay_with_their_host_across_a_redirect():
+    """An index that redirects to another port (another origin) must not receive the password there; a
+    redirect within the same origin keeps it (a private index moving /simple to /simple/ still works)."""
+    elsewhere, elsewhere_seen = _header_server(_ok)
+
+    def redirect(handler):
+        if handler.path == "/simple":
+            target = "/simple/"
+        else:
+            target = f"http://127.0.0.1:{elsewhere.server_port}/logged/"
+        handler.send_response(302)
+        handler.send_header("Location", target)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+    home, home_seen = _header_server(redirect)
+    try:
+        out = mirrors.probe_mirrors({"private": f"http://alice:secret@127.0.0.1:{home.server_port}/simple"}, 3)
+    finally:
+        for s in (home, elsewhere):
+            s.shutdown()
+            s.server_close()
+    assert out["private"]["ok"], out
+    assert [p for p, _ in home_seen] == ["/simple", "/simple/"]
+    assert all(auth and auth.startswith("Basic ") for _, auth in home_seen)
+    assert elsewhere_seen == [("/logged/", None)]
+
+
+def test_a_malformed_configured_index_is_a_row_not_a_traceback():
+    out = mirrors.probe_mirrors({"configured": "http://[::1"}, 1)
+    assert out["configured"]["ok"] is False and out["configured"]["error"]

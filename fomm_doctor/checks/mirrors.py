@@ -14,7 +14,7 @@ import urllib.request
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from fomm_doctor.i18n import tr
-from fomm_doctor.redact import redact
+from fomm_doctor.redact import redact, same_origin
 from fomm_doctor.render import CheckResult
 from fomm_doctor.checks.common import pip_cmd
 
@@ -36,11 +36,27 @@ def _request(url: str) -> urllib.request.Request:
     return urllib.request.Request(url, headers=headers)
 
 
+class _KeepCredentialsHome(urllib.request.HTTPRedirectHandler):
+    """urllib copies every header, Authorization included, onto a redirect to any host: credentials written
+    for the index would go wherever it points. Only a redirect to the same scheme, host and port keeps them."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and not same_origin(req.full_url, new.full_url):
+            for name in [k for k in new.headers if k.lower() == "authorization"]:
+                del new.headers[name]
+            new.unredirected_hdrs.pop("Authorization", None)
+        return new
+
+
+_OPENER = urllib.request.build_opener(_KeepCredentialsHome)  # also honours HTTPS_PROXY etc., as urlopen does
+
+
 def _probe_one(url: str, timeout: float) -> dict:
     start = time.monotonic()
-    request = _request(url)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # honours HTTPS_PROXY etc.
+        request = _request(url)
+        with _OPENER.open(request, timeout=timeout) as response:
             latency = (time.monotonic() - start) * 1000
             response.read(1024)
             return {"ok": True, "latency_ms": round(latency), "error": None, "status": response.status}
