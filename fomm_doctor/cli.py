@@ -9,6 +9,7 @@ import typer
 
 from fomm_doctor.commands import animate, bench, check, checkpoints, crop, demo, install, live
 from fomm_doctor.errors import UserError
+from fomm_doctor.redact import redact
 from fomm_core.errors import FommError
 
 app = typer.Typer(
@@ -34,11 +35,11 @@ def main(argv=None) -> None:
     """Entry point of the console script and `python -m fomm_doctor`."""
     try:
         app(args=argv, prog_name="fomm-doctor", standalone_mode=True)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except UserError as err:  # every sentence is masked here too, whatever module wrote it
+        print(f"error: {redact(str(err))}", file=sys.stderr)
         sys.exit(err.exit_code)
     except FommError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {redact(str(err))}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
