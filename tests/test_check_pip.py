@@ -10,7 +10,7 @@ def plat(platform="linux", env=None, home="/home/u", prefix="/venv"):
     return {"platform": platform, "env": env or {}, "home": home, "prefix": prefix}
 
 
-def test_config_file_locations_per_platform():
+def test_config_file_locations_per_platform(tmp_path):
     linux = [f["path"] for f in pip_config.pip_config_files(plat())]
     assert linux == ["/etc/xdg/pip/pip.conf", "/etc/pip.conf", "/home/u/.pip/pip.conf",
                      "/home/u/.config/pip/pip.conf", "/venv/pip.conf"]
@@ -19,9 +19,28 @@ def test_config_file_locations_per_platform():
     paths = [f["path"] for f in win]
     assert paths[0] == r"C:\ProgramData\pip\pip.ini"
     assert r"C:\Users\u\AppData\Roaming\pip\pip.ini" in paths and paths[-1] == r"C:\venv\pip.ini"
-    mac = [f["path"] for f in pip_config.pip_config_files(plat("darwin", home="/Users/u"))]
-    assert "/Library/Application Support/pip/pip.conf" in mac
-    assert "/Users/u/Library/Application Support/pip/pip.conf" in mac
+    # macOS: pip reads ~/Library/Application Support/pip/pip.conf when that folder exists, else
+    # ~/.config/pip/pip.conf (never both, and XDG_CONFIG_HOME does not count there).
+    home = str(tmp_path)
+    mac = [f["path"] for f in pip_config.pip_config_files(plat("darwin", {"XDG_CONFIG_HOME": "/x"}, home=home))]
+    assert mac == ["/Library/Application Support/pip/pip.conf", f"{home}/.pip/pip.conf",
+                   f"{home}/.config/pip/pip.conf", "/venv/pip.conf"]
+    (tmp_path / "Library" / "Application Support" / "pip").mkdir(parents=True)
+    mac = [f["path"] for f in pip_config.pip_config_files(plat("darwin", home=home))]
+    assert mac == ["/Library/Application Support/pip/pip.conf", f"{home}/.pip/pip.conf",
+                   f"{home}/Library/Application Support/pip/pip.conf", "/venv/pip.conf"]
+
+
+def test_user_config_file_is_where_pip_config_user_writes(tmp_path):
+    assert pip_config.user_config_file(plat()) == "/home/u/.config/pip/pip.conf"
+    assert pip_config.user_config_file(plat(env={"XDG_CONFIG_HOME": "/cfg", "PIP_CONFIG_FILE": "/x.conf"})) == \
+        "/cfg/pip/pip.conf"
+    assert pip_config.user_config_file(plat("win32", {"APPDATA": r"C:\Users\u\AppData\Roaming"}, r"C:\Users\u")) \
+        == r"C:\Users\u\AppData\Roaming\pip\pip.ini"
+    assert pip_config.user_config_file(plat("darwin", home=str(tmp_path))) == f"{tmp_path}/.config/pip/pip.conf"
+    (tmp_path / "Library" / "Application Support" / "pip").mkdir(parents=True)
+    assert pip_config.user_config_file(plat("darwin", home=str(tmp_path))) == \
+        f"{tmp_path}/Library/Application Support/pip/pip.conf"
 
 
 def test_pip_config_file_env_and_devnull(tmp_path):
@@ -100,3 +119,52 @@ def test_pip_version_judge_platform_fix():
 def test_probe_pip_version_matches_installed_pip():
     import pip
     assert pipchk.probe_pip_version()["version"] == pip.__version__
+
+
+def test_gbk_config_is_read_not_reported_broken(tmp_path):
+    """Chinese Windows saves pip.ini in its ANSI code page (GBK); `check` must still read the index from it."""
+    f = tmp_path / "pip.ini"
+    text = "# 清华镜像，公司网络用\r\n[global]\r\nindex-url = https://pypi.tuna.tsinghua.edu.cn/simple\r\n"
+    f.write_bytes(text.encode("gbk"))
+    cfg = pip_config.read_pip_index_config({}, [str(f)])
+    assert cfg["errors"] == [] and cfg["files_read"] == [str(f)]
+    assert cfg["index_url"] == "https://pypi.tuna.tsinghua.edu.cn/simple"
+
+
+def test_config_keys_read_as_pip_normalises_them(tmp_path):
+    f = tmp_path / "pip.conf"
+    f.write_text("[global]\nINDEX_URL: https://colon.example/simple\n"
+                 "[install]\n--extra-index-url = https://x/s\nindex-url =\n")
+    cfg = pip_config.read_pip_index_config({}, [str(f)])
+    # pip ignores the empty [install] index-url, so the [global] one stands
+    assert cfg["index_url"] == "https://colon.example/simple" and cfg["extra_index_urls"] == ["https://x/s"]
+
+
+def test_decode_config_encodings(monkeypatch):
+    assert pip_config.decode_config("[global]\n# 中文\n".encode("utf-8")) == ("[global]\n# 中文\n", "utf-8")
+    assert pip_config.decode_config(b"\xef\xbb\xbf[global]\n") == ("[global]\n", "utf-8-sig")
+    assert pip_config.decode_config("# 中文\n".encode("gbk"))[1] == "gbk"
+    monkeypatch.setattr("locale.getpreferredencoding", lambda do_setlocale=True: "cp1252")
+    assert pip_config.decode_config("# café\n".encode("cp1252")) == ("# café\n", "cp1252")
+    monkeypatch.setattr("locale.getpreferredencoding", lambda do_setlocale=True: "UTF-8")
+    import pytest
+    with pytest.raises(ValueError, match="not utf-8 or gbk text"):
+        pip_config.decode_config(b"\xff\xff\x80")
+
+
+def test_byte_order_mark_is_reported_as_pip_reports_it(tmp_path):
+    """pip refuses a pip.conf that starts with a UTF-8 BOM (Notepad's old "UTF-8"), so `check` must not show
+    its index as the one in use."""
+    import os
+    import subprocess
+    import sys
+    f = tmp_path / "pip.conf"
+    f.write_bytes(b"\xef\xbb\xbf[global]\nindex-url = https://bom.example/simple\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(PIP_CONFIG_FILE=str(f), HOME=str(tmp_path), XDG_CONFIG_DIRS=str(tmp_path / "none"))
+    listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
+                            env=env, timeout=60)
+    assert listed.returncode != 0 and "no section headers" in listed.stderr + listed.stdout
+    cfg = pip_config.read_pip_index_config({}, [str(f)])
+    assert cfg["index_url"] == pip_config.PYPI_SIMPLE and "byte-order mark" in cfg["errors"][0]
+    assert pipchk.judge_index(cfg, plat()).status == "warn"

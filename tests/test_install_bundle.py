@@ -30,19 +30,22 @@ def test_bundle_for_another_machine_installs_offline(venv, tmp_path):
     with FaultServer(simple_routes([torch, dep])) as srv:
         proc = run_cli("install", "--download-only", bundle, "--platform", "win_amd64", "--python-version", "3.11",
                        "--driver", "none", "--mirror", srv.url("/simple/"), "--only", "torch", "--json",
-                       "--cache-dir", tmp_path / "cache", env=ENV, timeout=240)
+                       "--cache-dir", tmp_path / "cache", "--official-pypi", "none", "--official-pytorch", "none",
+                       env=ENV, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)
     assert out["plan"]["platform_key"] == "windows-x86_64" and out["plan"]["torch"]["version"] == "9.1.0+cpu"
     assert sorted(out["bundle"]["files"]) == sorted([torch.name, dep.name])
-    assert json.loads((bundle / "fomm-bundle.json").read_text())["sha256"] == \
-        __import__("hashlib").sha256(torch.read_bytes()).hexdigest()
+    manifest = json.loads((bundle / "fomm-bundle.json").read_text())
+    assert manifest["sha256"] == __import__("hashlib").sha256(torch.read_bytes()).hexdigest()
+    assert manifest["verified"] == out["bundle"]["verified"] == "sha256"
 
     # the server is gone and pip's index points nowhere: the bundle alone must do
     offline = dict(ENV, PIP_INDEX_URL="http://127.0.0.1:9/simple/")
     proc = run_cli("install", "--from", bundle, "--python", venv, "--json", env=offline, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout)["outcome"]["verify"]["version"] == "9.1.0+cpu"
+    outcome = json.loads(proc.stdout)["outcome"]
+    assert outcome["verify"]["version"] == "9.1.0+cpu" and outcome["torch"]["verified"] == "local"
     check = subprocess.run([venv, "-c", "import torch, tinydep; print(torch.__version__, tinydep.VALUE)"],
                            capture_output=True, text=True)
     assert check.stdout.split() == ["9.1.0+cpu", "42"]

@@ -33,7 +33,8 @@ def _pytorch_routes(builds):
 
 def _dry_run(*extra, pypi, pytorch):
     proc = run_cli("install", "--dry-run", "--json", "--only", "torch", "--mirror", pypi.url("/simple/"),
-                   "--pytorch-index", pytorch.url("/whl/"), *extra, env=ENV, timeout=120)
+                   "--pytorch-index", pytorch.url("/whl/"), "--official-pypi", pypi.url("/simple/"),
+                   "--official-pytorch", pytorch.url("/whl/"), *extra, env=ENV, timeout=120)
     return proc
 
 
@@ -51,6 +52,7 @@ def test_plan_for_another_machine_against_local_indexes():
     assert t["links_elsewhere"] == ["download-r2.pytorch.org"]  # this "mirror" sends the download upstream
     assert {"/whl/cu126/torch/", "/whl/cpu/torch/"} <= read and "/whl/cu130/torch/" not in read
     assert all(s["ok"] for s in t["sources"])
+    assert t["verified"] == "sha256" and t["hash_check"]["outcome"] == "official"
 
 
 def test_plan_for_another_machine_windows_cpu_and_a_dead_pytorch_index():

@@ -7,6 +7,8 @@ from typing import Optional
 import typer
 
 from fomm_doctor.errors import UserError
+from fomm_doctor.install.pip_persist import public_change
+from fomm_doctor.redact import redact, redact_data
 
 
 def install(
@@ -42,23 +44,51 @@ def install(
                                                  "needs, as wheels for the planned machine, in this folder."),
     from_dir: Optional[Path] = typer.Option(None, "--from", help="Install a --download-only folder, with no "
                                             "network."),
+    allow_unverified: bool = typer.Option(False, "--allow-unverified", help="Install a torch wheel from the "
+                                          "network even when no sha256 is published for it (a local file is "
+                                          "always used as it is)."),
+    official_pypi: Optional[str] = typer.Option(None, "--official-pypi", help="The index a mirror's plain torch "
+                                                "wheel is compared with by sha256 (default https://pypi.org/simple/; "
+                                                "none: do not compare)."),
+    official_pytorch: Optional[str] = typer.Option(None, "--official-pytorch", help="The same for +cpu/+cuXXX "
+                                                   "builds (default https://download.pytorch.org/whl/; none: do "
+                                                   "not compare)."),
 ) -> None:
     """Install the torch build that fits this machine (and the rest FOMM needs), through a bad network.
 
     Reads the interpreter's wheel tags, the NVIDIA driver and GPU, and the indexes; downloads with resume,
     retries and mirror failover; verifies sha256; installs with pip; checks the result in a fresh process.
     """
+    try:
+        _install(locals())
+    except UserError as err:
+        # one rule for every sentence that leaves this command: credentials in URLs are masked
+        err.args = (redact(str(err)),) + err.args[1:]
+        raise
+    except OSError as err:  # a file or folder we were told to use cannot be used: one sentence, not a traceback
+        what = f"Could not use {redact(str(err.filename))}" if err.filename else "A file operation failed"
+        raise UserError(f"{what}: {err.strerror or type(err).__name__}.") from None
+
+
+def _install(a: dict) -> None:
     from fomm_doctor.install import execute
     from fomm_doctor.install import plan as installer
 
-    if from_dir is not None:
-        _install_from(execute, from_dir, python, as_json)
+    if a["from_dir"] is not None:
+        _install_from(execute, a["from_dir"], a["python"], a["as_json"])
         return
-    opts = _options(installer, python=python, backend=backend, torch=torch, mirror=mirror, only=only,
-                    retries=retries, timeout=timeout, connections=connections,
-                    dry_run=dry_run or download_only is not None, cache_dir=cache_dir,
-                    pytorch_index=pytorch_index, platform=platform, python_version=python_version, driver=driver,
-                    gpu_arch=gpu_arch)
+    download_only, dry_run, as_json = a["download_only"], a["dry_run"], a["as_json"]
+    opts = _options(installer, python=a["python"], backend=a["backend"], torch=a["torch"], mirror=a["mirror"],
+                    only=a["only"], retries=a["retries"], timeout=a["timeout"], connections=a["connections"],
+                    dry_run=dry_run or download_only is not None, cache_dir=a["cache_dir"],
+                    pytorch_index=a["pytorch_index"], platform=a["platform"], python_version=a["python_version"],
+                    driver=a["driver"], gpu_arch=a["gpu_arch"], allow_unverified=a["allow_unverified"],
+                    official_pypi=a["official_pypi"], official_pytorch=a["official_pytorch"])
+    if download_only is not None:
+        execute.check_folder("--download-only", download_only)
+    if not dry_run or download_only is not None:  # a download will happen: its folder must be usable first
+        from fomm_doctor import download as dl
+        execute.check_folder("--cache-dir", opts.cache_dir or dl.default_cache_dir())
     console = None
     if not as_json:
         from rich.console import Console
@@ -67,19 +97,19 @@ def install(
     plan = installer.make_plan(opts)
     if console:
         _show_plan(console, plan)
-    change = _persist_change(plan, persist)
+    change = _persist_change(plan, a["persist"])
     if console and change:
         from fomm_doctor.install.pip_persist import describe_change
-        console.print("pip config (--persist):\n" + describe_change(change))
+        _say(console, "pip config (--persist):\n" + describe_change(change))
 
     if download_only is not None:
         _download_bundle(execute, plan, opts, download_only, console)
         return
     if dry_run:
         if as_json:
-            typer.echo(json.dumps({"plan": plan, "persist": change, "dry_run": True}, indent=2))
+            _echo_json({"plan": plan, "persist": public_change(change), "dry_run": True})
         raise typer.Exit(0)
-    if not yes:
+    if not a["yes"]:
         if not sys.stdin.isatty():
             raise UserError("Nothing was installed: add --yes to install without a prompt (or --dry-run to see "
                             "the plan only).")
@@ -91,16 +121,29 @@ def install(
         from fomm_doctor.install.pip_persist import apply_change
         apply_change(change)
     if as_json:
-        typer.echo(json.dumps({"plan": plan, "outcome": outcome, "persist": change}, indent=2))
+        _echo_json({"plan": plan, "outcome": outcome, "persist": public_change(change)})
         return
     _show_outcome(console, outcome)
 
 
+def _echo_json(data: dict) -> None:
+    """--json output: every string with its credentials masked (the plan holds the real URLs)."""
+    typer.echo(json.dumps(redact_data(data), indent=2))
+
+
+def _say(console, text: str, style: Optional[str] = None) -> None:
+    """One line of text for the terminal: credentials masked, and no part of it read as rich markup."""
+    from rich.text import Text
+    console.print(Text(redact(text), style=style or ""))
+
+
 def _show_outcome(console, outcome: dict) -> None:
+    from fomm_doctor.install.plan import VERIFIED_WORDS
     v = outcome.get("verify") or {}
     t = outcome.get("torch") or {}
+    checked = f"; {VERIFIED_WORDS[t['verified']]}" if t.get("verified") in VERIFIED_WORDS else ""
     if v:
-        console.print(f"[green]✓[/green] torch {v.get('version')} ({t.get('action')}) imports and computes"
+        console.print(f"[green]✓[/green] torch {v.get('version')} ({t.get('action')}{checked}) imports and computes"
                       + (f"; CUDA available: {v.get('cuda_available')}" if "cuda_available" in v else ""))
     if outcome.get("packages"):
         console.print(f"[green]✓[/green] {', '.join(outcome['packages']['list'])}")
@@ -110,19 +153,23 @@ def _show_outcome(console, outcome: dict) -> None:
 def _download_bundle(execute, plan: dict, opts, folder: Path, console) -> None:
     bundle = execute.download_bundle(plan, opts, folder)
     if console is None:
-        typer.echo(json.dumps({"plan": plan, "bundle": bundle}, indent=2))
+        _echo_json({"plan": plan, "bundle": bundle})
         return
-    console.print(f"[green]✓[/green] {len(bundle['files'])} wheels in {bundle['folder']}; on the other machine: "
-                  f"[bold]fomm-doctor install --from {bundle['folder']}[/bold]")
+    from fomm_doctor.install.plan import VERIFIED_WORDS
+    _say(console, f"✓ {len(bundle['files'])} wheels in {bundle['folder']} (torch: "
+                  f"{VERIFIED_WORDS[bundle['verified']]}); on the other machine: "
+                  f"fomm-doctor install --from {bundle['folder']}")
 
 
 def _install_from(execute, folder: Path, python: Optional[str], as_json: bool) -> None:
+    from fomm_doctor.install.plan import VERIFIED_WORDS
     outcome = execute.install_bundle(folder, python or sys.executable)
     if as_json:
-        typer.echo(json.dumps({"outcome": outcome}, indent=2))
+        _echo_json({"outcome": outcome})
         return
     v = outcome["verify"] or {}
-    typer.echo(f"✓ torch {v.get('version')} installed from {folder} (no network) imports and computes")
+    typer.echo(redact(f"✓ torch {v.get('version')} installed from {folder} (no network; "
+                      f"{VERIFIED_WORDS[outcome['torch']['verified']]}) imports and computes"))
 
 
 def _options(installer, **kw):
@@ -139,6 +186,17 @@ def _options(installer, **kw):
         raise UserError(f"--connections must be between 1 and 16, not {kw['connections']}.")
     if kw["retries"] < 1 or not 0 < kw["timeout"] <= 600:
         raise UserError("--retries must be at least 1 and --timeout between 0 and 600 seconds.")
+    # every location from the command line is checked before any network work: one sentence, no retries
+    from fomm_doctor.install.sources import check_url
+    if kw["mirror"] and ("://" in kw["mirror"] or kw["mirror"].startswith("/")):
+        check_url("--mirror", kw["mirror"])
+    for option, key in (("--pytorch-index", "pytorch_index"), ("--official-pypi", "official_pypi"),
+                        ("--official-pytorch", "official_pytorch")):
+        if kw[key] and kw[key].strip().lower() != "none":
+            check_url(option, kw[key])
+    if kw["cache_dir"] is not None:
+        from fomm_doctor.install.execute import check_folder
+        check_folder("--cache-dir", kw["cache_dir"])
     kw["only"] = [p.strip() for p in kw["only"].split(",") if p.strip()] if kw["only"] else None
     return installer.InstallOptions(**kw)
 
@@ -156,34 +214,33 @@ def _persist_change(plan: dict, persist: bool):
 
 
 def _show_plan(console, plan: dict) -> None:
-    from fomm_doctor.redact import redact
+    from fomm_doctor.install.plan import VERIFIED_WORDS
     py = plan["python"]
-    console.print(f"python   {py['executable'] or 'another machine: ' + plan['platform_key']} ({py['version']}, {py['bits']}-bit, {py['platform']} "
-                  f"{py['machine']}; tags {', '.join(plan['tags'][:2])}, ...)")
+    _say(console, f"python   {py['executable'] or 'another machine: ' + plan['platform_key']} ({py['version']}, "
+                  f"{py['bits']}-bit, {py['platform']} {py['machine']}; tags {', '.join(plan['tags'][:2])}, ...)")
     nv = plan["nvidia"]
     gpus = ", ".join(f"{g['name']} ({g['compute_capability']})" for g in nv["gpus"]) or "none"
-    console.print(f"nvidia   driver {nv['driver_version'] or 'not found'}; GPUs {gpus}")
+    _say(console, f"nvidia   driver {nv['driver_version'] or 'not found'}; GPUs {gpus}")
     m = plan["mirror"]
-    console.print(f"mirror   {m['name']}: {redact(m['pypi'] or '')}"
-                  + (f" + {redact(m['pytorch'])}" if m.get("pytorch") else ""))
+    _say(console, f"mirror   {m['name']}: {m['pypi'] or ''}" + (f" + {m['pytorch']}" if m.get("pytorch") else ""))
     t = plan.get("torch")
     if t:
         size = f"{t['size'] / 1e6:.0f} MB" if t.get("size") else "size unknown"
-        console.print(f"torch    {t['version']} \\[{t['backend']}] ({t['why']})")
-        console.print(f"wheel    {t['file']} ({size}, sha256 {(t['sha256'] or 'not published')[:16]}...)")
-        console.print(f"from     {redact(t['urls'][0])}"
-                      + (f" (+{len(t['urls']) - 1} more)" if len(t["urls"]) > 1 else ""))
-        unread = [x for x in t.get("sources", []) if not x["ok"]]
-        for x in unread:
-            console.print(f"[yellow]note[/yellow]     {redact(x['url'])} could not be read: "
-                          f"{redact(x['error'] or '')}")
+        check = f"sha256 {t['sha256'][:16]}..." if t["sha256"] else VERIFIED_WORDS[t["verified"]]
+        _say(console, f"torch    {t['version']} [{t['backend']}] ({t['why']})")
+        _say(console, f"wheel    {t['file']} ({size}, {check})")
+        _say(console, f"from     {t['urls'][0]}" + (f" (+{len(t['urls']) - 1} more)" if len(t["urls"]) > 1 else ""))
+        for x in (x for x in t.get("sources", []) if not x["ok"]):
+            _say(console, f"note     {x['url']} could not be read: {x['error'] or ''}", "yellow")
         if t.get("links_elsewhere"):
-            console.print(f"[yellow]note[/yellow]     the index links to {', '.join(t['links_elsewhere'])}: "
-                          f"the download goes there, not to the mirror")
+            _say(console, f"note     the index links to {', '.join(t['links_elsewhere'])}: the download goes "
+                          f"there, not to the mirror", "yellow")
         if t["already_installed"]:
-            console.print("[green]torch is already installed in this build[/green]: no download")
+            _say(console, "torch is already installed in this build: no download", "green")
+    for w in plan.get("warnings") or []:
+        _say(console, f"warning  {w}", "yellow")
     if plan["packages"]:
-        console.print(f"packages {', '.join(plan['packages'])}")
+        _say(console, f"packages {', '.join(plan['packages'])}")
 
 
 def _execute(execute, plan, opts, console):
@@ -199,5 +256,5 @@ def _execute(execute, plan, opts, console):
             bar.update(task, completed=done, total=total, visible=True)
 
         def say(text):
-            bar.console.print(f"[dim]{text}[/dim]")
+            _say(bar.console, text, "dim")
         return execute.execute(plan, opts, progress=progress, say=say)

@@ -16,34 +16,77 @@ from fomm_doctor import download as dl
 from fomm_doctor.errors import UserError
 from fomm_doctor.install import metadata
 from fomm_doctor.install.choose import base_version
-from fomm_doctor.install.plan import InstallOptions, backend_of_installed
+from fomm_doctor.install.index import host_of, plain_filename
+from fomm_doctor.install.plan import VERIFIED_WORDS, InstallOptions, backend_of_installed
+from fomm_doctor.redact import redact
 
 
 def _local_file(url: str) -> Optional[Path]:
     if url.startswith("file:"):
-        return Path(url2pathname(urlsplit(url).path))
+        try:
+            return Path(url2pathname(urlsplit(url).path))
+        except ValueError:
+            return None
     return None
 
 
+def inside(folder: Path, name: str) -> Path:
+    """`folder / name` for a file name that an index, a plan or a manifest gave us, after checking that it is
+    a plain base name that stays inside `folder`; one sentence otherwise (nothing is written)."""
+    path = Path(folder) / str(name)
+    if not plain_filename(name) or path.resolve().parent != Path(folder).resolve():
+        raise UserError(f"{redact(str(name))!r} is not a plain file name, so nothing was written to {folder}.")
+    return path
+
+
+def check_folder(option: str, folder: Path) -> None:
+    """A folder we are going to write into must be one (or be creatable): a file there, or a file where one of
+    its parents should be, is one sentence before any network work."""
+    folder = Path(folder).expanduser()
+    for p in (folder, *folder.parents):
+        if p.exists():
+            if not p.is_dir():
+                where = "" if p == folder else f" ({p} is a file)"
+                raise UserError(f"{option} {folder} is not a folder{where}; give a folder to keep the downloads in.")
+            return
+
+
+def unverified_sentence(t: dict) -> str:
+    hosts = ", ".join(sorted({host_of(u) for u in t["urls"] if not _local_file(u)})) or "the index"
+    return (f"{t['file']} from {hosts} comes with no published sha256, so it cannot be verified and was not "
+            f"downloaded; add --allow-unverified to install it anyway.")
+
 
 def fetch_torch(plan: dict, opts: InstallOptions, progress: Optional[Callable] = None) -> dict:
-    """The verified wheel on disk -> {"path", "bytes_fetched", "resumed", "url", "attempts"}."""
+    """The wheel on disk -> {"path", "bytes_fetched", "resumed", "url", "attempts", "sha256", "verified"}.
+
+    verified: "sha256" (matches the published hash), "local" (a file on this machine with no hash: the user's
+    own, used as it is) or "none" (from the network with no hash; only with --allow-unverified)."""
     t = plan["torch"]
     for url in t["urls"]:  # a local find-links folder or file:// index: nothing to fetch
         local = _local_file(url)
         if local and local.is_file():
-            if t["sha256"] and dl.file_sha256(local) != t["sha256"]:
-                continue
-            return {"path": str(local), "bytes_fetched": 0, "resumed": False, "url": url, "attempts": 0}
+            if t["sha256"]:
+                if dl.file_sha256(local) != t["sha256"]:
+                    continue
+                return {"path": str(local), "bytes_fetched": 0, "resumed": False, "url": url, "attempts": 0,
+                        "sha256": t["sha256"], "verified": "sha256"}
+            return {"path": str(local), "bytes_fetched": 0, "resumed": False, "url": url, "attempts": 0,
+                    "sha256": None, "verified": "local"}
     remote = [u for u in t["urls"] if not _local_file(u)]
     if not remote:
         raise UserError(f"{t['file']} is listed locally but could not be read or did not match its sha256.")
-    cache = Path(opts.cache_dir) if opts.cache_dir else dl.default_cache_dir()
-    res = dl.download(remote, cache / "wheels" / t["file"], sha256=t["sha256"], size=t["size"],
+    if not t["sha256"] and not opts.allow_unverified:
+        raise UserError(unverified_sentence(t))
+    cache = Path(opts.cache_dir).expanduser() if opts.cache_dir else dl.default_cache_dir()
+    check_folder("--cache-dir", cache / "wheels")
+    dest = inside(cache / "wheels", t["file"])
+    res = dl.download(remote, dest, sha256=t["sha256"], size=t["size"],
                       retries=opts.retries, timeout=opts.timeout, connections=opts.connections,
                       cache_dir=cache, progress=progress, expect_binary=True)
     return {"path": str(res.path), "bytes_fetched": res.bytes_fetched, "resumed": res.resumed,
-            "url": res.url_used, "sha256": res.sha256, "attempts": res.attempts}
+            "url": res.url_used, "sha256": res.sha256, "attempts": res.attempts,
+            "verified": "sha256" if t["sha256"] else "none"}
 
 
 def pip_args(plan: dict, opts: InstallOptions) -> list:
@@ -58,14 +101,14 @@ def pip_args(plan: dict, opts: InstallOptions) -> list:
 
 def run_pip(python: str, args: list, say: Optional[Callable] = None, verb: str = "install") -> None:
     cmd = [python, "-m", "pip", verb, "--disable-pip-version-check", *args]
-    if say:
-        say("$ " + " ".join(cmd))
+    if say:  # pip gets the real URLs; what is shown has their credentials masked
+        say(redact("$ " + " ".join(cmd)))
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = [l for l in (proc.stderr or proc.stdout).strip().splitlines() if l.strip()]
         last = next((l for l in reversed(tail) if l.startswith("ERROR")), tail[-1] if tail else "no output")
         what = f"install into {python}" if verb == "install" else verb
-        raise UserError(f"pip could not {what}: {last.removeprefix('ERROR: ')}")
+        raise UserError(redact(f"pip could not {what}: {last.removeprefix('ERROR: ')}"))
 
 
 VERIFY = r"""
@@ -150,7 +193,8 @@ def execute(plan: dict, opts: InstallOptions, *, progress: Optional[Callable] = 
         got = fetch_torch(plan, opts, progress)
         check_build(Path(got["path"]), plan)
         if say:
-            say(f"verified {t['file']} (sha256 {(got.get('sha256') or t['sha256'] or 'not published')[:16]}...)")
+            say(f"{t['file']}: {VERIFIED_WORDS[got['verified']]}"
+                + (f" (sha256 {got['sha256'][:16]}...)" if got["verified"] == "sha256" else ""))
         run_pip(python, [got["path"], *pip_args(plan, opts)], say)
         outcome["torch"] = dict(got, action="installed")
     if plan["packages"]:
@@ -161,7 +205,7 @@ def execute(plan: dict, opts: InstallOptions, *, progress: Optional[Callable] = 
         if not outcome["verify"]["ok"]:
             raise UserError(f"torch was installed but does not work as planned: {outcome['verify']['problem']}.")
         if t["already_installed"]:
-            outcome["torch"]["action"] = "already satisfied, verified"
+            outcome["torch"]["action"] = "already installed, import checked"
     return outcome
 
 
@@ -177,10 +221,11 @@ def download_bundle(plan: dict, opts: InstallOptions, dest: Path, *, progress: O
     import shutil
     import sys
     t = plan["torch"]
-    dest.mkdir(parents=True, exist_ok=True)
+    check_folder("--download-only", dest)
+    wheel = inside(dest, t["file"])
     got = fetch_torch(plan, opts, progress)
     check_build(Path(got["path"]), plan)
-    wheel = dest / t["file"]
+    dest.mkdir(parents=True, exist_ok=True)
     if Path(got["path"]).resolve() != wheel.resolve():
         shutil.copyfile(got["path"], wheel.with_suffix(".part"))
         os.replace(wheel.with_suffix(".part"), wheel)
@@ -191,30 +236,52 @@ def download_bundle(plan: dict, opts: InstallOptions, dest: Path, *, progress: O
     run_pip(sys.executable, ["--dest", str(dest), *target, str(wheel), *plan["packages"], *pip_args(plan, opts)],
             say, verb="download")
     manifest = {"schema": 1, "torch": {k: t[k] for k in ("version", "backend", "file")},
-                "sha256": dl.file_sha256(wheel), "packages": plan["packages"], "platform_key": plan["platform_key"],
-                "python": plan["python"]["version"]}
+                "sha256": dl.file_sha256(wheel), "verified": got["verified"], "packages": plan["packages"],
+                "platform_key": plan["platform_key"], "python": plan["python"]["version"]}
     tmp = dest / (BUNDLE + ".part")
     tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     os.replace(tmp, dest / BUNDLE)
-    return {"folder": str(dest), "files": sorted(p.name for p in dest.glob("*.whl")), "manifest": manifest}
+    return {"folder": str(dest), "files": sorted(p.name for p in dest.glob("*.whl")), "manifest": manifest,
+            "verified": got["verified"]}
 
 
 def install_bundle(folder: Path, python: str, *, verify_torch: bool = True, say: Optional[Callable] = None) -> dict:
     """Install a bundle made by `--download-only` into `python`, from the folder alone (pip gets --no-index)."""
     try:
         manifest = json.loads((folder / BUNDLE).read_text(encoding="utf-8"))
-        t, sha = manifest["torch"], manifest["sha256"]
-        wheel = folder / Path(t["file"]).name
+        t, sha, packages = manifest["torch"], manifest["sha256"], manifest.get("packages", [])
+        t["version"], t["backend"]  # noqa: B018 - the verify step needs them
+        ok = isinstance(t["file"], str) and isinstance(sha, str) and isinstance(packages, list)
     except (OSError, ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
         raise UserError(f"{folder} holds no bundle made by `fomm-doctor install --download-only` "
-                        f"({BUNDLE} is missing or unreadable).") from None
+                        f"({BUNDLE} is missing or unreadable).")
+    wheel = inside(folder, t["file"])
+    for req in packages:  # handed to pip as arguments: a requirement, never an option such as --index-url
+        if not _requirement(req):
+            raise UserError(f"{BUNDLE} in {folder} lists {redact(str(req))!r}, which is not a requirement; make the "
+                            f"bundle again.")
     if not wheel.is_file() or dl.file_sha256(wheel) != sha:
         raise UserError(f"{wheel.name} in {folder} is missing or not the file that was downloaded (sha256 differs); "
                         f"make the bundle again.")
-    run_pip(python, ["--no-index", "--find-links", str(folder), str(wheel), *manifest.get("packages", [])], say)
-    outcome = {"torch": {"action": "installed from bundle", "path": str(wheel)}, "verify": None}
+    run_pip(python, ["--no-index", "--find-links", str(folder), str(wheel), *packages], say)
+    # the bundle is the user's own folder: its manifest proves the wheel is unchanged since it was made
+    outcome = {"torch": {"action": "installed from bundle", "path": str(wheel), "verified": "local",
+                         "verified_when_made": manifest.get("verified")}, "verify": None}
     if verify_torch:
         outcome["verify"] = verify(python, t)
         if not outcome["verify"]["ok"]:
             raise UserError(f"torch was installed but does not work as planned: {outcome['verify']['problem']}.")
     return outcome
+
+
+def _requirement(text) -> bool:
+    from packaging.requirements import InvalidRequirement, Requirement
+    if not isinstance(text, str) or text.startswith("-"):
+        return False
+    try:
+        Requirement(text)
+    except InvalidRequirement:
+        return False
+    return True

@@ -6,11 +6,18 @@ the index the user already chose, and `--persist` writes to the right file).
 Precedence, lowest first (later wins): global files, user files, site file (`<sys.prefix>/pip.conf`),
 the file in PIP_CONFIG_FILE, then PIP_* environment variables. Inside a file `[install]` beats `[global]`.
 PIP_CONFIG_FILE set to the null device turns every config file off.
+
+Files are parsed as pip parses them (`configparser.RawConfigParser()` with its defaults: `=` and `:` both
+delimit, option names lowercased, a duplicate option or section is an error, `[DEFAULT]` feeds every
+section); pip then spells every key with `-` for `_` (`index_url` is `index-url`).
 """
+import codecs
 import configparser
+import locale
 import os
 import posixpath
 import ntpath
+import re
 
 PYPI_SIMPLE = "https://pypi.org/simple"
 
@@ -57,10 +64,7 @@ def pip_config_files(platform_facts: dict) -> list:
             files.append({"kind": "user", "path": join(appdata, "pip", name)})
         else:
             files.append({"kind": "user", "path": join(home, ".pip", name)})  # legacy location
-            if platform == "darwin":
-                files.append({"kind": "user", "path": join(home, "Library", "Application Support", "pip", name)})
-            xdg = env.get("XDG_CONFIG_HOME") or join(home, ".config")
-            files.append({"kind": "user", "path": join(xdg, "pip", name)})
+            files.append({"kind": "user", "path": join(_user_config_dir(platform, env, home), name)})
 
     if prefix:
         files.append({"kind": "site", "path": join(prefix, name)})
@@ -69,12 +73,87 @@ def pip_config_files(platform_facts: dict) -> list:
     return files
 
 
+def _user_config_dir(platform: str, env: dict, home: str) -> str:
+    """pip's user config folder on Linux and macOS. macOS: ~/Library/Application Support/pip when that folder
+    exists, else ~/.config/pip (pip reads one of them, never both, and ignores XDG_CONFIG_HOME there)."""
+    if platform == "darwin":
+        app_support = posixpath.join(home, "Library", "Application Support", "pip")
+        return app_support if os.path.isdir(app_support) else posixpath.join(home, ".config", "pip")
+    return posixpath.join(env.get("XDG_CONFIG_HOME") or posixpath.join(home, ".config"), "pip")
+
+
 def user_config_file(platform_facts: dict) -> str:
     """The file `pip config --user set` writes: the last user file in the list (the modern location)."""
     users = [f["path"] for f in pip_config_files(dict(platform_facts, env={
         k: v for k, v in (platform_facts.get("env") or {}).items() if k != "PIP_CONFIG_FILE"}))
         if f["kind"] == "user"]
     return users[-1]
+
+
+def decode_config(data: bytes) -> tuple:
+    """(text, encoding) of a config file's bytes: UTF-8 (with or without a byte-order mark), else the locale's
+    encoding (the one pip itself reads with), else GBK (Chinese Windows saves comments in its ANSI code page).
+    The encoding is "utf-8-sig" when there was a BOM. Raises ValueError (one sentence) when none fits."""
+    if data.startswith(codecs.BOM_UTF8):
+        try:
+            return data[len(codecs.BOM_UTF8):].decode("utf-8"), "utf-8-sig"
+        except UnicodeDecodeError:
+            pass
+    tried = []
+    for name in ("utf-8", locale.getpreferredencoding(False) or "utf-8", "gbk"):
+        try:
+            canonical = codecs.lookup(name).name
+        except LookupError:
+            continue
+        if canonical in tried:
+            continue
+        tried.append(canonical)
+        try:
+            return data.decode(canonical), canonical
+        except UnicodeDecodeError:
+            continue
+    raise ValueError(f"it is not {', '.join(tried[:-1])} or {tried[-1]} text")
+
+
+def read_config_file(path) -> tuple:
+    """(text, encoding) of the file at `path`; OSError, or ValueError when it is not text (see decode_config)."""
+    with open(path, "rb") as f:
+        return decode_config(f.read())
+
+
+def split_lines(text: str) -> list:
+    """The lines of `text`, endings kept, split where a text-mode file read splits them (\\r\\n, \\r, \\n only:
+    pip reads the file that way, so a form feed or U+2028 stays inside its line)."""
+    return re.findall(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+", text)
+
+
+def parse_like_pip(text: str) -> configparser.RawConfigParser:
+    """`text` parsed as pip parses a config file; raises configparser.Error where pip would refuse it."""
+    parser = configparser.RawConfigParser()
+    # A text-mode read hands configparser each line ending in "\n", whatever the file's own line ending.
+    lines = (line.rstrip("\r\n") + "\n" if line.endswith(("\r", "\n")) else line for line in split_lines(text))
+    parser.read_file(lines, source="<pip config>")
+    return parser
+
+
+def pip_key(name: str) -> str:
+    """A config option name as pip knows it (pip's `_normalize_name`): lowercase, `-` for `_`, no leading `--`."""
+    name = name.lower().replace("_", "-")
+    return name[2:] if name.startswith("--") else name
+
+
+def install_settings(parser: configparser.RawConfigParser) -> dict:
+    """{pip key: value} that `pip install` takes from one parsed file: [install] beats [global], a later spelling
+    of the same key beats an earlier one, and empty values are ignored (pip skips them)."""
+    settings = {}
+    for section in ("global", "install"):
+        if not parser.has_section(section):
+            continue
+        merged = {}
+        for name, value in parser.items(section):
+            merged[pip_key(name)] = value
+        settings.update({k: v for k, v in merged.items() if v})
+    return settings
 
 
 def _split(value: str) -> list:
@@ -97,20 +176,24 @@ def read_pip_index_config(env: dict, files: list) -> dict:
         path = entry["path"] if isinstance(entry, dict) else str(entry)
         if not os.path.isfile(path):
             continue
-        parser = configparser.RawConfigParser()
         try:
-            with open(path, encoding="utf-8-sig") as f:
-                parser.read_file(f)
-        except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+            text, encoding = read_config_file(path)
+            parser = parse_like_pip(text)
+        except (OSError, ValueError, configparser.Error) as exc:
             result["errors"].append(f"{path}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
+            continue
+        if encoding == "utf-8-sig":
+            # pip decodes with the locale's encoding, so the mark lands before "[" and pip refuses the file.
+            result["errors"].append(f"{path}: ByteOrderMark: pip cannot read a file that starts with a UTF-8 "
+                                    f"byte-order mark; save it as UTF-8 without one")
             continue
         result["files_read"].append(path)
         for section in ("global", "install"):  # [install] overrides [global] for `pip install`
             if not parser.has_section(section):
                 continue
             for raw_key, value in parser.items(section):
-                key = keys.get(raw_key.replace("_", "-").lower())
-                if key is None:
+                key = keys.get(pip_key(raw_key))
+                if key is None or not value:  # pip ignores an empty value
                     continue
                 _store(result, key, value, f"{path} [{section}]")
 

@@ -16,6 +16,7 @@ from fomm_doctor.errors import UserError
 from fomm_doctor.install import choose, metadata, target
 from fomm_doctor.install import index as pypi_index
 from fomm_doctor.install import sources as mirrors
+from fomm_doctor.redact import redact
 from fomm_doctor.resources import load_wheels_index
 
 # What the project needs besides torch (pyproject's dependencies); read from the installed metadata when we can.
@@ -41,7 +42,17 @@ class InstallOptions:
     dry_run: bool = False
     cache_dir: Optional[Path] = None
     verify: bool = True
+    allow_unverified: bool = False  # install a wheel from the network that has no published sha256
+    official_pypi: Optional[str] = None  # index to compare a mirror's plain wheel with (None: pypi.org; "none": off)
+    official_pytorch: Optional[str] = None  # the same for +cpu/+cuXXX builds (None: download.pytorch.org/whl)
     env: dict = field(default_factory=lambda: dict(os.environ))
+
+
+class HashMismatch(UserError):
+    """A mirror publishes a different sha256 than the official index for the same file name."""
+
+
+OFFICIAL_DEADLINE = 10.0  # the official page is a second opinion: it may not hold the plan up for long
 
 
 # ---- facts -------------------------------------------------------------------------------------------------
@@ -97,7 +108,7 @@ def read_sources(sources: list, timeout: float, retries: int, session=None) -> t
         except UserError as exc:
             return src, [], str(exc)
         except Exception as exc:  # a broken page must not take the plan down
-            return src, [], f"{type(exc).__name__}: {exc}"
+            return src, [], redact(f"{type(exc).__name__}: {exc}")
 
     with ThreadPoolExecutor(max_workers=max(1, len(sources))) as pool:
         results = list(pool.map(one, sources))
@@ -117,7 +128,7 @@ def project_deps() -> list:
 
 def make_plan(opts: InstallOptions, *, py: Optional[dict] = None, gpus: Optional[dict] = None,
               pip_cfg: Optional[dict] = None, idx: Optional[dict] = None, read=read_sources,
-              probe=None, installed=None, session=None) -> dict:
+              probe=None, installed=None, session=None, official_read=None) -> dict:
     """Everything decided, nothing changed. Raises NoFit / UserError with one sentence when nothing fits."""
     idx = idx or load_wheels_index()
     m = target.machine(opts, py=py, gpus=gpus, probe_gpus=probe_gpus)
@@ -128,6 +139,7 @@ def make_plan(opts: InstallOptions, *, py: Optional[dict] = None, gpus: Optional
                                         opts.pytorch_index)
     plan = _plan_head(m, mirror, pip_cfg, deps)
     if only is not None and "torch" not in only:
+        plan["warnings"] = plan_warnings(plan)
         return plan
     for problem in (choose.python_problem(m.py, opts.torch),
                     choose.backend_problem(opts.backend, m) if opts.backend != "auto" else None):
@@ -142,12 +154,22 @@ def make_plan(opts: InstallOptions, *, py: Optional[dict] = None, gpus: Optional
         if errors and not read_ok:
             msg = msg[:-1] + f"; no index answered ({'; '.join(errors.values())})."
         raise choose.NoFit(msg)
-    plan["torch"] = _torch_entry(picked, cands, sources, errors)
-    if opts.platform or opts.python_version:
+    official = mirrors.official_indexes(opts.official_pypi, opts.official_pytorch)
+    listings = file_listings(picked.best, cands, official)
+    base = official_lookup(listings, official, picked.best.version)
+    probe_here = not (opts.platform or opts.python_version)
+    # the official page is read while the target's torch is probed, and within a short deadline of its own
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(official_read or read_official, base, picked.best.filename, opts.timeout,
+                              session) if base else None
+        have = (installed or installed_torch)(m.py["executable"]) if probe_here else None
+        looked = pending.result() if pending else None
+    plan["torch"] = _torch_entry(picked, listings, sources, errors, settle_hash(picked.best, listings, looked))
+    plan["warnings"] = plan_warnings(plan)
+    if not probe_here:
         plan["installed"] = None  # planned for another machine: what this one has does not matter
         plan["torch"]["already_installed"] = False
         return plan
-    have = (installed or installed_torch)(m.py["executable"])
     plan["installed"] = have
     plan["torch"]["already_installed"] = bool(have) and (
         have["version"] == picked.best.version
@@ -169,7 +191,7 @@ def _plan_head(m, mirror: dict, pip_cfg: dict, deps: list) -> dict:
         "mirror": {"name": mirror["name"], "pypi": mirror.get("pypi"),
                    "pytorch": (mirror.get("pytorch") or {}).get("url")},
         "dependency_index": mirrors.dependency_indexes(mirror, pip_cfg) if mirror["name"] != "pip" else None,
-        "packages": deps, "torch": None,
+        "packages": deps, "torch": None, "warnings": [],
     }
 
 
@@ -194,20 +216,20 @@ def _choose(found: list, m, opts: InstallOptions, session) -> tuple:
 
 
 def metadata_of(cands: list, timeout: float, session=None) -> dict:
-    """{filename: Requires-Dist} from the index's `.metadata` files, read concurrently; a file that cannot be
-    read or fails its published sha256 is left out (the wheel's own METADATA is checked after download)."""
+    """{filename: Requires-Dist} from the index's `.metadata` files, read concurrently (each size-capped and
+    within the page deadline); a file that cannot be read or fails its published sha256 is left out (the
+    wheel's own METADATA is checked after download)."""
     import hashlib
-    import requests
-    session = session or requests.Session()
+    from fomm_doctor.pages import PageError, read_page
 
     def one(c):
         try:
-            with session.get(c.file.metadata_url, timeout=timeout, stream=True) as resp:
-                ok = resp.status_code == 200
-                body = resp.raw.read(metadata.MAX_METADATA + 1, decode_content=True) if ok else None
-        except (requests.RequestException, OSError):
+            page = read_page(c.file.metadata_url, session=session, max_bytes=metadata.MAX_METADATA,
+                             deadline_s=pypi_index.page_deadline(timeout), timeout=timeout)
+        except PageError:
             return c.filename, None
-        if not body or len(body) > metadata.MAX_METADATA:
+        body = page.body if page.status == 200 else None
+        if not body:
             return c.filename, None
         if c.file.metadata_sha256 and hashlib.sha256(body).hexdigest() != c.file.metadata_sha256:
             return c.filename, None
@@ -216,19 +238,152 @@ def metadata_of(cands: list, timeout: float, session=None) -> dict:
         return {name: reqs for name, reqs in pool.map(one, cands) if reqs is not None}
 
 
-def _torch_entry(picked, cands: list, sources: list, errors: dict) -> dict:
+# ---- where the wheel comes from, and which sha256 vouches for it ------------------------------------------
+
+def file_listings(best, cands: list, official: dict) -> list:
+    """Every listing of the chosen file name, in source order: {"source", "source_url", "url", "sha256", "kind"}
+    with kind "local" (a file on this machine), "official" (listed by an official index) or "mirror"."""
+    out = []
+    for c in sorted((c for c in cands if c.filename == best.filename), key=lambda c: c.source_rank):
+        if mirrors.is_local(c.file.url):
+            kind = "local"
+        elif c.source is not None and mirrors.is_official(c.source.url, official):
+            kind = "official"
+        else:
+            kind = "mirror"
+        out.append({"source": getattr(c.source, "name", "?"), "source_url": getattr(c.source, "url", ""),
+                    "url": c.file.url, "sha256": c.file.sha256, "size": c.file.size, "kind": kind,
+                    "best": c is best})
+    return out
+
+
+def official_lookup(listings: list, official: dict, version: str) -> Optional[str]:
+    """The official index to read for a second opinion on the file's sha256, or None when there is no need:
+    the file is local (the user's own) or already listed by an official index, or the comparison is off."""
+    kinds = {x["kind"] for x in listings}
+    if "mirror" not in kinds or kinds & {"local", "official"}:
+        return None
+    return mirrors.official_page_base(official, version)
+
+
+def read_official(base: str, filename: str, timeout: float, session=None) -> dict:
+    """What the official index publishes for `filename`: one try, a short deadline; never raises."""
+    page_url = pypi_index.project_page_url(base, "torch")
+    deadline = min(OFFICIAL_DEADLINE, 2 * timeout)
+    try:
+        page = pypi_index.read_project(base, "torch", session=session, timeout=min(timeout, deadline), retries=1,
+                                       deadline=deadline)
+    except UserError as exc:
+        return {"url": page_url, "sha256": None, "listed": False, "error": str(exc)}
+    hit = next((f for f in page.files if f.filename == filename), None)
+    return {"url": page_url, "sha256": hit.sha256 if hit else None, "listed": hit is not None, "error": None}
+
+
+def settle_hash(best, listings: list, looked: Optional[dict]) -> dict:
+    """Which sha256 the download is checked against, and what the official index said -> {"sha256", "urls",
+    "check": {"outcome", "official", "error"}}. Pure. Raises HashMismatch when a mirror and the official index
+    publish different hashes for the same file name (a mirror serving a changed file under an official name).
+
+    outcome: "official" (listed by the official index itself), "match", "official hash used" (the mirror
+    publishes none), "not listed" (the official index has no such file), "not read" (it did not answer),
+    "local" (the user's own file), "off" (no official index to ask)."""
+    official_sha = next((x["sha256"] for x in listings if x["kind"] == "official" and x["sha256"]), None)
+    official_url = next((x["source_url"] for x in listings if x["kind"] == "official"), None)
+    if official_sha is None and looked and looked.get("sha256"):
+        official_sha, official_url = looked["sha256"], looked["url"]
+    mirrored = [x for x in listings if x["kind"] == "mirror"]
+    if official_sha:
+        for x in mirrored:
+            if x["sha256"] and x["sha256"] != official_sha:
+                raise HashMismatch(
+                    f"{best.filename} has sha256 {x['sha256'][:16]}... on {pypi_index.host_of(x['source_url'])} but "
+                    f"{official_sha[:16]}... on the official index {pypi_index.host_of(official_url)}: the mirror "
+                    f"serves a different file under the same name, so nothing was installed (use another mirror, "
+                    f"or --official-pypi none / --official-pytorch none for an index that builds its own wheels).")
+        sha = official_sha
+    else:
+        own = next((x["sha256"] for x in listings if x["best"]), None)
+        sha = own or next((x["sha256"] for x in listings if x["sha256"]), None)
+    kinds = {x["kind"] for x in listings}
+    if "official" in kinds:
+        outcome = "official"
+    elif "local" in kinds:
+        outcome = "local"
+    elif looked is None:
+        outcome = "off"
+    elif looked.get("error"):
+        outcome = "not read"
+    elif not looked.get("listed"):
+        outcome = "not listed"
+    elif looked.get("sha256") and any(x["sha256"] for x in mirrored):
+        outcome = "match"
+    elif looked.get("sha256"):
+        outcome = "official hash used"
+    else:
+        outcome = "not listed"  # listed without a hash: nothing to compare
+    urls = list(dict.fromkeys(x["url"] for x in listings if not (sha and x["sha256"] and x["sha256"] != sha)))
+    return {"sha256": sha, "urls": urls,
+            "check": {"outcome": outcome, "official": (looked or {}).get("url") or official_url,
+                      "error": (looked or {}).get("error")}}
+
+
+def verification(sha256: Optional[str], urls: list) -> str:
+    """How the wheel will be checked: "sha256" (against a published hash), "local" (a file on this machine,
+    the user's own: no hash to check) or "none" (from the network with no published hash)."""
+    if sha256:
+        return "sha256"
+    return "local" if any(mirrors.is_local(u) for u in urls) else "none"
+
+
+VERIFIED_WORDS = {"sha256": "sha256 verified", "local": "local file, no hash to check",
+                  "none": "not verified: no sha256 was published for it"}
+
+
+def plan_warnings(plan: dict) -> list:
+    """One line each: a plain-http index or download, a wheel that cannot be verified, an official index that
+    could not be asked. Shown by the command and kept in --json (credentials masked there)."""
+    t = plan.get("torch") or {}
+    out = []
+    urls = list(t.get("urls") or []) + [x["url"] for x in t.get("sources") or [] if x.get("ok") and
+                                        x.get("listed")]
+    dep = plan.get("dependency_index") or {}
+    urls += [dep.get("index_url")] if dep.get("index_url") else []
+    origins = []
+    for u in urls:
+        try:
+            parts = urlsplit(u)
+        except ValueError:
+            continue
+        if parts.scheme.lower() == "http":
+            origins.append(f"http://{parts.netloc}")
+    for origin in dict.fromkeys(origins):
+        out.append(f"{redact(origin)} is plain http://: anyone on the way can change what it sends, the wheel "
+                   f"and its sha256 alike; prefer an https:// mirror.")
+    check = t.get("hash_check") or {}
+    if check.get("outcome") == "not read":
+        out.append(f"the official index could not be asked for the sha256 of {t['file']} "
+                   f"({redact(check.get('error') or 'no answer')}).")
+    if t.get("verified") == "none":
+        out.append(f"{t['file']} comes with no published sha256, so it cannot be verified: it is refused unless "
+                   f"you add --allow-unverified.")
+    return out
+
+
+def _torch_entry(picked, listings: list, sources: list, errors: dict, settled: dict) -> dict:
     best = picked.best
-    same = [c for c in cands if c.filename == best.filename and
-            (not (c.file.sha256 and best.file.sha256) or c.file.sha256 == best.file.sha256)]
-    urls = list(dict.fromkeys(c.file.url for c in sorted(same, key=lambda c: c.source_rank)))
-    upstream = sorted({urlsplit(u).netloc for u in urls} - {urlsplit(s.url).netloc for s in sources})
+    urls = settled["urls"]
+    used = {x["source_url"] for x in listings if x["url"] in urls}
+    upstream = sorted({pypi_index.host_of(u) for u in urls if not mirrors.is_local(u)}
+                      - {pypi_index.host_of(s.url) for s in sources})
     return {
         "version": best.version, "backend": best.backend, "backend_from": best.backend_from, "why": picked.why,
         "file": best.filename, "urls": urls,
-        "sha256": next((c.file.sha256 for c in same if c.file.sha256), None),
-        "size": next((c.file.size for c in same if c.file.size), None),
-        "sources": [{"name": s.name, "url": s.url, "ok": s.url not in errors, "error": errors.get(s.url)}
-                    for s in sources],
+        "sha256": settled["sha256"],
+        "verified": verification(settled["sha256"], urls),
+        "hash_check": settled["check"],
+        "size": next((x["size"] for x in listings if x["url"] in urls and x["size"]), None),
+        "sources": [{"name": s.name, "url": s.url, "ok": s.url not in errors, "error": errors.get(s.url),
+                     "listed": s.url in used} for s in sources],
         "links_elsewhere": upstream,  # the page's links lead to another host (a mirror that points upstream)
     }
 
@@ -239,7 +394,8 @@ def _req_name(req: str) -> str:
 
 
 def _short_url(url: str) -> str:
-    parts = urlsplit(url)
-    return parts.netloc + parts.path if parts.netloc else url
+    """host/path of a URL for a sentence; credentials masked (redact needs the scheme, so mask first)."""
+    shown = redact(url)
+    return shown.split("://", 1)[1] if "://" in shown else shown
 
 

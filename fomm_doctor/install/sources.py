@@ -7,11 +7,83 @@ so a `+cpu` Linux build or a CUDA build on Windows comes from the PyTorch index 
 """
 from dataclasses import dataclass
 from typing import Callable, Optional
+from urllib.parse import urlsplit
 
 from fomm_doctor.errors import UserError
 from fomm_doctor.install.builds import os_name
+from fomm_doctor.redact import redact
 
 PYPI_SIMPLE = "https://pypi.org/simple/"
+PYTORCH_INDEX = "https://download.pytorch.org/whl/"
+
+
+def check_url(option: str, value: str) -> str:
+    """A location given on the command line: an http(s) or file:// URL with a readable host and port, or a
+    path. Returns it unchanged; raises one sentence at once (no retries) for anything else."""
+    shown = redact(value)
+    if any(ord(c) < 32 or c == "\x7f" for c in value) or not value.strip():
+        raise UserError(f"{option} {shown!r} is not a URL: it is empty or holds control characters.")
+    if "://" not in value:
+        return value  # a path: whether it exists is for the reader to say
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number between 0 and 65535
+    except ValueError as exc:
+        raise UserError(f"{option} {shown} is not a valid URL ({redact(str(exc))}).") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https", "file"):
+        raise UserError(f"{option} {shown} must be an http://, https:// or file:// URL, or a folder.")
+    if scheme != "file" and not parts.hostname:
+        raise UserError(f"{option} {shown} has no host name.")
+    return value
+
+
+def is_local(url: str) -> bool:
+    """A file:// URL or a path: the user's own files, not a server."""
+    return url.startswith("file:") or "://" not in url
+
+
+def same_index(a: Optional[str], b: Optional[str]) -> bool:
+    """Two index URLs name the same index (case of scheme/host and a trailing slash do not matter)."""
+    if not a or not b:
+        return False
+
+    def key(u):
+        try:
+            parts = urlsplit(u)
+            return parts.scheme.lower(), parts.netloc.rpartition("@")[2].lower(), parts.path.rstrip("/")
+        except ValueError:
+            return u
+    return key(a) == key(b)
+
+
+def official_indexes(pypi: Optional[str], pytorch: Optional[str]) -> dict:
+    """The indexes whose sha256 a mirror's file is compared with: PyPI for plain torch wheels, the PyTorch index
+    for builds with a local label (+cpu, +cu126, ...). None for a default; "none" turns a comparison off."""
+    def pick(value, default):
+        if value is None:
+            return default
+        return None if value.strip().lower() == "none" else _slash(value if "://" in value else "file://" + value)
+    return {"pypi": pick(pypi, PYPI_SIMPLE), "pytorch": pick(pytorch, PYTORCH_INDEX)}
+
+
+def official_page_base(official: dict, version: str) -> Optional[str]:
+    """The official index to compare a file of torch `version` with: `<pytorch>/<label>/` for a labelled build,
+    PyPI for a plain one; None when that comparison is turned off."""
+    if "+" in version:
+        return official["pytorch"] + version.split("+", 1)[1] + "/" if official.get("pytorch") else None
+    return official.get("pypi")
+
+
+def is_official(source_url: str, official: dict) -> bool:
+    """A source that is itself one of the official indexes (or one of the PyTorch index's build pages)."""
+    if same_index(source_url, official.get("pypi")):
+        return True
+    pt = official.get("pytorch")
+    if not pt:
+        return False
+    parent = source_url.rstrip("/").rsplit("/", 1)[0]
+    return same_index(parent, pt)
 
 
 @dataclass(frozen=True)
@@ -63,6 +135,7 @@ def resolve_mirror(choice: Optional[str], idx: dict, pip_cfg: dict, probe: Optio
             return {"name": choice, "pypi": m["url"], "pytorch": official_pt, "measured": {}}
         return {"name": choice, "pypi": PYPI_SIMPLE, "pytorch": dict(m, name=choice), "measured": {}}
     if "://" in choice or choice.startswith("/"):
+        check_url("--mirror", choice)
         url = choice if "://" in choice else "file://" + choice
         return {"name": "URL", "pypi": _slash(url), "pytorch": None, "measured": {}}
     names = ", ".join(sorted(mirrors))
@@ -102,7 +175,8 @@ def with_pytorch_index(mirror: dict, url: Optional[str]) -> dict:
     if not url:
         return mirror
     if "://" not in url and not url.startswith("/"):
-        raise UserError(f"--pytorch-index must be a URL such as https://mirror.example/whl/, not {url!r}.")
+        raise UserError(f"--pytorch-index must be a URL such as https://mirror.example/whl/, not {redact(url)!r}.")
+    check_url("--pytorch-index", url)
     return dict(mirror, pytorch={"kind": "pytorch", "url": url if "://" in url else "file://" + url, "name": "URL"})
 
 
