@@ -9,6 +9,12 @@ Places, searched in this order:
 Names come from the shipped manifest (checkpoints/manifest.json), a user manifest beside the data folder's
 checkpoints (`manifest.json` there: extra entries or preferred mirrors) and the registry of files the user
 added (`registry.json` there). Nothing here prints: callers render.
+
+A file on disk is judged against what is published about it (the manifest's size and sha256, or a checksum a
+source publishes for its own copy): "ok" when it matches (or matched when it arrived), "wrong" when its size or
+sha256 contradicts it, "loads, unverified" when nothing is published and it only proved to load strictly,
+"unchecked" when nothing is known at all. Fetch and add refuse a file that contradicts the published checksum of
+the name it would go by. Every URL this module returns, raises or stores has its credentials masked.
 """
 from __future__ import annotations
 
@@ -26,11 +32,20 @@ from typing import Callable, Optional
 from urllib.parse import urlparse
 
 from fomm_doctor.errors import UserError
+from fomm_doctor.redact import redact, redact_data
 
 MANIFEST = "manifest.json"
 REGISTRY = "registry.json"
 SHA_CACHE = "sha256-cache.json"
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".tar", ".ckpt")
+PAGE_CAP = 4 * 1024 * 1024  # a Drive listing or confirmation page is ~10 KB, a Yandex API answer ~1 KB
+PAGE_DEADLINE = 60.0  # seconds for a whole page, however slowly it trickles in
+
+# What is known about a file present on disk (the `state` of a `present` item in list_checkpoints):
+OK = "ok"  # its sha256 is a published one (or it was checked against a published checksum when it arrived)
+WRONG = "wrong"  # its size or sha256 contradicts what is published or recorded
+LOADS_UNVERIFIED = "loads, unverified"  # it loaded strictly when added or fetched; nothing published to compare
+UNCHECKED = "unchecked"  # nothing published, never added: not even known to load
 
 
 # ---------------------------------------------------------------- places
@@ -128,6 +143,7 @@ def load_registry(folder: Path) -> list[dict]:
 def _register(folder: Path, record: dict) -> None:
     """Read-modify-write the folder's registry: one record per name."""
     path = Path(folder) / REGISTRY
+    record = redact_data(record)  # a source URL's credentials are never stored
     data = _read_json(path, {"schema": 1, "checkpoints": []})
     data["checkpoints"] = [r for r in data.get("checkpoints", []) if r.get("name") != record["name"]] + [record]
     _write_json(path, data)
@@ -268,41 +284,102 @@ def verify(path, sha256: Optional[str]) -> Optional[bool]:
 
 # ---------------------------------------------------------------- listing
 
+def published_checks(entry: dict) -> dict:
+    """What is published about an entry's file: {"size", "sha256"} of the original (None when unknown) plus
+    "sha256s" and "md5s": every digest a source publishes for the copy it serves (some serve a smaller,
+    inference-only copy with a checksum of its own)."""
+    sha256s = {entry["sha256"].lower()} if entry.get("sha256") else set()
+    md5s = set()
+    for s in entry.get("sources", []):
+        if s.get("sha256"):
+            sha256s.add(s["sha256"].lower())
+        if s.get("md5"):
+            md5s.add(s["md5"].lower())
+    return {"size": entry.get("size"), "sha256": (entry.get("sha256") or "").lower() or None,
+            "sha256s": sha256s, "md5s": md5s}
+
+
+def judge_file(path: Path, entry: Optional[dict], record: Optional[dict], hash_files: bool = True) -> dict:
+    """{path, size, state, verified, why} for a file on disk: `entry` is its manifest entry (None for a file
+    known only from the registry), `record` the registry record written when it was fetched or added.
+    verified is True (ok), False (wrong) or None (loads, unverified / unchecked)."""
+    size = path.stat().st_size
+    published = published_checks(entry) if entry else {"size": None, "sha256": None, "sha256s": set(),
+                                                          "md5s": set()}
+    record = record if record and record.get("file") == path.name else None
+
+    def out(state, why):
+        return {"path": str(path), "size": size, "state": state,
+                "verified": {OK: True, WRONG: False}.get(state), "why": why}
+
+    digest = (lambda: sha256_cached(path)) if hash_files else (lambda: None)
+    # checked against a published checksum when it arrived (a source's own md5 or sha256 included)
+    if record and record.get("verified_by") in ("sha256", "md5") and record.get("size") == size and \
+            ((record.get("verified_by") == "sha256" and (record.get("sha256") or "").lower() in published["sha256s"])
+             or (record.get("verified_by") == "md5" and (record.get("md5") or "").lower() in published["md5s"])):
+        got = digest()
+        if got is None:
+            return out(UNCHECKED, "not hashed")
+        if got == (record.get("sha256") or "").lower():
+            return out(OK, f"its {record['verified_by']} matched the published one when it arrived")
+        return out(WRONG, "its sha256 changed since it was verified")
+    # a wrong size settles it without hashing, unless some source serves a copy of its own with another size
+    if published["size"] and size != published["size"] and not (published["sha256s"] - {published["sha256"]}):
+        return out(WRONG, f"it is {size:,} bytes, not the {published['size']:,} published")
+    if published["sha256s"]:
+        got = digest()
+        if got is None:
+            return out(UNCHECKED, "not hashed")
+        if got in published["sha256s"]:
+            return out(OK, "its sha256 is the published one")
+        if published["size"] and size != published["size"]:
+            return out(WRONG, f"it is {size:,} bytes, not the {published['size']:,} published")
+        return out(WRONG, "its sha256 is not the published one")
+    if record and record.get("sha256"):
+        got = digest()
+        if got is None:
+            return out(UNCHECKED, "not hashed")
+        if got == record["sha256"].lower():
+            return out(LOADS_UNVERIFIED, "it loaded strictly when it arrived; no published checksum to compare")
+        return out(WRONG, "its sha256 changed since it was added")
+    return out(UNCHECKED, "no sha256 is published or recorded for it")
+
+
 def list_checkpoints(override_dir=None, hash_files=True) -> list[dict]:
     """Every known checkpoint (manifest entries, then registered files with other names) and where it is:
-    [{name, file, config, size, sha256, description, sources, present: [{path, size, verified}]}]."""
+    [{name, file, config, size, sha256, description, sources, urls, unverified,
+      present: [{path, size, state, verified, why}]}] (see judge_file for state and verified)."""
     dirs = checkpoint_dirs(override_dir)
     rows, names = [], set()
     registry = {}
+    records = {}  # (folder, name) -> record
     for d in dirs:
         for r in load_registry(d):
             registry.setdefault(r.get("name"), (d, r))
-    for e in load_manifest(override_dir):
-        expected = e.get("sha256") or (registry.get(e["name"], (None, {}))[1].get("sha256"))
+            records.setdefault((str(d), r.get("name")), r)
+    manifest = load_manifest(override_dir)
+    for e in manifest:
         present = []
         for d in dirs:
             p = Path(d) / e["file"]
             if p.is_file():
-                size = p.stat().st_size
-                ok = (False if e.get("size") and size != e["size"] else
-                      verify(p, expected) if hash_files else None)
-                present.append({"path": str(p), "size": size, "verified": ok})
+                present.append(judge_file(p, e, records.get((str(d), e["name"])), hash_files))
         rows.append({"name": e["name"], "file": e["file"], "config": e.get("config"), "size": e.get("size"),
                      "sha256": e.get("sha256"), "description": e.get("description", ""),
-                     "sources": len(e.get("sources", [])), "present": present})
+                     "sources": len(e.get("sources", [])),
+                     "urls": [redact(src.get("url", "")) for src in e.get("sources", [])],
+                     "unverified": e.get("unverified"), "present": present})
         names.add(e["name"])
     for name, (d, r) in registry.items():
         if name in names or not name:
             continue
         p = Path(d) / r["file"]
-        present = []
-        if p.is_file():
-            present.append({"path": str(p), "size": p.stat().st_size,
-                            "verified": verify(p, r.get("sha256")) if hash_files else None})
+        published = next((e for e in manifest if e.get("file") == r["file"]), None)  # a published file, renamed
+        present = [judge_file(p, published, r, hash_files)] if p.is_file() else []
         rows.append({"name": name, "file": r["file"], "config": r.get("config"), "size": r.get("size"),
                      "sha256": r.get("sha256"), "description": r.get("description", "added by hand"),
-                     "sources": 0, "present": present})
-    return rows
+                     "sources": 0, "urls": [], "unverified": None, "present": present})
+    return redact_data(rows)
 
 
 def checkpoint_facts(override_dir=None, hash_files=True) -> dict:
@@ -433,26 +510,94 @@ class Added:
     placed: str  # "copy", "symlink", "hardlink" or "in place"
     entry: Optional[dict] = None
     notes: list = field(default_factory=list)
+    verified_by: str = "load"  # "sha256" or "md5" (a published checksum matched), else "load"
+
+
+def _file_md5(path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _saved_page_error(src: Path, manifest: list) -> Optional[str]:
+    """The sentence for a cloud drive's web page saved in place of a checkpoint, naming the file it stands for
+    and the command that gets it; None when the file is no such page (or names nothing)."""
+    from fomm_doctor import cloud_drive as cd
+    try:
+        with open(src, "rb") as f:
+            head = f.read(1 << 20)
+    except OSError:
+        return None
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:15].lower()
+    if not (start.startswith((b"<!doctype", b"<html", b"<head")) or b"<html" in head[:512].lower()):
+        return None
+    facts = cd.saved_page_facts(head.decode("utf-8", "replace"))
+    if not facts:
+        return None
+    entry = find_entry(facts["file"], manifest) if facts["file"] else None
+    if entry is None and facts["drive_id"]:
+        entry = next((e for e in manifest if any(facts["drive_id"] in s.get("url", "") for s in e.get("sources", []))),
+                     None)
+    what = " and ".join(x for x in (facts["file"] and f"{facts['file']}" + (f" ({facts['size']})" if facts["size"] else ""),
+                                    facts["drive_id"] and f"Drive id {facts['drive_id']}") if x)
+    first = f"{src} is not a checkpoint but a Google Drive download page saved in its place, for {what}"
+    if entry is not None:
+        return f"{first}; run `fomm-doctor checkpoints fetch {entry['name']}` to download {entry['file']} itself."
+    if facts["drive_id"]:
+        return (f"{first}; download the file itself from https://drive.google.com/uc?export=download&id="
+                f"{facts['drive_id']} (answer the virus-scan page with \"Download anyway\") and add that file.")
+    return f"{first}; download {facts['file']} itself and add that file."
 
 
 def add(path, name: Optional[str] = None, link: bool = False, override_dir=None) -> Added:
     """Register a checkpoint file the user has: read it safely, recognise its config by a strict load,
-    hash it, place it in the store by copy (atomic) or link, and record it in the store's registry."""
+    hash it, check it against what is published under its name, place it in the store by copy (atomic) or
+    link, and record it in the store's registry. A file that contradicts the published checksum of the name
+    it would go by is refused (a model of one's own goes under another name)."""
     src = Path(path).expanduser()
-    checkpoint = _read(src)
     manifest = load_manifest(override_dir)
+    if src.is_file():
+        page = _saved_page_error(src, manifest)
+        if page:
+            raise UserError(page)
+    checkpoint = _read(src)
     digest = sha256_cached(src)
     size = src.stat().st_size
-    entry = next((e for e in manifest if e.get("sha256") and e["sha256"].lower() == digest), None)
-    entry = entry or (find_entry(name, manifest) if name else None) or find_entry(src.name, manifest)
+    by_digest = next((e for e in manifest if digest in published_checks(e)["sha256s"]), None)
+    named = find_entry(name, manifest) if name else None
+    if by_digest is not None:
+        if named is not None and named is not by_digest:
+            raise UserError(f"{src} is the published {by_digest['name']} checkpoint, not {named['name']}; add it "
+                            f"without --name, or with --name {by_digest['name']}.")
+        entry = by_digest
+    elif name:
+        entry = named  # None: a name of the user's own, whatever the file is called
+    else:
+        entry = find_entry(src.name, manifest)
     config = recognise(checkpoint, src, hint=entry.get("config") if entry else None)
     del checkpoint
     notes = []
-    if entry and entry.get("sha256") and entry["sha256"].lower() != digest:
-        notes.append(f"its sha256 differs from the published {entry['name']} file; registered anyway as "
-                     "it loads strictly")
+    verified_by, md5 = "load", None
+    if entry is not None:
+        published = published_checks(entry)
+        if digest in published["sha256s"]:
+            verified_by = "sha256"
+        elif published["md5s"] and _file_md5(src) in published["md5s"]:
+            verified_by, md5 = "md5", _file_md5(src)
+        elif published["sha256s"] or published["size"]:
+            why = (f"it is {size:,} bytes, not the {published['size']:,} published"
+                   if published["size"] and size != published["size"] else "its sha256 is not the published one")
+            raise UserError(f"{src} loads strictly ({config or 'its own config'}) but is not the published "
+                            f"{entry['name']} checkpoint ({why}); if it is a model of your own, add it under another "
+                            f"name: `fomm-doctor checkpoints add {src} --name {entry['name']}-mine`.")
     name = name or (entry["name"] if entry else _name_from_file(src.name))
-    file_name = entry["file"] if entry and entry.get("name") == name else src.name
+    if entry is not None:
+        file_name = entry["file"]
+    else:
+        taken = {e.get("file") for e in manifest}  # a published name must never hold another file
+        file_name = src.name if src.name not in taken else name + ".pth.tar"
     folder = store_dir(override_dir)
     dest = folder / file_name
     if dest.exists() and dest.resolve() == src.resolve():
@@ -463,9 +608,14 @@ def add(path, name: Optional[str] = None, link: bool = False, override_dir=None)
         _copy_atomic(src, dest)
         placed = "copy"
     record = {"name": name, "file": file_name, "config": config, "sha256": digest, "size": size,
-              "source": str(src.resolve()), "placed": placed, "added": time.strftime("%Y-%m-%dT%H:%M:%S")}
+              "verified_by": verified_by, "source": str(src.resolve()), "placed": placed,
+              "added": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if md5:
+        record["md5"] = md5
     _register(folder, record)
-    return Added(name, dest, config, digest, size, placed, entry, notes)
+    if verified_by == "load":
+        notes.append("no published checksum to compare it with: it loads, but is unverified")
+    return Added(name, dest, config, digest, size, placed, entry, notes, verified_by)
 
 
 def _name_from_file(file_name: str) -> str:
@@ -483,34 +633,63 @@ def _name_from_file(file_name: str) -> str:
 class Fetched:
     name: str
     path: Path
-    url: str
+    url: str  # credentials masked
     sha256: str
     config: Optional[str]
     verified_by: str  # "sha256", "md5" (a source's published md5) or "load"
-    attempts: list  # [(url, outcome)] in the order tried
+    attempts: list  # [(url, outcome)] in the order tried, credentials masked
     already: bool = False  # it was present and verified: nothing downloaded
 
 
-def _candidate_urls(source: dict, file_name: str, session, timeout: float) -> list:
-    """The direct URL(s) a manifest source leads to; cloud-drive links are turned into download links."""
+def _hf_endpoint() -> Optional[str]:
+    return os.environ.get("HF_ENDPOINT") or None
+
+
+def _source_url(url: str) -> str:
+    """A source URL as it is to be requested: a huggingface.co URL goes to $HF_ENDPOINT when that is set."""
     from fomm_doctor import cloud_drive as cd
-    url, kind = source["url"], source.get("kind", "mirror")
+    try:
+        return cd.hf_endpoint_url(url, _hf_endpoint())
+    except ValueError:
+        raise UserError(f"HF_ENDPOINT={redact(_hf_endpoint())} is not an http(s) URL; set it to a Hugging Face "
+                        "mirror such as https://hf-mirror.com, or unset it.") from None
+
+
+def _page(url: str, session, timeout: float, deadline: float):
+    from fomm_doctor.pages import read_page
+    return read_page(url, session=session, max_bytes=PAGE_CAP, deadline_s=deadline, timeout=timeout)
+
+
+def _candidate_urls(source: dict, file_name: str, session, timeout: float, deadline: float = PAGE_DEADLINE) -> list:
+    """The direct URL(s) a manifest source leads to; cloud-drive links are turned into download links. Every
+    page read on the way (a folder listing, the Yandex API's answer) is capped in size and time."""
+    from fomm_doctor import cloud_drive as cd
+    url, kind = _source_url(source["url"]), source.get("kind", "mirror")
     if kind == "gdrive-file" or (cd.google_drive_id(url) and "/folders/" not in url and kind != "gdrive-folder"):
         return [cd.google_drive_file_url(url)]
     if kind == "gdrive-folder":
         listing = cd.google_drive_folder_listing_url(url)
-        resp = session.get(listing, timeout=timeout)
-        resp.raise_for_status()
-        share = cd.google_drive_file_in_listing(resp.text, file_name)
+        if not listing:
+            raise LookupError("it is not a Google Drive folder link")
+        page = _page(listing, session, timeout, deadline)
+        if page.status != 200:
+            raise LookupError(f"the folder listing answered HTTP {page.status}")
+        share = cd.google_drive_file_in_listing(page.text, file_name)
         if not share:
             raise LookupError(f"{file_name} is not at the top of that folder")
         return [cd.google_drive_file_url(share)]
     if kind == "yandex" or cd.is_yandex(url):
         # the authors' links are folders holding every model; a source marks a single-file link folder: false
-        api = cd.yandex_download_api_url(url, file_name if source.get("folder", True) else None)
-        resp = session.get(api, timeout=timeout)
-        resp.raise_for_status()
-        href = resp.json().get("href")
+        api = cd.yandex_download_api_url(url, file_name if source.get("folder", True) else None, source.get("api"))
+        page = _page(api, session, timeout, deadline)
+        if page.status != 200:
+            try:
+                said = page.json().get("error") or ""
+            except Exception:  # an error page that is not even JSON
+                said = ""
+            raise LookupError(f"the Yandex Disk API answered HTTP {page.status}" + (f" ({said})" if said else ""))
+        answer = page.json()
+        href = answer.get("href") if isinstance(answer, dict) else None
         if not href:
             raise LookupError("the Yandex Disk API gave no download link")
         return [href]
@@ -527,21 +706,45 @@ def _mirror_sources(entry: dict, mirror: Optional[str]) -> list:
     chosen = [s for s in sources if s.get("kind") == mirror or mirror in s.get("url", "")]
     if not chosen:
         kinds = ", ".join(sorted({s.get("kind", "mirror") for s in sources})) or "none"
-        raise UserError(f"no source of {entry['name']} matches '{mirror}' (its kinds: {kinds}); give a URL or "
-                        "one of those kinds.")
+        raise UserError(redact(f"no source of {entry['name']} matches '{mirror}' (its kinds: {kinds}); give a URL "
+                               "or one of those kinds."))
     return chosen
+
+
+def _expected(entry: dict, source: dict) -> tuple:
+    """(size, sha256) a source's file must have: the published original's, unless the source says it serves a
+    copy of its own (its own "size"/"sha256" keys, null when it publishes only an md5)."""
+    size = source["size"] if "size" in source else entry.get("size")
+    sha = source["sha256"] if "sha256" in source else entry.get("sha256")
+    return size, (sha.lower() if sha else None)
+
+
+def _present_and_verified(dest: Path, entry: dict, folder: Path) -> Optional[str]:
+    """How a file already at `dest` was verified ("sha256" or "md5") when it is the published one, else None."""
+    if not dest.is_file():
+        return None
+    record = next((r for r in load_registry(folder) if r.get("name") == entry["name"]), None)
+    if judge_file(dest, entry, record)["state"] != OK:
+        return None
+    if sha256_cached(dest) in published_checks(entry)["sha256s"]:
+        return "sha256"
+    return (record or {}).get("verified_by") or "sha256"
 
 
 def fetch(name: str, mirror: Optional[str] = None, override_dir=None, progress: Optional[Callable] = None,
           retries: int = 6, timeout: float = 20.0, connections: int = 1, cache_dir=None, session=None,
-          **tuning) -> Fetched:
+          page_deadline: Optional[float] = None, **tuning) -> Fetched:
     """Download a known checkpoint into the store, trying its sources in order. Cloud-drive confirmation
-    pages are followed; an HTML page is never saved. Verified by sha256 when the manifest has one, else by
-    loading it strictly into its config. -> Fetched; raises UserError naming the manual route when all fail."""
+    pages are followed (any of Drive's forms); an HTML page is never saved. Verified by the published sha256
+    and size when the manifest has them (a file that contradicts them is refused), else by a source's md5, else
+    by loading it strictly into its config ("loads, unverified"). -> Fetched; raises UserError naming the
+    manual route when all fail. Every URL in what it returns, raises and records has its credentials masked."""
     import requests
     from fomm_doctor import cloud_drive as cd
     from fomm_doctor.download import DownloadError, HtmlInsteadOfFile, download
+    from fomm_doctor.pages import PageError
 
+    deadline = PAGE_DEADLINE if page_deadline is None else page_deadline
     entry = find_entry(name, load_manifest(override_dir))
     if entry is None:
         known = ", ".join(e["name"] for e in load_manifest(override_dir))
@@ -550,109 +753,123 @@ def fetch(name: str, mirror: Optional[str] = None, override_dir=None, progress: 
     sources = _mirror_sources(entry, mirror)
     folder = store_dir(override_dir)
     dest = folder / entry["file"]
-    if dest.is_file() and entry.get("sha256") and verify(dest, entry["sha256"]):
-        return Fetched(entry["name"], dest, "", entry["sha256"].lower(), entry.get("config"), "sha256", [],
+    already = _present_and_verified(dest, entry, folder)
+    if already:
+        return Fetched(entry["name"], dest, "", sha256_cached(dest), entry.get("config"), already, [],
                        already=True)
     folder.mkdir(parents=True, exist_ok=True)
     session = session or requests.Session()
     session.headers.setdefault("User-Agent", "fomm-doctor")
     attempts = []
     for source in sources:
+        shown = redact(_source_url(source["url"]))  # where it is really asked for (HF_ENDPOINT applied)
+        size, sha = _expected(entry, source)
         try:
-            urls = _candidate_urls(source, entry["file"], session, timeout)
-        except (requests.RequestException, LookupError, ValueError) as exc:
-            attempts.append((source["url"], _reason(exc)))
+            urls = _candidate_urls(source, entry["file"], session, timeout, deadline)
+        except (requests.RequestException, LookupError, ValueError, PageError) as exc:
+            attempts.append((shown, _reason(exc)))
             continue
-        url = urls[0]
-        for _hop in range(3):  # a confirmation page, then the file (one spare hop for a second page)
+        url, seen = urls[0], set()
+        for _hop in range(4):  # confirmation page(s), then the file
+            seen.add(url)
             try:
-                # download into a side folder: a file that fails the load check must never sit at `dest`
+                # download into a side folder: a file that fails the checks must never sit at `dest`
                 tmp = folder / ".incoming" / dest.name
-                result = download([url], tmp, sha256=entry.get("sha256"), size=entry.get("size"),
-                                  retries=retries, timeout=timeout, connections=connections, cache_dir=cache_dir,
-                                  progress=progress, expect_binary=True, session=session, **tuning)
+                result = download([url], tmp, sha256=sha, size=size, retries=retries, timeout=timeout,
+                                  connections=connections, cache_dir=cache_dir, progress=progress,
+                                  expect_binary=True, session=session, **tuning)
             except HtmlInsteadOfFile as exc:
-                page = _full_page(session, exc, timeout)
-                follow = cd.confirmation_url(page, exc.url)
-                if follow and follow != url:
-                    url = follow
+                page = _full_page(session, exc, timeout, deadline)
+                follow = cd.confirmation_request(page, exc.url)
+                # a POST form is asked for with GET and its fields in the query, as Drive accepts: the download
+                # then resumes with Range requests like any other (a POST body cannot be resumed)
+                nxt = follow.as_get_url() if follow else None
+                if nxt and nxt not in seen:
+                    url = nxt
                     continue
-                attempts.append((source["url"], cd.page_reason(page)))
+                attempts.append((shown, cd.page_reason(page)))
                 break
             except DownloadError as exc:
-                attempts.append((source["url"], _reason(exc)))
+                attempts.append((shown, _reason(exc)))
                 break
             try:
-                verified_by, config, digest = _accept(tmp, entry, result.sha256, source)
+                verified_by, config, digest, md5 = _accept(tmp, entry, result.sha256, source, size, sha)
             except UserError as exc:
                 tmp.unlink(missing_ok=True)
-                attempts.append((source["url"], str(exc)))
+                attempts.append((shown, str(exc)))
                 break
             os.replace(tmp, dest)
-            _register(folder, {"name": entry["name"], "file": entry["file"], "config": config, "sha256": digest,
-                               "size": dest.stat().st_size, "source": source["url"], "placed": "download",
-                               "added": time.strftime("%Y-%m-%dT%H:%M:%S")})
-            attempts.append((source["url"], "ok"))
-            return Fetched(entry["name"], dest, url, digest, config, verified_by, attempts)
+            record = {"name": entry["name"], "file": entry["file"], "config": config, "sha256": digest,
+                      "size": dest.stat().st_size, "verified_by": verified_by, "source": shown,
+                      "placed": "download", "added": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            if md5:
+                record["md5"] = md5
+            _register(folder, record)
+            attempts.append((shown, "ok"))
+            return Fetched(entry["name"], dest, redact(url), digest, config, verified_by, redact_data(attempts))
         else:
-            attempts.append((source["url"], "it kept answering confirmation pages"))
-    first = next((s["url"] for s in entry.get("sources", [])), None)
-    tried = "; ".join(f"{urlparse(u).netloc or u}: {why}" for u, why in attempts) or "no source listed"
+            attempts.append((shown, "it kept answering confirmation pages"))
+    first = next((_source_url(s["url"]) for s in entry.get("sources", [])), None)
+    tried = "; ".join(f"{_host(u)}: {why}" for u, why in attempts) or "no source listed"
     manual = (f"download {entry['file']} by hand" + (f" (e.g. from {first})" if first else "") +
               f" and run `fomm-doctor checkpoints add PATH --name {entry['name']}`")
     which = "its only source" if len(sources) == 1 else f"any of its {len(sources)} sources"
-    raise UserError(f"could not fetch {entry['name']} from {which} ({tried}); {manual}.")
+    raise UserError(redact(f"could not fetch {entry['name']} from {which} ({tried}); {manual}."))
+
+
+def _host(url: str) -> str:
+    return urlparse(url).netloc.rsplit("@", 1)[-1] or url
 
 
 def _reason(exc: Exception) -> str:
-    """A few words on why a source failed, without the URL (the sentence names the host)."""
+    """A few words on why a source failed, credentials masked (the sentence names the host)."""
     import requests
     from fomm_doctor.download import DownloadError, _short
     if isinstance(exc, requests.RequestException):
-        return _short(exc)
+        return redact(_short(exc))
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, DownloadError):  # "Could not download F: REASON (tried ...); run ..." -> REASON
         m = re.match(r"Could not download [^:]+: (.*?) \(tried \d+ source", text)
         text = m.group(1) if m else text
-    return text[:200]
+    return redact(text[:300])
 
 
-def _full_page(session, exc, timeout: float) -> str:
+def _full_page(session, exc, timeout: float, deadline: float) -> str:
     """The confirmation page: the downloader keeps only its first 4 KiB, which holds a whole small page;
-    a longer one is asked for again (streamed, HTML only, at most 1 MB)."""
+    a page cut short there is asked for again, read whole within PAGE_CAP and the page deadline."""
+    from fomm_doctor.pages import PageError
     head = exc.response_text_head
-    if "</html>" in head.lower() or len(head) < 4000:
+    if "</html>" in head.lower():
         return head
     try:
-        with session.get(exc.url, timeout=timeout, stream=True) as resp:
-            if "text/html" not in resp.headers.get("Content-Type", "").lower():
-                return head
-            body = b""
-            for block in resp.iter_content(64 * 1024):
-                body += block
-                if len(body) > 1_000_000:
-                    break
-            return body.decode(resp.encoding or "utf-8", "replace")
-    except Exception:  # the head we have is still worth parsing
+        page = _page(exc.url, session, timeout, deadline)
+    except PageError:  # the head we have is still worth parsing
         return head
+    if page.status != 200 or "text/html" not in (page.headers.get("Content-Type") or "").lower():
+        return head
+    return page.text
 
 
-def _accept(path: Path, entry: dict, digest: str, source: dict) -> tuple:
-    """(how it was verified, config, sha256) for a downloaded file, or UserError: sha256 when published
-    (the downloader already compared it), else an md5 the source lists, else a strict load."""
+def _accept(path: Path, entry: dict, digest: str, source: dict, size: Optional[int], sha: Optional[str]) -> tuple:
+    """(how it was verified, config, sha256, md5 or None) for a downloaded file, or UserError: the published
+    size and sha256 (the downloader compared them already; checked again here, as what gets registered must
+    never contradict them), else an md5 the source publishes, else a strict load."""
+    actual = path.stat().st_size
+    if size is not None and actual != size:
+        raise UserError(f"the file is {actual:,} bytes, not the {size:,} published, so it was refused")
+    if sha and digest.lower() != sha:
+        raise UserError(f"the file's sha256 {digest[:16]}... is not the published {sha[:16]}..., so it was refused")
     checkpoint = _read(path)
     config = recognise(checkpoint, path, hint=entry.get("config"))
-    if entry.get("sha256"):
-        return "sha256", config, digest
+    del checkpoint
+    if sha:
+        return "sha256", config, digest, None
     if source.get("md5"):
-        h = hashlib.md5()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        if h.hexdigest() != source["md5"].lower():
-            raise UserError(f"the file's md5 {h.hexdigest()} is not the {source['md5']} this source publishes")
-        return "md5", config, digest
-    return "load", config, digest
+        got = _file_md5(path)
+        if got != source["md5"].lower():
+            raise UserError(f"the file's md5 {got} is not the {source['md5']} this source publishes")
+        return "md5", config, digest, got
+    return "load", config, digest, None
 
 
 # ---------------------------------------------------------------- slimming

@@ -449,3 +449,150 @@ def simple_routes(wheels: list, files_prefix="/files/") -> dict:
             return Reply(200, html, {"Content-Type": "text/html"})
         routes[f"/simple/{project}/"] = page
     return routes
+
+
+# ---- a raw server, for answers no HTTP server library would send ---------------------------------------------
+
+class RawServer:
+    """A 127.0.0.1 server that reads each request head and hands the connection to `answer(srv, conn, request)`,
+    which writes whatever bytes it likes: endless bodies, broken headers, one byte at a time.
+
+        with RawServer(endless_answer([("Content-Type", "application/octet-stream")])) as srv:
+            download([srv.url("/f")], ...)
+            srv.requests   # one Request per connection; srv.sent: body and head bytes the client accepted
+
+    `stopped` is set on stop so that endless answers end; `send` returns False once the client has gone."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.requests: list = []
+        self.sent = 0
+        self.stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._sock = None
+
+    def start(self) -> "RawServer":
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.05)  # the accept loop looks at `stopped` this often
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+        return self
+
+    def stop(self):
+        self.stopped.set()
+        if self._sock is not None:
+            self._sock.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        return self._sock.getsockname()[1]
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def send(self, conn, data: bytes) -> bool:
+        """Send `data`; False when the client has hung up or the server is stopping."""
+        if self.stopped.is_set():
+            return False
+        try:
+            conn.sendall(data)
+        except OSError:
+            return False
+        with self._lock:
+            self.sent += len(data)
+        return True
+
+    def _accept_loop(self):
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        conn.settimeout(30)
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                try:
+                    chunk = conn.recv(4096)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                head += chunk
+            lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+            method, target = (lines[0].split(" ") + ["", ""])[:2]
+            headers = {}
+            for line in lines[1:]:
+                key, _, value = line.partition(":")
+                headers[key.strip().lower()] = value.strip()
+            parts = urlsplit(target)
+            request = Request(method, parts.path, parse_qs(parts.query), headers)
+            with self._lock:
+                self.requests.append(request)
+            try:
+                self.answer(self, conn, request)
+            except OSError:
+                pass  # the client went away
+
+
+def raw_head(headers=(), status: str = "200 OK") -> bytes:
+    """An HTTP/1.1 answer head from (name, value) pairs, sent as written (odd values included), closing."""
+    lines = [f"HTTP/1.1 {status}"] + [f"{k}: {v}" for k, v in headers] + ["Connection: close", "", ""]
+    return "\r\n".join(lines).encode("latin-1")
+
+
+def fixed_answer(headers=(), body: bytes = b"", status: str = "200 OK"):
+    """Answer every request with this head and body."""
+    def answer(srv, conn, request):
+        srv.send(conn, raw_head(headers, status) + body)
+    return answer
+
+
+def endless_answer(headers=(), limit: int = 256 * 1024 * 1024, fill: bytes = b"\0" * 65536):
+    """This head, then `fill` again and again until the client hangs up (or `limit` bytes, to end a failed test)."""
+    def answer(srv, conn, request):
+        if not srv.send(conn, raw_head(headers)):
+            return
+        sent = 0
+        while sent < limit and srv.send(conn, fill):
+            sent += len(fill)
+    return answer
+
+
+def trickle_answer(headers=(), body: bytes = b"x" * 1000, every: float = 0.2, head_too: bool = False):
+    """One byte of the body every `every` seconds (of the head too with `head_too`): alive, never done."""
+    def answer(srv, conn, request):
+        data = raw_head(headers) + body
+        if not head_too:
+            head = raw_head(headers)
+            if not srv.send(conn, head):
+                return
+            data = body
+        for i in range(len(data)):
+            if not srv.send(conn, data[i:i + 1]) or srv.stopped.wait(every):
+                return
+    return answer
+
+
+def gzip_zeros(n: int) -> bytes:
+    """gzip of `n` zero bytes, made in pieces (a small body that unpacks to `n` bytes: a gzip bomb)."""
+    import zlib
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = b"\0" * (1024 * 1024)
+    out = []
+    for i in range(0, n, len(zeros)):
+        out.append(packer.compress(zeros[:min(len(zeros), n - i)]))
+    out.append(packer.flush())
+    return b"".join(out)

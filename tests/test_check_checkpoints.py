@@ -1,5 +1,6 @@
-"""checkpoints.<name> per checkpoint present (per-user store, --dir folder, the project's bundled one), verified
-against its recorded sha256; one checkpoints.published row for the published ones not downloaded."""
+"""checkpoints.<name> per checkpoint present (per-user store, --dir folder, the project's bundled one), judged
+against its published size and sha256 (a file only known to load is "loads, unverified", never ok); one
+checkpoints.published row for the published ones not downloaded."""
 import hashlib
 import json
 import shutil
@@ -37,11 +38,20 @@ def save_checkpoint(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def register(folder, name, file, digest):
+def register(folder, name, file, digest, verified_by="sha256"):
     """The registry record fetch/add write beside the file."""
     (folder / "registry.json").write_text(json.dumps({"schema": 1, "checkpoints": [
         {"name": name, "file": file, "config": None, "sha256": digest, "size": (folder / file).stat().st_size,
-         "source": "test", "placed": "download", "added": "2024-01-01T00:00:00"}]}), encoding="utf-8")
+         "verified_by": verified_by, "source": "test", "placed": "download", "added": "2024-01-01T00:00:00"}]}),
+        encoding="utf-8")
+
+
+def publish(folder, name, path):
+    """A user manifest that says `name`'s published file is `path` (its size and sha256), as a mirror's
+    manifest would: the tiny test file then stands for the real 700 MB one."""
+    (folder / "manifest.json").write_text(json.dumps({"checkpoints": [
+        {"name": name, "size": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}]}),
+        encoding="utf-8")
 
 
 def test_fresh_machine_is_two_rows_not_one_per_published_model(user_store):
@@ -62,6 +72,7 @@ def test_fresh_machine_is_two_rows_not_one_per_published_model(user_store):
 def test_a_fetched_checkpoint_in_the_user_store_is_one_ok_row(user_store):
     digest = save_checkpoint(user_store / "vox-cpk.pth.tar")
     register(user_store, "vox", "vox-cpk.pth.tar", digest)
+    publish(user_store, "vox", user_store / "vox-cpk.pth.tar")
     rows = rows_of()
     assert rows["checkpoints.vox"].status == "ok" and "vox-cpk.pth.tar present" in rows["checkpoints.vox"].summary
     assert rows["checkpoints.vox"].details["bundled"] is False
@@ -77,6 +88,7 @@ def test_a_fetched_checkpoint_in_the_user_store_is_one_ok_row(user_store):
 def test_a_corrupt_copy_fails_with_delete_and_fetch(user_store, tmp_path):
     digest = save_checkpoint(user_store / "vox-cpk.pth.tar")
     register(user_store, "vox", "vox-cpk.pth.tar", digest)
+    publish(user_store, "vox", user_store / "vox-cpk.pth.tar")
     other = tmp_path / "other"
     other.mkdir()
     data = bytearray((user_store / "vox-cpk.pth.tar").read_bytes())

@@ -1,6 +1,9 @@
-"""Reading cloud-drive pages: Google Drive's confirmation form and older confirm links, pages that are not
-confirmations (quota, sign-in), folder listings, share links, Yandex Disk API requests."""
+"""Reading cloud-drive pages: Google Drive's confirmation forms (GET with hidden inputs, POST with everything in
+the action URL) and older confirm links, pages that are not confirmations (quota, sign-in), saved pages, folder
+listings, share links, Yandex Disk API requests, the HF_ENDPOINT rewrite."""
 from urllib.parse import parse_qs, urlparse
+
+import pytest
 
 from fomm_doctor import cloud_drive as cd
 
@@ -58,8 +61,49 @@ def test_pages_that_are_not_confirmations_give_none_and_a_reason():
     signin = "<html><body><form action='/ServiceLogin' method='post'><input name='Email'></form>Sign in</body></html>"
     assert cd.confirmation_url(signin, "https://accounts.google.com/") is None
     assert "sign in" in cd.page_reason(signin)
-    a_post_form = FORM_PAGE.replace('method="get"', 'method="post"')
-    assert cd.confirmation_url(a_post_form, "https://drive.google.com/uc") is None  # not a plain link to follow
+    assert cd.confirmation_request(signin, "https://accounts.google.com/") is None
+
+
+POST_PAGE = """<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head><body>
+<p class="uc-warning-caption">Google Drive can't scan this file for viruses.</p><p class="uc-warning-subcaption">
+<span class="uc-name-size"><a href="/open?id=1jmcn19-c3p8mf39aYNXUhdMqzqDYZhQ_">vox-cpk.pth.tar</a> (695M)</span> is too
+large for Google to scan for viruses.</p><form id="download-form" action="https://drive.google.com/uc?export=download&amp;id=1jmcn19-c3p8mf39aYNXUhdMqzqDYZhQ_&amp;confirm=t&amp;uuid=ff4a3f3d-e2d7-4e71-937c-2b95144828cf"
+method="post"><input type="submit" id="uc-download-link" value="Download anyway"/></form></body></html>"""
+
+
+def test_post_forms_are_followed_with_their_fields():
+    follow = cd.confirmation_request(FORM_PAGE.replace('method="get"', 'method="post"'), "https://drive.google.com/uc")
+    assert (follow.method, follow.url) == ("POST", "https://drive.usercontent.google.com/download")
+    assert dict(follow.fields) == {"id": "1coUCdyRXDbpWnEkA99NLNY60mb9dQ_n3", "export": "download", "confirm": "t",
+                                   "uuid": "0a1b2c3d-aaaa-bbbb-cccc-0123456789ab"}
+    # the 2022 form: no inputs, confirm=t already in its action URL
+    follow = cd.confirmation_request(POST_PAGE, "https://drive.google.com/uc?export=download&id=1jmcn19")
+    assert follow.method == "POST" and follow.fields == ()
+    url = cd.confirmation_url(POST_PAGE, "https://drive.google.com/uc")
+    assert parse_qs(urlparse(url).query) == {"export": ["download"], "id": ["1jmcn19-c3p8mf39aYNXUhdMqzqDYZhQ_"],
+                                             "confirm": ["t"], "uuid": ["ff4a3f3d-e2d7-4e71-937c-2b95144828cf"]}
+    # GET of the form: a field given both in the action and as an input is sent once, with the input's value
+    both = cd.Follow("POST", "http://h/uc?id=a&confirm=old", (("confirm", "t"),))
+    assert parse_qs(urlparse(both.as_get_url()).query) == {"id": ["a"], "confirm": ["t"]}
+
+
+def test_a_saved_page_names_the_file_it_stands_for():
+    assert cd.saved_page_facts(POST_PAGE) == {"file": "vox-cpk.pth.tar", "drive_id": "1jmcn19-c3p8mf39aYNXUhdMqzqDYZhQ_",
+                                              "size": "695M"}
+    assert cd.saved_page_facts(FORM_PAGE)["drive_id"] == "1coUCdyRXDbpWnEkA99NLNY60mb9dQ_n3"
+    assert cd.saved_page_facts(QUOTA_PAGE) is None
+
+
+def test_hf_endpoint_replaces_the_huggingface_host_only():
+    url = "https://huggingface.co/MCMLXXXVII/thinplatesv1/resolve/main/vox-cpk.pth.tar"
+    assert cd.hf_endpoint_url(url, "https://hf-mirror.com") == \
+        "https://hf-mirror.com/MCMLXXXVII/thinplatesv1/resolve/main/vox-cpk.pth.tar"
+    assert cd.hf_endpoint_url(url, "http://127.0.0.1:8080/hf/") == \
+        "http://127.0.0.1:8080/hf/MCMLXXXVII/thinplatesv1/resolve/main/vox-cpk.pth.tar"
+    assert cd.hf_endpoint_url(url, None) == url and cd.hf_endpoint_url(url, "") == url
+    assert cd.hf_endpoint_url("https://example.org/x.pth.tar", "https://hf-mirror.com") == "https://example.org/x.pth.tar"
+    with pytest.raises(ValueError):
+        cd.hf_endpoint_url(url, "hf-mirror.com")
 
 
 def test_share_links_to_direct_links():
@@ -87,6 +131,8 @@ def test_yandex_public_api_request():
     parts = urlparse(url)
     assert parts.netloc == "cloud-api.yandex.net" and parts.path == "/v1/disk/public/resources/download"
     assert parse_qs(parts.query) == {"public_key": ["https://yadi.sk/d/lEw8uRm140L_eQ"], "path": ["/vox-cpk.pth.tar"]}
+    other = cd.yandex_download_api_url("https://yadi.sk/d/x", None, api="http://127.0.0.1:9/api")
+    assert other.startswith("http://127.0.0.1:9/api?public_key=")
     assert "path" not in parse_qs(urlparse(cd.yandex_download_api_url("https://yadi.sk/d/M0FWpz2ExBfgAA")).query)
     assert cd.is_yandex("https://yadi.sk/d/x") and cd.is_yandex("https://disk.yandex.ru/d/x")
     assert not cd.is_yandex("https://drive.google.com/x")

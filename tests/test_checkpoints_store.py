@@ -135,10 +135,11 @@ def test_add_recognises_each_shipped_config(shapes_only, tmp_path, home):
 def test_add_uses_the_published_file_name_to_name_the_config(shapes_only, tmp_path, home):
     src = save_original_layout(tmp_path / "taichi-cpk.pth.tar", shapes_only["taichi-256"])
     added = store.add(src)
-    assert (added.name, added.config) == ("taichi", "taichi-256")
+    assert (added.name, added.config, added.verified_by) == ("taichi", "taichi-256", "load")
     assert store.resolve_checkpoint("taichi").path == home / "taichi-cpk.pth.tar"
     row = next(r for r in store.list_checkpoints() if r["name"] == "taichi")
-    assert row["present"][0]["verified"] is True  # the registry's sha256 is what a later list compares with
+    # nothing publishes taichi's sha256: it loads, and that is all that is known (never "ok")
+    assert row["present"][0]["state"] == "loads, unverified" and row["present"][0]["verified"] is None
 
 
 def test_add_link_and_registry_keeps_other_entries(shapes_only, tmp_path, home):
@@ -149,7 +150,8 @@ def test_add_link_and_registry_keeps_other_entries(shapes_only, tmp_path, home):
     names = {r["name"] for r in json.loads((home / "registry.json").read_text())["checkpoints"]}
     assert names == {"mine", "cartoon"}
     rows = {r["name"]: r for r in store.list_checkpoints()}
-    assert rows["mine"]["config"] == "vox-256" and rows["cartoon"]["present"][0]["verified"] is True
+    assert rows["mine"]["config"] == "vox-256" and rows["cartoon"]["present"][0]["state"] == "loads, unverified"
+    assert rows["vox"]["present"] == []  # "a.pth.tar" added as "mine" is not the published vox
 
 
 def test_add_refuses_a_checkpoint_that_does_not_load_strictly(shapes_only, tmp_path):
@@ -200,32 +202,38 @@ def test_add_refuses_a_zip_of_the_checkpoint(good_file, tmp_path):
         store.add(zipped)
 
 
-def test_cli_add_list_verify(good_file, tmp_path):
+def test_cli_add_list_verify(shapes_only, tmp_path):
     env = {"FOMM_DOCTOR_HOME": str(tmp_path / "clihome")}
-    r = run_cli("checkpoints", "add", good_file, env=env)
+    src = save_original_layout(tmp_path / "taichi-cpk.pth.tar", shapes_only["taichi-256"])
+    r = run_cli("checkpoints", "add", src, env=env)
     assert r.returncode == 0, r.stderr
-    assert "added vox" in r.stdout and "config vox-256" in r.stdout
+    assert "added taichi" in r.stdout and "config taichi-256" in r.stdout and "loads, unverified" in r.stdout
     listed = json.loads(run_cli("checkpoints", "list", "--json", env=env).stdout)
-    vox = next(row for row in listed["checkpoints"] if row["name"] == "vox")
-    assert vox["present"][0]["path"] == str(tmp_path / "clihome" / "checkpoints" / "vox-cpk.pth.tar")
-    assert vox["present"][0]["verified"] is True
-    stored = tmp_path / "clihome" / "checkpoints" / "vox-cpk.pth.tar"
+    taichi = next(row for row in listed["checkpoints"] if row["name"] == "taichi")
+    stored = tmp_path / "clihome" / "checkpoints" / "taichi-cpk.pth.tar"
+    assert taichi["present"][0]["path"] == str(stored)
+    assert taichi["present"][0]["state"] == "loads, unverified" and taichi["present"][0]["verified"] is None
+    r = run_cli("checkpoints", "verify", env=env)
+    assert r.returncode == 0 and "taichi-cpk.pth.tar: loads, unverified" in r.stdout
+    assert "taichi-cpk.pth.tar: ok" not in r.stdout and "fomm-synth-64.pth.tar: ok" in r.stdout
     data = bytearray(stored.read_bytes())
     data[-30] ^= 0xFF  # same size, different bytes
     stored.write_bytes(bytes(data))
     r = run_cli("checkpoints", "verify", env=env)
-    assert r.returncode != 0 and "vox" in r.stdout and "MISMATCH" in r.stdout
+    assert r.returncode != 0 and "taichi" in r.stdout and "WRONG" in r.stdout and "changed since it was added" in r.stdout
     r = run_cli("checkpoints", "add", tmp_path / "nothing.pth.tar", env=env)
     assert r.returncode == 2 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
 
 
 def test_checkpoint_facts_is_plain_data(good_file, home):
-    store.add(good_file)
+    store.add(good_file, name="my-vox")
     facts = store.checkpoint_facts()
     json.dumps(facts)  # plain data, for `check`
     assert facts["store"] == str(home)
-    vox = next(r for r in facts["checkpoints"] if r["name"] == "vox")
-    assert vox["present"] and vox["present"][0]["size"] == good_file.stat().st_size
+    mine = next(r for r in facts["checkpoints"] if r["name"] == "my-vox")
+    assert mine["present"] and mine["present"][0]["size"] == good_file.stat().st_size
+    # a published file name never holds another file: it is stored under the name it was given
+    assert mine["file"] == "my-vox.pth.tar" and not (home / "vox-cpk.pth.tar").exists()
 
 
 def test_add_a_checkpoint_that_carries_its_config(shapes_only, tmp_path):

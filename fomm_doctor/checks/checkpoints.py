@@ -1,5 +1,6 @@
 """Checkpoints check: the checkpoints present (in the per-user store, a --dir folder or the project's own
-checkpoints/), each verified against its recorded sha256, and one line on the published ones not downloaded.
+checkpoints/), each judged against its published size and sha256 (a file only known to load is "loads,
+unverified", never ok), and one line on the published ones not downloaded.
 
 ids: checkpoints.<name> (one per checkpoint present), checkpoints.published (the published ones not present),
      checkpoints.manifest (a manifest or registry that cannot be read, or nothing known at all)
@@ -20,7 +21,7 @@ def probe_checkpoints(directory=None) -> dict:
     """checkpoint_store.checkpoint_facts (a --dir folder, the per-user store, the project's folder), plus the
     project's folder (where the bundled checkpoint lives) and any error reading the manifests or registries:
     {"dirs", "store", "project", "error", "checkpoints": [{name, file, config, size, sha256, description,
-    sources, present: [{path, size, verified}]}]}"""
+    sources, present: [{path, size, state, verified, why}]}]}"""
     from fomm_doctor import checkpoint_store as store
     from fomm_doctor.errors import UserError
     project = str(store.project_dir())
@@ -49,7 +50,7 @@ def _row_for_present(row: dict, project, lang: str) -> CheckResult:
     bundled = any(_in_folder(c["path"], project) for c in copies)
     details = dict(row)
     details["bundled"] = bundled
-    bad = next((c for c in copies if c.get("verified") is False), None)
+    bad = next((c for c in copies if _state(c) == "wrong"), None)
     if bad is not None:
         path, size = bad["path"], bad.get("size")
         if row.get("size") and size != row["size"]:
@@ -57,8 +58,8 @@ def _row_for_present(row: dict, project, lang: str) -> CheckResult:
                   "incomplete or corrupt.")
             zh = f"{path} 大小为 {human_bytes(size)}，应为 {human_bytes(row['size'])}：文件不完整或已损坏。"
         else:
-            en = f"{path} ({human_bytes(size)}) does not match its sha256: corrupt or incomplete."
-            zh = f"{path}（{human_bytes(size)}）sha256 不符：文件损坏或不完整。"
+            en = f"{path} ({human_bytes(size)}) does not match its sha256: corrupt, incomplete or another file."
+            zh = f"{path}（{human_bytes(size)}）sha256 不符：文件损坏、不完整或并非该模型。"
         if row.get("sources"):
             fetch = f"fomm-doctor checkpoints fetch {name}"
             fix = tr(lang, f"Delete it and run `{fetch}`.", f"删除后运行 `{fetch}`。")
@@ -69,18 +70,32 @@ def _row_for_present(row: dict, project, lang: str) -> CheckResult:
             add = f"fomm-doctor checkpoints add PATH --name {name}"
             fix = tr(lang, f"Delete it, then add a good copy with `{add}`.", f"删除后用 `{add}` 添加一份完好的文件。")
         return CheckResult(rid, "fail", tr(lang, en, zh), details, fix)
-    unverified = next((c for c in copies if c.get("verified") is None), None)
-    if unverified is not None:
-        path = unverified["path"]
+    unchecked = next((c for c in copies if _state(c) == "unchecked"), None)
+    if unchecked is not None:
+        path = unchecked["path"]
         add = f"fomm-doctor checkpoints add {path} --name {name}"
         return CheckResult(rid, "warn", tr(
             lang, f"{path} is present, but no sha256 is recorded to verify it.",
             f"{path} 存在，但没有可核对的 sha256。"), details,
             tr(lang, f"`{add}` checks that it loads and records its sha256.",
                f"运行 `{add}`：检查能否加载并记录其 sha256。"))
+    loads = next((c for c in copies if _state(c) == "loads, unverified"), None)
+    if loads is not None:
+        # it loaded strictly when it arrived, but nothing published says it is the real file: never "ok"
+        return CheckResult(rid, "warn", tr(
+            lang, f"{loads['path']} loads, unverified: no published sha256 to compare it with.",
+            f"{loads['path']} 可以加载，但未经校验：没有公开的 sha256 可供核对。"), details)
     label = tr(lang, " (bundled)", "（自带）") if bundled else ""
     return CheckResult(rid, "ok", tr(lang, f"{row['file']}{label} present, sha256 verified.",
                                      f"{row['file']}{label} 已就绪，sha256 校验通过。"), details)
+
+
+def _state(copy: dict) -> str:
+    """A present file's state ("ok", "wrong", "loads, unverified", "unchecked"); facts from before states
+    existed carry only `verified` (True/False/None)."""
+    if copy.get("state"):
+        return copy["state"]
+    return {True: "ok", False: "wrong"}.get(copy.get("verified"), "unchecked")
 
 
 def _published_row(published: list, lang: str) -> CheckResult:

@@ -15,11 +15,22 @@ def _mb(n) -> str:
     return "?" if n is None else f"{n / 1e6:,.1f} MB"
 
 
+def _file_state(item: dict) -> str:
+    """How one present file is shown: never "ok" for a file only known to load."""
+    state = item.get("state")
+    if state == "ok":
+        return "verified"
+    if state == "wrong" or item.get("verified") is False:
+        return f"WRONG: {item.get('why') or 'its sha256 does not match'}"
+    if state == "loads, unverified":
+        return "loads, unverified"
+    return "present, unchecked (no sha256 published or recorded)"
+
+
 def _state(row: dict) -> str:
     if not row["present"]:
         return "not downloaded"
-    verified = row["present"][0]["verified"]
-    return {True: "verified", False: "MISMATCH", None: "present (no sha256 to compare)"}[verified]
+    return _file_state(row["present"][0])
 
 
 @app.command("list")
@@ -27,7 +38,8 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Machine-readable o
           dir: Optional[Path] = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
     """What is known, what is present where, verified or not, with sizes."""
     from fomm_doctor.checkpoint_store import checkpoint_facts
-    facts = checkpoint_facts(dir)
+    from fomm_doctor.redact import redact_data
+    facts = redact_data(checkpoint_facts(dir))
     if as_json:
         typer.echo(json.dumps(facts, indent=2))
         return
@@ -52,21 +64,30 @@ def fetch(name: str = typer.Argument(..., help="A name from `checkpoints list`, 
           mirror: Optional[str] = typer.Option(None, "--mirror", help="A URL, or a source kind/host to use "
                                                "(github-release, gdrive-folder, yandex, s3...)."),
           dir: Optional[Path] = typer.Option(None, "--dir", help=DIR_HELP),
-          connections: int = typer.Option(1, "--connections", help="Parallel connections per file.")) -> None:
+          connections: int = typer.Option(1, "--connections", help="Parallel connections per file."),
+          as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Download a published checkpoint: resumable, failing over between its mirrors, verified."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
     from fomm_doctor.checkpoint_store import fetch as do_fetch
+    from fomm_doctor.redact import redact, redact_data
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), TimeRemainingColumn(), transient=True) as bar:
+                  TransferSpeedColumn(), TimeRemainingColumn(), transient=True, disable=as_json) as bar:
         task = bar.add_task(name, total=None)
         result = do_fetch(name, mirror=mirror, override_dir=dir, connections=connections,
                           progress=lambda done, total: bar.update(task, completed=done, total=total))
+    state = "ok" if result.verified_by in ("sha256", "md5") else "loads, unverified"
+    if as_json:
+        typer.echo(json.dumps(redact_data({
+            "name": result.name, "path": str(result.path), "url": result.url, "sha256": result.sha256,
+            "config": result.config, "verified_by": result.verified_by, "state": state, "already": result.already,
+            "attempts": [{"url": u, "outcome": o} for u, o in result.attempts]}), indent=2))
+        return
     how = {"sha256": "sha256 verified", "md5": "md5 verified",
-           "load": "no published sha256: checked that it loads strictly"}[result.verified_by]
+           "load": "loads, unverified: no published sha256 to compare it with"}[result.verified_by]
     if result.already:
         how = "already present, " + how
     for url, outcome in result.attempts[:-1]:
-        typer.echo(f"skipped {url}: {outcome}", err=True)
+        typer.echo(redact(f"skipped {url}: {outcome}"), err=True)
     typer.echo(f"{result.name}: {result.path} ({how}; config {result.config or 'stored in the file'}; "
                f"sha256 {result.sha256})")
 
@@ -79,8 +100,10 @@ def add(path: Path = typer.Argument(..., help="The .pth.tar you downloaded (do n
     """Register a checkpoint file you have: checked, recognised and placed where animate finds it by name."""
     from fomm_doctor.checkpoint_store import add as do_add
     result = do_add(path, name=name, link=link, override_dir=dir)
+    checked = ("loads, unverified" if result.verified_by == "load"
+               else f"matches the published {result.verified_by}")
     typer.echo(f"added {result.name}: {result.path} ({result.placed}; config {result.config or 'stored in the file'}; "
-               f"{_mb(result.size)}; sha256 {result.sha256})")
+               f"{_mb(result.size)}; {checked}; sha256 {result.sha256})")
     for note in result.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"use it with: fomm-doctor animate --checkpoint {result.name} ...")
@@ -101,7 +124,7 @@ def slim(name: str = typer.Argument(..., help="A checkpoint name or path."),
 @app.command()
 def verify(name: Optional[str] = typer.Argument(None, help="One checkpoint name (default: all present)."),
            dir: Optional[Path] = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
-    """Compare present checkpoint files with their recorded sha256."""
+    """Compare present checkpoint files with their published (or recorded) size and sha256."""
     from fomm_doctor.checkpoint_store import list_checkpoints
     from fomm_doctor.errors import UserError
     rows = [r for r in list_checkpoints(dir) if r["present"] and (name is None or r["name"] == name)]
@@ -112,8 +135,9 @@ def verify(name: Optional[str] = typer.Argument(None, help="One checkpoint name 
     bad = 0
     for r in rows:
         for p in r["present"]:
-            state = {True: "ok", False: "MISMATCH", None: "no sha256 recorded"}[p["verified"]]
-            bad += p["verified"] is False
+            state = "ok" if p.get("state") == "ok" else _file_state(p)
+            bad += p.get("state") == "wrong" or p.get("verified") is False
             typer.echo(f"{r['name']}: {p['path']}: {state}")
     if bad:
-        raise UserError(f"{bad} checkpoint file(s) do not match their sha256: delete them and fetch again.", 1)
+        raise UserError(f"{bad} checkpoint file(s) contradict their published or recorded size or sha256: "
+                        "delete them and fetch again.", 1)
