@@ -48,6 +48,37 @@ def _describe_zip(path: Path) -> str | None:
     return f"{path} is a zip archive, not a checkpoint{hint}; give the path of the .pth.tar file."
 
 
+# How torch's weights_only unpickler names what it refuses, across versions (torch/_weights_only_unpickler.py):
+# 'Unsupported global: GLOBAL argparse.Namespace was not an allowed global by default' (any class or function),
+# 'Trying to load unsupported GLOBAL posix.system whose module posix is blocked' (2.6+: os, sys, posix, nt),
+# 'Trying to call reduce for unrecognized function <built-in function print>' (older releases).
+_REFUSED_OBJECT = (r"Unsupported global: GLOBAL (\S+)", r"unsupported GLOBAL (\S+) whose module",
+                   r"reduce for unrecognized function (.+?)(?: which belongs|\n|$)")
+# The refusals that name no object; torch wraps all of them in 'Weights only load failed'.
+_REFUSED_OTHER = (r"Unsupported operand \d+", r"Can only (?:build|create new object|append|extend) [^\n]+",
+                  r"\S+ must be imported to load [^\n]+", r"persistent_load id must be [^\n]+")
+
+
+def _refusal(path: Path, message: str, looks_pickled: bool) -> FommError | None:
+    """The sentence for a file torch's safe (weights_only) loader refused; None for other failures.
+
+    looks_pickled: the file starts as a torch zip or a pickle does; garbage also fails with 'Unsupported operand',
+    and must not be called a refused checkpoint.
+    """
+    for pattern in _REFUSED_OBJECT:
+        found = re.search(pattern, message)
+        if found:
+            return FommError(f"{path} contains a Python object ({found.group(1).strip()}) beyond tensors and plain "
+                             "data, so it is not loaded (unpickling it could run code); re-save only the state dicts.")
+    if not looks_pickled or ("Weights only load failed" not in message and "WeightsUnpickler" not in message):
+        return None
+    found = (re.search(pattern, message) for pattern in _REFUSED_OTHER)
+    detail = next((m.group(0) for m in found if m), "")
+    detail = f" ({detail})" if detail else ""
+    return FommError(f"{path} holds something PyTorch's safe loader refuses{detail}, so it is not loaded "
+                     "(unpickling it could run code); re-save only the state dicts with plain torch.save.")
+
+
 def _load_error(path: Path, err: Exception) -> FommError:
     """Turn torch.load's failure into one sentence about the file."""
     size = path.stat().st_size
@@ -59,12 +90,11 @@ def _load_error(path: Path, err: Exception) -> FommError:
     if _looks_like_html(head):
         return FommError(f"{path} is a web page, not a checkpoint: the download link served HTML (a quota, login "
                          "or confirmation page) instead of the file; download it again from another mirror.")
-    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
-    if unsafe:
-        return FommError(f"{path} contains a Python object ({unsafe.group(1)}) beyond tensors and plain data, so it "
-                         "is not loaded (unpickling it could run code); re-save only the state dicts.")
     is_zip_magic = head.startswith(b"PK\x03\x04")
     is_pickle = head[:1] == b"\x80"  # legacy torch.save (torch < 1.6, as the published files): a pickle stream
+    refused = _refusal(path, message, is_zip_magic or is_pickle)
+    if refused:
+        return refused
     truncated = (is_zip_magic and ("central directory" in message or "failed reading zip" in message
                                    or isinstance(err, (EOFError, zipfile.BadZipFile))))
     truncated = truncated or (is_pickle and isinstance(err, (EOFError, RuntimeError)))

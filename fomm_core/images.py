@@ -7,19 +7,109 @@
 """
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
 
 from .errors import FommError
 
+# A few kilobytes of PNG or JPEG can declare 60000x60000 pixels (10 GB decoded): the size is read from the
+# header and refused before decoding. 64 megapixels is far beyond any photo the model (256 px) needs.
+MAX_PIXELS = 64_000_000
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_JPEG_NO_LENGTH = {0x01, 0xD8, *range(0xD0, 0xD8)}
+
+
+def _png_size(data: bytes):
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    return None
+
+
+def _gif_size(data: bytes):
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return struct.unpack("<HH", data[6:10])
+    return None
+
+
+def _bmp_size(data: bytes):
+    if data[:2] != b"BM" or len(data) < 26:
+        return None
+    if struct.unpack("<I", data[14:18])[0] == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
+        return struct.unpack("<HH", data[18:22])
+    w, h = struct.unpack("<ii", data[18:26])
+    return abs(w), abs(h)  # a negative height means top-down rows
+
+
+def _webp_size(data: bytes):
+    if data[:4] != b"RIFF" or data[8:12] != b"WEBP" or len(data) < 30:
+        return None
+    kind = data[12:16]
+    if kind == b"VP8X":  # canvas size minus one, 24 bits each
+        return (int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1)
+    if kind == b"VP8L" and data[20] == 0x2F:  # 14 bits each, minus one
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if kind == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+        w, h = struct.unpack("<HH", data[26:30])
+        return w & 0x3FFF, h & 0x3FFF
+    return None
+
+
+def _jpeg_size(data: bytes):
+    """Walk the markers to the first start-of-frame (EXIF and other segments come first)."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _JPEG_NO_LENGTH:
+            i += 2
+            continue
+        if marker == 0xDA:  # the image data starts and no frame header came before it
+            return None
+        if marker in _JPEG_SOF and i + 9 <= len(data):
+            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            return (w, h) if h else None  # height 0: given later in a DNL segment
+        i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+    return None
+
+
+def image_size(data: bytes):
+    """(width, height) from a PNG, JPEG, GIF, BMP or WebP header without decoding; None for other formats."""
+    for reader in (_png_size, _jpeg_size, _gif_size, _bmp_size, _webp_size):
+        size = reader(data)
+        if size:
+            return int(size[0]), int(size[1])
+    return None
+
+
+def _check_pixels(width: int, height: int, where) -> None:
+    if width * height > MAX_PIXELS:
+        raise FommError(f"{where} is {width}x{height} pixels ({width * height / 1e6:,.0f} megapixels), more than "
+                        f"the {MAX_PIXELS / 1e6:g} megapixels allowed; shrink it first (the model uses 256x256).")
+
 
 def decode_image(data: bytes, where="image") -> np.ndarray:
-    """Encoded image bytes -> uint8 RGB HxWx3 (alpha composited on white, gray -> RGB, 16-bit -> 8-bit)."""
+    """Encoded image bytes -> uint8 RGB HxWx3 (alpha composited on white, gray -> RGB, 16-bit -> 8-bit).
+
+    An image over MAX_PIXELS is refused from its header, before any pixel is decoded (other formats: after).
+    """
     import cv2
+    size = image_size(data) if data else None
+    if size:
+        _check_pixels(*size, where)
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if arr is None or arr.size == 0:
         raise FommError(f"{where} is not an image OpenCV can read (use JPEG or PNG).")
+    _check_pixels(arr.shape[1], arr.shape[0], where)
     if arr.dtype == np.uint16:
         arr = (arr.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
     elif arr.dtype != np.uint8:

@@ -5,15 +5,23 @@
         ...
     with VideoWriter("out.mp4", info.fps, (w, h), audio_from="in.mp4") as out:
         out.write(frame)                              # uint8 RGB HxWx3; written to a temp file, renamed on close
+    check_output_path("out.mp4", inputs=["in.mp4"])  # refuse a bad output before any work (one sentence)
 
 Nothing here holds more than one frame: memory does not grow with the video's length.
 Problems are `FommError` sentences.
+
+Every ffmpeg we start has its stderr drained by a thread (a damaged file makes the decoder print an error line
+per packet; once the pipe fills, ffmpeg blocks and so would we), the probe has a wall-clock limit and the
+reader gives up when no frame byte arrives for READ_STALL_SECONDS. Files are named to ffmpeg as `file:` plus
+an absolute path, so a name like `12:30.mp4` is not taken for a protocol.
 """
 from __future__ import annotations
 
 import os
 import re
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -21,14 +29,101 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FommError
+from .tools import resolve_tool
+
+PROBE_TIMEOUT_SECONDS = 60.0    # `ffmpeg -i` reads only the header: a minute means a stalled drive or pipe
+READ_STALL_SECONDS = 120.0      # the reader gives up after this long without a single frame byte
+STDERR_KEEP_BYTES = 64 * 1024   # the tail of ffmpeg's messages kept for the error sentence
+WRITABLE_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")  # containers that take H.264 + AAC
 
 
 def ffmpeg_exe() -> str:
+    """The absolute path of imageio-ffmpeg's ffmpeg (a bare name it returns is looked up on PATH only)."""
     try:
         import imageio_ffmpeg
-        return imageio_ffmpeg.get_ffmpeg_exe()
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
     except Exception as err:  # missing package, or no binary for this platform
         raise FommError(f"no ffmpeg available ({err}); install imageio-ffmpeg (pip install imageio-ffmpeg).")
+    found = resolve_tool(exe)
+    if found is None:
+        raise FommError(f"ffmpeg '{exe}' is not on PATH; reinstall imageio-ffmpeg (pip install imageio-ffmpeg).")
+    return found
+
+
+def ffmpeg_file(path) -> str:
+    """How a file is named to ffmpeg: `file:` + absolute path (a bare `12:30.mp4` reads as protocol '12')."""
+    return "file:" + os.path.abspath(os.fspath(path))
+
+
+class _StderrTail:
+    """Reads a process's stderr to its end in a thread, keeping the last STDERR_KEEP_BYTES."""
+
+    def __init__(self, stream, keep: int = STDERR_KEEP_BYTES):
+        self._stream, self._keep = stream, keep
+        self._buf = bytearray()
+        self._thread = threading.Thread(target=self._drain, name="ffmpeg-stderr", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        try:
+            while True:
+                chunk = self._stream.read1(65536)
+                if not chunk:
+                    break
+                self._buf += chunk
+                if len(self._buf) > 2 * self._keep:
+                    del self._buf[:-self._keep]
+        except (OSError, ValueError):  # the stream was closed under us: the process is gone
+            pass
+        finally:
+            try:
+                self._stream.close()
+            except OSError:
+                pass
+
+    def text(self, wait: float = 5.0) -> str:
+        """What ffmpeg printed (its end), once it closed stderr or after `wait` seconds."""
+        self._thread.join(wait)
+        return bytes(self._buf[-self._keep:]).decode("utf-8", "replace").strip()
+
+    def last_line(self, wait: float = 5.0) -> str:
+        lines = self.text(wait).splitlines()
+        return lines[-1].strip() if lines else ""
+
+
+class _StallWatch:
+    """Kills a process when one read from it has waited `limit` seconds (time between reads does not count)."""
+
+    def __init__(self, proc, limit: float):
+        self._proc, self.limit = proc, float(limit)
+        self.fired = False
+        self._since = None
+        self._done = threading.Event()
+        threading.Thread(target=self._watch, name="ffmpeg-watchdog", daemon=True).start()
+
+    def reading(self) -> None:
+        self._since = time.monotonic()
+
+    def idle(self) -> None:
+        self._since = None
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def _watch(self) -> None:
+        while not self._done.wait(min(1.0, self.limit / 4)):
+            since = self._since
+            if since is not None and time.monotonic() - since > self.limit:
+                self.fired = True
+                _kill(self._proc)
+                return
+
+
+def _kill(proc) -> None:
+    try:
+        proc.kill()
+    except OSError:  # already gone
+        pass
 
 
 @dataclass(frozen=True)
@@ -80,63 +175,123 @@ def parse_probe(stderr: str, path="video") -> VideoInfo:
     return VideoInfo(w, h, fps, int(round(duration * fps)), duration, has_audio, rotation, _rate_text(fps))
 
 
-def probe_video(path) -> VideoInfo:
+def probe_video(path, timeout: float | None = None) -> VideoInfo:
     """Size (as displayed), fps, estimated frame count, duration, audio and rotation of a video file."""
     path = Path(path)
     if not path.is_file():
         raise FommError(f"video {path} does not exist." if not path.exists() else f"{path} is not a file.")
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True,
-                          stdin=subprocess.DEVNULL)
+    limit = PROBE_TIMEOUT_SECONDS if timeout is None else timeout
+    try:
+        # run() reads stdout and stderr together, so a talkative ffmpeg cannot block on a full pipe
+        proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_file(path)],
+                              capture_output=True, stdin=subprocess.DEVNULL, timeout=limit)
+    except subprocess.TimeoutExpired:
+        raise FommError(f"ffmpeg could not read the header of {path} within {limit:g} s "
+                        "(a damaged file, or a stalled drive or network share).") from None
     text = proc.stderr.decode("utf-8", "replace")
     if "Invalid data found" in text or "could not find codec parameters" in text.lower():
         raise FommError(f"{path} is not a video ffmpeg can read (corrupt or not a video file).")
     return parse_probe(text, path)
 
 
-def iter_frames(path, size=None, info: VideoInfo | None = None):
-    """Yield the frames of a video as uint8 RGB HxWx3 arrays, streamed (ffmpeg applies rotation metadata).
-
-    size: (w, h) to have ffmpeg scale every frame, or None for the displayed size.
-    Raises FommError when the file holds no decodable frame.
-    """
-    info = info or probe_video(path)
-    w, h = size or (info.width, info.height)
-    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0",
+def _reader_cmd(path, size, w: int, h: int) -> list:
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", ffmpeg_file(path), "-map", "0:v:0",
            "-f", "rawvideo", "-pix_fmt", "rgb24"]
     if size:
         cmd += ["-vf", f"scale={w}:{h}:flags=area"]
-    cmd += ["-"]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    frame_bytes = w * h * 3
+    return cmd + ["-"]
+
+
+def iter_frames(path, size=None, info: VideoInfo | None = None, stall_seconds: float | None = None):
+    """Yield the frames of a video as uint8 RGB HxWx3 arrays, streamed (ffmpeg applies rotation metadata).
+
+    size: (w, h) to have ffmpeg scale every frame, or None for the displayed size.
+    stall_seconds: give up when ffmpeg sends no frame byte for this long (default READ_STALL_SECONDS); the time
+    the caller spends between frames does not count.
+    Raises FommError when the file holds no decodable frame, or ffmpeg stalls.
+    """
+    info = info or probe_video(path)
+    w, h = size or (info.width, info.height)
+    proc = subprocess.Popen(_reader_cmd(path, size, w, h), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    errors = _StderrTail(proc.stderr)
+    watch = _StallWatch(proc, READ_STALL_SECONDS if stall_seconds is None else stall_seconds)
     count = 0
     try:
-        while True:
-            buf = _read_exactly(proc.stdout, frame_bytes)
-            if len(buf) < frame_bytes:
-                break
+        for buf in _raw_frames(proc.stdout, w * h * 3, watch):
             count += 1
             yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
     finally:
-        if proc.poll() is None:   # stopped early (or interrupted): end ffmpeg, don't wait for the whole file
-            proc.kill()
-        proc.stdout.close()
-        err = proc.stderr.read().decode("utf-8", "replace").strip()
-        proc.stderr.close()
-        proc.wait()
+        watch.stop()
+        _end_reader(proc)
+    if watch.fired:
+        raise FommError(f"ffmpeg sent no frame of {path} for {watch.limit:g} s after frame {count}, so it was "
+                        "stopped (a damaged file, or a stalled drive or network share).")
     if count == 0:
-        reason = f" ({err.splitlines()[-1]})" if err else ""
+        reason = errors.last_line()
+        reason = f" ({reason})" if reason else ""
         raise FommError(f"{path} has no video frame that can be decoded (empty or corrupt){reason}.")
 
 
-def _read_exactly(stream, n: int) -> bytes:
+def _raw_frames(stream, frame_bytes: int, watch: _StallWatch):
+    """Whole frames from ffmpeg's stdout; the watch runs only while we wait on ffmpeg."""
+    while True:
+        watch.reading()
+        buf = _read_exactly(stream, frame_bytes, watch)
+        watch.idle()
+        if len(buf) < frame_bytes:
+            return
+        yield buf
+
+
+def _end_reader(proc) -> None:
+    if proc.poll() is None:   # stopped early (or interrupted): end ffmpeg, don't wait for the whole file
+        _kill(proc)
+    proc.stdout.close()
+    proc.wait()
+
+
+def _read_exactly(stream, n: int, watch: _StallWatch | None = None) -> bytes:
     chunks, got = [], 0
     while got < n:
-        chunk = stream.read(n - got)
+        chunk = stream.read1(n - got) if hasattr(stream, "read1") else stream.read(n - got)
         if not chunk:
             break
+        if watch is not None:
+            watch.reading()  # bytes arrived: the stall clock starts again
         chunks.append(chunk)
         got += len(chunk)
     return b"".join(chunks)
+
+
+def check_output_path(path, inputs=()) -> Path:
+    """Refuse, before any work, an output the writer cannot produce: -> the path, or a FommError sentence.
+
+    The folder must exist and be writable, the name must end in a container for H.264 + AAC, and the file
+    must not be one of `inputs` (ffmpeg would read what it overwrites).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise FommError(f"{path} is a folder; give a file name such as out.mp4.")
+    folder = path.parent
+    if not folder.is_dir():
+        raise FommError(f"the folder {folder} does not exist; create it or choose another output path.")
+    if not os.access(folder, os.W_OK):
+        raise FommError(f"the folder {folder} is not writable; choose another output path.")
+    if path.suffix.lower() not in WRITABLE_SUFFIXES:
+        raise FommError(f"{path.name} does not end in a video extension this writes "
+                        f"({', '.join(WRITABLE_SUFFIXES)}); name the output e.g. out.mp4.")
+    for other in inputs:
+        if other is not None and _same_file(path, Path(other)):
+            raise FommError(f"the output {path} is the input {other}; choose another output name.")
+    return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def temp_path_for(path: Path) -> Path:
@@ -170,13 +325,14 @@ class VideoWriter:
         if audio_from is not None:
             # apad + shortest: the audio is cut to the video, and padded with silence if it ends first
             # (plain -shortest would cut the video at the end of a short audio track)
-            cmd += ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0?", "-af", "apad", "-c:a", "aac",
+            cmd += ["-i", ffmpeg_file(audio_from), "-map", "0:v:0", "-map", "1:a:0?", "-af", "apad", "-c:a", "aac",
                     "-shortest"]
         cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "medium", "-crf", str(crf),
-                "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(self.tmp)]
+                "-pix_fmt", "yuv420p", "-movflags", "+faststart", ffmpeg_file(self.tmp)]
         self.frames = 0
         self._closed = False
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._errors = _StderrTail(self._proc.stderr)
 
     def write(self, frame) -> None:
         """One uint8 RGB HxWx3 frame of the writer's size."""
@@ -186,9 +342,9 @@ class VideoWriter:
         try:
             self._proc.stdin.write(frame.tobytes())
         except (BrokenPipeError, OSError):
-            err = self._proc.stderr.read().decode("utf-8", "replace").strip()
             self.abort()
-            raise FommError(f"ffmpeg stopped while writing {self.path}: {err.splitlines()[-1] if err else 'no reason given'}.")
+            raise FommError(f"ffmpeg stopped while writing {self.path}: "
+                            f"{self._errors.last_line() or 'no reason given'}.") from None
         self.frames += 1
 
     def close(self) -> Path:
@@ -196,13 +352,15 @@ class VideoWriter:
         if self._closed:
             return self.path
         self._closed = True
-        self._proc.stdin.close()
-        err = self._proc.stderr.read().decode("utf-8", "replace").strip()
-        self._proc.stderr.close()
+        try:
+            self._proc.stdin.close()
+        except OSError:  # ffmpeg already quit: its exit code and message tell why
+            pass
         rc = self._proc.wait()
+        last = self._errors.last_line()
         if rc != 0 or self.frames == 0 or not self.tmp.exists():
             self._remove_tmp()
-            why = "no frame was written" if self.frames == 0 else (err.splitlines()[-1] if err else f"exit code {rc}")
+            why = "no frame was written" if self.frames == 0 else (last or f"exit code {rc}")
             raise FommError(f"could not write {self.path}: {why}.")
         os.replace(self.tmp, self.path)
         return self.path
@@ -210,15 +368,11 @@ class VideoWriter:
     def abort(self) -> None:
         """Stop ffmpeg and remove the partial file; `path` is not created."""
         self._closed = True
+        _kill(self._proc)
         try:
-            self._proc.kill()
-        except OSError:
+            self._proc.stdin.close()
+        except (OSError, ValueError):
             pass
-        for stream in (self._proc.stdin, self._proc.stderr):
-            try:
-                stream.close()
-            except (OSError, ValueError):
-                pass
         self._proc.wait()
         self._remove_tmp()
 

@@ -4,13 +4,13 @@
 ids: ffmpeg.bundled, ffmpeg.path
 """
 import os
-import shutil
 import subprocess
 import tempfile
 
 from fomm_doctor.i18n import tr
 from fomm_doctor.render import CheckResult
 from fomm_doctor.checks.common import pip_cmd
+from fomm_core.tools import find_tool, resolve_tool
 
 ENCODE_TIMEOUT = 20.0
 
@@ -76,10 +76,16 @@ def probe_bundled() -> dict:
         exe = imageio_ffmpeg.get_ffmpeg_exe()
     except RuntimeError as exc:  # the package is there but its binary is missing for this platform
         return {"installed": True, "path": None, "error": str(exc)}
-    return dict(_probe_exe(exe), installed=True, package_version=getattr(imageio_ffmpeg, "__version__", None))
+    # a bare name (IMAGEIO_FFMPEG_EXE=ffmpeg, or its fallback to PATH) would run a copy in the current folder
+    # on Windows: run the absolute path found on PATH instead
+    found = resolve_tool(exe)
+    if found is None:
+        return {"installed": True, "path": None, "error": f"'{exe}' is not on PATH"}
+    return dict(_probe_exe(found), installed=True, package_version=getattr(imageio_ffmpeg, "__version__", None))
 
 
-def probe_path(which=shutil.which) -> dict:
+def probe_path(which=find_tool) -> dict:
+    """The ffmpeg on PATH (never the current folder: see fomm_core.tools), run by its absolute path."""
     exe = which("ffmpeg")
     return _probe_exe(exe) if exe else {"path": None}
 

@@ -6,7 +6,6 @@ ids: gpu.driver, gpu.torch_cuda
 """
 import os
 import re
-import shutil
 import subprocess
 import sys
 from typing import Optional
@@ -15,13 +14,15 @@ from fomm_doctor.i18n import tr
 from fomm_doctor.render import CheckResult
 from fomm_doctor.checks.common import os_name, version_tuple
 from fomm_doctor.install import builds
+from fomm_core.tools import find_tool
 
 _QUERY = ["--query-gpu=driver_version,name,compute_cap", "--format=csv,noheader"]
 _QUERY_OLD = ["--query-gpu=driver_version,name", "--format=csv,noheader"]  # drivers before compute_cap existed
 
 
-def nvidia_smi_candidates(platform: str, which=shutil.which, env=None) -> list:
-    """Where nvidia-smi usually lives: PATH first, then the driver's fixed install locations."""
+def nvidia_smi_candidates(platform: str, which=find_tool, env=None) -> list:
+    """Where nvidia-smi usually lives: PATH first (absolute, never the current folder), then the driver's fixed
+    install locations."""
     env = os.environ if env is None else env
     found = which("nvidia-smi")
     candidates = [found] if found else []
@@ -69,7 +70,7 @@ def _read(path):
         return None
 
 
-def probe_nvidia(run=subprocess.run, platform=sys.platform, which=shutil.which, read_file=_read,
+def probe_nvidia(run=subprocess.run, platform=sys.platform, which=find_tool, read_file=_read,
                  timeout=5.0) -> dict:
     """{"driver_version": str|None, "gpus": [{"name", "compute_capability"}], "source": str|None}
 

@@ -27,7 +27,6 @@ older than the property (before Linux ~5.15) omit the line, and such a node with
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -36,6 +35,7 @@ from fomm_doctor.i18n import tr
 from fomm_doctor.install import builds
 from fomm_doctor.render import CheckResult
 from fomm_doctor.checks.gpu import _read
+from fomm_core.tools import find_tool
 
 KFD_NODES = "/sys/class/kfd/kfd/topology/nodes"
 DRM = "/sys/class/drm"
@@ -56,21 +56,22 @@ def _listdir(path):
         return None
 
 
-def _run_tool(run, cmd, timeout, errors):
-    """stdout of a successful run, else None with the reason appended to `errors`."""
+def _run_tool(run, cmd, timeout, errors, name=None):
+    """stdout of a successful run, else None with the reason appended to `errors` (under `name`, or cmd[0])."""
+    name = name or cmd[0]
     try:
         out = run(cmd, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:
-        errors.append(f"{cmd[0]}: not found")
+        errors.append(f"{name}: not found")
         return None
     except subprocess.TimeoutExpired:
-        errors.append(f"{cmd[0]}: no answer within {timeout:g} s")
+        errors.append(f"{name}: no answer within {timeout:g} s")
         return None
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
-        errors.append(f"{cmd[0]}: {exc}")
+        errors.append(f"{name}: {exc}")
         return None
     if out.returncode != 0:
-        errors.append(f"{cmd[0]}: exit {out.returncode}: {((out.stderr or '') + (out.stdout or '')).strip()[:200]}")
+        errors.append(f"{name}: exit {out.returncode}: {((out.stderr or '') + (out.stdout or '')).strip()[:200]}")
         return None
     return out.stdout if isinstance(out.stdout, str) else (out.stdout or b"").decode("utf-8", "replace")
 
@@ -191,7 +192,7 @@ def parse_rocminfo(text: str) -> list:
     return gpus
 
 
-def rocminfo_candidates(which=shutil.which, env=None) -> list:
+def rocminfo_candidates(which=find_tool, env=None) -> list:
     env = os.environ if env is None else env
     found = which("rocminfo")
     candidates = [found] if found else []
@@ -234,8 +235,17 @@ def parse_video_controllers(text: str) -> list:
     return out
 
 
+def powershell_exe(env=None) -> str:
+    """Windows PowerShell by its fixed absolute path: a bare 'powershell' is looked up in the current folder
+    first by CreateProcess, where a planted powershell.exe would run."""
+    env = os.environ if env is None else env
+    root = (env.get("SystemRoot") or r"C:\Windows").rstrip("\\")
+    return root + r"\System32\WindowsPowerShell\v1.0\powershell.exe"
+
+
 def _windows_controllers(run, timeout, errors):
-    text = _run_tool(run, VIDEO_CONTROLLER_PS, timeout, errors)
+    cmd = [powershell_exe(), *VIDEO_CONTROLLER_PS[1:]]
+    text = _run_tool(run, cmd, timeout, errors, name="powershell")
     if text is None:
         return None
     rows = parse_video_controllers(text)
@@ -247,7 +257,7 @@ def _windows_controllers(run, timeout, errors):
 # --- AMD probe -------------------------------------------------------------------------------------------------
 
 
-def probe_amd(run=subprocess.run, platform=sys.platform, which=shutil.which, read_file=_read, listdir=_listdir,
+def probe_amd(run=subprocess.run, platform=sys.platform, which=find_tool, read_file=_read, listdir=_listdir,
               timeout=5.0) -> dict:
     """{"gpus": [{"name", "gfx"}], "source": str|None, "errors": [...]}: KFD topology, then rocminfo (Linux);
     the video-controller list (Windows, gfx None: no ROCm torch there)."""
@@ -344,7 +354,7 @@ def _intel_entry(name, device_id):
     return {"name": name, "device_id": device_id, "discrete": intel_discrete(name)}
 
 
-def probe_intel(run=subprocess.run, platform=sys.platform, which=shutil.which, read_file=_read, listdir=_listdir,
+def probe_intel(run=subprocess.run, platform=sys.platform, which=find_tool, read_file=_read, listdir=_listdir,
                 timeout=5.0) -> dict:
     """{"gpus": [{"name", "device_id", "discrete"}], "source", "errors"}: on Linux the DRM cards with Intel's
     vendor id, named by `xpu-smi discovery` or else `sycl-ls` when either is installed; on Windows the

@@ -55,12 +55,10 @@ def animate(
         raise UserError(f"source image {source} does not exist.")
     if not driving.exists():
         raise UserError(f"driving video {driving} does not exist.")
-    folder = output.parent
-    if not folder.is_dir():
-        raise UserError(f"the folder {folder} does not exist; choose another --output path.")
-    # check the cheap things (image, video) before the slow one (loading weights)
+    # check the cheap things (output path, image, video) before the slow ones (weights, the whole animation)
     from fomm_core.images import load_image
-    from fomm_core.video import probe_video
+    from fomm_core.video import check_output_path, probe_video
+    check_output_path(output, inputs=(source, driving))
     load_image(source)
     info = probe_video(driving)
 

@@ -17,12 +17,17 @@ def crop(
 ) -> None:
     """Crop a driving video to the face (as first-order-model's crop script), with its audio."""
     from fomm_core import crop as cropping
+    from fomm_core.video import check_output_path
 
     if output is None and not print_ffmpeg:
         raise UserError("give the output file with -o OUT.mp4 (or use --print-ffmpeg).")
     if size < 16 or increase < 0:
         raise UserError("--size must be at least 16 and --increase at least 0.")
-    faces = cropping.find_face_tracks(video)
+    out = output or video.with_name(f"{video.stem}-crop.mp4")
+    if not print_ffmpeg:  # before the face search, which reads the whole video
+        check_output_path(out, inputs=(video,))
+    # absolute paths: OpenCV and ffmpeg read a relative name like `12:30.mp4` as the protocol '12'
+    faces = cropping.find_face_tracks(video.absolute())
     track = faces.longest()
     if track is None:
         raise UserError(f"no face found in {video}; use a video where a face looks at the camera, "
@@ -31,12 +36,11 @@ def crop(
     whole = track.start == 0 and track.end == faces.frame_count - 1
     start = None if whole else track.start / faces.fps
     duration = None if whole else track.frames / faces.fps
-    out = output or video.with_name(f"{video.stem}-crop.mp4")
     kw = dict(audio=not no_audio, start=start, duration=duration)
     if print_ffmpeg:
-        typer.echo(cropping.ffmpeg_crop_command(video, out, box, size, **kw))
+        typer.echo(cropping.ffmpeg_crop_command(video.absolute(), out.absolute(), box, size, **kw))
         return
-    cropping.crop_video(video, out, box, size, **kw)
+    cropping.crop_video(video.absolute(), out.absolute(), box, size, **kw)
     x, y, w, h = box.ints()
     span = "all frames" if whole else f"frames {track.start}-{track.end} of {faces.frame_count}"
     others = f"; {len(faces.tracks) - 1} shorter face track(s) left out" if len(faces.tracks) > 1 else ""
