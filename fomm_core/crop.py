@@ -148,15 +148,6 @@ def ffmpeg_crop_command(video_in, video_out, box: Box, size: int = 256, **kw) ->
     return shlex.join(map(str, ffmpeg_crop_args(video_in, video_out, box, size, **kw)))
 
 
-def bundled_ffmpeg() -> str:
-    try:
-        import imageio_ffmpeg
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception as err:  # not installed, or its binary missing for this platform
-        raise FommError(f"the bundled ffmpeg is not available ({err}); "
-                        "run `pip install imageio-ffmpeg` or put ffmpeg on PATH.") from None
-
-
 def crop_video(video_in, video_out, box: Box, size: int = 256, *, audio: bool = True,
                start: float | None = None, duration: float | None = None) -> Path:
     """Write the cropped, scaled clip (with audio) to `video_out` via a temp file renamed into place."""
@@ -166,8 +157,10 @@ def crop_video(video_in, video_out, box: Box, size: int = 256, *, audio: bool = 
     if out.parent and not out.parent.exists():
         raise FommError(f"the folder {out.parent} does not exist; create it or choose another output path.")
     tmp = out.with_name(f".{out.stem}.partial{os.getpid()}{out.suffix or '.mp4'}")
-    args = ffmpeg_crop_args(video_in, tmp, box, size, audio=audio, start=start, duration=duration,
-                            ffmpeg=bundled_ffmpeg())
+    from .video import ffmpeg_exe, ffmpeg_file
+    # file: names, so that a name like 12:30.mp4 is not read as a protocol
+    args = ffmpeg_crop_args(ffmpeg_file(video_in), ffmpeg_file(tmp), box, size, audio=audio, start=start,
+                            duration=duration, ffmpeg=ffmpeg_exe())
     try:
         result = subprocess.run(args, capture_output=True, text=True)
         if result.returncode != 0:

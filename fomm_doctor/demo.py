@@ -62,15 +62,15 @@ def side_by_side(source, driving, animated, min_height=MIN_HEIGHT):
 
 def encode(frames, output: Path, fps=FPS) -> None:
     """H.264 + AAC (a 440 Hz tone as the audio track) with the bundled ffmpeg, via a temp file and a rename."""
-    import imageio_ffmpeg
-    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    from fomm_core.video import ffmpeg_exe, ffmpeg_file
+    ffmpeg = ffmpeg_exe()
     t, h, w, _ = frames.shape
     tmp = output.with_name(f".{output.stem}.tmp{os.getpid()}.mp4")
     cmd = [ffmpeg, "-y", "-loglevel", "error",
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-",
            "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={t / fps:.3f}",
            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-crf", "18",
-           "-c:a", "aac", "-b:a", "96k", "-shortest", "-movflags", "+faststart", str(tmp)]
+           "-c:a", "aac", "-b:a", "96k", "-shortest", "-movflags", "+faststart", ffmpeg_file(tmp)]
     try:
         proc = subprocess.run(cmd, input=frames.tobytes(), capture_output=True, timeout=120)
         if proc.returncode != 0:
@@ -84,11 +84,11 @@ def encode(frames, output: Path, fps=FPS) -> None:
 def probe(path: Path) -> dict:
     """Frame count, size and whether there is an audio stream, read back from the file with the bundled ffmpeg."""
     import imageio_ffmpeg
-    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    info = subprocess.run([ffmpeg, "-hide_banner", "-i", str(path)], capture_output=True, timeout=60)
+    from fomm_core.video import ffmpeg_exe, ffmpeg_file
+    info = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", ffmpeg_file(path)], capture_output=True, timeout=60)
     text = info.stderr.decode(errors="replace")
     size = re.search(r"Stream #\S+.*Video:.*?(\d{2,5})x(\d{2,5})", text)
-    frames, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
+    frames, _ = imageio_ffmpeg.count_frames_and_secs(ffmpeg_file(path))
     return {"frames": frames, "width": int(size.group(1)) if size else None,
             "height": int(size.group(2)) if size else None,
             "audio": bool(re.search(r"Stream #\S+.*Audio:", text))}

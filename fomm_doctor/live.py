@@ -248,9 +248,9 @@ def load_source_rgb(path, size: int, crop: bool) -> np.ndarray:
     import cv2
     from fomm_core.crop import crop_face_image
     from fomm_core.face import Box, crop_square
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise UserError(f"{path} is not an image OpenCV can read (use JPEG or PNG).")
+    from fomm_core.images import load_image
+    # the same reader as animate: non-ASCII paths, a pixel limit from the header, transparency on white
+    image = cv2.cvtColor(load_image(path), cv2.COLOR_RGB2BGR)
     if crop:
         square = crop_face_image(image, size).image
     else:

@@ -429,3 +429,16 @@ def test_checkpoint_the_safe_loader_cannot_parse_is_refused_not_called_garbage(t
         read_checkpoint(path)
     text = str(err.value)
     assert "safe loader refuses (Unsupported operand" in text and "\n" not in text, text
+
+
+def test_live_reads_its_source_like_animate(tmp_path):
+    """`live` used cv2.imread: no pixel limit, and no non-ASCII paths on Windows. It now shares load_image."""
+    from fomm_doctor.live import load_source_rgb
+    photo = tmp_path / "照片.png"
+    photo.write_bytes(_encoded(".png", size=(40, 30)))
+    assert load_source_rgb(photo, 16, crop=False).shape == (16, 16, 3)
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_bytes(60000, 60000, rows=1))
+    with pytest.raises(FommError) as err:
+        load_source_rgb(huge, 16, crop=False)
+    assert "60000" in str(err.value).replace(",", "")
