@@ -24,8 +24,12 @@ HTTP = "http://mirror.example:8080/simple/"  # plain http: pip needs mirror.exam
 
 _PIP_READS = """
 import json, locale, sys
-if sys.argv[1]:
-    locale.getpreferredencoding = lambda do_setlocale=True: sys.argv[1]  # as on a machine with that locale
+if sys.argv[1]:  # as on a machine with that locale; pip asks for it in one of these ways, by version
+    locale.getpreferredencoding = lambda do_setlocale=True: sys.argv[1]
+    locale.getencoding = lambda: sys.argv[1]
+    import pip._internal.configuration as configuration
+    if hasattr(configuration, "get_locale_encoding"):
+        configuration.get_locale_encoding = lambda: sys.argv[1]
 from pip._internal.commands import create_command
 options, _ = create_command("install").parse_args([])
 print(json.dumps({"index_url": options.index_url, "trusted_hosts": options.trusted_hosts}))
@@ -316,7 +320,10 @@ def test_summary_masks_credentials_in_every_form(user):
 def _pip_view(text: str):
     """What pip's own config loader makes of `text` saved as a file: {key: value} as `pip install` takes them
     ([install] over [global], empty values skipped), or None when pip refuses the file."""
-    from pip._internal.configuration import Configuration, kinds
+    import pip._internal.configuration as configuration
+    from pip._internal.configuration import Configuration
+    # older pip names the config kinds `kinds`; newer pip makes `Kind` an Enum holding them
+    kinds = getattr(configuration, "kinds", None) or configuration.Kind
     from pip._internal.exceptions import ConfigurationError
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "pip.conf")
@@ -327,9 +334,12 @@ def _pip_view(text: str):
             config._load_file(kinds.ENV, path)
         except ConfigurationError:
             return None
+    loaded = config._config[kinds.ENV]
+    if isinstance(loaded.get(path), dict):  # newer pip keeps each file's settings apart, keyed by its name
+        loaded = loaded[path]
     view = {}
     for section in ("global", "install"):
-        for key, value in config._config[kinds.ENV].items():
+        for key, value in loaded.items():
             if key.startswith(section + ".") and value:
                 view[key.split(".", 1)[1]] = value
     return view
