@@ -18,7 +18,6 @@ the name it would go by. Every URL this module returns, raises or stores has its
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Callable, Optional
 from urllib.parse import urlparse
 
+from fomm_doctor.download import file_digest, file_sha256
 from fomm_doctor.errors import UserError
 from fomm_doctor.redact import redact, redact_data
 
@@ -243,14 +243,6 @@ def resolve_checkpoint(name_or_path=None, override_dir=None) -> ResolvedCheckpoi
 
 
 # ---------------------------------------------------------------- hashing with a cache
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def sha256_cached(path) -> str:
     """sha256 of a file, remembered per (path, size, mtime) so repeated `list`/`check` runs stay instant."""
@@ -513,14 +505,6 @@ class Added:
     verified_by: str = "load"  # "sha256" or "md5" (a published checksum matched), else "load"
 
 
-def _file_md5(path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _saved_page_error(src: Path, manifest: list) -> Optional[str]:
     """The sentence for a cloud drive's web page saved in place of a checkpoint, naming the file it stands for
     and the command that gets it; None when the file is no such page (or names nothing)."""
@@ -565,33 +549,10 @@ def add(path, name: Optional[str] = None, link: bool = False, override_dir=None)
     checkpoint = _read(src)
     digest = sha256_cached(src)
     size = src.stat().st_size
-    by_digest = next((e for e in manifest if digest in published_checks(e)["sha256s"]), None)
-    named = find_entry(name, manifest) if name else None
-    if by_digest is not None:
-        if named is not None and named is not by_digest:
-            raise UserError(f"{src} is the published {by_digest['name']} checkpoint, not {named['name']}; add it "
-                            f"without --name, or with --name {by_digest['name']}.")
-        entry = by_digest
-    elif name:
-        entry = named  # None: a name of the user's own, whatever the file is called
-    else:
-        entry = find_entry(src.name, manifest)
+    entry = _entry_for(src, digest, name, manifest)
     config = recognise(checkpoint, src, hint=entry.get("config") if entry else None)
     del checkpoint
-    notes = []
-    verified_by, md5 = "load", None
-    if entry is not None:
-        published = published_checks(entry)
-        if digest in published["sha256s"]:
-            verified_by = "sha256"
-        elif published["md5s"] and _file_md5(src) in published["md5s"]:
-            verified_by, md5 = "md5", _file_md5(src)
-        elif published["sha256s"] or published["size"]:
-            why = (f"it is {size:,} bytes, not the {published['size']:,} published"
-                   if published["size"] and size != published["size"] else "its sha256 is not the published one")
-            raise UserError(f"{src} loads strictly ({config or 'its own config'}) but is not the published "
-                            f"{entry['name']} checkpoint ({why}); if it is a model of your own, add it under another "
-                            f"name: `fomm-doctor checkpoints add {src} --name {entry['name']}-mine`.")
+    verified_by, md5 = _check_published(src, entry, digest, size, config)
     name = name or (entry["name"] if entry else _name_from_file(src.name))
     if entry is not None:
         file_name = entry["file"]
@@ -607,15 +568,45 @@ def add(path, name: Optional[str] = None, link: bool = False, override_dir=None)
     else:
         _copy_atomic(src, dest)
         placed = "copy"
-    record = {"name": name, "file": file_name, "config": config, "sha256": digest, "size": size,
-              "verified_by": verified_by, "source": str(src.resolve()), "placed": placed,
-              "added": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    if md5:
-        record["md5"] = md5
-    _register(folder, record)
-    if verified_by == "load":
-        notes.append("no published checksum to compare it with: it loads, but is unverified")
+    _register(folder, _record(name, file_name, config, digest, size, verified_by, str(src.resolve()), placed, md5))
+    notes = ["no published checksum to compare it with: it loads, but is unverified"] if verified_by == "load" else []
     return Added(name, dest, config, digest, size, placed, entry, notes, verified_by)
+
+
+def _entry_for(src: Path, digest: str, name: Optional[str], manifest: list) -> Optional[dict]:
+    """The published checkpoint a file is: by its sha256 first, then by --name, then by its file name. None for a
+    model of the user's own. A --name that contradicts the file's published identity is refused."""
+    by_digest = next((e for e in manifest if digest in published_checks(e)["sha256s"]), None)
+    named = find_entry(name, manifest) if name else None
+    if by_digest is not None:
+        if named is not None and named is not by_digest:
+            raise UserError(f"{src} is the published {by_digest['name']} checkpoint, not {named['name']}; add it "
+                            f"without --name, or with --name {by_digest['name']}.")
+        return by_digest
+    if name:
+        return named  # None: a name of the user's own, whatever the file is called
+    return find_entry(src.name, manifest)
+
+
+def _check_published(src: Path, entry: Optional[dict], digest: str, size: int, config) -> tuple:
+    """(how the file is verified: "sha256", "md5" or "load"; its md5 when that vouched for it). A file that
+    contradicts what is published for its entry is refused in one sentence."""
+    if entry is None:
+        return "load", None
+    published = published_checks(entry)
+    if digest in published["sha256s"]:
+        return "sha256", None
+    if published["md5s"]:
+        md5 = file_digest(src, "md5")
+        if md5 in published["md5s"]:
+            return "md5", md5
+    if published["sha256s"] or published["size"]:
+        why = (f"it is {size:,} bytes, not the {published['size']:,} published"
+               if published["size"] and size != published["size"] else "its sha256 is not the published one")
+        raise UserError(f"{src} loads strictly ({config or 'its own config'}) but is not the published "
+                        f"{entry['name']} checkpoint ({why}); if it is a model of your own, add it under another "
+                        f"name: `fomm-doctor checkpoints add {src} --name {entry['name']}-mine`.")
+    return "load", None
 
 
 def _name_from_file(file_name: str) -> str:
@@ -740,11 +731,6 @@ def fetch(name: str, mirror: Optional[str] = None, override_dir=None, progress: 
     by loading it strictly into its config ("loads, unverified"). -> Fetched; raises UserError naming the
     manual route when all fail. Every URL in what it returns, raises and records has its credentials masked."""
     import requests
-    from fomm_doctor import cloud_drive as cd
-    from fomm_doctor.download import DownloadError, HtmlInsteadOfFile, download
-    from fomm_doctor.pages import PageError
-
-    deadline = PAGE_DEADLINE if page_deadline is None else page_deadline
     entry = find_entry(name, load_manifest(override_dir))
     if entry is None:
         known = ", ".join(e["name"] for e in load_manifest(override_dir))
@@ -760,61 +746,115 @@ def fetch(name: str, mirror: Optional[str] = None, override_dir=None, progress: 
     folder.mkdir(parents=True, exist_ok=True)
     session = session or requests.Session()
     session.headers.setdefault("User-Agent", "fomm-doctor")
-    attempts = []
+    job = _FetchJob(entry, dest, session, timeout, PAGE_DEADLINE if page_deadline is None else page_deadline,
+                    dict(retries=retries, timeout=timeout, connections=connections, cache_dir=cache_dir,
+                         progress=progress, expect_binary=True, session=session, **tuning))
     for source in sources:
+        fetched = job.try_source(source)
+        if fetched is not None:
+            return fetched
+    raise UserError(_nothing_fetched(entry, sources, job.attempts))
+
+
+@dataclass
+class _Hop:
+    """What one request for a checkpoint gave: the file (in `tmp`), a page leading to `follow`, or `failed`."""
+    tmp: Optional[Path] = None
+    result: object = None
+    follow: Optional[str] = None
+    failed: Optional[str] = None
+
+
+@dataclass
+class _FetchJob:
+    """One `fetch`: what it is after, how it asks, and what each source answered (`attempts`, URLs masked)."""
+    entry: dict
+    dest: Path
+    session: object
+    timeout: float
+    deadline: float
+    download_args: dict
+    attempts: list = field(default_factory=list)
+
+    def try_source(self, source: dict) -> Optional[Fetched]:
+        """The checkpoint from this source, verified and registered; None (and a line in attempts) when not."""
+        import requests
+        from fomm_doctor.pages import PageError
         shown = redact(_source_url(source["url"]))  # where it is really asked for (HF_ENDPOINT applied)
-        size, sha = _expected(entry, source)
         try:
-            urls = _candidate_urls(source, entry["file"], session, timeout, deadline)
+            urls = _candidate_urls(source, self.entry["file"], self.session, self.timeout, self.deadline)
         except (requests.RequestException, LookupError, ValueError, PageError) as exc:
-            attempts.append((shown, _reason(exc)))
-            continue
+            self.attempts.append((shown, _reason(exc)))
+            return None
         url, seen = urls[0], set()
         for _hop in range(4):  # confirmation page(s), then the file
             seen.add(url)
-            try:
-                # download into a side folder: a file that fails the checks must never sit at `dest`
-                tmp = folder / ".incoming" / dest.name
-                result = download([url], tmp, sha256=sha, size=size, retries=retries, timeout=timeout,
-                                  connections=connections, cache_dir=cache_dir, progress=progress,
-                                  expect_binary=True, session=session, **tuning)
-            except HtmlInsteadOfFile as exc:
-                page = _full_page(session, exc, timeout, deadline)
-                follow = cd.confirmation_request(page, exc.url)
-                # a POST form is asked for with GET and its fields in the query, as Drive accepts: the download
-                # then resumes with Range requests like any other (a POST body cannot be resumed)
-                nxt = follow.as_get_url() if follow else None
-                if nxt and nxt not in seen:
-                    url = nxt
-                    continue
-                attempts.append((shown, cd.page_reason(page)))
-                break
-            except DownloadError as exc:
-                attempts.append((shown, _reason(exc)))
-                break
-            try:
-                verified_by, config, digest, md5 = _accept(tmp, entry, result.sha256, source, size, sha)
-            except UserError as exc:
-                tmp.unlink(missing_ok=True)
-                attempts.append((shown, str(exc)))
-                break
-            os.replace(tmp, dest)
-            record = {"name": entry["name"], "file": entry["file"], "config": config, "sha256": digest,
-                      "size": dest.stat().st_size, "verified_by": verified_by, "source": shown,
-                      "placed": "download", "added": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            if md5:
-                record["md5"] = md5
-            _register(folder, record)
-            attempts.append((shown, "ok"))
-            return Fetched(entry["name"], dest, redact(url), digest, config, verified_by, redact_data(attempts))
-        else:
-            attempts.append((shown, "it kept answering confirmation pages"))
+            hop = self._ask(url, source, seen)
+            if hop.follow:
+                url = hop.follow
+                continue
+            if hop.failed:
+                self.attempts.append((shown, hop.failed))
+                return None
+            self.attempts.append((shown, "ok"))
+            return self._keep(hop, url, source, shown)
+        self.attempts.append((shown, "it kept answering confirmation pages"))
+        return None
+
+    def _ask(self, url: str, source: dict, seen: set) -> "_Hop":
+        """One request for the file: the file, a confirmation page that leads somewhere new, or why not."""
+        from fomm_doctor import cloud_drive as cd
+        from fomm_doctor.download import DownloadError, HtmlInsteadOfFile, download
+        size, sha = _expected(self.entry, source)
+        # download into a side folder: a file that fails the checks must never sit at `dest`
+        tmp = self.dest.parent / ".incoming" / self.dest.name
+        try:
+            return _Hop(tmp=tmp, result=download([url], tmp, sha256=sha, size=size, **self.download_args))
+        except HtmlInsteadOfFile as exc:
+            page = _full_page(self.session, exc, self.timeout, self.deadline)
+            follow = cd.confirmation_request(page, exc.url)
+            # a POST form is asked for with GET and its fields in the query, as Drive accepts: the download
+            # then resumes with Range requests like any other (a POST body cannot be resumed)
+            nxt = follow.as_get_url() if follow else None
+            return _Hop(follow=nxt) if nxt and nxt not in seen else _Hop(failed=cd.page_reason(page))
+        except DownloadError as exc:
+            return _Hop(failed=_reason(exc))
+
+    def _keep(self, hop: "_Hop", url: str, source: dict, shown: str) -> Optional[Fetched]:
+        """Check the downloaded file against what is published, move it into place and register it."""
+        tmp, result = hop.tmp, hop.result
+        size, sha = _expected(self.entry, source)
+        try:
+            verified_by, config, digest, md5 = _accept(tmp, self.entry, result.sha256, source, size, sha)
+        except UserError as exc:
+            tmp.unlink(missing_ok=True)
+            self.attempts[-1] = (shown, str(exc))
+            return None
+        os.replace(tmp, self.dest)
+        _register(self.dest.parent, _record(self.entry["name"], self.entry["file"], config, digest,
+                                            self.dest.stat().st_size, verified_by, shown, "download", md5))
+        return Fetched(self.entry["name"], self.dest, redact(url), digest, config, verified_by,
+                       redact_data(self.attempts))
+
+
+def _record(name, file_name, config, digest, size, verified_by, source, placed, md5=None) -> dict:
+    """One registry record: what the file is, how it was verified, where it came from (masked)."""
+    record = {"name": name, "file": file_name, "config": config, "sha256": digest, "size": size,
+              "verified_by": verified_by, "source": redact(source), "placed": placed,
+              "added": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if md5:
+        record["md5"] = md5
+    return record
+
+
+def _nothing_fetched(entry: dict, sources: list, attempts: list) -> str:
+    """The sentence when every source failed: what each said, and the manual route."""
     first = next((_source_url(s["url"]) for s in entry.get("sources", [])), None)
     tried = "; ".join(f"{_host(u)}: {why}" for u, why in attempts) or "no source listed"
     manual = (f"download {entry['file']} by hand" + (f" (e.g. from {first})" if first else "") +
               f" and run `fomm-doctor checkpoints add PATH --name {entry['name']}`")
     which = "its only source" if len(sources) == 1 else f"any of its {len(sources)} sources"
-    raise UserError(redact(f"could not fetch {entry['name']} from {which} ({tried}); {manual}."))
+    return redact(f"could not fetch {entry['name']} from {which} ({tried}); {manual}.")
 
 
 def _host(url: str) -> str:
@@ -865,7 +905,7 @@ def _accept(path: Path, entry: dict, digest: str, source: dict, size: Optional[i
     if sha:
         return "sha256", config, digest, None
     if source.get("md5"):
-        got = _file_md5(path)
+        got = file_digest(path, "md5")
         if got != source["md5"].lower():
             raise UserError(f"the file's md5 {got} is not the {source['md5']} this source publishes")
         return "md5", config, digest, got

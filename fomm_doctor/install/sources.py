@@ -10,7 +10,6 @@ from typing import Callable, Optional
 from urllib.parse import urlsplit
 
 from fomm_doctor.errors import UserError
-from fomm_doctor.install.builds import os_name
 from fomm_doctor.redact import redact
 
 PYPI_SIMPLE = "https://pypi.org/simple/"
