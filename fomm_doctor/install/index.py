@@ -28,6 +28,7 @@ from urllib.request import url2pathname
 from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
+from fomm_doctor.download import is_sha256
 from fomm_doctor.errors import UserError
 from fomm_doctor.pages import PAGE_LIMIT, PageError, read_page
 from fomm_doctor.redact import redact
@@ -37,7 +38,6 @@ ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0
 SDIST_EXTS = (".tar.gz", ".zip", ".tar.bz2", ".tgz")
 # the characters of a wheel or sdist name: PEP 427/625 names, versions with local labels and epochs
 _DIST_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*")
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 MAX_NAME = 255  # longer than any file system allows for one name
 
 
@@ -104,7 +104,7 @@ def normalize(name: str) -> str:
 
 def clean_sha256(value) -> Optional[str]:
     """A published sha256 as 64 lowercase hex characters, or None when it is anything else."""
-    return value.lower() if isinstance(value, str) and _SHA256.fullmatch(value) else None
+    return value.lower() if is_sha256(value) else None
 
 
 def plain_filename(name) -> bool:
