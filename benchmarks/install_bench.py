@@ -144,7 +144,7 @@ PIP_VERSION = "26.3"
 
 # Runs the CLI with download()'s own default (auto) wherever the CLI passes its --connections default; used
 # only while that option still defaults to 1, so the auto mode can be measured before the CLI change lands.
-AUTO_SHIM = ("import sys, fomm_doctor.download as d; f = d.download; "
+AUTO_SHIM = ("import sys, fomm_doctor.net.download as d; f = d.download; "
              "d.download = lambda *a, connections=None, **k: f(*a, **k); "
              "from fomm_doctor.cli import main; main(sys.argv[1:])")
 

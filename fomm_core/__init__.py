@@ -7,5 +7,5 @@ __version__ = "0.1.0"
 
 def load_checkpoints(config_path, checkpoint_path, device="cpu"):
     """Drop-in for the original demo's `load_checkpoints`: returns `(generator, kp_detector)` in eval mode."""
-    from .checkpoint import load_checkpoints as _load
+    from fomm_core.model.checkpoint import load_checkpoints as _load
     return _load(config_path, checkpoint_path, device=device)

@@ -76,7 +76,7 @@ def randomise(*modules, seed=SEED):
 def our_models(config_name="vox-256", seed=SEED):
     """(generator, kp_detector) of our fomm_core, eval mode, seeded random weights."""
     import torch
-    from .config import build_models, load_config
+    from fomm_core.model.config import build_models, load_config
     torch.manual_seed(seed)
     generator, kp_detector = build_models(load_config(config_name))
     randomise(generator, kp_detector, seed=seed)
@@ -96,7 +96,7 @@ def reference_models(config_name="vox-256", seed=SEED):
     """The original code's modules holding exactly our seeded weights (strict load)."""
     from deep_animator.modules.generator import OcclusionAwareGenerator
     from deep_animator.modules.kp_detector import KPDetector
-    from .config import load_config, original_model_params
+    from fomm_core.model.config import load_config, original_model_params
     params = original_model_params(load_config(config_name))
     generator = OcclusionAwareGenerator(**params["generator_params"], **params["common_params"])
     kp_detector = KPDetector(**params["kp_detector_params"], **params["common_params"])
@@ -212,7 +212,7 @@ def make_runner(path, config_name="vox-256", size=256, frames=4, batch=None):
             return reference_animate(generator, kp_detector, source, driving, timings)
         return "original code, frame by frame, align_corners=True", run
 
-    from .engine import Animator
+    from fomm_core.inference.engine import Animator
     generator, kp_detector = our_models(config_name)
     options = dict(ENGINE_PATHS[path])
     batch = options.pop("batch", None) or batch or frames
@@ -277,7 +277,7 @@ def environment(threads) -> dict:
     import torch
     flags = set()
     try:
-        from .engine import cpu_flags
+        from fomm_core.inference.engine import cpu_flags
         flags = cpu_flags()
     except Exception:
         pass
@@ -355,7 +355,7 @@ class _Worker:
 
 def size_unit(config_name) -> int:
     """Frame sizes must be multiples of this: every hourglass and the generator halve the image several times."""
-    from .config import load_config
+    from fomm_core.model.config import load_config
     params = load_config(config_name)["model_params"]
     kp, gen = params["kp_detector_params"], params["generator_params"]
     dm = gen.get("dense_motion_params") or {}
@@ -367,7 +367,7 @@ def size_unit(config_name) -> int:
 
 def check_options(config="vox-256", size=256, frames=4, runs=3, threads=None, paths=PATHS) -> None:
     """Raise FommError with one sentence for options the benchmark cannot run with."""
-    from .errors import FommError
+    from fomm_core.errors import FommError
     unit = size_unit(config)
     if size < unit or size % unit:
         raise FommError(f"--size must be a multiple of {unit} for {config} (its networks halve the image that often).")
@@ -465,7 +465,7 @@ def main(argv=None) -> int:
         return 0
     if ns.smoke:
         ns.size, ns.frames, ns.runs = 128, 2, 1
-    from .errors import FommError
+    from fomm_core.errors import FommError
     try:
         report = run_benchmark(ns.config, ns.size, ns.frames, ns.runs, ns.threads, ns.paths.split(","))
     except FommError as err:

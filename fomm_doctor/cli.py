@@ -9,7 +9,7 @@ import typer
 
 from fomm_doctor.commands import animate, bench, check, checkpoints, crop, demo, install, live
 from fomm_doctor.errors import UserError
-from fomm_doctor.redact import redact
+from fomm_doctor.net.redact import redact
 from fomm_core.errors import FommError
 
 app = typer.Typer(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fomm_doctor.render import CheckResult
 
-# Training uses clips with seeds 1000..1199 (fomm_core.synthetic.synthetic_pairs); this one was never seen.
+# Training uses clips with seeds 1000..1199 (fomm_core.train.synthetic.synthetic_pairs); this one was never seen.
 HELDOUT_SEED = 999_001
 FRAMES = 32
 FPS = 25
@@ -62,7 +62,7 @@ def side_by_side(source, driving, animated, min_height=MIN_HEIGHT):
 
 def encode(frames, output: Path, fps=FPS) -> None:
     """H.264 + AAC (a 440 Hz tone as the audio track) with the bundled ffmpeg, via a temp file and a rename."""
-    from fomm_core.video import ffmpeg_exe, ffmpeg_file
+    from fomm_core.media.video import ffmpeg_exe, ffmpeg_file
     ffmpeg = ffmpeg_exe()
     t, h, w, _ = frames.shape
     tmp = output.with_name(f".{output.stem}.tmp{os.getpid()}.mp4")
@@ -84,7 +84,7 @@ def encode(frames, output: Path, fps=FPS) -> None:
 def probe(path: Path) -> dict:
     """Frame count, size and whether there is an audio stream, read back from the file with the bundled ffmpeg."""
     import imageio_ffmpeg
-    from fomm_core.video import ffmpeg_exe, ffmpeg_file
+    from fomm_core.media.video import ffmpeg_exe, ffmpeg_file
     info = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", ffmpeg_file(path)], capture_output=True, timeout=60)
     text = info.stderr.decode(errors="replace")
     size = re.search(r"Stream #\S+.*Video:.*?(\d{2,5})x(\d{2,5})", text)
@@ -112,7 +112,7 @@ def run_demo(checkpoint=None, config=None, device=None, output="fomm-demo.mp4") 
 
     # 2. the checkpoint, and its sha256 against the manifest
     started = time.perf_counter()
-    from fomm_doctor.checkpoint_store import file_sha256, resolve_checkpoint
+    from fomm_doctor.checkpoints.store import file_sha256, resolve_checkpoint
     resolved = resolve_checkpoint(checkpoint)
     path, entry = Path(resolved.path), resolved.entry or {}
     want = entry.get("sha256")
@@ -130,8 +130,8 @@ def run_demo(checkpoint=None, config=None, device=None, output="fomm-demo.mp4") 
 
     # 3. the model
     started = time.perf_counter()
-    from fomm_core.checkpoint import load_checkpoints
-    from fomm_core.config import frame_size, load_config
+    from fomm_core.model.checkpoint import load_checkpoints
+    from fomm_core.model.config import frame_size, load_config
     from fomm_core.errors import FommError
     config_used = config or resolved.config
     try:
@@ -147,8 +147,8 @@ def run_demo(checkpoint=None, config=None, device=None, output="fomm-demo.mp4") 
 
     # 4. animate a held-out clip from its first frame, and judge it
     started = time.perf_counter()
-    from fomm_core.engine import Animator
-    from fomm_core.synthetic import make_clip, to_tensor
+    from fomm_core.inference.engine import Animator
+    from fomm_core.train.synthetic import make_clip, to_tensor
     clip = make_clip(HELDOUT_SEED, FRAMES, size[0]) if size[0] == size[1] else None
     if clip is None:
         results.append(_row("animate", "skipped", "the demo clip is square; this model is not", started))

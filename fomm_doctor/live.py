@@ -246,9 +246,9 @@ def list_sources(path) -> list[Path]:
 def load_source_rgb(path, size: int, crop: bool) -> np.ndarray:
     """A source photo as size x size RGB uint8: cropped to its face (or its centre square with crop=False)."""
     import cv2
-    from fomm_core.crop import crop_face_image
-    from fomm_core.face import Box, crop_square
-    from fomm_core.images import load_image
+    from fomm_core.media.crop import crop_face_image
+    from fomm_core.media.face import Box, crop_square
+    from fomm_core.media.images import load_image
     # the same reader as animate: non-ASCII paths, a pixel limit from the header, transparency on white
     image = cv2.cvtColor(load_image(path), cv2.COLOR_RGB2BGR)
     if crop:
@@ -262,7 +262,7 @@ def load_source_rgb(path, size: int, crop: bool) -> np.ndarray:
 
 def model_size(checkpoint_path, config) -> int:
     """The frame size the model was trained at: from the config given, else the one the checkpoint carries."""
-    from fomm_core.config import frame_size, load_config
+    from fomm_core.model.config import frame_size, load_config
     if config is not None:
         return frame_size(load_config(config))[0]
     try:  # mmap: reads the small `config` entry without loading the weights a second time
@@ -277,16 +277,16 @@ def load_animator(checkpoint, config, device: str = "cpu", precision: str = "aut
     """(animator, model size) from a checkpoint name/path: the bundled one when `checkpoint` is None."""
     from fomm_doctor.errors import require_torch
     require_torch()
-    from fomm_core.checkpoint import load_checkpoints
+    from fomm_core.model.checkpoint import load_checkpoints
 
-    from fomm_doctor.checkpoint_store import resolve_checkpoint
+    from fomm_doctor.checkpoints.store import resolve_checkpoint
 
     resolved = resolve_checkpoint(checkpoint)        # a path, a known name, or None for the bundled one
     path = Path(resolved)
     config = config or resolved.config               # a known checkpoint names the config it fits
     generator, kp_detector = load_checkpoints(config, path, device)
     size = model_size(path, config)
-    from fomm_core.engine import Animator
+    from fomm_core.inference.engine import Animator
     return Animator(generator, kp_detector, device=device, precision=precision, mode="relative"), size
 
 
@@ -326,7 +326,7 @@ class DrivingCropper:
 
     def __init__(self, size: int, crop: bool = True, increase: float = 0.25, budget: float = 0.25,
                  background: bool = True):
-        from fomm_core.face import FaceDetector, FaceTracker
+        from fomm_core.media.face import FaceDetector, FaceTracker
         self.size, self.crop, self.increase, self.budget = size, crop, increase, budget
         self.background = background
         self.detector = FaceDetector(max_side=240, min_face=0.15) if crop else None
@@ -382,7 +382,7 @@ class DrivingCropper:
 
     def __call__(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, bool]:
         import cv2
-        from fomm_core.face import Box, crop_square, square_box
+        from fomm_core.media.face import Box, crop_square, square_box
         h, w = frame_bgr.shape[:2]
         box = self._box(frame_bgr) if self.crop else None
         if box is None:  # no face (yet), or cropping off: the centre square, which is not a fixed 640x480 guess

@@ -30,7 +30,7 @@ TINY_MODEL = {
 def tiny_checkpoint(tmp_path_factory):
     """TINY_MODEL with random weights (seed 0) saved as one of our checkpoints (it carries its config)."""
     import torch
-    from fomm_core.config import build_models
+    from fomm_core.model.config import build_models
     torch.manual_seed(0)
     generator, kp_detector = build_models(TINY_MODEL)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pth.tar"

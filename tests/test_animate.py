@@ -8,7 +8,7 @@ cv2 = pytest.importorskip("cv2")
 torch = pytest.importorskip("torch")
 
 from conftest import TINY_MODEL as TINY, run_cli  # noqa: E402
-from fomm_core.video import iter_frames, probe_video  # noqa: E402
+from fomm_core.media.video import iter_frames, probe_video  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +23,8 @@ def photo(tmp_path_factory):
 
 
 def _animator():
-    from fomm_core.config import build_models
-    from fomm_core.engine import Animator
+    from fomm_core.model.config import build_models
+    from fomm_core.inference.engine import Animator
     torch.manual_seed(0)
     generator, kp_detector = build_models(TINY)
     return Animator(generator, kp_detector, device="cpu", precision="fp32")
@@ -63,8 +63,8 @@ def test_side_by_side_no_audio_rotated_odd_clip(ffmpeg_exe, clip_factory, tiny_c
 
 
 def test_streamed_result_matches_animating_all_frames_at_once(clip_factory, photo, tmp_path):
-    from fomm_core.images import frames_to_tensor, load_image, square_resize, tensor_to_frames
-    from fomm_core.pipeline import animate_video
+    from fomm_core.media.images import frames_to_tensor, load_image, square_resize, tensor_to_frames
+    from fomm_core.inference.pipeline import animate_video
     drv = clip_factory("d.mp4", frames=7, size=(64, 64), fps=25, audio=False)
     animator = _animator()
     seen = []
@@ -81,7 +81,7 @@ def test_streamed_result_matches_animating_all_frames_at_once(clip_factory, phot
 
 @pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError])
 def test_interrupt_leaves_no_output(clip_factory, photo, tmp_path, stop):
-    from fomm_core.pipeline import animate_video
+    from fomm_core.inference.pipeline import animate_video
     drv = clip_factory("d.mp4", frames=10, size=(64, 64), audio=True)
     out = tmp_path / "out.mp4"
 

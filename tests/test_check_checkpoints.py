@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from fomm_doctor import checkpoint_store
+from fomm_doctor.checkpoints import store as checkpoint_store
 from fomm_doctor.checks import checkpoints as ckchk
 from fomm_doctor.render import results_to_json
 

@@ -89,7 +89,7 @@ def test_default_and_broken_config(tmp_path):
 
 
 def test_redact_masks_every_url_in_a_text():
-    from fomm_doctor.redact import redact as m
+    from fomm_doctor.net.redact import redact as m
     assert m("https://alice:s3cret@pkgs.example/simple") == "https://alice:****@pkgs.example/simple"
     assert m("https://tok123@pkgs.example/simple") == "https://****@pkgs.example/simple"
     assert m("https://pypi.org/simple") == "https://pypi.org/simple"

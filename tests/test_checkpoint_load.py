@@ -9,8 +9,8 @@ torch = pytest.importorskip("torch", reason="torch is not installed")
 
 from conftest import TINY_MODEL  # noqa: E402
 from fomm_core import load_checkpoints  # noqa: E402
-from fomm_core.checkpoint import read_checkpoint  # noqa: E402
-from fomm_core.config import build_models, detect_config, load_config, matching_configs, shipped_configs  # noqa: E402
+from fomm_core.model.checkpoint import read_checkpoint  # noqa: E402
+from fomm_core.model.config import build_models, detect_config, load_config, matching_configs, shipped_configs  # noqa: E402
 from fomm_core.errors import FommError  # noqa: E402
 
 # the tiny test model with a shallower, coarser dense motion network (its own shapes, matching no shipped config)

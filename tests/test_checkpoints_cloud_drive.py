@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from fomm_doctor import cloud_drive as cd
+from fomm_doctor.net import cloud_drive as cd
 
 FORM_PAGE = """<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head><body>
 <div class="uc-main"><p class="uc-warning-caption">Google Drive can't scan this file for viruses.</p>

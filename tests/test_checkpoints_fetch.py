@@ -14,9 +14,9 @@ torch = pytest.importorskip("torch")
 
 from conftest import run_cli  # noqa: E402
 from httpfaults import FaultServer, Html, Reply, Reset  # noqa: E402
-from fomm_core.checkpoint import load_checkpoints, read_checkpoint  # noqa: E402
-from fomm_core.config import build_models, load_config  # noqa: E402
-from fomm_doctor import checkpoint_store as store  # noqa: E402
+from fomm_core.model.checkpoint import load_checkpoints, read_checkpoint  # noqa: E402
+from fomm_core.model.config import build_models, load_config  # noqa: E402
+from fomm_doctor.checkpoints import store as store  # noqa: E402
 from fomm_doctor.errors import UserError  # noqa: E402
 
 FILE_ID = "1AbCdEfGhIjKlMnOpQrStUvWxYz012345"

@@ -19,8 +19,8 @@ torch = pytest.importorskip("torch")
 
 from conftest import run_cli  # noqa: E402
 from httpfaults import Corrupt, FaultServer, Reply  # noqa: E402
-from fomm_core.config import build_models, load_config  # noqa: E402
-from fomm_doctor import checkpoint_store as store  # noqa: E402
+from fomm_core.model.config import build_models, load_config  # noqa: E402
+from fomm_doctor.checkpoints import store as store  # noqa: E402
 from fomm_doctor.errors import UserError  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "drive"

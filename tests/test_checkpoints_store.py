@@ -15,8 +15,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import run_cli  # noqa: E402
-from fomm_core.config import build_models, config_shapes, load_config, shipped_configs  # noqa: E402
-from fomm_doctor import checkpoint_store as store  # noqa: E402
+from fomm_core.model.config import build_models, config_shapes, load_config, shipped_configs  # noqa: E402
+from fomm_doctor.checkpoints import store as store  # noqa: E402
 from fomm_doctor.errors import UserError  # noqa: E402
 
 

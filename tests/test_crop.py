@@ -1,4 +1,4 @@
-"""`fomm-doctor crop` and fomm_core.crop on real clips of a real face, made with the bundled ffmpeg."""
+"""`fomm-doctor crop` and fomm_core.media.crop on real clips of a real face, made with the bundled ffmpeg."""
 import subprocess
 
 import numpy as np
@@ -7,9 +7,9 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 
 from conftest import run_cli  # noqa: E402
-from fomm_core.crop import (crop_face_image, crop_video, ffmpeg_crop_command, find_face_tracks,  # noqa: E402
+from fomm_core.media.crop import (crop_face_image, crop_video, ffmpeg_crop_command, find_face_tracks,  # noqa: E402
                             stable_crop_box)
-from fomm_core.face import Box, iou  # noqa: E402
+from fomm_core.media.face import Box, iou  # noqa: E402
 from test_face import planted_frame, write_face_clip  # noqa: E402
 
 
@@ -77,7 +77,7 @@ def test_cli_crop_end_to_end(face_clip, tmp_path):
     ok, frame = cap.read()
     cap.release()
     big = cv2.resize(frame, (256, 256))
-    from fomm_core.face import FaceDetector
+    from fomm_core.media.face import FaceDetector
     found = FaceDetector().detect(big)
     assert found and found[0].w > 256 * 0.5
 
@@ -114,9 +114,9 @@ def test_crop_face_image_for_animate_crop():
 def test_animate_crop_uses_the_face_in_the_photo_and_the_video(face_clip, tmp_path):
     """`animate --crop --side-by-side`: the left panel is the photo's face crop, the middle one the video's
     steady face crop (not the centre squares a plain `animate` takes)."""
-    from fomm_core.face import crop_square
-    from fomm_core.images import square_resize
-    from fomm_core.video import iter_frames
+    from fomm_core.media.face import crop_square
+    from fomm_core.media.images import square_resize
+    from fomm_core.media.video import iter_frames
     path, truth = face_clip
     photo_bgr, _ = planted_frame(480, 640, 380, 200, 1.0, seed=2)    # face far from the centre
     photo = tmp_path / "photo.png"
@@ -136,7 +136,7 @@ def test_animate_crop_uses_the_face_in_the_photo_and_the_video(face_clip, tmp_pa
     assert face_crop.face_found
     left = panels[0][:, :size]
     assert mad(left, face_crop.image) < 6 < mad(left, square_resize(photo_rgb, size))
-    from fomm_core.crop import track_faces
+    from fomm_core.media.crop import track_faces
     faces = track_faces(iter_frames(path), 25)                      # the frames the pipeline decodes (RGB)
     box = stable_crop_box(faces.longest(), 0.1, faces.frame_shape)
     for t in truth:                                                 # one steady square holding every face

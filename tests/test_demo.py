@@ -22,10 +22,10 @@ def test_shipped_checkpoint_matches_manifest_and_loads_strictly():
     entry = _entry()
     assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
     assert path.stat().st_size == entry["size"] < 8 * 2 ** 20
-    from fomm_core.checkpoint import load_checkpoints
+    from fomm_core.model.checkpoint import load_checkpoints
     generator, kp_detector = load_checkpoints(None, path)       # strict, with the config the file carries
     state = torch.load(path, weights_only=True)
-    assert state["config"]["model_params"] == __import__("fomm_core.config", fromlist=["x"]).load_config(
+    assert state["config"]["model_params"] == __import__("fomm_core.model.config", fromlist=["x"]).load_config(
         entry["config"])["model_params"]
 
 
@@ -48,7 +48,7 @@ def test_demo_passes_with_the_shipped_checkpoint(tmp_path):
 
 
 def test_demo_fails_with_a_randomly_initialised_checkpoint(tmp_path):
-    from fomm_core.config import build_models, load_config
+    from fomm_core.model.config import build_models, load_config
     torch.set_num_threads(1)
     torch.manual_seed(3)
     config = load_config("synth-64")

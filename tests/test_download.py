@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from fomm_doctor.download import (AUTO_CONNECTIONS, ChecksumMismatch, DownloadError, HtmlInsteadOfFile, download, partial_paths,
+from fomm_doctor.net.download import (AUTO_CONNECTIONS, ChecksumMismatch, DownloadError, HtmlInsteadOfFile, download, partial_paths,
                                   retry_after_seconds)
 from httpfaults import Corrupt, FaultServer, Html, IgnoreRange, Pass, Reply, Reset, Stall, Status
 

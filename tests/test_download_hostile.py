@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from fomm_doctor.download import DownloadError, download, parse_content_range, partial_paths, retry_after_seconds
+from fomm_doctor.net.download import DownloadError, download, parse_content_range, partial_paths, retry_after_seconds
 from httpfaults import FaultServer, RawServer, Reply, Status, endless_answer, fixed_answer, gzip_zeros
 from test_download import FAST, blob, sha
 
@@ -236,7 +236,7 @@ def test_dest_that_is_no_file_name_is_refused(tmp_path, dest, monkeypatch):
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from fomm_doctor.download import DownloadError, download
+from fomm_doctor.net.download import DownloadError, download
 url, dest, cache, ready, go, lock_wait, sha = sys.argv[1:]
 Path(ready).touch()
 for _ in range(3000):  # both children start downloading together

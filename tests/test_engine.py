@@ -4,7 +4,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch is not installed")
 
 from fomm_core import bench  # noqa: E402
-from fomm_core.engine import Animator, choose_precision  # noqa: E402
+from fomm_core.inference.engine import Animator, choose_precision  # noqa: E402
 from fomm_core.errors import FommError  # noqa: E402
 
 SIZE, FRAMES = 128, 3
@@ -92,8 +92,8 @@ def test_choose_precision_and_bad_options():
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_subpixel_up_block_equals_upsample_then_conv(channels_last):
-    from fomm_core.blocks import UpBlock2d
-    from fomm_core.fast import fused_copy, SubpixelUpBlock
+    from fomm_core.model.blocks import UpBlock2d
+    from fomm_core.inference.fast import fused_copy, SubpixelUpBlock
     torch.manual_seed(0)
     block = UpBlock2d(6, 5).eval()
     with torch.no_grad():

@@ -11,7 +11,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 
 from fomm_core.errors import FommError  # noqa: E402
-from fomm_core.face import (Box, FaceDetector, FaceTracker, NumpyHaarDetector, crop_square, iou,  # noqa: E402
+from fomm_core.media.face import (Box, FaceDetector, FaceTracker, NumpyHaarDetector, crop_square, iou,  # noqa: E402
                             load_cascade, square_box, SHIPPED_CASCADE)
 
 FACE_JPG = Path(__file__).parent / "data" / "faces" / "astronaut_face.jpg"

@@ -1,11 +1,11 @@
-"""fomm_core.images: every kind of source image becomes a square RGB of the model's size."""
+"""fomm_core.media.images: every kind of source image becomes a square RGB of the model's size."""
 import numpy as np
 import pytest
 
 cv2 = pytest.importorskip("cv2")
 
 from fomm_core.errors import FommError  # noqa: E402
-from fomm_core.images import (center_square, frames_to_tensor, load_image, square_resize,  # noqa: E402
+from fomm_core.media.images import (center_square, frames_to_tensor, load_image, square_resize,  # noqa: E402
                               tensor_to_frames)
 
 

@@ -199,7 +199,7 @@ def test_fast_model_detects_faces_less_often_than_it_animates(moving_face_clip, 
 
 def test_face_box_follows_a_moving_face_from_the_background_thread(tmp_path):
     from fomm_doctor.live import DrivingCropper
-    from fomm_core.face import iou
+    from fomm_core.media.face import iou
     from test_face import planted_frame
     cropper = DrivingCropper(64)
     try:

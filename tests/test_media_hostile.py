@@ -61,7 +61,7 @@ def damaged_clip(tmp_path_factory):
 
 
 def test_damaged_video_streams_past_a_full_stderr_pipe(damaged_clip, ffmpeg_exe):
-    from fomm_core.video import iter_frames
+    from fomm_core.media.video import iter_frames
     # the decoder's complaints about this file overflow a pipe that nobody reads
     errors = subprocess.run([ffmpeg_exe, "-v", "error", "-nostdin", "-i", str(damaged_clip), "-map", "0:v:0",
                              "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], stdout=subprocess.DEVNULL,
@@ -78,10 +78,10 @@ def test_damaged_video_streams_past_a_full_stderr_pipe(damaged_clip, ffmpeg_exe)
 def test_damaged_video_through_the_animate_pipeline(damaged_clip, tmp_path):
     torch = pytest.importorskip("torch")
     from conftest import TINY_MODEL
-    from fomm_core.config import build_models
-    from fomm_core.engine import Animator
-    from fomm_core.pipeline import animate_video
-    from fomm_core.video import probe_video
+    from fomm_core.model.config import build_models
+    from fomm_core.inference.engine import Animator
+    from fomm_core.inference.pipeline import animate_video
+    from fomm_core.media.video import probe_video
     torch.manual_seed(0)
     animator = Animator(*build_models(TINY_MODEL), device="cpu", precision="fp32")
     photo = tmp_path / "photo.png"
@@ -99,7 +99,7 @@ def test_damaged_video_through_the_animate_pipeline(damaged_clip, tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a named pipe")
 def test_reader_stops_ffmpeg_that_sends_nothing(tmp_path):
-    from fomm_core.video import VideoInfo, iter_frames
+    from fomm_core.media.video import VideoInfo, iter_frames
     fifo = tmp_path / "stalled.mp4"
     os.mkfifo(fifo)  # nobody ever writes: ffmpeg waits on it forever, as on a stalled network share
     info = VideoInfo(64, 64, 25.0, 10, 0.4, False, 0)
@@ -109,7 +109,7 @@ def test_reader_stops_ffmpeg_that_sends_nothing(tmp_path):
 
 
 def test_probe_has_a_wall_clock_limit(clip_factory):
-    from fomm_core.video import probe_video
+    from fomm_core.media.video import probe_video
     clip = clip_factory("slow.mp4", frames=5, audio=False)
     with pytest.raises(FommError, match="could not read the header"):
         probe_video(clip, timeout=1e-6)  # no ffmpeg starts, let alone answers, within a microsecond
@@ -119,7 +119,7 @@ def test_probe_has_a_wall_clock_limit(clip_factory):
 
 
 def test_colon_names_are_read_probed_and_written(clip_factory, tmp_path, monkeypatch):
-    from fomm_core.video import VideoWriter, iter_frames, probe_video
+    from fomm_core.media.video import VideoWriter, iter_frames, probe_video
     clip_factory("12:30.mp4", frames=6, size=(64, 48), audio=True)
     monkeypatch.chdir(tmp_path)
     name = Path("12:30.mp4")  # relative, as a user types it: ffmpeg saw the protocol '12'
@@ -141,7 +141,7 @@ def test_animate_cli_with_colon_names(clip_factory, tiny_checkpoint, tmp_path):
     r = run_cli("animate", "9:00.png", "12:30.mp4", "-o", "12:31.mp4", "--checkpoint", tiny_checkpoint,
                 cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    from fomm_core.video import iter_frames
+    from fomm_core.media.video import iter_frames
     assert len(list(iter_frames(tmp_path / "12:31.mp4"))) == 5
 
 
@@ -168,7 +168,7 @@ def test_crop_cli_with_colon_names_and_a_bad_output(tmp_path):
     assert r.returncode == 2 and "video extension" in r.stderr and "Traceback" not in r.stderr, r.stderr
     r = run_cli("crop", "12:30.mp4", "-o", "12:31.mp4", "--size", "64", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    from fomm_core.video import probe_video
+    from fomm_core.media.video import probe_video
     info = probe_video(tmp_path / "12:31.mp4")
     assert (info.width, info.height, info.has_audio) == (64, 64, True)
 
@@ -200,7 +200,7 @@ def jpeg_bytes(width, height) -> bytes:
 
 
 def test_png_declaring_billions_of_pixels_is_refused_from_its_header(tmp_path):
-    from fomm_core.images import image_size, load_image
+    from fomm_core.media.images import image_size, load_image
     data = png_bytes(60000, 60000, rows=64)
     assert len(data) < 40_000
     path = tmp_path / "bomb.png"
@@ -212,7 +212,7 @@ def test_png_declaring_billions_of_pixels_is_refused_from_its_header(tmp_path):
 
 
 def test_jpeg_declaring_billions_of_pixels_is_refused_from_its_header():
-    from fomm_core.images import decode_image, image_size
+    from fomm_core.media.images import decode_image, image_size
     data = jpeg_bytes(65000, 50000)
     assert image_size(data) == (65000, 50000)
     with pytest.raises(FommError, match="65000x50000"):
@@ -224,7 +224,7 @@ def test_a_refused_image_never_allocates_its_pixels(tmp_path):
     path = tmp_path / "big.png"
     path.write_bytes(png_bytes(12000, 12000))
     probe = ("import resource, sys\n"
-             "from fomm_core.images import load_image\n"
+             "from fomm_core.media.images import load_image\n"
              "from fomm_core.errors import FommError\n"
              "import cv2\n"
              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
@@ -250,14 +250,14 @@ def _encoded(ext, size=(37, 23), params=()):
                                         (".webp", (cv2.IMWRITE_WEBP_QUALITY, 101))],
                          ids=["png", "jpeg", "bmp", "webp-lossy", "webp-lossless"])
 def test_header_size_matches_real_files(ext, params):
-    from fomm_core.images import decode_image, image_size
+    from fomm_core.media.images import decode_image, image_size
     data = _encoded(ext, params=params)
     assert image_size(data) == (37, 23)
     assert decode_image(data).shape == (23, 37, 3)
 
 
 def test_header_size_of_a_real_gif():
-    from fomm_core.images import image_size
+    from fomm_core.media.images import image_size
     if not cv2.haveImageWriter("x.gif"):
         pytest.skip("this OpenCV writes no GIF")
     assert image_size(_encoded(".gif")) == (37, 23)
@@ -284,7 +284,7 @@ def _grown(ext, params=()):
                                         (".webp", (cv2.IMWRITE_WEBP_QUALITY, 101))],
                          ids=["bmp", "gif", "webp-lossy", "webp-lossless"])
 def test_grown_headers_are_refused(ext, params):
-    from fomm_core.images import decode_image, image_size
+    from fomm_core.media.images import decode_image, image_size
     if ext == ".gif" and not cv2.haveImageWriter("x.gif"):
         pytest.skip("this OpenCV writes no GIF")
     data, size = _grown(ext, params)
@@ -294,7 +294,7 @@ def test_grown_headers_are_refused(ext, params):
 
 
 def test_image_with_a_non_ascii_path_loads(tmp_path):
-    from fomm_core.images import load_image
+    from fomm_core.media.images import load_image
     path = tmp_path / "фото 照片 ü.png"
     path.write_bytes(_encoded(".png", size=(30, 20)))
     assert load_image(path).shape == (20, 30, 3)
@@ -365,7 +365,7 @@ def test_checks_never_run_a_program_planted_in_the_current_folder(planted, monke
     assert nvidia_smi_candidates("linux")[0] == str(bin_dir / "nvidia-smi")
     assert rocminfo_candidates()[0] == str(bin_dir / "rocminfo")
     monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", "ffmpeg")  # a bare name: imageio-ffmpeg hands it back as is
-    from fomm_core.video import ffmpeg_exe
+    from fomm_core.media.video import ffmpeg_exe
     assert ffmpeg_exe() == str(bin_dir / "ffmpeg")
     assert ffchk.probe_bundled()["path"] == str(bin_dir / "ffmpeg")
     assert not mark.exists()
@@ -396,7 +396,7 @@ class RunsCode:
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip-format", "torch-1.0-format"])
 def test_checkpoint_with_code_is_refused_in_one_sentence(tmp_path, legacy):
     torch = pytest.importorskip("torch")
-    from fomm_core.checkpoint import read_checkpoint
+    from fomm_core.model.checkpoint import read_checkpoint
     path = tmp_path / "hostile.pth.tar"
     torch.save({"generator": {}, "kp_detector": {}, "payload": RunsCode()}, path,
                _use_new_zipfile_serialization=not legacy)
@@ -412,7 +412,7 @@ def test_checkpoint_with_code_is_refused_in_one_sentence(tmp_path, legacy):
 ])
 def test_checkpoint_with_objects_names_them(tmp_path, payload, named):
     torch = pytest.importorskip("torch")
-    from fomm_core.checkpoint import read_checkpoint
+    from fomm_core.model.checkpoint import read_checkpoint
     path = tmp_path / "objects.pth.tar"
     torch.save({"generator": {}, "kp_detector": {}, "opts": payload()}, path)
     with pytest.raises(FommError, match=f"contains a Python object \\({named}\\)"):
@@ -422,7 +422,7 @@ def test_checkpoint_with_objects_names_them(tmp_path, payload, named):
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_checkpoint_the_safe_loader_cannot_parse_is_refused_not_called_garbage(tmp_path):
     torch = pytest.importorskip("torch")
-    from fomm_core.checkpoint import read_checkpoint
+    from fomm_core.model.checkpoint import read_checkpoint
     path = tmp_path / "protocol4.pth.tar"
     torch.save({"generator": {"w": torch.zeros(2)}, "kp_detector": {}}, path, pickle_protocol=4)
     with pytest.raises(FommError) as err:

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch is not installed")
 F = torch.nn.functional
 
-from fomm_core.config import build_models, load_config, shipped_configs  # noqa: E402
+from fomm_core.model.config import build_models, load_config, shipped_configs  # noqa: E402
 
 TOL = 1e-4
 
@@ -44,7 +44,7 @@ def ref_aligned(ref, monkeypatch):
 
 
 def reference_models(ref, config):
-    from fomm_core.config import original_model_params
+    from fomm_core.model.config import original_model_params
     params = original_model_params(config)
     generator = ref.generator.OcclusionAwareGenerator(**params["generator_params"], **params["common_params"])
     kp_detector = ref.kp_detector.KPDetector(**params["kp_detector_params"], **params["common_params"])
@@ -197,7 +197,7 @@ def test_composed_parts_equal_forward():
 
 
 def test_strided_antialias_equals_blur_then_slice():
-    from fomm_core.blocks import AntiAliasInterpolation2d
+    from fomm_core.model.blocks import AntiAliasInterpolation2d
     down = AntiAliasInterpolation2d(3, 0.25)
     x = torch.rand(2, 3, 258, 130, generator=torch.Generator().manual_seed(9))
     fast = down(x)
@@ -240,6 +240,6 @@ def test_reference_state_dict_loads_strictly(ref, name):
 def test_antialias_kernel_equals_reference(ref):
     """The Gaussian kernel buffer is in the checkpoints; ours must compute the same one for any scale."""
     from deep_animator.modules.utils import AntiAliasInterpolation2d as RefAntiAlias
-    from fomm_core.blocks import AntiAliasInterpolation2d
+    from fomm_core.model.blocks import AntiAliasInterpolation2d
     for scale in (0.5, 0.25, 0.125, 0.3):
         assert max_diff(AntiAliasInterpolation2d(3, scale).weight, RefAntiAlias(3, scale).weight) <= 1e-7

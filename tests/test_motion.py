@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="torch is not installed")
 
-from fomm_core.motion import (closest_shape, find_best_frame, hull_area, inverse_2x2,  # noqa: E402
+from fomm_core.inference.motion import (closest_shape, find_best_frame, hull_area, inverse_2x2,  # noqa: E402
                               movement_scale, normalize_kp)
 
 

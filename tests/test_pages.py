@@ -8,7 +8,7 @@ import tracemalloc
 
 import pytest
 
-from fomm_doctor.pages import PageError, read_page
+from fomm_doctor.net.pages import PageError, read_page
 from httpfaults import FaultServer, RawServer, Reply, endless_answer, fixed_answer, gzip_zeros, trickle_answer
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fomm_core.synthetic import folder_pairs, make_clip, synthetic_pairs
+from fomm_core.train.synthetic import folder_pairs, make_clip, synthetic_pairs
 
 
 def test_same_seed_same_clip_other_seed_other_clip():

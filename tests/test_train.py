@@ -4,8 +4,8 @@ import yaml
 
 torch = pytest.importorskip("torch")
 
-from fomm_core.train import Trainer, batches, make_dataset, train  # noqa: E402
-from fomm_core.transforms import RandomTPS  # noqa: E402
+from fomm_core.train.trainer import Trainer, batches, make_dataset, train  # noqa: E402
+from fomm_core.train.transforms import RandomTPS  # noqa: E402
 
 TINY = {
     "dataset_params": {"frame_shape": [32, 32, 3]},
@@ -31,7 +31,7 @@ def tiny_config(tmp_path):
 
 def test_a_few_steps_lower_the_reconstruction_loss(tiny_config):
     torch.set_num_threads(1)
-    from fomm_core.config import load_config
+    from fomm_core.model.config import load_config
     config = load_config(tiny_config)
     trainer = Trainer(config, seed=0)
     source, driving = next(batches(make_dataset("synthetic", config, 0), 4, 0))
@@ -59,7 +59,7 @@ def test_checkpoint_layout_and_resume(tiny_config, tmp_path):
     trainer = train(tiny_config, out, steps=3, resume=True, progress=False)
     assert trainer.step == 3
     # the result loads strictly with the config it carries
-    from fomm_core.checkpoint import load_checkpoints
+    from fomm_core.model.checkpoint import load_checkpoints
     load_checkpoints(None, out / "checkpoint.pth.tar")
 
 
@@ -93,7 +93,7 @@ def _small_recipe(**train_params):
 
 
 def test_identity_init_makes_the_generator_copy_the_warped_source():
-    from fomm_core.synthetic import make_clip, to_tensor
+    from fomm_core.train.synthetic import make_clip, to_tensor
     torch.set_num_threads(1)
     frames = to_tensor(make_clip(5, 2, 32))                                    # [2, 3, 32, 32]
     trainer = Trainer(_small_recipe(), seed=0)
@@ -148,8 +148,8 @@ def test_cosine_schedule_decays_to_two_percent():
 
 
 def test_exact_flow_resize_keeps_an_identity_flow_an_identity():
-    from fomm_core.blocks import make_coordinate_grid
-    from fomm_core.generator import warp
+    from fomm_core.model.blocks import make_coordinate_grid
+    from fomm_core.model.generator import warp
     features = torch.rand(1, 4, 32, 32)
     flow = make_coordinate_grid((16, 16)).unsqueeze(0)                        # identity at half the size
     assert torch.allclose(warp(features, flow, exact_resize=True), features, atol=1e-5)

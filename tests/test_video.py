@@ -1,11 +1,11 @@
-"""fomm_core.video on real clips encoded by the bundled ffmpeg: probe, streamed frames, the atomic writer."""
+"""fomm_core.media.video on real clips encoded by the bundled ffmpeg: probe, streamed frames, the atomic writer."""
 import subprocess
 
 import numpy as np
 import pytest
 
 from fomm_core.errors import FommError
-from fomm_core.video import VideoWriter, iter_frames, parse_probe, probe_video
+from fomm_core.media.video import VideoWriter, iter_frames, parse_probe, probe_video
 
 
 def test_probe_reads_size_fps_audio_and_duration(clip_factory):

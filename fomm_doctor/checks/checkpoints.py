@@ -5,7 +5,7 @@ unverified", never ok), and one line on the published ones not downloaded.
 ids: checkpoints.<name> (one per checkpoint present), checkpoints.published (the published ones not present),
      checkpoints.manifest (a manifest or registry that cannot be read, or nothing known at all)
 
-`probe_checkpoints` is a thin call into `fomm_doctor.checkpoint_store`, the one place that knows where
+`probe_checkpoints` is a thin call into `fomm_doctor.checkpoints.store`, the one place that knows where
 checkpoints are; `judge_checkpoints` is pure (facts -> rows).
 """
 import os
@@ -22,7 +22,7 @@ def probe_checkpoints(directory=None) -> dict:
     project's folder (where the bundled checkpoint lives) and any error reading the manifests or registries:
     {"dirs", "store", "project", "error", "checkpoints": [{name, file, config, size, sha256, description,
     sources, present: [{path, size, state, verified, why}]}]}"""
-    from fomm_doctor import checkpoint_store as store
+    from fomm_doctor.checkpoints import store as store
     from fomm_doctor.errors import UserError
     project = str(store.project_dir())
     try:

@@ -14,7 +14,7 @@ import urllib.request
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from fomm_doctor.i18n import tr
-from fomm_doctor.redact import redact, same_origin
+from fomm_doctor.net.redact import redact, same_origin
 from fomm_doctor.render import CheckResult
 from fomm_doctor.checks.common import pip_cmd
 

@@ -3,7 +3,7 @@
 ids: pip.version, pip.index
 """
 from fomm_doctor.i18n import tr
-from fomm_doctor.redact import redact
+from fomm_doctor.net.redact import redact
 from fomm_doctor.install.pip_config import pip_config_files, read_pip_index_config
 from fomm_doctor.render import CheckResult
 from fomm_doctor.checks.common import pip_cmd, python_cmd, version_tuple

@@ -56,18 +56,18 @@ def animate(
     if not driving.exists():
         raise UserError(f"driving video {driving} does not exist.")
     # check the cheap things (output path, image, video) before the slow ones (weights, the whole animation)
-    from fomm_core.images import load_image
-    from fomm_core.video import check_output_path, probe_video
+    from fomm_core.media.images import load_image
+    from fomm_core.media.video import check_output_path, probe_video
     check_output_path(output, inputs=(source, driving))
     load_image(source)
     info = probe_video(driving)
 
     from fomm_doctor.errors import require_torch
     require_torch()
-    from fomm_core.checkpoint import load_checkpoints
-    from fomm_core.engine import Animator
-    from fomm_core.pipeline import animate_video
-    from fomm_doctor.checkpoint_store import resolve_checkpoint
+    from fomm_core.model.checkpoint import load_checkpoints
+    from fomm_core.inference.engine import Animator
+    from fomm_core.inference.pipeline import animate_video
+    from fomm_doctor.checkpoints.store import resolve_checkpoint
     from fomm_doctor.live import model_size
 
     dev = _pick_device(device)

@@ -1,5 +1,5 @@
 """`fomm-doctor checkpoints ...`: list, fetch, add, slim, verify. Parsing and rendering only; the work is in
-fomm_doctor.checkpoint_store."""
+fomm_doctor.checkpoints.store."""
 import json
 from pathlib import Path
 from typing import Optional
@@ -37,8 +37,8 @@ def _state(row: dict) -> str:
 def list_(as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
           dir: Optional[Path] = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
     """What is known, what is present where, verified or not, with sizes."""
-    from fomm_doctor.checkpoint_store import checkpoint_facts
-    from fomm_doctor.redact import redact_data
+    from fomm_doctor.checkpoints.store import checkpoint_facts
+    from fomm_doctor.net.redact import redact_data
     facts = redact_data(checkpoint_facts(dir))
     if as_json:
         typer.echo(json.dumps(facts, indent=2))
@@ -68,8 +68,8 @@ def fetch(name: str = typer.Argument(..., help="A name from `checkpoints list`, 
           as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Download a published checkpoint: resumable, failing over between its mirrors, verified."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
-    from fomm_doctor.checkpoint_store import fetch as do_fetch
-    from fomm_doctor.redact import redact, redact_data
+    from fomm_doctor.checkpoints.store import fetch as do_fetch
+    from fomm_doctor.net.redact import redact, redact_data
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                   TransferSpeedColumn(), TimeRemainingColumn(), transient=True, disable=as_json) as bar:
         task = bar.add_task(name, total=None)
@@ -98,7 +98,7 @@ def add(path: Path = typer.Argument(..., help="The .pth.tar you downloaded (do n
         link: bool = typer.Option(False, "--link", help="Link to the file instead of copying it."),
         dir: Optional[Path] = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
     """Register a checkpoint file you have: checked, recognised and placed where animate finds it by name."""
-    from fomm_doctor.checkpoint_store import add as do_add
+    from fomm_doctor.checkpoints.store import add as do_add
     result = do_add(path, name=name, link=link, override_dir=dir)
     checked = ("loads, unverified" if result.verified_by == "load"
                else f"matches the published {result.verified_by}")
@@ -115,7 +115,7 @@ def slim(name: str = typer.Argument(..., help="A checkpoint name or path."),
          out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output file."),
          dir: Optional[Path] = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
     """Write an inference-only copy (generator + keypoint detector), loadable by the original code too."""
-    from fomm_doctor.checkpoint_store import slim as do_slim
+    from fomm_doctor.checkpoints.store import slim as do_slim
     result = do_slim(name, half=half, out=out, override_dir=dir)
     typer.echo(f"wrote {result.path}: {_mb(result.size)} (from {_mb(result.original_size)}; "
                f"config {result.config or 'stored in the file'}{'; float16 storage' if half else ''})")
@@ -125,7 +125,7 @@ def slim(name: str = typer.Argument(..., help="A checkpoint name or path."),
 def verify(name: Optional[str] = typer.Argument(None, help="One checkpoint name (default: all present)."),
            dir: Optional[Path] = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
     """Compare present checkpoint files with their published (or recorded) size and sha256."""
-    from fomm_doctor.checkpoint_store import list_checkpoints
+    from fomm_doctor.checkpoints.store import list_checkpoints
     from fomm_doctor.errors import UserError
     rows = [r for r in list_checkpoints(dir) if r["present"] and (name is None or r["name"] == name)]
     if name is not None and not rows:

@@ -16,8 +16,8 @@ def crop(
     no_audio: bool = typer.Option(False, "--no-audio", help="Drop the audio track."),
 ) -> None:
     """Crop a driving video to the face (as first-order-model's crop script), with its audio."""
-    from fomm_core import crop as cropping
-    from fomm_core.video import check_output_path
+    from fomm_core.media import crop as cropping
+    from fomm_core.media.video import check_output_path
 
     if output is None and not print_ffmpeg:
         raise UserError("give the output file with -o OUT.mp4 (or use --print-ffmpeg).")

@@ -8,7 +8,7 @@ import typer
 
 from fomm_doctor.errors import UserError
 from fomm_doctor.install.pip_persist import public_change
-from fomm_doctor.redact import redact, redact_data
+from fomm_doctor.net.redact import redact, redact_data
 
 
 def install(
@@ -87,7 +87,7 @@ def _install(a: dict) -> None:
     if download_only is not None:
         execute.check_folder("--download-only", download_only)
     if not dry_run or download_only is not None:  # a download will happen: its folder must be usable first
-        from fomm_doctor import download as dl
+        from fomm_doctor.net import download as dl
         execute.check_folder("--cache-dir", opts.cache_dir or dl.default_cache_dir())
     console = None
     if not as_json:

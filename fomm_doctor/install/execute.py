@@ -12,13 +12,13 @@ from typing import Callable, Optional
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from fomm_doctor import download as dl
+from fomm_doctor.net import download as dl
 from fomm_doctor.errors import UserError
 from fomm_doctor.install import metadata
 from fomm_doctor.install.choose import base_version
 from fomm_doctor.install.index import host_of, plain_filename
 from fomm_doctor.install.plan import VERIFIED_WORDS, InstallOptions, backend_of_installed
-from fomm_doctor.redact import redact
+from fomm_doctor.net.redact import redact
 
 
 def _local_file(url: str) -> Optional[Path]:

@@ -12,7 +12,7 @@ An index is a server we do not control, so nothing it says is taken on trust:
   - a page read over http(s) may only link to http(s) files: a `file://` link from a remote page would make a
     path on this machine look like "the user's own local file";
   - a page that cannot be read at all (not JSON, not a list of files) is an `IndexUnavailable` sentence.
-Pages come through `fomm_doctor.pages.read_page`: size-capped and with an overall deadline.
+Pages come through `fomm_doctor.net.pages.read_page`: size-capped and with an overall deadline.
 """
 import json
 import os
@@ -28,10 +28,10 @@ from urllib.request import url2pathname
 from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
-from fomm_doctor.download import is_sha256
+from fomm_doctor.net.download import is_sha256
 from fomm_doctor.errors import UserError
-from fomm_doctor.pages import PAGE_LIMIT, PageError, read_page
-from fomm_doctor.redact import redact
+from fomm_doctor.net.pages import PAGE_LIMIT, PageError, read_page
+from fomm_doctor.net.redact import redact
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"

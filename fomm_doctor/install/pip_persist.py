@@ -18,7 +18,7 @@ from typing import Optional
 from urllib.parse import urlsplit
 
 from fomm_doctor.errors import UserError
-from fomm_doctor.redact import redact
+from fomm_doctor.net.redact import redact
 from fomm_doctor.install.pip_config import (install_settings, parse_like_pip, pip_key, read_config_file,
                                             split_lines, user_config_file)
 

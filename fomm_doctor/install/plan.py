@@ -16,7 +16,7 @@ from fomm_doctor.errors import UserError
 from fomm_doctor.install import choose, metadata, target
 from fomm_doctor.install import index as pypi_index
 from fomm_doctor.install import sources as mirrors
-from fomm_doctor.redact import redact
+from fomm_doctor.net.redact import redact
 from fomm_doctor.resources import load_wheels_index
 
 # What the project needs besides torch (pyproject's dependencies); read from the installed metadata when we can.
@@ -220,7 +220,7 @@ def metadata_of(cands: list, timeout: float, session=None) -> dict:
     within the page deadline); a file that cannot be read or fails its published sha256 is left out (the
     wheel's own METADATA is checked after download)."""
     import hashlib
-    from fomm_doctor.pages import PageError, read_page
+    from fomm_doctor.net.pages import PageError, read_page
 
     def one(c):
         try:

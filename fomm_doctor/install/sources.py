@@ -10,7 +10,7 @@ from typing import Callable, Optional
 from urllib.parse import urlsplit
 
 from fomm_doctor.errors import UserError
-from fomm_doctor.redact import redact
+from fomm_doctor.net.redact import redact
 
 PYPI_SIMPLE = "https://pypi.org/simple/"
 PYTORCH_INDEX = "https://download.pytorch.org/whl/"

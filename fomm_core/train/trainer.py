@@ -50,8 +50,8 @@ class Trainer:
 
     def __init__(self, config, device="cpu", seed=0, total_steps=None):
         import torch
-        from .config import build_models
-        from .losses import ImagePyramid
+        from fomm_core.model.config import build_models
+        from fomm_core.train.losses import ImagePyramid
 
         self.config, self.device, self.params = config, torch.device(device), train_params(config)
         torch.manual_seed(seed)
@@ -100,8 +100,8 @@ class Trainer:
         return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
 
     def losses(self, source, driving):
-        from .losses import equivariance_losses, pyramid_l1
-        from .transforms import RandomTPS
+        from fomm_core.train.losses import equivariance_losses, pyramid_l1
+        from fomm_core.train.transforms import RandomTPS
 
         kp_source = self.kp_detector(source)
         kp_driving = self.kp_detector(driving)
@@ -214,8 +214,8 @@ def save_atomic(state, path) -> None:
 
 
 def make_dataset(data, config, seed):
-    from .synthetic import folder_pairs, synthetic_pairs
-    from .config import frame_size
+    from fomm_core.train.synthetic import folder_pairs, synthetic_pairs
+    from fomm_core.model.config import frame_size
     size = frame_size(config)[0]
     params = train_params(config)
     if data in (None, "synthetic"):
@@ -237,7 +237,7 @@ def train(config_name, out, steps, seed=0, data="synthetic", resume=False, devic
           progress=True, log=None):
     """Train to `steps` total steps; returns the Trainer. log: optional callable(step, losses dict)."""
     import torch
-    from .config import load_config
+    from fomm_core.model.config import load_config
 
     config = load_config(config_name)
     trainer = Trainer(config, device, seed, total_steps=steps)
@@ -276,7 +276,7 @@ def train(config_name, out, steps, seed=0, data="synthetic", resume=False, devic
 def heldout_l1(generator, kp_detector, seed=999_001, frames=32, size=64, device="cpu"):
     """(model L1, repeat-source L1) on a synthetic clip: every frame reconstructed from the first one."""
     import torch
-    from .synthetic import make_clip, to_tensor
+    from fomm_core.train.synthetic import make_clip, to_tensor
     clip = to_tensor(make_clip(seed, frames, size)).to(device)        # [T, 3, H, W]
     with torch.no_grad():
         source = clip[:1].expand(len(clip), -1, -1, -1)
@@ -297,7 +297,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--log-every", type=int, default=0, help="print the losses every N steps")
     args = parser.parse_args(argv)
-    from .errors import FommError
+    from fomm_core.errors import FommError
 
     def log(step, losses):
         if args.log_every and step % args.log_every == 0:

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import AntiAliasInterpolation2d, Hourglass, gaussian2kp
+from fomm_core.model.blocks import AntiAliasInterpolation2d, Hourglass, gaussian2kp
 
 
 class KPDetector(nn.Module):

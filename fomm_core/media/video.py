@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FommError
-from .tools import resolve_tool
+from fomm_core.errors import FommError
+from fomm_core.tools import resolve_tool
 
 PROBE_TIMEOUT_SECONDS = 60.0    # `ffmpeg -i` reads only the header: a minute means a stalled drive or pipe
 READ_STALL_SECONDS = 120.0      # the reader gives up after this long without a single frame byte

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FommError
+from fomm_core.errors import FommError
 
 CASCADE_NAME = "haarcascade_frontalface_default.xml"
 SHIPPED_CASCADE = Path(__file__).resolve().parent / "face_data" / CASCADE_NAME

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import AntiAliasInterpolation2d
+from fomm_core.model.blocks import AntiAliasInterpolation2d
 
 
 class ImagePyramid(nn.Module):

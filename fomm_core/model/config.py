@@ -9,8 +9,8 @@ from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import FommError
-from .resources import configs_dir
+from fomm_core.errors import FommError
+from fomm_core.resources import configs_dir
 
 # The published configs, in the order detection prefers them. vox/taichi/fashion/bair/nemo have identical
 # shapes (only the training data differs), so shapes alone pick vox-256 for all five.
@@ -59,7 +59,7 @@ def check_config(config, where="config") -> None:
         raise FommError(f"{where} is not a FOMM config: model_params lacks {', '.join(missing)}.")
 
 
-# generator_params of ours that the original code does not have (see fomm_core.generator.warp)
+# generator_params of ours that the original code does not have (see fomm_core.model.generator.warp)
 OUR_GENERATOR_OPTIONS = ("exact_flow_resize",)
 
 
@@ -80,8 +80,8 @@ def frame_size(config) -> tuple[int, int]:
 def build_models(config, device=None):
     """(generator, kp_detector) built from a config dict, in training mode (call .eval() for inference)."""
     import torch
-    from .generator import OcclusionAwareGenerator
-    from .keypoint_detector import KPDetector
+    from fomm_core.model.generator import OcclusionAwareGenerator
+    from fomm_core.model.keypoint_detector import KPDetector
 
     check_config(config)
     params = config["model_params"]

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import AntiAliasInterpolation2d, Hourglass, kp2gaussian, make_coordinate_grid
+from fomm_core.model.blocks import AntiAliasInterpolation2d, Hourglass, kp2gaussian, make_coordinate_grid
 
 
 class DenseMotionNetwork(nn.Module):

@@ -10,8 +10,8 @@ import re
 import zipfile
 from pathlib import Path
 
-from .config import build_models, check_config, detect_config, load_config, matching_configs, state_shapes
-from .errors import FommError
+from fomm_core.model.config import build_models, check_config, detect_config, load_config, matching_configs, state_shapes
+from fomm_core.errors import FommError
 
 MODULES = ("generator", "kp_detector")
 

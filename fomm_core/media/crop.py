@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FommError
-from .face import Box, FaceDetector, crop_square, iou, square_box
+from fomm_core.errors import FommError
+from fomm_core.media.face import Box, FaceDetector, crop_square, iou, square_box
 
 
 @dataclass
@@ -157,7 +157,7 @@ def crop_video(video_in, video_out, box: Box, size: int = 256, *, audio: bool = 
     if out.parent and not out.parent.exists():
         raise FommError(f"the folder {out.parent} does not exist; create it or choose another output path.")
     tmp = out.with_name(f".{out.stem}.partial{os.getpid()}{out.suffix or '.mp4'}")
-    from .video import ffmpeg_exe, ffmpeg_file
+    from fomm_core.media.video import ffmpeg_exe, ffmpeg_file
     # file: names, so that a name like 12:30.mp4 is not read as a protocol
     args = ffmpeg_crop_args(ffmpeg_file(video_in), ffmpeg_file(tmp), box, size, audio=audio, start=start,
                             duration=duration, ffmpeg=ffmpeg_exe())

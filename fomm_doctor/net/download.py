@@ -44,7 +44,7 @@ import requests
 import urllib3
 
 from fomm_doctor.errors import UserError
-from fomm_doctor.redact import redact
+from fomm_doctor.net.redact import redact
 
 CHUNK = 64 * 1024
 MIN_SEGMENT = 256 * 1024  # smaller files are not worth splitting between connections

@@ -1,7 +1,7 @@
 """Motion transfer of the original demo: relative keypoints and Jacobians, movement scale, best start frame.
 
 Keypoints are dicts {'value': [B, K, 2], 'jacobian': [B, K, 2, 2]} as the keypoint detector returns them.
-torch is imported lazily so that `import fomm_core.motion` costs nothing.
+torch is imported lazily so that `import fomm_core.inference.motion` costs nothing.
 """
 from __future__ import annotations
 

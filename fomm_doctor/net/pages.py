@@ -27,7 +27,7 @@ import requests
 import urllib3
 
 from fomm_doctor.errors import UserError
-from fomm_doctor.redact import redact
+from fomm_doctor.net.redact import redact
 
 PAGE_LIMIT = 32 * 1024 * 1024  # the torch project page on PyPI is ~10 MB of JSON; nothing we read is bigger
 CHUNK = 64 * 1024

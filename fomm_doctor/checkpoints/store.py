@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Callable, Optional
 from urllib.parse import urlparse
 
-from fomm_doctor.download import file_digest, file_sha256
+from fomm_doctor.net.download import file_digest, file_sha256
 from fomm_doctor.errors import UserError
-from fomm_doctor.redact import redact, redact_data
+from fomm_doctor.net.redact import redact, redact_data
 
 MANIFEST = "manifest.json"
 REGISTRY = "registry.json"
@@ -384,7 +384,7 @@ def checkpoint_facts(override_dir=None, hash_files=True) -> dict:
 
 def _read(path):
     """fomm_core's weights-only reader; its FommError sentences become UserErrors here (one error type per layer)."""
-    from fomm_core.checkpoint import read_checkpoint
+    from fomm_core.model.checkpoint import read_checkpoint
     from fomm_core.errors import FommError
     try:
         return read_checkpoint(path)
@@ -412,7 +412,7 @@ def recognise(checkpoint: dict, path, hint: Optional[str] = None) -> Optional[st
     """The config a read checkpoint fits, proved by a strict load: `hint` (a manifest entry's config) when it
     fits, else None when it carries its own config (ours do; loaders use that), else the shipped config its
     shapes fit."""
-    from fomm_core.config import build_models, detect_config, load_config, matching_configs
+    from fomm_core.model.config import build_models, detect_config, load_config, matching_configs
 
     gen, kp = checkpoint["generator"], checkpoint["kp_detector"]
     fits = matching_configs(gen, kp)
@@ -443,7 +443,7 @@ def recognise(checkpoint: dict, path, hint: Optional[str] = None) -> Optional[st
 def _closest(gen: dict, kp: dict) -> str:
     """' (closest: vox-256, where generator.final.bias is missing)': the shipped config with the fewest
     differing entries and its first difference; '' when nothing is close."""
-    from fomm_core.config import config_shapes, shipped_configs, state_shapes
+    from fomm_core.model.config import config_shapes, shipped_configs, state_shapes
 
     have = {"generator": state_shapes(gen), "kp_detector": state_shapes(kp)}
     best = None
@@ -508,7 +508,7 @@ class Added:
 def _saved_page_error(src: Path, manifest: list) -> Optional[str]:
     """The sentence for a cloud drive's web page saved in place of a checkpoint, naming the file it stands for
     and the command that gets it; None when the file is no such page (or names nothing)."""
-    from fomm_doctor import cloud_drive as cd
+    from fomm_doctor.net import cloud_drive as cd
     try:
         with open(src, "rb") as f:
             head = f.read(1 << 20)
@@ -638,7 +638,7 @@ def _hf_endpoint() -> Optional[str]:
 
 def _source_url(url: str) -> str:
     """A source URL as it is to be requested: a huggingface.co URL goes to $HF_ENDPOINT when that is set."""
-    from fomm_doctor import cloud_drive as cd
+    from fomm_doctor.net import cloud_drive as cd
     try:
         return cd.hf_endpoint_url(url, _hf_endpoint())
     except ValueError:
@@ -647,14 +647,14 @@ def _source_url(url: str) -> str:
 
 
 def _page(url: str, session, timeout: float, deadline: float):
-    from fomm_doctor.pages import read_page
+    from fomm_doctor.net.pages import read_page
     return read_page(url, session=session, max_bytes=PAGE_CAP, deadline_s=deadline, timeout=timeout)
 
 
 def _candidate_urls(source: dict, file_name: str, session, timeout: float, deadline: float = PAGE_DEADLINE) -> list:
     """The direct URL(s) a manifest source leads to; cloud-drive links are turned into download links. Every
     page read on the way (a folder listing, the Yandex API's answer) is capped in size and time."""
-    from fomm_doctor import cloud_drive as cd
+    from fomm_doctor.net import cloud_drive as cd
     url, kind = _source_url(source["url"]), source.get("kind", "mirror")
     if kind == "gdrive-file" or (cd.google_drive_id(url) and "/folders/" not in url and kind != "gdrive-folder"):
         return [cd.google_drive_file_url(url)]
@@ -779,7 +779,7 @@ class _FetchJob:
     def try_source(self, source: dict) -> Optional[Fetched]:
         """The checkpoint from this source, verified and registered; None (and a line in attempts) when not."""
         import requests
-        from fomm_doctor.pages import PageError
+        from fomm_doctor.net.pages import PageError
         shown = redact(_source_url(source["url"]))  # where it is really asked for (HF_ENDPOINT applied)
         try:
             urls = _candidate_urls(source, self.entry["file"], self.session, self.timeout, self.deadline)
@@ -803,8 +803,8 @@ class _FetchJob:
 
     def _ask(self, url: str, source: dict, seen: set) -> "_Hop":
         """One request for the file: the file, a confirmation page that leads somewhere new, or why not."""
-        from fomm_doctor import cloud_drive as cd
-        from fomm_doctor.download import DownloadError, HtmlInsteadOfFile, download
+        from fomm_doctor.net import cloud_drive as cd
+        from fomm_doctor.net.download import DownloadError, HtmlInsteadOfFile, download
         size, sha = _expected(self.entry, source)
         # download into a side folder: a file that fails the checks must never sit at `dest`
         tmp = self.dest.parent / ".incoming" / self.dest.name
@@ -864,7 +864,7 @@ def _host(url: str) -> str:
 def _reason(exc: Exception) -> str:
     """A few words on why a source failed, credentials masked (the sentence names the host)."""
     import requests
-    from fomm_doctor.download import DownloadError, _short
+    from fomm_doctor.net.download import DownloadError, _short
     if isinstance(exc, requests.RequestException):
         return redact(_short(exc))
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -877,7 +877,7 @@ def _reason(exc: Exception) -> str:
 def _full_page(session, exc, timeout: float, deadline: float) -> str:
     """The confirmation page: the downloader keeps only its first 4 KiB, which holds a whole small page;
     a page cut short there is asked for again, read whole within PAGE_CAP and the page deadline."""
-    from fomm_doctor.pages import PageError
+    from fomm_doctor.net.pages import PageError
     head = exc.response_text_head
     if "</html>" in head.lower():
         return head

@@ -167,7 +167,7 @@ def synthetic_pairs(size: int = 64, num_clips: int = 256, frames: int = 32, seed
 
 def folder_pairs(folder, size: int = 64, seed: int = 0):
     """Pairs from every video file in a folder (mp4/mov/avi/mkv/webm), frames resized to size x size."""
-    from .errors import FommError
+    from fomm_core.errors import FommError
     paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in {".mp4", ".mov", ".avi", ".mkv", ".webm"})
     clips = [c for c in (read_video_frames(p, size) for p in paths) if len(c) >= 2]
     if not clips:

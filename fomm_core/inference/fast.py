@@ -102,7 +102,7 @@ class SubpixelUpBlock(nn.Module):
 
 def subpixel_up_blocks(module: nn.Module) -> int:
     """Replace (in place) every folded UpBlock2d below `module` by a SubpixelUpBlock; returns how many."""
-    from .blocks import UpBlock2d
+    from fomm_core.model.blocks import UpBlock2d
     count = 0
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FommError
-from .images import frames_to_tensor, load_image, square_resize, tensor_to_frames
-from .video import VideoWriter, iter_frames, probe_video
+from fomm_core.errors import FommError
+from fomm_core.media.images import frames_to_tensor, load_image, square_resize, tensor_to_frames
+from fomm_core.media.video import VideoWriter, iter_frames, probe_video
 
 
 @dataclass
@@ -43,10 +43,10 @@ def best_start_frame(animator, source, driving_path, size: int, batch_size: int 
     """(index, frame, how) of the driving frame to start relative motion from, in one streamed pass.
 
     With face_alignment installed the original's landmark matching runs over the frames (kept only at model size
-    for that library's sake); without it the model's own keypoints are compared (fomm_core.motion's stand-in),
+    for that library's sake); without it the model's own keypoints are compared (fomm_core.inference.motion's stand-in),
     keeping only the best frame so far in memory.
     """
-    from .motion import closest_shape, find_best_frame
+    from fomm_core.inference.motion import closest_shape, find_best_frame
     fit = fit or (lambda frame: square_resize(frame, size))
     try:
         import face_alignment  # noqa: F401
@@ -75,8 +75,8 @@ def driving_face_crop(driving_path, info, size: int, increase: float = 0.1):
 
     A video where no face is found falls back to the centre square, with a warning.
     """
-    from .crop import stable_crop_box, track_faces
-    from .face import crop_square
+    from fomm_core.media.crop import stable_crop_box, track_faces
+    from fomm_core.media.face import crop_square
     faces = track_faces(iter_frames(driving_path, info=info), info.fps or 25.0)
     track = faces.longest() if faces is not None else None
     if track is None:
@@ -100,7 +100,7 @@ def animate_video(source_path, driving_path, output_path, animator, *, size: int
         raise FommError("the batch size must be at least 1.")
     info = probe_video(driving_path)
     if crop:
-        from .crop import crop_face_image
+        from fomm_core.media.crop import crop_face_image
         cropped = crop_face_image(load_image(source_path), size)
         if not cropped.face_found:
             warnings.warn("no face found in the source image; used its centre square", stacklevel=2)

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
-from .dense_motion import DenseMotionNetwork
+from fomm_core.model.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
+from fomm_core.model.dense_motion import DenseMotionNetwork
 
 
 def warp(x, deformation, exact_resize=False):

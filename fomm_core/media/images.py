@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FommError
+from fomm_core.errors import FommError
 
 # A few kilobytes of PNG or JPEG can declare 60000x60000 pixels (10 GB decoded): the size is read from the
 # header and refused before decoding. 64 megapixels is far beyond any photo the model (256 px) needs.
