@@ -8,7 +8,7 @@ import sys
 import typer
 
 from fomm_doctor.commands import animate, bench, check, checkpoints, crop, demo, install, live
-from fomm_doctor.errors import UserError
+from fomm_doctor.errors import ExitCode, UserError
 from fomm_doctor.net.redact import redact
 from fomm_core.errors import FommError
 
@@ -37,10 +37,10 @@ def main(argv=None) -> None:
         app(args=argv, prog_name="fomm-doctor", standalone_mode=True)
     except UserError as err:  # every sentence is masked here too, whatever module wrote it
         print(f"error: {redact(str(err))}", file=sys.stderr)
-        sys.exit(err.exit_code)
+        sys.exit(int(err.exit_code))
     except FommError as err:
         print(f"error: {redact(str(err))}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(ExitCode.USAGE)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)

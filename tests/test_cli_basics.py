@@ -12,3 +12,27 @@ def test_unknown_command_is_usage_error():
     out = run_cli("no-such-command")
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on: bound, read, released."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_dead_network_is_not_a_usage_error(tmp_path):
+    from fomm_doctor.errors import ExitCode
+    url = f"http://127.0.0.1:{_closed_port()}/vox-cpk.pth.tar"
+    out = run_cli("checkpoints", "fetch", "vox", "--mirror", url, "--dir", str(tmp_path / "ck"))
+    assert out.returncode == ExitCode.NETWORK == 3, out.stderr
+    assert "refused" in out.stderr and "Traceback" not in out.stderr
+    assert not any((tmp_path / "ck").rglob("*.pth.tar"))
+
+
+def test_bad_input_is_a_usage_error(tmp_path):
+    out = run_cli("animate", str(tmp_path / "missing.png"), str(tmp_path / "missing.mp4"), "-o",
+                  str(tmp_path / "out.mp4"))
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.count("\n") == 1 and "does not exist" in out.stderr

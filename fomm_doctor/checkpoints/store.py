@@ -31,7 +31,7 @@ from typing import Callable, Optional
 from urllib.parse import urlparse
 
 from fomm_doctor.net.download import file_digest, file_sha256
-from fomm_doctor.errors import UserError
+from fomm_doctor.errors import NetworkError, UserError
 from fomm_doctor.net.redact import redact, redact_data
 
 MANIFEST = "manifest.json"
@@ -753,7 +753,7 @@ def fetch(name: str, mirror: Optional[str] = None, override_dir=None, progress: 
         fetched = job.try_source(source)
         if fetched is not None:
             return fetched
-    raise UserError(_nothing_fetched(entry, sources, job.attempts))
+    raise NetworkError(_nothing_fetched(entry, sources, job.attempts))
 
 
 @dataclass

@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from fomm_doctor.errors import UserError
+from fomm_doctor.errors import ExitCode, UserError
 
 
 def check(
@@ -45,4 +45,4 @@ def check(
     else:
         title = "fomm-doctor check" + ("（离线）" if offline and lang == "zh" else " (offline)" if offline else "")
         render_table(results, title, console, lang=lang, verbose=verbose)
-    raise typer.Exit(0 if results_ok(results) else 1)
+    raise typer.Exit(ExitCode.OK if results_ok(results) else ExitCode.PROBLEM)

@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from fomm_doctor.errors import UserError
+from fomm_doctor.errors import ExitCode, UserError
 
 
 def demo(
@@ -36,4 +36,4 @@ def demo(
     else:
         from rich.console import Console
         render_table(results, "fomm-doctor demo", Console())
-    raise typer.Exit(0 if results_ok(results) else 1)
+    raise typer.Exit(ExitCode.OK if results_ok(results) else ExitCode.PROBLEM)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from fomm_doctor.errors import UserError
+from fomm_doctor.errors import ExitCode, UserError
 from fomm_doctor.install.pip_persist import public_change
 from fomm_doctor.net.redact import redact, redact_data
 
@@ -108,13 +108,13 @@ def _install(a: dict) -> None:
     if dry_run:
         if as_json:
             _echo_json({"plan": plan, "persist": public_change(change), "dry_run": True})
-        raise typer.Exit(0)
+        raise typer.Exit(ExitCode.OK)
     if not a["yes"]:
         if not sys.stdin.isatty():
             raise UserError("Nothing was installed: add --yes to install without a prompt (or --dry-run to see "
                             "the plan only).")
         if not typer.confirm("Install this?", default=True):
-            raise typer.Exit(1)
+            raise typer.Exit(ExitCode.PROBLEM)
 
     outcome = _execute(execute, plan, opts, console)
     if change:

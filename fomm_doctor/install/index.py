@@ -29,7 +29,7 @@ from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
 from fomm_doctor.net.download import is_sha256
-from fomm_doctor.errors import UserError
+from fomm_doctor.errors import NetworkError
 from fomm_doctor.net.pages import PAGE_LIMIT, PageError, read_page
 from fomm_doctor.net.redact import redact
 
@@ -41,7 +41,7 @@ _DIST_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*")
 MAX_NAME = 255  # longer than any file system allows for one name
 
 
-class IndexUnavailable(UserError):
+class IndexUnavailable(NetworkError):
     """An index could not be read (unreachable, not an index, gone)."""
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import urlsplit
 
-from fomm_doctor.errors import UserError
+from fomm_doctor.errors import NetworkError, UserError
 from fomm_doctor.install import choose, metadata, target
 from fomm_doctor.install import index as pypi_index
 from fomm_doctor.install import sources as mirrors
@@ -48,7 +48,7 @@ class InstallOptions:
     env: dict = field(default_factory=lambda: dict(os.environ))
 
 
-class HashMismatch(UserError):
+class HashMismatch(NetworkError):
     """A mirror publishes a different sha256 than the official index for the same file name."""
 
 

@@ -43,7 +43,7 @@ from typing import Callable, Optional
 import requests
 import urllib3
 
-from fomm_doctor.errors import UserError
+from fomm_doctor.errors import ExitCode, NetworkError
 from fomm_doctor.net.redact import redact
 
 CHUNK = 64 * 1024
@@ -95,7 +95,7 @@ else:
             pass  # closing the file lets go as well
 
 
-class DownloadError(UserError):
+class DownloadError(NetworkError):
     """A download failed for good (every mirror tried); the message says why in one sentence."""
 
 
@@ -184,7 +184,7 @@ def partial_paths(urls: list, sha256: Optional[str], cache_dir: Path):
     for path in (part, sidecar):
         if os.path.dirname(os.path.realpath(path)) != folder:
             raise DownloadError(f"{path} leads outside the cache folder {cache_dir} (a link?), so it was not "
-                                f"used; delete it and run this again.")
+                                f"used; delete it and run this again.", ExitCode.USAGE)
     return part, sidecar
 
 
@@ -310,7 +310,7 @@ def _locked(path: Path, wait: float, name: str):
         left = deadline - time.monotonic()
         if left <= 0:
             raise DownloadError(f"another download of {name} is running ({_lock_holder(path)}); let it finish, "
-                                f"then run this again.")
+                                f"then run this again.", ExitCode.USAGE)
         time.sleep(min(0.1, left))
     try:
         os.lseek(fd, 0, os.SEEK_SET)
@@ -349,7 +349,7 @@ class ResumableDownload:
             raise ValueError("no URL to download from")
         self.dest = Path(dest)
         if self.dest.name in ("", ".", "..") or self.dest.is_dir():
-            raise DownloadError(f"'{self.dest}' is a folder, not a file name to download to.")
+            raise DownloadError(f"'{self.dest}' is a folder, not a file name to download to.", ExitCode.USAGE)
         if sha256 and not is_sha256(sha256):
             raise DownloadError(f"the published sha256 for {self.dest.name} is not a sha256 (64 hex digits), "
                                 f"so it was not downloaded.")
@@ -489,7 +489,7 @@ class ResumableDownload:
         if need > free:
             raise DownloadError(f"{self.dest.name} needs {_bytes_words(need)} in {self.cache_dir} but only "
                                 f"{_bytes_words(free)} is free there; free some space or choose another cache "
-                                f"folder.")
+                                f"folder.", ExitCode.USAGE)
 
     # ---- auto mode: decide from the first answer whether to split the file between connections
     def _segment_count(self, span: int) -> int:
@@ -863,7 +863,7 @@ class ResumableDownload:
         except OSError as exc:  # disk full, permissions, a folder in the way: a sentence, not a traceback
             where = exc.filename or self.cache_dir
             raise DownloadError(redact(f"Could not download {self.dest.name}: {where} could not be written "
-                                       f"({exc.strerror or _short(exc)}).")) from None
+                                       f"({exc.strerror or _short(exc)})."), ExitCode.USAGE) from None
 
     def _already_there(self) -> bool:
         return bool(self.sha256) and self.dest.is_file() and file_sha256(self.dest) == self.sha256
@@ -875,9 +875,9 @@ class ResumableDownload:
             blocker = next((p for p in (self.cache_dir, *self.cache_dir.parents) if p.is_file()), None)
             if blocker is None:
                 raise DownloadError(f"the download cache {self.cache_dir} could not be created "
-                                    f"({exc.strerror or exc}).") from None
+                                    f"({exc.strerror or exc}).", ExitCode.USAGE) from None
             raise DownloadError(f"{blocker} is a file, not a folder, so the download cache cannot be kept in "
-                                f"{self.cache_dir}.") from None
+                                f"{self.cache_dir}.", ExitCode.USAGE) from None
 
     def _run_locked(self) -> DownloadResult:
         mismatches = 0

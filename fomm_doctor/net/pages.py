@@ -26,7 +26,7 @@ from typing import Optional
 import requests
 import urllib3
 
-from fomm_doctor.errors import UserError
+from fomm_doctor.errors import NetworkError
 from fomm_doctor.net.redact import redact
 
 PAGE_LIMIT = 32 * 1024 * 1024  # the torch project page on PyPI is ~10 MB of JSON; nothing we read is bigger
@@ -34,7 +34,7 @@ CHUNK = 64 * 1024
 DEFAULT_DEADLINE = 60.0
 
 
-class PageError(UserError):
+class PageError(NetworkError):
     """A page could not be read: the message is one sentence, credentials masked. `status` when one came."""
 
     def __init__(self, message: str, status: Optional[int] = None):
