@@ -223,7 +223,7 @@ def test_an_endless_yandex_api_answer_gives_a_sentence_and_the_command_ends(env,
         r = run_cli("checkpoints", "fetch", "endless", env=env, timeout=240)
         hits = srv.hits
     line = one_line(r.stderr)
-    assert r.returncode == 2 and hits >= 1
+    assert r.returncode == 3 and hits >= 1
     assert line.startswith("error: could not fetch endless from its only source (yadi.sk: http://127.0.0.1:")
     assert "more than" in line and "bytes" in line
     assert not (home / "endless.pth.tar").exists()
@@ -275,7 +275,7 @@ def test_credentials_in_source_urls_are_masked_in_messages_json_and_the_registry
     record = json.loads(registry)["checkpoints"][0]
     assert record["source"].startswith("http://alice:****@127.0.0.1:") and record["sha256"] == sha
     assert "alice:****@" in listed.stdout
-    assert failed.returncode == 2 and "alice:****@127.0.0.1" in one_line(failed.stderr)
+    assert failed.returncode == 3 and "alice:****@127.0.0.1" in one_line(failed.stderr)
     assert used and used[0].headers.get("authorization")  # they are used, only never shown
 
 
@@ -289,7 +289,7 @@ def test_the_shipped_vox_entry_fetches_from_hf_endpoint_and_refuses_a_file_of_th
         hits = srv.hits(path)
     assert hits and hits[0].method == "GET"  # HF_ENDPOINT took the place of huggingface.co
     line = one_line(r.stderr)
-    assert r.returncode == 2 and line.startswith("error: could not fetch vox from its only source (127.0.0.1:")
+    assert r.returncode == 3 and line.startswith("error: could not fetch vox from its only source (127.0.0.1:")
     assert "728766691" in line or "728,766,691" in line
     assert not (home / "vox-cpk.pth.tar").exists()
     assert not (home / ".incoming").exists() or not list((home / ".incoming").iterdir())

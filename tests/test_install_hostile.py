@@ -174,7 +174,7 @@ def test_a_mirror_hash_that_differs_from_the_official_one_is_refused(tmp_path):
                        "--official-pypi", official.url("/simple/"), *WINDOWS, env=ENV, timeout=120)
         fetched = [h for h in mirror.hits() if h.path.startswith("/files/")]
     sentence = _one_sentence(proc.stderr)
-    assert proc.returncode == 2 and "different file under the same name" in sentence
+    assert proc.returncode == 3 and "different file under the same name" in sentence
     assert _sha(changed)[:16] in sentence and _sha(real)[:16] in sentence and fetched == []
 
 
@@ -192,7 +192,7 @@ def test_a_mirror_without_hash_is_checked_against_the_official_hash(venv, tmp_pa
         fixed = run_cli(*args, "--json", env=ENV, timeout=240)
     assert plan["sha256"] == _sha(wheel) and plan["verified"] == "sha256"
     assert plan["hash_check"]["outcome"] == "official hash used"
-    assert proc.returncode == 2 and "does not match its published sha256" in _one_sentence(proc.stderr)
+    assert proc.returncode == 3 and "does not match its published sha256" in _one_sentence(proc.stderr)
     assert fixed.returncode == 0, fixed.stderr[-2000:]
     assert json.loads(fixed.stdout)["outcome"]["torch"]["verified"] == "sha256"
 
