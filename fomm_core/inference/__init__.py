@@ -1,5 +1,6 @@
 """Running a trained model: the engine (source encoded once, frames batched), the fused fast path, relative
-motion, the video pipeline, the webcam loop and the device/precision policy they all share.
+motion, the video pipeline and the webcam loop.
 
-Imports `fomm_core.model` and `fomm_core.media`; never `fomm_doctor`.
+Imports `fomm_core.model`, `fomm_core.media` and the shared top level (`errors`, `device`, `tools`); never
+`fomm_doctor`.
 """

@@ -20,10 +20,8 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 from fomm_core.errors import FommError
+from fomm_core.device import choose_precision
 from fomm_core.inference.motion import inverse_2x2, movement_scale
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
 
 def cpu_flags() -> set[str]:
     """The CPU's feature flags from /proc/cpuinfo (empty where unreadable, e.g. not Linux)."""
@@ -40,24 +38,6 @@ def cpu_flags() -> set[str]:
 def cpu_has_fast_bf16(flags=None) -> bool:
     flags = cpu_flags() if flags is None else flags
     return bool({"avx512_bf16", "amx_bf16"} & flags)
-
-
-def choose_precision(device, requested: str = "auto") -> str:
-    """The precision that runs: 'fp32' (exact), 'bf16' or 'fp16'.
-
-    auto: exact float32 on the CPU (the fast bf16 path is opt-in: it is not bit-faithful), fp16 on CUDA.
-    fp16 asked for on a CPU becomes bf16 (CPUs have no fast fp16 convolutions); bf16 on CUDA stays bf16.
-    """
-    import torch
-    requested = (requested or "auto").lower()
-    if requested not in PRECISIONS:
-        raise FommError(f"unknown precision '{requested}'; use one of: {', '.join(PRECISIONS)}.")
-    kind = torch.device(device).type
-    if requested == "auto":
-        return "fp16" if kind == "cuda" else "fp32"
-    if requested == "fp16" and kind != "cuda":
-        return "bf16"
-    return requested
 
 
 def _can_compile() -> bool:

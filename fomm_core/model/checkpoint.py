@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fomm_core.model.config import build_models, check_config, detect_config, load_config, matching_configs, state_shapes
 from fomm_core.errors import FommError
+from fomm_core.device import resolve_device
 
 MODULES = ("generator", "kp_detector")
 
@@ -201,14 +202,7 @@ def load_checkpoints(config_path, checkpoint_path, device="cpu"):
     config_path: a shipped config's name ('vox-256'), a YAML path, or None to use the config the checkpoint
     carries (ours do) or else the shipped config its shapes fit.
     """
-    import torch
-
-    device = torch.device(device) if not isinstance(device, torch.device) else device
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FommError("CUDA was asked for but this torch cannot use a GPU "
-                        f"(torch {torch.__version__}); use device 'cpu' or install a CUDA build of torch.")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise FommError("the Apple GPU (mps) was asked for but is not available; use device 'cpu'.")
+    device = resolve_device(device)
 
     checkpoint = read_checkpoint(checkpoint_path)
     if config_path is not None:
