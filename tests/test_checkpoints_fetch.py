@@ -132,7 +132,7 @@ def test_fetch_through_confirmation_and_drop_then_use_by_name(vox_file, env, tmp
         got = module.state_dict()
         assert all(torch.equal(got[k], v) for k, v in states[key].items())
     # a command that takes --checkpoint NAME (live; animate when it lands) finds it the same way
-    from fomm_doctor.live import load_animator
+    from fomm_core.inference.live import load_animator
     _, size = load_animator("vox", None)
     assert size == 256
     listed = json.loads(run_cli("checkpoints", "list", "--json", env=env).stdout)

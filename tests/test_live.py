@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from conftest import TINY_MODEL as TINY, run_cli  # noqa: E402
 from fomm_doctor.errors import UserError  # noqa: E402
-from fomm_doctor.live import (LatestFrameCapture, LiveOptions, LiveSession, LiveStats, load_animator,  # noqa: E402
+from fomm_core.inference.live import (LatestFrameCapture, LiveOptions, LiveSession, LiveStats, load_animator,  # noqa: E402
                               parse_camera)
 from test_face import FACE_JPG, write_face_clip  # noqa: E402
 
@@ -198,7 +198,7 @@ def test_fast_model_detects_faces_less_often_than_it_animates(moving_face_clip, 
 
 
 def test_face_box_follows_a_moving_face_from_the_background_thread(tmp_path):
-    from fomm_doctor.live import DrivingCropper
+    from fomm_core.inference.live import DrivingCropper
     from fomm_core.media.face import iou
     from test_face import planted_frame
     cropper = DrivingCropper(64)

@@ -433,7 +433,7 @@ def test_checkpoint_the_safe_loader_cannot_parse_is_refused_not_called_garbage(t
 
 def test_live_reads_its_source_like_animate(tmp_path):
     """`live` used cv2.imread: no pixel limit, and no non-ASCII paths on Windows. It now shares load_image."""
-    from fomm_doctor.live import load_source_rgb
+    from fomm_core.inference.live import load_source_rgb
     photo = tmp_path / "照片.png"
     photo.write_bytes(_encoded(".png", size=(40, 30)))
     assert load_source_rgb(photo, 16, crop=False).shape == (16, 16, 3)

@@ -68,7 +68,7 @@ def animate(
     from fomm_core.inference.engine import Animator
     from fomm_core.inference.pipeline import animate_video
     from fomm_doctor.checkpoints.store import resolve_checkpoint
-    from fomm_doctor.live import model_size
+    from fomm_core.inference.live import model_size
 
     dev = _pick_device(device)
     resolved = resolve_checkpoint(checkpoint)

@@ -22,7 +22,7 @@ def live(
     no_crop: bool = typer.Option(False, "--no-crop", help="Use the centre square instead of finding the face."),
 ) -> None:
     """Animate a photo with your webcam: r/space new reference pose, n/p next/previous photo, q/Esc quit."""
-    from fomm_doctor import live as live_loop
+    from fomm_core.inference import live as live_loop
 
     if max_frames is not None and max_frames < 1:
         raise UserError("--max-frames must be at least 1.")
