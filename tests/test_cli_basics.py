@@ -36,3 +36,23 @@ def test_bad_input_is_a_usage_error(tmp_path):
                   str(tmp_path / "out.mp4"))
     assert out.returncode == 2, out.stderr
     assert out.stderr.count("\n") == 1 and "does not exist" in out.stderr
+
+
+def test_version_names_the_tool_torch_and_python():
+    import platform
+    from importlib.metadata import version
+    out = run_cli("--version")
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.strip()
+    assert line.startswith("fomm-doctor 0.") and f"Python {platform.python_version()}" in line
+    assert f"torch {version('torch')}" in line
+
+
+def test_help_shows_no_type_for_flags():
+    """A flag takes no value; `<bool>` beside it reads as if it wanted one."""
+    for args in (["--help"], ["check", "--help"], ["animate", "--help"], ["install", "--help"],
+                 ["checkpoints", "fetch", "--help"], ["live", "--help"]):
+        out = run_cli(*args)
+        assert out.returncode == 0, out.stderr
+        assert "--help" in out.stdout and "<bool>" not in out.stdout, args
+    assert "<float>" in run_cli("check", "--help").stdout  # options that take a value keep their type
