@@ -1,5 +1,10 @@
 """fomm_core: a readable First Order Motion Model (Siarohin et al., 2019) — model, motion transfer, video I/O.
 
+    model/      the networks and their configs and checkpoints
+    inference/  the engine, the fused fast path, relative motion, the video pipeline, the webcam loop
+    media/      video through ffmpeg, images, faces and crops
+    train/      training, its losses and the synthetic clips
+
 A library: it never imports `fomm_doctor`. torch is imported lazily by the modules that need it.
 """
 __version__ = "0.1.0"
@@ -9,3 +14,11 @@ def load_checkpoints(config_path, checkpoint_path, device="cpu"):
     """Drop-in for the original demo's `load_checkpoints`: returns `(generator, kp_detector)` in eval mode."""
     from fomm_core.model.checkpoint import load_checkpoints as _load
     return _load(config_path, checkpoint_path, device=device)
+
+
+def __getattr__(name):
+    """`fomm_core.Animator` without importing torch until it is asked for."""
+    if name == "Animator":
+        from fomm_core.inference.engine import Animator
+        return Animator
+    raise AttributeError(f"module 'fomm_core' has no attribute {name!r}")
