@@ -14,7 +14,6 @@ against pip 26.3, installed from PyPI into its own venv (cached in ~/.cache/fomm
 installing into the same target venv. Prints wall seconds side by side and the ratio pip / fomm-doctor.
 """
 import argparse
-import inspect
 import json
 import os
 import shutil
@@ -70,43 +69,29 @@ def main():
         (bench_throttled if scenario == "throttled" else bench)(run_args, scenario)
 
 
-def bench(args, scenario):
-
+def fresh_target(args) -> tuple:
+    """(work folder, the big wheel, a fresh venv's python, the wheel's path on the server)."""
     work = Path(tempfile.mkdtemp(prefix="install-bench-"))
     wheel = big_torch_wheel(work, args.size_mb)
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    vpy = str(venv / "bin" / "python")
-    pip_new = [sys.executable, "-m", "pip", "--python", vpy]  # this machine's newer pip, same target
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    base_env.update({"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1",
-                     "OMP_NUM_THREADS": "1"})
-    pip_versions = {
-        "venv pip": subprocess.run([vpy, "-m", "pip", "--version"], capture_output=True, text=True).stdout.split()[1],
-        "new pip": subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True,
-                                  text=True).stdout.split()[1]}
+    return work, wheel, str(venv / "bin" / "python"), "/files/" + wheel.name.replace("+", "%2B")
 
-    drop = int(args.drop_every_mb * 1_000_000)
-    path = "/files/" + wheel.name.replace("+", "%2B")
-    contenders = [
-        (f"pip {pip_versions['venv pip']} (venv's own)",
-         [vpy, "-m", "pip", "install", "--no-cache-dir", "--timeout", str(args.timeout)]),
-        (f"pip {pip_versions['new pip']} --resume-retries 10",
-         pip_new + ["install", "--no-cache-dir", "--timeout", str(args.timeout), "--resume-retries", "10"]),
-        ("fomm-doctor install (1 connection)", None),
-        (f"fomm-doctor install --connections {args.connections}", None),
-    ]
+
+def clean_env(**extra) -> dict:
+    """This environment without pip settings, so every contender reads only the bench's server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update({"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}, **extra)
+    return env
+
+
+def bench(args, scenario):
+    work, wheel, vpy, path = fresh_target(args)
+    base_env = clean_env(OMP_NUM_THREADS="1")
     rows = []
-    for name, cmd in contenders:
+    for name, cmd in fault_contenders(args, vpy):
         with FaultServer(simple_routes([wheel]), throttle=int(args.throttle_mbps * 1_000_000)) as srv:
-            srv.script("/simple/torch/", Status(503))
-            if scenario == "drops":
-                srv.script(path, Reset(after=drop), Stall(after=drop // 2, seconds=args.stall_s),
-                           Reset(after=drop, times=None))
-            elif "--connections" in name:  # after the 1-byte probe, the range holding the middle byte is corrupted
-                srv.script(path, Pass(), Corrupt(at=wheel.stat().st_size // 2, times=args.connections))
-            else:
-                srv.script(path, Corrupt(at=wheel.stat().st_size // 2))
+            script_faults(srv, args, scenario, name, path, wheel.stat().st_size)
             index = srv.url("/simple/")
             if cmd is None:
                 conns = "1" if "1 connection" in name else str(args.connections)
@@ -118,36 +103,63 @@ def bench(args, scenario):
             subprocess.run([vpy, "-m", "pip", "uninstall", "-y", "-q", "torch"], capture_output=True)
             wall, rc, tail = run(cmd, base_env)
             hits = srv.hits(path)
-            resumed = sum(1 for h in hits if h.status == 206 and (h.range_start or 0) > 0)
-            mb = sum(h.sent for h in hits) / 1e6
         rows.append({"tool": name, "wall_s": round(wall, 1), "exit": rc, "installed": installed(vpy),
-                     "file_requests": len(hits), "range_resumes": resumed, "mb_served": round(mb, 1),
-                     "last_line": tail if rc else ""})
+                     "file_requests": len(hits),
+                     "range_resumes": sum(1 for h in hits if h.status == 206 and (h.range_start or 0) > 0),
+                     "mb_served": round(sum(h.sent for h in hits) / 1e6, 1), "last_line": tail if rc else ""})
+    print_faults(args, scenario, rows)
+    shutil.rmtree(work, ignore_errors=True)
 
+
+def fault_contenders(args, vpy: str) -> list:
+    """(name, pip command without the index, or None for fomm-doctor) for the `drops` and `corrupt` scenarios."""
+    pip_new = [sys.executable, "-m", "pip", "--python", vpy]  # this machine's newer pip, same target
+    return [
+        (f"pip {pip_version(vpy)} (venv's own)",
+         [vpy, "-m", "pip", "install", "--no-cache-dir", "--timeout", str(args.timeout)]),
+        (f"pip {pip_version(sys.executable)} --resume-retries 10",
+         pip_new + ["install", "--no-cache-dir", "--timeout", str(args.timeout), "--resume-retries", "10"]),
+        ("fomm-doctor install (1 connection)", None),
+        (f"fomm-doctor install --connections {args.connections}", None),
+    ]
+
+
+def script_faults(srv, args, scenario: str, name: str, path: str, size: int) -> None:
+    """The first index request gets 503; then resets and a stall (`drops`) or one flipped byte (`corrupt`)."""
+    srv.script("/simple/torch/", Status(503))
+    drop = int(args.drop_every_mb * 1_000_000)
+    if scenario == "drops":
+        srv.script(path, Reset(after=drop), Stall(after=drop // 2, seconds=args.stall_s), Reset(after=drop, times=None))
+    elif "--connections" in name:  # after the 1-byte probe, the range holding the middle byte is corrupted
+        srv.script(path, Pass(), Corrupt(at=size // 2, times=args.connections))
+    else:
+        srv.script(path, Corrupt(at=size // 2))
+
+
+def print_table(rows: list, width: int, ranged: str, ranged_title: str) -> None:
+    """One line per contender; `ranged` names the column of ranged requests, shown as `ranged_title`."""
+    rw = len(ranged_title)
+    print(f"{'tool':{width}} {'wall s':>7} {'exit':>5} {'installed':>12} {'requests':>9} {ranged_title:>{rw}} "
+          f"{'MB served':>10}")
+    for r in rows:
+        print(f"{r['tool']:{width}} {r['wall_s']:>7} {str(r['exit']):>5} {r['installed']:>12} "
+              f"{r['file_requests']:>9} {r[ranged]:>{rw}} {r['mb_served']:>10}")
+        if r["last_line"]:
+            print(f"{'':{width}}   -> {r['last_line']}")
+
+
+def print_faults(args, scenario: str, rows: list) -> None:
     faults = (f"reset every {args.drop_every_mb:g} MB, one {args.stall_s:g} s stall" if scenario == "drops"
               else "one response with a flipped byte in the middle of the file")
     print(f"\nscenario {scenario}: {args.size_mb} MB wheel, {args.throttle_mbps:g} MB/s per connection, {faults}, "
           f"first index request 503, timeout {args.timeout} s\n")
-    print(f"{'tool':42} {'wall s':>7} {'exit':>5} {'installed':>12} {'requests':>9} {'ranged>0':>8} {'MB served':>10}")
-    for r in rows:
-        print(f"{r['tool']:42} {r['wall_s']:>7} {str(r['exit']):>5} {r['installed']:>12} {r['file_requests']:>9} "
-              f"{r['range_resumes']:>8} {r['mb_served']:>10}")
-        if r["last_line"]:
-            print(f"{'':42}   -> {r['last_line']}")
+    print_table(rows, 42, "range_resumes", "ranged>0")
     print("\n" + json.dumps(rows))
-    shutil.rmtree(work, ignore_errors=True)
 
 
 # ---- scenario `throttled`: no faults, every connection throttled; fomm-doctor with no flags vs pip 26.3
 
 PIP_VERSION = "26.3"
-
-# Runs the CLI with download()'s own default (auto) wherever the CLI passes its --connections default; used
-# only while that option still defaults to 1, so the auto mode can be measured before the CLI change lands.
-AUTO_SHIM = ("import sys, fomm_doctor.net.download as d; f = d.download; "
-             "d.download = lambda *a, connections=None, **k: f(*a, **k); "
-             "from fomm_doctor.cli import main; main(sys.argv[1:])")
-
 
 def pip_venv(version: str = PIP_VERSION) -> str:
     """A venv holding pip `version` from PyPI (made once, kept in the user cache); returns its python."""
@@ -165,37 +177,19 @@ def pip_version(python: str) -> str:
     return out[1] if len(out) > 1 else "?"
 
 
-def cli_connections_default():
-    """What `fomm-doctor install` passes when --connections is not given (None or "auto" = auto mode)."""
-    from fomm_doctor.commands import install
-    opt = inspect.signature(install.install).parameters["connections"].default
-    return getattr(opt, "default", opt)
-
-
 def throttled_contenders(args, work: Path, vpy: str) -> list:
     """(name, command without the index) for pip 26.3 and fomm-doctor with no connection flag."""
     pip26 = pip_venv()
     fomm = ["install", "--python", vpy, "--only", "torch", "--yes", "--json", "--timeout", str(args.timeout)]
-    rows = [(f"pip {pip_version(pip26)} (no flags)", [pip26, "-m", "pip", "--python", vpy, "install",
+    return [(f"pip {pip_version(pip26)} (no flags)", [pip26, "-m", "pip", "--python", vpy, "install",
                                                       "--no-cache-dir", "--timeout", str(args.timeout)]),
             ("fomm-doctor install (no flags)", [sys.executable, "-m", "fomm_doctor"] + fomm
              + ["--cache-dir", str(work / "cache-noflag")])]
-    default = cli_connections_default()
-    if default not in (None, "auto", 0):
-        rows.append((f"fomm-doctor, download() auto (CLI default still {default})",
-                     [sys.executable, "-c", AUTO_SHIM] + fomm + ["--cache-dir", str(work / "cache-auto")]))
-    return rows
 
 
 def bench_throttled(args, scenario="throttled"):
-    work = Path(tempfile.mkdtemp(prefix="install-bench-"))
-    wheel = big_torch_wheel(work, args.size_mb)
-    venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    vpy = str(venv / "bin" / "python")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    env.update({"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"})
-    path = "/files/" + wheel.name.replace("+", "%2B")
+    work, wheel, vpy, path = fresh_target(args)
+    env = clean_env()
     rows = []
     for name, cmd in throttled_contenders(args, work, vpy):
         with FaultServer(simple_routes([wheel]), throttle=int(args.throttle_mbps * 1_000_000)) as srv:
@@ -215,12 +209,7 @@ def bench_throttled(args, scenario="throttled"):
 def print_throttled(args, rows: list):
     print(f"\nscenario throttled: {args.size_mb} MB wheel, {args.throttle_mbps:g} MB/s per connection, "
           f"no faults, timeout {args.timeout} s\n")
-    print(f"{'tool':52} {'wall s':>7} {'exit':>5} {'installed':>12} {'requests':>9} {'206':>4} {'MB served':>10}")
-    for r in rows:
-        print(f"{r['tool']:52} {r['wall_s']:>7} {str(r['exit']):>5} {r['installed']:>12} {r['file_requests']:>9} "
-              f"{r['ranged']:>4} {r['mb_served']:>10}")
-        if r["last_line"]:
-            print(f"{'':52}   -> {r['last_line']}")
+    print_table(rows, 52, "ranged", "206")
     pip_row = rows[0]
     for r in rows[1:]:
         ok = r["exit"] == 0 and pip_row["exit"] == 0 and r["wall_s"] > 0

@@ -84,9 +84,10 @@ def our_models(config_name="vox-256", seed=SEED):
 
 
 def reference_available() -> bool:
+    import importlib
     try:
-        import deep_animator.modules.generator  # noqa: F401
-        import deep_animator.modules.kp_detector  # noqa: F401
+        for name in ("deep_animator.modules.generator", "deep_animator.modules.kp_detector"):
+            importlib.import_module(name)
         return True
     except Exception:
         return False
@@ -201,23 +202,23 @@ def _stage_timer(animator, timings):
     animator._keypoints, animator._dense_motion = keypoints, dense_motion
 
 
-def make_runner(path, config_name="vox-256", size=256, frames=4, batch=None):
-    """(description, run): run(timings=None) animates the benchmark's frames once by `path`, returns the frames."""
+def _reference_runner(config_name, source, driving):
+    generator, kp_detector = reference_models(config_name)
+
+    def run(timings=None):
+        return reference_animate(generator, kp_detector, source, driving, timings)
+    return "original code, frame by frame, align_corners=True", run
+
+
+def _engine_runner(path, config_name, source, driving, batch):
     import torch
-    source, driving = inputs(size, frames)
-    if path == "reference":
-        generator, kp_detector = reference_models(config_name)
-
-        def run(timings=None):
-            return reference_animate(generator, kp_detector, source, driving, timings)
-        return "original code, frame by frame, align_corners=True", run
-
     from fomm_core.inference.engine import Animator
     generator, kp_detector = our_models(config_name)
     options = dict(ENGINE_PATHS[path])
+    frames = driving.shape[0]
     batch = options.pop("batch", None) or batch or frames
     animator = Animator(generator, kp_detector, device="cpu", **options)
-    del generator, kp_detector
+    del generator, kp_detector  # the engine holds its own copies: the user's modules would only add to the RSS
     timed = False
 
     def run(timings=None):
@@ -237,6 +238,14 @@ def make_runner(path, config_name="vox-256", size=256, frames=4, batch=None):
             timings["generator"] -= timings["keypoints"] + timings["dense motion"]
         return torch.cat(outs)
     return animator.path + f", batch {batch}", run
+
+
+def make_runner(path, config_name="vox-256", size=256, frames=4, batch=None):
+    """(description, run): run(timings=None) animates the benchmark's frames once by `path`, returns the frames."""
+    source, driving = inputs(size, frames)
+    if path == "reference":
+        return _reference_runner(config_name, source, driving)
+    return _engine_runner(path, config_name, source, driving, batch)
 
 
 def _worker(ns) -> None:
@@ -378,6 +387,48 @@ def check_options(config="vox-256", size=256, frames=4, runs=3, threads=None, pa
         raise FommError(f"unknown path {', '.join(unknown) or '(none)'}; choose from: {', '.join(ALL_PATHS)}.")
 
 
+def _start_workers(paths, args, threads, workdir, on_path) -> list:
+    workers = []
+    for path in paths:  # one at a time: set-up and warm-up are not timed, but should not crowd each other
+        on_path(f"{path}: building and warming up")
+        worker = _Worker(path, args, threads, workdir)
+        worker.wait_for("ready")
+        workers.append(worker)
+    return workers
+
+
+def _run_workers(workers, runs, on_path) -> dict:
+    """Time `runs` rounds, interleaved (every path once per round); then each path's result by name."""
+    for r in range(runs):
+        for worker in workers:
+            on_path(f"{worker.path}: run {r + 1} of {runs}")
+            worker.ask("run", "time")
+    results = {}
+    for worker in workers:
+        on_path(f"{worker.path}: stage timings")
+        results[worker.path] = worker.finish()
+    return results
+
+
+def _row(path, result, ref, exact) -> dict:
+    """One path's line of the report: its timings, and its output compared with the reference and exact paths."""
+    row = {"name": path}
+    if "error" in result:
+        row["error"] = result["error"]
+        return row
+    row.update({k: result[k] for k in ("path", "fps", "seconds", "stages", "peak_rss_mb")})
+    if path == "reference":
+        return row
+    if "fps" in ref:
+        row["speedup"] = result["fps"] / ref["fps"]
+    if "output" in ref:
+        row["max_abs_vs_reference"] = float((result["output"] - ref["output"]).abs().max())
+        row["psnr_vs_reference"] = psnr(result["output"], ref["output"])
+    if "output" in exact and path != "exact":
+        row["psnr_vs_exact"] = psnr(result["output"], exact["output"])
+    return row
+
+
 def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, paths=PATHS, on_path=None) -> dict:
     """Every path in its own subprocess; the parent compares outputs. Returns a JSON-able dict.
 
@@ -387,43 +438,11 @@ def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, pa
     threads = threads or max(1, min(os.cpu_count() or 1, 4))
     args = types.SimpleNamespace(config=config, size=size, frames=frames, runs=runs)
     paths = [p for p in paths if p != "reference" or reference_available()]
-    results = {}
+    on_path = on_path or (lambda _message: None)
     with tempfile.TemporaryDirectory(prefix="fomm-bench-") as workdir:
-        workers = []
-        for path in paths:  # one at a time: set-up and warm-up are not timed, but should not crowd each other
-            if on_path is not None:
-                on_path(f"{path}: building and warming up")
-            worker = _Worker(path, args, threads, workdir)
-            worker.wait_for("ready")
-            workers.append(worker)
-        for r in range(runs):  # interleaved: every path once per round
-            for worker in workers:
-                if on_path is not None:
-                    on_path(f"{worker.path}: run {r + 1} of {runs}")
-                worker.ask("run", "time")
-        for worker in workers:
-            if on_path is not None:
-                on_path(f"{worker.path}: stage timings")
-            results[worker.path] = worker.finish()
-    rows = []
-    ref = results.get("reference", {})
-    exact = results.get("exact", {})
-    for path in paths:
-        r = results[path]
-        row = {"name": path}
-        if "error" in r:
-            row["error"] = r["error"]
-            rows.append(row)
-            continue
-        row.update({k: r[k] for k in ("path", "fps", "seconds", "stages", "peak_rss_mb")})
-        if "fps" in ref and path != "reference":
-            row["speedup"] = r["fps"] / ref["fps"]
-        if "output" in ref and path != "reference":
-            row["max_abs_vs_reference"] = float((r["output"] - ref["output"]).abs().max())
-            row["psnr_vs_reference"] = psnr(r["output"], ref["output"])
-        if "output" in exact and path not in ("reference", "exact"):
-            row["psnr_vs_exact"] = psnr(r["output"], exact["output"])
-        rows.append(row)
+        results = _run_workers(_start_workers(paths, args, threads, workdir, on_path), runs, on_path)
+    ref, exact = results.get("reference", {}), results.get("exact", {})
+    rows = [_row(path, results[path], ref, exact) for path in paths]
     return {"config": config, "size": size, "frames": frames, "runs": runs,
             "environment": environment(threads), "reference_available": reference_available(), "rows": rows}
 

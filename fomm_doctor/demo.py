@@ -6,13 +6,10 @@ the L1 of simply repeating the source frame. No terminal code here (fomm_doctor.
 """
 from __future__ import annotations
 
-import os
-import re
-import subprocess
 import time
 from pathlib import Path
 
-from fomm_doctor.render import CheckResult
+from fomm_doctor.report import CheckResult
 
 # Training uses clips with seeds 1000..1199 (fomm_core.train.synthetic.synthetic_pairs); this one was never seen.
 HELDOUT_SEED = 999_001
@@ -25,19 +22,6 @@ MIN_HEIGHT = 256   # small models' frames are scaled up in the video so that a p
 def _row(id_, status, summary, started, fix=None, **details):
     details["seconds"] = round(time.perf_counter() - started, 3)
     return CheckResult(f"demo.{id_}", status, f"{summary} ({details['seconds']:.1f} s)", details, fix)
-
-
-def choose_device(torch, requested=None) -> str:
-    """'cuda' when a GPU is usable (a tiny op on it succeeds), else 'cpu'; `requested` wins when given."""
-    if requested:
-        return requested
-    if torch.cuda.is_available():
-        try:
-            (torch.ones(1, device="cuda") + 1).item()
-            return "cuda"
-        except Exception:  # a GPU torch can see but not use (driver too old, no kernels for this GPU)
-            pass
-    return "cpu"
 
 
 def judge(animated, driving, source) -> dict:
@@ -61,99 +45,116 @@ def side_by_side(source, driving, animated, min_height=MIN_HEIGHT):
 
 
 def encode(frames, output: Path, fps=FPS) -> None:
-    """H.264 + AAC (a 440 Hz tone as the audio track) with the bundled ffmpeg, via a temp file and a rename."""
-    from fomm_core.media.video import ffmpeg_exe, ffmpeg_file
-    ffmpeg = ffmpeg_exe()
-    t, h, w, _ = frames.shape
-    tmp = output.with_name(f".{output.stem}.tmp{os.getpid()}.mp4")
-    cmd = [ffmpeg, "-y", "-loglevel", "error",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-",
-           "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={t / fps:.3f}",
-           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-crf", "18",
-           "-c:a", "aac", "-b:a", "96k", "-shortest", "-movflags", "+faststart", ffmpeg_file(tmp)]
-    try:
-        proc = subprocess.run(cmd, input=frames.tobytes(), capture_output=True, timeout=120)
-        if proc.returncode != 0:
-            raise RuntimeError(proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["ffmpeg failed"])
-        os.replace(tmp, output)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """H.264 with a 440 Hz tone as the audio track, written by the one video writer (temp file, then rename)."""
+    from fomm_core.media.video import VideoWriter
+    _, h, w, _ = frames.shape
+    with VideoWriter(output, fps, (w, h), tone_hz=440) as writer:
+        for frame in frames:
+            writer.write(frame)
 
 
 def probe(path: Path) -> dict:
-    """Frame count, size and whether there is an audio stream, read back from the file with the bundled ffmpeg."""
-    import imageio_ffmpeg
-    from fomm_core.media.video import ffmpeg_exe, ffmpeg_file
-    info = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", ffmpeg_file(path)], capture_output=True, timeout=60)
-    text = info.stderr.decode(errors="replace")
-    size = re.search(r"Stream #\S+.*Video:.*?(\d{2,5})x(\d{2,5})", text)
-    frames, _ = imageio_ffmpeg.count_frames_and_secs(ffmpeg_file(path))
-    return {"frames": frames, "width": int(size.group(1)) if size else None,
-            "height": int(size.group(2)) if size else None,
-            "audio": bool(re.search(r"Stream #\S+.*Audio:", text))}
+    """Frame count (every frame decoded), size and whether there is an audio stream, read back from the file."""
+    from fomm_core.media.video import iter_frames, probe_video
+    info = probe_video(path)
+    return {"frames": sum(1 for _ in iter_frames(path, info=info)), "width": info.width, "height": info.height,
+            "audio": info.has_audio}
 
 
-def run_demo(checkpoint=None, config=None, device=None, output="fomm-demo.mp4") -> list[CheckResult]:
-    """The whole chain; returns its rows (the caller renders them). Bad input raises UserError."""
+class _Stop(Exception):
+    """A step failed: its row ends the chain."""
+
+    def __init__(self, row: CheckResult):
+        super().__init__(row.summary)
+        self.row = row
+
+
+def run_demo(checkpoint=None, config=None, device="auto", output="fomm-demo.mp4") -> list[CheckResult]:
+    """The whole chain; returns its rows (the caller renders them). Bad input raises UserError or FommError.
+
+    checkpoint None: the bundled synthetic model (by name), whatever else is present: the L1 bar is set for it.
+    """
+    from fomm_doctor.checkpoints import BUNDLED
     results = []
+    try:
+        dev = _torch_step(results, device)
+        resolved = _checkpoint_step(results, checkpoint or BUNDLED)
+        generator, kp_detector, size = _model_step(results, resolved, config or resolved.config, dev)
+        clip, animated = _animate_step(results, generator, kp_detector, size, dev)
+        frames, path = _encode_step(results, clip, animated, Path(output).expanduser())
+        _readback_step(results, frames, path)
+    except _Stop as stop:
+        results.append(stop.row)
+    return results
 
-    # 1. torch and the device
+
+def _torch_step(results, device):
+    """torch imports; -> the device `device` resolves to."""
     started = time.perf_counter()
     try:
         import torch
     except Exception as exc:
-        results.append(_row("torch", "fail", f"PyTorch cannot be imported ({type(exc).__name__})", started,
-                            fix="fomm-doctor install --yes"))
-        return results
-    dev = choose_device(torch, device)
+        raise _Stop(_row("torch", "fail", f"PyTorch cannot be imported ({type(exc).__name__})", started,
+                         fix="fomm-doctor install --yes")) from None
+    from fomm_core.device import resolve_device
+    dev = str(resolve_device(device))
     results.append(_row("torch", "ok", f"torch {torch.__version__} imported, device {dev}", started,
                         torch=torch.__version__, device=dev))
+    return dev
 
-    # 2. the checkpoint, and its sha256 against the manifest
+
+def _checkpoint_step(results, checkpoint):
+    """The checkpoint found, and its sha256 compared with the manifest's; -> the ResolvedCheckpoint."""
     started = time.perf_counter()
-    from fomm_doctor.checkpoints.store import file_sha256, resolve_checkpoint
+    from fomm_doctor.checkpoints import resolve_checkpoint
+    from fomm_doctor.net.download import file_sha256
     resolved = resolve_checkpoint(checkpoint)
     path, entry = Path(resolved.path), resolved.entry or {}
     want = entry.get("sha256")
     have = file_sha256(path)
     details = {"path": str(path), "sha256": have, "manifest_sha256": want}
     if want and want != have:
-        results.append(_row("checkpoint", "fail", f"{path.name}: sha256 differs from the manifest's", started,
-                            fix=f"fomm-doctor checkpoints fetch {entry.get('name', path.name)}", **details))
-        return results
+        raise _Stop(_row("checkpoint", "fail", f"{path.name}: sha256 differs from the manifest's", started,
+                         fix=f"fomm-doctor checkpoints fetch {entry.get('name', path.name)}", **details))
     if want:
         results.append(_row("checkpoint", "ok", f"{path.name} found, sha256 verified", started, **details))
     else:
         results.append(_row("checkpoint", "warn", f"{path.name} found; no manifest sha256 to verify it against",
                             started, **details))
+    return resolved
 
-    # 3. the model
+
+def _model_step(results, resolved, config, dev):
+    """-> (generator, kp_detector, frame size (h, w)) loaded strictly."""
     started = time.perf_counter()
+    from fomm_core.errors import FommError
     from fomm_core.model.checkpoint import load_checkpoints
     from fomm_core.model.config import frame_size, load_config
-    from fomm_core.errors import FommError
-    config_used = config or resolved.config
+    path = Path(resolved.path)
     try:
-        generator, kp_detector = load_checkpoints(config_used, path, dev)
+        generator, kp_detector = load_checkpoints(config, path, dev)
     except FommError as err:
-        results.append(_row("model", "fail", str(err).rstrip("."), started))
-        return results
-    carried = _carried_config(path) if config_used is None else None
-    size = frame_size(carried if carried is not None else load_config(config_used))
+        raise _Stop(_row("model", "fail", str(err).rstrip("."), started)) from None
+    carried = _carried_config(path) if config is None else None
+    size = frame_size(carried if carried is not None else load_config(config))
     params = sum(p.numel() for m in (generator, kp_detector) for p in m.parameters())
     results.append(_row("model", "ok", f"model loaded ({params / 1e6:.2f} M parameters, {size[0]}x{size[1]})",
-                        started, parameters=params, config=config_used or "carried by the checkpoint"))
+                        started, parameters=params, config=config or "carried by the checkpoint"))
+    return generator, kp_detector, size
 
-    # 4. animate a held-out clip from its first frame, and judge it
+
+def _animate_step(results, generator, kp_detector, size, dev):
+    """Animate the held-out clip from its first frame and judge it; -> (clip, animated frames [T, 3, H, W])."""
     started = time.perf_counter()
+    import torch
+
     from fomm_core.inference.engine import Animator
-    from fomm_core.train.synthetic import make_clip, to_tensor
-    clip = make_clip(HELDOUT_SEED, FRAMES, size[0]) if size[0] == size[1] else None
-    if clip is None:
-        results.append(_row("animate", "skipped", "the demo clip is square; this model is not", started))
-        return results
-    driving = to_tensor(clip)                                  # [T, 3, H, W]
+    from fomm_core.media.images import frames_to_tensor
+    from fomm_core.train.synthetic import make_clip
+    if size[0] != size[1]:
+        raise _Stop(_row("animate", "skipped", "the demo clip is square; this model is not", started))
+    clip = make_clip(HELDOUT_SEED, FRAMES, size[0])
+    driving = frames_to_tensor(clip)                           # [T, 3, H, W]
     animator = Animator(generator, kp_detector, device=dev, precision="fp32", mode="relative")
     animator.set_source(driving[:1])
     animator.set_reference(driving[:1])
@@ -165,23 +166,27 @@ def run_demo(checkpoint=None, config=None, device=None, output="fomm-demo.mp4") 
     results.append(_row("animate", "ok" if figures["passed"] else "fail", summary, started,
                         fix=None if figures["passed"] else "this checkpoint does not reconstruct the clip; "
                         "use the bundled one (omit --checkpoint) or retrain", **figures))
+    return clip, animated
 
-    # 5. encode source | driving | result with an audio track
+
+def _encode_step(results, clip, animated, output: Path):
+    """source | driving | result with an audio track; -> (the frames written, the file)."""
     started = time.perf_counter()
-    output = Path(output).expanduser()
-    as_uint8 = lambda x: (x.clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).numpy()  # noqa: E731
-    frames = side_by_side(clip[0], clip, as_uint8(animated))
+    import numpy as np
+
+    from fomm_core.errors import FommError
+    from fomm_core.media.images import tensor_to_frames
+    frames = side_by_side(clip[0], clip, np.stack(tensor_to_frames(animated)))
     try:
-        if output.parent and not output.parent.exists():
-            raise RuntimeError(f"folder {output.parent} does not exist")
         encode(frames, output)
-    except (RuntimeError, OSError, subprocess.SubprocessError) as err:
-        results.append(_row("encode", "fail", f"could not write {output}: {err}", started))
-        return results
+    except (FommError, OSError) as err:
+        raise _Stop(_row("encode", "fail", f"could not write {output}: {err}", started)) from None
     results.append(_row("encode", "ok", f"{output} written ({output.stat().st_size // 1024} KiB, with audio)",
                         started, output=str(output), width=frames.shape[2], height=frames.shape[1]))
+    return frames, output
 
-    # 6. read it back
+
+def _readback_step(results, frames, output: Path) -> None:
     started = time.perf_counter()
     found = probe(output)
     want = {"frames": len(frames), "width": frames.shape[2], "height": frames.shape[1], "audio": True}
@@ -191,7 +196,6 @@ def run_demo(checkpoint=None, config=None, device=None, output="fomm-demo.mp4") 
                          f"audio {'yes' if found['audio'] else 'no'}")
                         + (f"; expected {', '.join(f'{k} {want[k]}' for k in wrong)}" if wrong else ""),
                         started, **found))
-    return results
 
 
 def _carried_config(path):

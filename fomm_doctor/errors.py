@@ -1,4 +1,5 @@
 """One clear sentence instead of a traceback: the errors commands raise, and the exit code each one means."""
+import sys
 from enum import IntEnum
 from typing import Optional
 
@@ -27,19 +28,14 @@ class NetworkError(UserError):
     exit_code = ExitCode.NETWORK
 
 
-def pip_command(args: str) -> str:
-    """`py -m pip ...` on Windows, `python3 -m pip ...` elsewhere (the form that targets the right interpreter)."""
-    import sys
-    return f"py -m pip {args}" if sys.platform == "win32" else f"{sys.executable or 'python3'} -m pip {args}"
-
-
 def require_torch():
     """Import torch, or raise a UserError that names the command that installs the right build."""
     try:
         import torch  # noqa: F401
     except Exception as exc:  # ImportError, or a broken install ("DLL load failed")
         reason = "is not installed" if isinstance(exc, ModuleNotFoundError) else f"failed to import ({exc})"
-        extra = pip_command('install "fomm-doctor[torch]"')
+        from fomm_doctor.checks.common import pip_cmd
+        extra = pip_cmd(sys.platform, 'install "fomm-doctor[torch]"')
         raise UserError(
             f"PyTorch {reason}; run `fomm-doctor install --yes` to install the right build for this machine "
             f"(or `{extra}`).",

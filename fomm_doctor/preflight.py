@@ -13,10 +13,11 @@ import io
 import json
 import os
 import platform
+import re
 import struct
 import sys
 
-MIN_PYTHON = (3, 9)
+MIN_PYTHON = (3, 9)  # what fomm-doctor itself installs on (pyproject requires-python); `check` and `install` ask here
 # Used when torch_builds.json is not beside us (a lone copy of this file): newest torch per Python, from it.
 FALLBACK_NEWEST_TORCH = {"3.6": "1.10", "3.7": "1.13", "3.8": "2.4", "3.9": "2.8", "3.10": "2.14",
                          "3.11": "2.15", "3.12": "2.15", "3.13": "2.15", "3.14": "2.15", "3.15": "2.15"}
@@ -33,20 +34,30 @@ def load_index():
         return None
 
 
+def version_key(text):
+    """'2.14.1+cu126' -> (2, 14, 1); '580.65.06' -> (580, 65, 6); 'rocm6.4' -> (6, 4); junk -> ().
+
+    The one version parser of fomm-doctor: it lives here because this file may import nothing of ours."""
+    return tuple(int(p) for p in re.findall(r"\d+", str(text or "").split("+", 1)[0])[:4])
+
+
+def releases_for_python(index, py_minor, pkey=None):
+    """torch minor versions (newest first) with wheels for this CPython ('3.11'), on platform `pkey`
+    ('linux-x86_64') when given: the one answer to 'which torch can this Python have'."""
+    return [r["torch"] for r in (index or {}).get("releases", [])
+            if py_minor in r["python"] and (pkey is None or r["builds"].get(pkey))]
+
+
 def newest_torch_table(index):
     """{'3.11': '2.15', ...} from the table (releases are listed newest first), else the fallback."""
     if not index:
         return dict(FALLBACK_NEWEST_TORCH)
-    table = {}
-    for release in index.get("releases", []):
-        for py in release.get("python", []):
-            table.setdefault(py, release["torch"])
-    return table
+    pythons = set(py for release in index.get("releases", []) for py in release.get("python", []))
+    return dict((py, releases_for_python(index, py)[0]) for py in pythons)
 
 
 def recommended_python(index):
-    """The oldest Python the newest torch supports (the same rule as fomm_doctor.install.builds, which this
-    file cannot import)."""
+    """The oldest Python the newest torch supports: it has current torch and the widest choice of packages."""
     releases = (index or {}).get("releases") or []
     if not releases:
         return FALLBACK_RECOMMENDED
@@ -87,10 +98,6 @@ def emit(line):
 
 def tr(lang, en, zh):
     return zh if lang == "zh" else en
-
-
-def version_key(text):
-    return tuple(int(p) for p in text.split(".") if p.isdigit())
 
 
 def install_hint(system, want, lang="en"):

@@ -1,40 +1,10 @@
-"""One way to show a list of check results: a rich table with a one-line verdict, or a JSON object.
+"""Check results on a terminal: a rich table, one row per result, and a one-line verdict.
 
-`fomm-doctor check` and `fomm-doctor demo` both report rows of `CheckResult`, so a user (or a CI job reading
-`--json`) sees the same shape everywhere.
+The rows themselves and their JSON live in `report.py`.
 """
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass
 
-STATUSES = ("ok", "warn", "fail", "skipped")
-
-
-@dataclass
-class CheckResult:
-    id: str                      # stable, dotted: "python.version", "mirror.tsinghua"
-    status: str                  # one of STATUSES
-    summary: str                 # what was found, one sentence
-    details: dict = field(default_factory=dict)
-    fix: Optional[str] = None    # the exact command or step that fixes it (None when nothing to do)
-
-    def __post_init__(self):
-        if self.status not in STATUSES:
-            raise ValueError(f"unknown status {self.status!r}")
-
-
-def results_ok(results) -> bool:
-    return not any(r.status == "fail" for r in results)
-
-
-def results_to_json(results) -> dict:
-    """{"ok": bool, "checks": [{"id", "status", "summary", "details", "fix"}, ...]}"""
-    return {
-        "ok": results_ok(results),
-        "checks": [
-            {"id": r.id, "status": r.status, "summary": r.summary, "details": r.details, "fix": r.fix}
-            for r in results
-        ],
-    }
+from fomm_doctor.report import results_ok
 
 
 # Consoles that cannot print check marks (a legacy GBK Windows console, say) get words instead.
@@ -93,36 +63,65 @@ def _details_text(details: dict) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class _Look:
+    """What this console can show: check marks or words, Chinese or English."""
+    symbols: dict
+    zh: bool
+
+    @property
+    def words(self) -> bool:
+        return self.symbols is _WORDS
+
+
+def _look(console, lang: str) -> _Look:
+    symbols = _SYMBOLS if _can_print(console, "".join(_SYMBOLS.values()) + "→中") else _WORDS
+    return _Look(symbols, lang == "zh" and console_speaks_chinese(console))
+
+
+def _found_cell(r, console, look: _Look, verbose: bool):
+    """What was found, with the fix (and, for --verbose, the details) beneath."""
+    from rich.text import Text
+    found = Text(_fit(console, r.summary))
+    if r.fix:
+        arrow = "-> " if look.words else "→ "
+        found.append("\n" + arrow + ("修复：" if look.zh else "fix: "), style="cyan")
+        found.append(_fit(console, r.fix), style="bold cyan")
+    if verbose and r.details:
+        found.append("\n" + _fit(console, _details_text(r.details)), style="dim")
+    return found
+
+
+def _verdict_text(results, console, look: _Look):
+    """The verdict line in the console's words, styled by the worst status."""
+    from rich.text import Text
+    line = verdict(results, "zh" if look.zh else "en")
+    if look.words:
+        for sym, word in (("✓", "OK:"), ("✗", "FAIL:"), ("!", "WARN:")):
+            if line.startswith(sym):
+                line = word + line[len(sym):]
+    if not results_ok(results):
+        style = "bold red"
+    else:
+        style = "yellow" if any(r.status == "warn" for r in results) else "green"
+    return Text(_fit(console, line), style=style)
+
+
 def render_table(results, title, console, lang: str = "en", verbose: bool = False) -> None:
     """Print one row per result (status, id, what was found with its fix beneath) and the verdict line."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    symbols = _SYMBOLS if _can_print(console, "".join(_SYMBOLS.values()) + "→中") else _WORDS
-    zh = lang == "zh" and console_speaks_chinese(console)
-    headers = ("", "检查", "结果") if zh else ("", "check", "found")
-    fix_label = "修复：" if zh else "fix: "
-    arrow = "→ " if symbols is _SYMBOLS else "-> "
+    look = _look(console, lang)
+    headers = ("", "检查", "结果") if look.zh else ("", "check", "found")
     boxes = box.HEAVY_HEAD if _can_print(console, "┏━┳┃┡╇│└┴┘") else box.ASCII
     table = Table(title=_fit(console, title), show_lines=False, expand=False, box=boxes)
     table.add_column(headers[0], no_wrap=True)
     table.add_column(headers[1], no_wrap=True, style="bold")
     table.add_column(headers[2], overflow="fold")
     for r in results:
-        found = Text(_fit(console, r.summary))
-        if r.fix:
-            found.append("\n" + arrow + fix_label, style="cyan")
-            found.append(_fit(console, r.fix), style="bold cyan")
-        if verbose and r.details:
-            found.append("\n" + _fit(console, _details_text(r.details)), style="dim")
-        table.add_row(Text(symbols[r.status], style=_STYLES[r.status]), _fit(console, r.id), found)
+        table.add_row(Text(look.symbols[r.status], style=_STYLES[r.status]), _fit(console, r.id),
+                      _found_cell(r, console, look, verbose))
     console.print(table)
-    line = verdict(results, "zh" if zh else "en")
-    if symbols is _WORDS:
-        for sym, word in (("✓", "OK:"), ("✗", "FAIL:"), ("!", "WARN:")):
-            if line.startswith(sym):
-                line = word + line[len(sym):]
-    line = _fit(console, line)
-    style = "bold red" if not results_ok(results) else ("yellow" if any(r.status == "warn" for r in results) else "green")
-    console.print(Text(line, style=style))
+    console.print(_verdict_text(results, console, look))

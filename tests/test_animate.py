@@ -127,3 +127,34 @@ def test_help_says_inputs_are_cropped_to_square():
     r = run_cli("animate", "--help", env={"COLUMNS": "200"})
     assert r.returncode == 0
     assert "centre-cropped to a square" in " ".join(r.stdout.split())
+
+
+def test_device_default_is_auto():
+    import inspect
+
+    from fomm_doctor.commands.animate import animate
+    assert inspect.signature(animate).parameters["device"].default.default == "auto"
+    r = run_cli("animate", "--help", env={"COLUMNS": "200"})
+    assert r.returncode == 0 and "auto, cpu, cuda, cuda:N or mps" in " ".join(r.stdout.split())
+
+
+def test_without_checkpoint_the_bundled_model_is_used_with_a_note(clip_factory, photo, tmp_path, monkeypatch):
+    from fomm_doctor.checkpoints import resolve_checkpoint
+    empty = tmp_path / "no-checkpoints"
+    empty.mkdir()
+    monkeypatch.setenv("FOMM_CHECKPOINTS_DIR", str(empty))   # no face model fetched or added
+    note = resolve_checkpoint(None).note
+    assert note and "64" in note
+    drv = clip_factory("drv.mp4", frames=3, size=(64, 64), audio=False)
+    out = tmp_path / "out.mp4"
+    r = run_cli("animate", photo, drv, "-o", out, env={"FOMM_CHECKPOINTS_DIR": str(empty)})
+    assert r.returncode == 0, r.stderr
+    assert note in r.stderr
+    info = probe_video(out)
+    assert (info.width, info.height) == (64, 64)
+
+
+def test_bad_precision_is_one_sentence(clip_factory, photo, tmp_path):
+    drv = clip_factory("drv.mp4", frames=2, size=(64, 64), audio=False)
+    r = run_cli("animate", photo, drv, "-o", tmp_path / "o.mp4", "--precision", "fp8")
+    assert r.returncode == 2 and "unknown precision 'fp8'" in r.stderr and "Traceback" not in r.stderr

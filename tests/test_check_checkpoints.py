@@ -8,11 +8,11 @@ import shutil
 import pytest
 import torch
 
-from fomm_doctor.checkpoints import store as checkpoint_store
+from fomm_doctor.checkpoints import places
 from fomm_doctor.checks import checkpoints as ckchk
-from fomm_doctor.render import results_to_json
+from fomm_doctor.report import results_to_json
 
-PROJECT = checkpoint_store.project_dir()
+PROJECT = places.project_dir()
 SHIPPED = json.loads((PROJECT / "manifest.json").read_text(encoding="utf-8"))["checkpoints"]
 PUBLISHED = [e["name"] for e in SHIPPED if e.get("sources")]
 BUNDLED = next(e for e in SHIPPED if e["name"] == "synth-64")
@@ -121,7 +121,7 @@ def test_a_damaged_bundled_checkpoint_says_reinstall(user_store, tmp_path, monke
     data = bytearray((PROJECT / BUNDLED["file"]).read_bytes())
     data[100] ^= 0xFF
     (project / BUNDLED["file"]).write_bytes(bytes(data))
-    monkeypatch.setattr(checkpoint_store, "project_dir", lambda: project)
+    monkeypatch.setattr(places, "project_dir", lambda: project)
     rows = rows_of()
     assert rows["checkpoints.synth-64"].status == "fail" and "Reinstall" in rows["checkpoints.synth-64"].fix
     (project / BUNDLED["file"]).unlink()  # nothing present at all: the summary row only
@@ -157,7 +157,8 @@ def test_judge_is_pure_and_handles_empty_facts():
         ("checkpoints.manifest", "skipped")]
     facts = {"dirs": ["u", "p"], "store": "u", "project": "p", "error": None, "checkpoints": [
         {"name": "vox", "file": "vox-cpk.pth.tar", "config": "vox-256", "size": None, "sha256": None,
-         "description": "", "sources": 4, "present": [{"path": "u/vox-cpk.pth.tar", "size": 10, "verified": True}]},
+         "description": "", "sources": 4, "present": [{"path": "u/vox-cpk.pth.tar", "size": 10, "state": "ok", "verified": True,
+                                                  "why": "its sha256 is the published one"}]},
         {"name": "bair", "file": "bair-cpk.pth.tar", "config": "bair-256", "size": None, "sha256": None,
          "description": "", "sources": 2, "present": []}]}
     rows = {r.id: r for r in ckchk.judge_checkpoints(facts)}

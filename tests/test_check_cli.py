@@ -1,7 +1,7 @@
-"""`fomm-doctor check` end to end on this machine: the real facts, exit codes, languages, speed."""
+"""`fomm-doctor check` end to end on this machine: the real facts, row order, exit codes, languages."""
 import json
+import os
 import sys
-import time
 
 import pytest
 from conftest import run_cli
@@ -9,13 +9,11 @@ from conftest import run_cli
 
 @pytest.fixture(scope="module")
 def offline_json():
-    start = time.monotonic()
-    out = run_cli("check", "--json", "--offline")
-    return out, time.monotonic() - start
+    return run_cli("check", "--json", "--offline")
 
 
 def test_reports_the_real_facts_of_this_machine(offline_json):
-    out, _ = offline_json
+    out = offline_json
     data = json.loads(out.stdout)
     rows = {c["id"]: c for c in data["checks"]}
     import torch
@@ -33,17 +31,27 @@ def test_reports_the_real_facts_of_this_machine(offline_json):
     assert out.returncode == (1 if failed else 0)
 
 
-def test_no_nvidia_driver_here(offline_json):
-    import os
-    if os.path.exists("/proc/driver/nvidia/version"):
-        pytest.skip("this machine has an NVIDIA driver")
-    rows = {c["id"]: c for c in json.loads(offline_json[0].stdout)["checks"]}
-    assert rows["gpu.driver"]["details"]["driver_version"] is None and rows["gpu.driver"]["status"] == "warn"
+def test_the_driver_row_matches_the_kernel_module(offline_json):
+    """The NVIDIA kernel module's own version file, read here independently, against what the check found."""
+    rows = {c["id"]: c for c in json.loads(offline_json.stdout)["checks"]}
+    driver = rows["gpu.driver"]
+    try:
+        with open("/proc/driver/nvidia/version", encoding="utf-8", errors="replace") as f:
+            module = f.read()
+    except OSError:
+        module = None
+    if module is None:
+        assert driver["details"]["driver_version"] is None and driver["status"] == "warn"
+    else:
+        assert driver["details"]["driver_version"] and driver["details"]["driver_version"] in module
 
 
-def test_fast_offline(offline_json):
-    _, elapsed = offline_json
-    assert elapsed < 6, elapsed  # measured about 1.5 s here; the slack is for a loaded CI machine
+def test_rows_come_in_a_fixed_order_offline(offline_json):
+    ids = [c["id"] for c in json.loads(offline_json.stdout)["checks"]]
+    assert ids[:15] == ["python.version", "python.bits", "python.implementation", "python.venv", "pip.version",
+                        "pip.index", "gpu.driver", "gpu.torch_cuda", "gpu.other", "torch.import", "opencv.import",
+                        "ffmpeg.bundled", "ffmpeg.path", "disk.space", "memory.ram"]
+    assert all(i.startswith("checkpoints.") for i in ids[15:]) and len(ids) > 15
 
 
 def test_a_failing_check_gives_exit_1(tmp_path):
@@ -74,7 +82,6 @@ def test_usage_errors_exit_2():
 
 @pytest.mark.parametrize("encoding", ["ascii", "gbk"])
 def test_consoles_that_cannot_print_everything(encoding):
-    import os
     import subprocess
     out = subprocess.run([sys.executable, "-m", "fomm_doctor", "check", "--offline", "--lang", "zh"],
                          capture_output=True, timeout=120, env=dict(os.environ, PYTHONIOENCODING=encoding))

@@ -1,6 +1,6 @@
 """torch.import / opencv.import: probed in a child Python against the real install and real broken modules."""
-import time
-from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 
@@ -9,7 +9,14 @@ from fomm_doctor.checks import torch as torchchk
 
 LINUX = {"platform": "linux", "os": "linux"}
 WINDOWS = {"platform": "win32", "os": "windows"}
-BARE_PYTHON = Path.home() / ".pyenv/versions/3.11.7/bin/python"  # a Python without torch or cv2
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory):
+    """A fresh virtual environment of this Python: neither torch nor cv2 in it."""
+    where = tmp_path_factory.mktemp("bare")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+    return str(where / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python"))
 
 
 def fake_package(tmp_path, name, body):
@@ -39,13 +46,13 @@ def test_torch_raising_on_import_is_a_failed_row(tmp_path):
     assert "vc_redist.x64.exe" in win.fix
 
 
-def test_hanging_torch_import_times_out_fast(tmp_path):
-    env = fake_package(tmp_path, "torch", "import time\ntime.sleep(60)\n")
-    start = time.monotonic()
+def test_hanging_torch_import_is_cut_off_at_the_limit(tmp_path):
+    env = fake_package(tmp_path, "torch", "import time\ntime.sleep(600)\n")
     facts = torchchk.probe_torch(timeout=1.5, env=env)
-    assert time.monotonic() - start < 5
-    assert facts["timed_out"] and facts["ok"] is False and "1.5 s" in facts["error"]
-    assert torchchk.judge_import(facts, LINUX).status == "fail"
+    assert facts["timed_out"] is True and facts["ok"] is False and facts["installed"] is None
+    assert facts["error"] == "import did not finish within 1.5 s"
+    row = torchchk.judge_import(facts, LINUX)
+    assert row.status == "fail" and "1.5 s" in row.summary
 
 
 def test_torch_crashing_the_interpreter(tmp_path):
@@ -61,13 +68,12 @@ def test_torch_whose_tensor_op_breaks(tmp_path):
     assert facts["ok"] is False and facts["version"] == "9.9" and "AttributeError" in facts["error"]
 
 
-@pytest.mark.skipif(not BARE_PYTHON.exists(), reason="needs pyenv's 3.11.7")
-def test_missing_torch_and_cv2():
-    facts = torchchk.probe_torch(timeout=30, python=str(BARE_PYTHON))
+def test_missing_torch_and_cv2(bare_python):
+    facts = torchchk.probe_torch(timeout=30, python=bare_python)
     assert facts["installed"] is False
     r = torchchk.judge_import(facts, LINUX)
     assert r.status == "fail" and r.fix == "fomm-doctor install --yes"
-    cv = cvchk.probe_opencv(timeout=30, python=str(BARE_PYTHON))
+    cv = cvchk.probe_opencv(timeout=30, python=bare_python)
     assert cv["installed"] is False
     assert cvchk.judge_import(cv, WINDOWS).fix == "py -m pip install opencv-python"
 
@@ -90,3 +96,9 @@ def test_two_opencv_distributions_warn():
     assert r.status == "warn"
     assert r.fix == ("py -m pip uninstall -y opencv-python opencv-python-headless && "
                      "py -m pip install opencv-python")
+
+
+def test_a_broken_import_without_a_message_still_gets_its_row():
+    for judge, name in ((cvchk.judge_import, "cv2"), (torchchk.judge_import, "torch")):
+        row = judge({"installed": True, "ok": False, "error": "  \n"}, LINUX)
+        assert row.status == "fail" and row.summary == f"{name} is broken: ?" and row.fix

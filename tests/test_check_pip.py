@@ -1,4 +1,6 @@
 """pip.* judges and pip config reading from real files and environment variables."""
+import pytest
+
 from fomm_doctor.install import pip_config
 from fomm_doctor.checks import pip as pipchk
 from fomm_doctor.resources import load_wheels_index
@@ -168,3 +170,17 @@ def test_byte_order_mark_is_reported_as_pip_reports_it(tmp_path):
     cfg = pip_config.read_pip_index_config({}, [str(f)])
     assert cfg["index_url"] == pip_config.PYPI_SIMPLE and "byte-order mark" in cfg["errors"][0]
     assert pipchk.judge_index(cfg, plat()).status == "warn"
+
+
+def test_require_torch_names_the_pip_command_of_this_platform(monkeypatch):
+    """One spelling of 'pip in this Python' (checks.common.pip_cmd), also in the sentence for a missing torch."""
+    import sys
+    from fomm_doctor.checks.common import pip_cmd
+    from fomm_doctor.errors import UserError, require_torch
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ModuleNotFoundError
+    with pytest.raises(UserError) as err:
+        require_torch()
+    assert str(err.value).startswith("PyTorch is not installed; run `fomm-doctor install --yes`")
+    command = pip_cmd(sys.platform, 'install "fomm-doctor[torch]"')
+    assert f"(or `{command}`)" in str(err.value)
+    assert pip_cmd("win32", "install x") == "py -m pip install x" and pip_cmd("linux", "x") == "python3 -m pip x"

@@ -5,7 +5,8 @@ import json
 import pytest
 from rich.console import Console
 
-from fomm_doctor.render import CheckResult, render_table, results_to_json
+from fomm_doctor.render import render_table
+from fomm_doctor.report import CheckResult, results_to_json
 
 ROWS = [CheckResult("python.version", "ok", "Python 3.11.7", {"version": "3.11.7"}),
         CheckResult("pip.version", "warn", "pip 20.0 is old", {"version": "20.0"}, "python3 -m pip install -U pip"),

@@ -1,6 +1,6 @@
 """The runner: judge_all over whole machines described by facts, and isolation of crashing probes/judges."""
 from fomm_doctor import checks
-from fomm_doctor.render import results_to_json
+from fomm_doctor.report import results_to_json
 from fomm_doctor.resources import load_wheels_index
 
 INDEX = load_wheels_index()

@@ -1,4 +1,8 @@
 """disk.space and memory.ram judges, and the disk probe on real folders."""
+import os
+
+import pytest
+
 from fomm_doctor.checks import system
 
 GB = 1024 ** 3
@@ -29,11 +33,36 @@ def test_pip_cache_locations():
     assert system.pip_cache_dir("win32", {"LOCALAPPDATA": "L"}, "H").replace("\\", "/") == "L/pip/Cache"
 
 
-def test_ram_judge_and_probe():
+def test_ram_judge():
     assert system.judge_ram({"total_bytes": 16 * GB, "available_bytes": 9 * GB}).status == "ok"
     assert system.judge_ram({"total_bytes": 3 * GB, "available_bytes": 2.5 * GB}).status == "warn"
     assert system.judge_ram({"total_bytes": 16 * GB, "available_bytes": 1 * GB}).status == "warn"
-    assert system.judge_ram({"total_bytes": 1.5 * GB, "available_bytes": 1 * GB}).status == "fail"
-    import psutil
+    fail = system.judge_ram({"total_bytes": 1.5 * GB, "available_bytes": 1 * GB})
+    assert fail.status == "fail" and fail.fix and "1.5 GB RAM" in fail.summary
+    unknown = system.judge_ram({"total_bytes": None, "available_bytes": None, "error": "psutil is not installed"})
+    assert unknown.status == "skipped" and "psutil is not installed" in unknown.summary
+
+
+def _meminfo_bytes() -> dict:
+    """/proc/meminfo read here, independently of the probe: {'MemTotal': bytes, ...}."""
+    values = {}
+    with open("/proc/meminfo", encoding="ascii") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            parts = rest.split()
+            if parts and parts[0].isdigit():
+                values[name] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
+    return values
+
+
+def test_ram_probe_gives_plausible_numbers():
     facts = system.probe_ram()
-    assert facts["total_bytes"] == psutil.virtual_memory().total
+    assert 0 < facts["available_bytes"] <= facts["total_bytes"] and "error" not in facts
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="/proc/meminfo is Linux's")
+def test_ram_probe_agrees_with_proc_meminfo():
+    facts = system.probe_ram()
+    meminfo = _meminfo_bytes()
+    assert facts["total_bytes"] == meminfo["MemTotal"]  # the kernel's total is fixed while the machine runs
+    assert system.judge_ram(facts).details["total_bytes"] == meminfo["MemTotal"]

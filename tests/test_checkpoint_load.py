@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch", reason="torch is not installed")
 
 from conftest import TINY_MODEL  # noqa: E402
 from fomm_core import load_checkpoints  # noqa: E402
-from fomm_core.model.checkpoint import read_checkpoint  # noqa: E402
+from fomm_core.model.checkpoint import model_size, read_checkpoint  # noqa: E402
 from fomm_core.model.config import build_models, detect_config, load_config, matching_configs, shipped_configs  # noqa: E402
 from fomm_core.errors import FommError  # noqa: E402
 
@@ -105,6 +105,22 @@ def test_checkpoint_carrying_its_config_needs_no_config(tmp_path, stored):
     torch.save({"generator": generator.state_dict(), "kp_detector": kp_detector.state_dict(), "config": config}, path)
     loaded_gen, loaded_kp = load_checkpoints(None, path)
     assert torch.equal(animate_once(loaded_gen, loaded_kp), animate_once(generator, kp_detector))
+
+
+@pytest.mark.parametrize("legacy", [True, False], ids=["torch-1.0-format", "zip-format"])
+def test_model_size_from_the_config_given_or_carried(tmp_path, small_config, legacy):
+    generator, kp_detector = trained_like_models(seed=4)
+    carrying, published = tmp_path / "ours.pth.tar", tmp_path / "published.pth.tar"
+    config = copy.deepcopy(SMALL)
+    config["dataset_params"] = {"frame_shape": [96, 96, 3]}
+    torch.save({"generator": generator.state_dict(), "kp_detector": kp_detector.state_dict(), "config": config},
+               carrying, _use_new_zipfile_serialization=not legacy)
+    torch.save(original_layout(generator, kp_detector), published, _use_new_zipfile_serialization=not legacy)
+    assert model_size(published, "vox-256") == 256
+    assert model_size(carrying, small_config) == SMALL["dataset_params"]["frame_shape"][0] == 64  # given wins
+    # carried: read where the file can be mmapped (zip format); a legacy file is taken as the published 256
+    assert model_size(carrying, None) == (256 if legacy else 96)
+    assert model_size(published, None) == 256
 
 
 def test_published_shapes_load_by_shipped_name_and_by_detection(tmp_path):

@@ -16,7 +16,7 @@ from conftest import run_cli  # noqa: E402
 from httpfaults import FaultServer, Html, Reply, Reset  # noqa: E402
 from fomm_core.model.checkpoint import load_checkpoints, read_checkpoint  # noqa: E402
 from fomm_core.model.config import build_models, load_config  # noqa: E402
-from fomm_doctor.checkpoints import store as store  # noqa: E402
+from fomm_doctor.checkpoints import fetch, slim, store  # noqa: E402
 from fomm_doctor.errors import UserError  # noqa: E402
 
 FILE_ID = "1AbCdEfGhIjKlMnOpQrStUvWxYz012345"
@@ -132,7 +132,7 @@ def test_fetch_through_confirmation_and_drop_then_use_by_name(vox_file, env, tmp
         got = module.state_dict()
         assert all(torch.equal(got[k], v) for k, v in states[key].items())
     # a command that takes --checkpoint NAME (live; animate when it lands) finds it the same way
-    from fomm_core.inference.live import load_animator
+    from fomm_doctor.commands.live import load_animator
     _, size = load_animator("vox", None)
     assert size == 256
     listed = json.loads(run_cli("checkpoints", "list", "--json", env=env).stdout)
@@ -149,10 +149,10 @@ def test_fetch_without_sha256_checks_that_it_loads(vox_file, env, tmp_path):
         write_user_manifest(home, [{"name": "lab-vox", "file": "lab-vox.pth.tar", "config": "vox-256",
                                     "sources": [{"url": srv.url("/files/vox-cpk.pth.tar"), "kind": "mirror"}]}])
         with pytest.raises(UserError) as err:
-            store.fetch("lab-vox", backoff=0.01)
+            fetch.fetch("lab-vox", backoff=0.01)
         assert "download quota" in str(err.value) and "checkpoints add PATH --name lab-vox" in str(err.value)
         assert not (home / "lab-vox.pth.tar").exists()  # the page was never saved as a checkpoint
-        got = store.fetch("lab-vox", backoff=0.01)  # the mirror serves the file now
+        got = fetch.fetch("lab-vox", backoff=0.01)  # the mirror serves the file now
     assert got.verified_by == "load" and got.config == "vox-256" and got.sha256 == sha
     assert store.resolve_checkpoint("lab-vox").path == home / "lab-vox.pth.tar"
     registry = json.loads((home / "registry.json").read_text())["checkpoints"]
@@ -168,22 +168,22 @@ def test_fetch_rejects_a_file_that_is_not_a_checkpoint_and_all_sources_down(env,
                    {"url": "http://127.0.0.1:9/closed.pth.tar", "kind": "mirror"}]  # nothing listens on port 9
         write_user_manifest(home, [{"name": "lab", "file": "lab.pth.tar", "config": "vox-256", "sources": sources}])
         with pytest.raises(UserError) as err:
-            store.fetch("lab", retries=2, backoff=0.01, timeout=2)
+            fetch.fetch("lab", retries=2, backoff=0.01, timeout=2)
     text = str(err.value)
     assert text.startswith("could not fetch lab from any of its 3 sources")
     assert "not a PyTorch checkpoint" in text and "download quota" in text and "127.0.0.1:9" in text
     assert text.endswith("and run `fomm-doctor checkpoints add PATH --name lab`.")
     assert not (home / "lab.pth.tar").exists() and not list((home / ".incoming").glob("*"))
     with pytest.raises(UserError, match="no source of lab matches 'yandex'"):
-        store.fetch("lab", mirror="yandex")
+        fetch.fetch("lab", mirror="yandex")
 
 
 def test_slim_gives_identical_frames_and_loads_in_the_original_code(vox_file, tmp_path, env):
     data, _, _ = vox_file
     full = tmp_path / "vox-cpk.pth.tar"
     full.write_bytes(data)
-    slim32 = store.slim(str(full), out=tmp_path / "slim.pth.tar")
-    slim16 = store.slim(str(full), half=True)
+    slim32 = slim.slim(str(full), out=tmp_path / "slim.pth.tar")
+    slim16 = slim.slim(str(full), half=True)
     assert slim16.path == tmp_path / "vox-cpk-slim-fp16.pth.tar"
     assert slim32.size < slim32.original_size  # the training-only entries are gone
     assert slim16.size < 0.55 * slim32.size

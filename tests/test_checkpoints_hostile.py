@@ -20,11 +20,11 @@ torch = pytest.importorskip("torch")
 from conftest import run_cli  # noqa: E402
 from httpfaults import Corrupt, FaultServer, Reply  # noqa: E402
 from fomm_core.model.config import build_models, load_config  # noqa: E402
-from fomm_doctor.checkpoints import store as store  # noqa: E402
+from fomm_doctor.checkpoints import fetch, places  # noqa: E402
 from fomm_doctor.errors import UserError  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "drive"
-BUNDLED = store.project_dir() / "fomm-synth-64.pth.tar"
+BUNDLED = places.project_dir() / "fomm-synth-64.pth.tar"
 # anything not on 127.0.0.1 goes to a port where nothing listens
 LOCAL_ONLY = {k: "http://127.0.0.1:9" for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
 LOCAL_ONLY.update({"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
@@ -132,7 +132,7 @@ def test_every_form_of_the_drive_confirmation_page_leads_to_the_file(form, synth
         user_manifest(home, [{"name": "drive-synth", "file": "drive-synth.pth.tar", "size": len(data), "sha256": sha,
                               "sources": [{"url": srv.url(f"/uc?export=download&id={wanted['id']}"),
                                            "kind": "gdrive-file"}]}])
-        got = store.fetch("drive-synth", retries=2, backoff=0.01)
+        got = fetch.fetch("drive-synth", retries=2, backoff=0.01)
         asked = [h.path for h in srv.hits()]
     # the server gives the file only to the request the page asks for: getting it proves the page was followed
     assert got.verified_by == "sha256" and got.sha256 == sha
@@ -149,7 +149,7 @@ def test_the_quota_page_is_not_followed(synth, env, home):
                               "sources": [{"url": srv.url(f"/uc?export=download&id={ID_POST}"),
                                            "kind": "gdrive-file"}]}])
         with pytest.raises(UserError) as err:
-            store.fetch("drive-synth", retries=2, backoff=0.01)
+            fetch.fetch("drive-synth", retries=2, backoff=0.01)
         asked = [h.path for h in srv.hits()]
     assert asked == ["/uc"]  # asked once; the page offers nothing to follow
     text = str(err.value)
@@ -236,7 +236,7 @@ def test_a_trickling_drive_listing_is_cut_off_at_the_page_deadline(env, home):
                                                   {"Content-Type": "text/html; charset=utf-8"})
         user_manifest(home, [{"name": "slow", "file": "slow.pth.tar", "sources": [
             {"url": srv.url("/folder"), "kind": "gdrive-folder"}]}])
-        outcome = run_guarded(lambda: store.fetch("slow", page_deadline=2, timeout=10))
+        outcome = run_guarded(lambda: fetch.fetch("slow", page_deadline=2, timeout=10))
         listing_hits = srv.hits("/folder")
     assert isinstance(outcome, UserError), outcome
     text = str(outcome)
@@ -262,7 +262,7 @@ def test_credentials_in_source_urls_are_masked_in_messages_json_and_the_registry
         listed = run_cli("checkpoints", "list", "--json", env=env)
         failed = run_cli("checkpoints", "fetch", "private-gone", env=env)
         with pytest.raises(UserError) as err:
-            store.fetch("private-gone", retries=1, backoff=0.01)
+            fetch.fetch("private-gone", retries=1, backoff=0.01)
         used = srv.hits("/files/synth.pth.tar")
     assert ok.returncode == 0, ok.stderr
     registry = (home / "registry.json").read_text()
@@ -304,10 +304,10 @@ def test_hf_endpoint_serves_huggingface_sources_and_their_sha256_is_checked(synt
         user_manifest(home, [
             {"name": "hf-synth", "file": "hf-synth.pth.tar", "size": len(data), "sha256": sha, "sources": [source]},
             {"name": "hf-bad", "file": "hf-bad.pth.tar", "size": len(data), "sha256": sha, "sources": [source]}])
-        got = store.fetch("hf-synth", retries=2, backoff=0.01)
+        got = fetch.fetch("hf-synth", retries=2, backoff=0.01)
         srv.script(path, Corrupt(at=5000, times=None))  # from now on every copy arrives with one byte flipped
         with pytest.raises(UserError) as err:
-            store.fetch("hf-bad", retries=2, backoff=0.01)
+            fetch.fetch("hf-bad", retries=2, backoff=0.01)
         hits = srv.hits(path)
     assert got.verified_by == "sha256" and (home / "hf-synth.pth.tar").read_bytes() == data
     assert got.url.startswith("http://127.0.0.1:")
@@ -316,11 +316,11 @@ def test_hf_endpoint_serves_huggingface_sources_and_their_sha256_is_checked(synt
     assert text.startswith("could not fetch hf-bad from its only source (127.0.0.1:") and "sha256" in text
     monkeypatch.setenv("HF_ENDPOINT", "hf-mirror.com")  # no scheme: one sentence, not a traceback
     with pytest.raises(UserError, match=r"HF_ENDPOINT=hf-mirror.com is not an http\(s\) URL"):
-        store.fetch("hf-bad")
+        fetch.fetch("hf-bad")
 
 
 def test_the_manifest_records_what_is_published_and_says_what_is_not():
-    entries = json.loads((store.project_dir() / "manifest.json").read_text(encoding="utf-8"))["checkpoints"]
+    entries = json.loads((places.project_dir() / "manifest.json").read_text(encoding="utf-8"))["checkpoints"]
     by_name = {e["name"]: e for e in entries}
     vox = by_name["vox"]
     assert (vox["size"], vox["sha256"]) == (

@@ -4,19 +4,22 @@ refusing each broken form with its sentence, `list`/`verify` through the CLI.
 Checkpoints for each shipped config are made cheaply: every tensor is a zero-stride view of one number
 (`expand`), so torch.save writes one element per tensor (a ~90 KB file) while the shapes, which is what
 config recognition and strict loading look at, are the real ones."""
+import hashlib
 import io
 import json
 import os
 import zipfile
 from pathlib import Path
 
+import platformdirs.macos
+import platformdirs.unix
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from conftest import run_cli  # noqa: E402
 from fomm_core.model.config import build_models, config_shapes, load_config, shipped_configs  # noqa: E402
-from fomm_doctor.checkpoints import store as store  # noqa: E402
+from fomm_doctor.checkpoints import add, files, manifest, places, store  # noqa: E402
 from fomm_doctor.errors import UserError  # noqa: E402
 
 
@@ -53,24 +56,24 @@ def save_original_layout(path: Path, states: dict) -> Path:
 
 def test_user_data_dir_follows_env_and_platform(monkeypatch, tmp_path):
     monkeypatch.delenv("FOMM_DOCTOR_HOME")
-    monkeypatch.setattr(store.sys, "platform", "linux")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    assert store.user_data_dir() == tmp_path / "xdg" / "fomm-doctor" / "checkpoints"
-    monkeypatch.setattr(store.sys, "platform", "win32")
-    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
-    assert store.user_data_dir() == tmp_path / "local" / "fomm-doctor" / "checkpoints"
-    monkeypatch.setattr(store.sys, "platform", "darwin")
-    monkeypatch.setattr(store.Path, "home", staticmethod(lambda: tmp_path / "mac"))
-    assert store.user_data_dir() == tmp_path / "mac" / "Library" / "Application Support" / "fomm-doctor" / "checkpoints"
+    monkeypatch.setattr(places, "PlatformDirs", platformdirs.unix.Unix)
+    assert places.user_data_dir() == tmp_path / "xdg" / "fomm-doctor" / "checkpoints"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "linux"))
+    assert places.user_data_dir() == tmp_path / "linux" / ".local" / "share" / "fomm-doctor" / "checkpoints"
+    monkeypatch.setenv("HOME", str(tmp_path / "mac"))
+    monkeypatch.setattr(places, "PlatformDirs", platformdirs.macos.MacOS)
+    assert places.user_data_dir() == tmp_path / "mac" / "Library" / "Application Support" / "fomm-doctor" / "checkpoints"
     monkeypatch.setenv("FOMM_DOCTOR_HOME", str(tmp_path / "h"))
-    assert store.user_data_dir() == tmp_path / "h" / "checkpoints"
+    assert places.user_data_dir() == tmp_path / "h" / "checkpoints"
     monkeypatch.setenv("FOMM_CHECKPOINTS_DIR", str(tmp_path / "direct"))
-    assert store.user_data_dir() == tmp_path / "direct"
-    assert store.checkpoint_dirs(tmp_path / "flag")[:2] == [tmp_path / "flag", tmp_path / "direct"]
+    assert places.user_data_dir() == tmp_path / "direct"
+    assert places.checkpoint_dirs(tmp_path / "flag")[:2] == [tmp_path / "flag", tmp_path / "direct"]
 
 
 def test_manifest_lists_the_published_models_with_configs_that_exist():
-    entries = {e["name"]: e for e in store.load_manifest()}
+    entries = {e["name"]: e for e in manifest.load_manifest()}
     for name in ("vox", "vox-adv", "taichi", "taichi-adv", "fashion", "mgif", "bair", "nemo", "vox-512"):
         e = entries[name]
         assert e["config"] in shipped_configs(), name
@@ -101,19 +104,44 @@ def test_resolve_path_name_and_missing(home, tmp_path):
         store.resolve_checkpoint(str(tmp_path / "gone.pth.tar"))
 
 
+def test_no_name_means_the_best_face_model_present_else_the_bundled_one(shapes_only, tmp_path, home):
+    bundled = store.resolve_checkpoint(None)
+    assert bundled.path == places.project_dir() / "fomm-synth-64.pth.tar" and bundled.config == "synth-64"
+    assert "64x64" in bundled.note and "`fomm-doctor checkpoints fetch vox`" in bundled.note
+    assert "~730 MB" in bundled.note  # vox's published size, rounded
+    explicit = store.resolve_checkpoint(store.BUNDLED)  # what the demo asks for
+    assert explicit.path == bundled.path and explicit.note is None
+    # a model of one's own has vox-256's shapes whatever it shows: only the manifest says what is a face
+    mine = add.add(save_original_layout(tmp_path / "my-face.pth.tar", shapes_only["vox-256"]))
+    assert mine.config == "vox-256" and store.resolve_checkpoint(None).path == bundled.path
+    (home / "vox-cpk.pth.tar").write_bytes(mine.path.read_bytes())  # not the published 728,766,691 bytes
+    assert store.resolve_checkpoint(None).path == bundled.path  # a cut-short vox is passed over
+    data = mine.path.read_bytes()  # a user manifest that publishes this file as vox, as a mirror's would
+    (home / "manifest.json").write_text(json.dumps({"checkpoints": [
+        {"name": "vox", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}]}), encoding="utf-8")
+    got = store.resolve_checkpoint(None)
+    assert got.path == home / "vox-cpk.pth.tar" and got.entry["name"] == "vox" and got.note is None
+    assert got.config == "vox-256" and store.list_checkpoints()[0]["present"][0]["state"] == "ok"
+    (home / "nemo-cpk.pth.tar").write_bytes(data)  # another face model present: vox still comes first
+    assert store.resolve_checkpoint(None).path == home / "vox-cpk.pth.tar"
+    (home / "vox-cpk.pth.tar").unlink()
+    got = store.resolve_checkpoint(None)
+    assert got.path == home / "nemo-cpk.pth.tar" and got.config == "nemo-256" and got.note is None
+
+
 def test_sha256_cache_is_keyed_by_size_and_mtime(tmp_path, monkeypatch):
     f = tmp_path / "w.bin"
     f.write_bytes(b"a" * 1000)
-    first = store.sha256_cached(f)
+    first = files.sha256_cached(f)
     calls = []
-    real = store.file_sha256
-    monkeypatch.setattr(store, "file_sha256", lambda p: calls.append(p) or real(p))
-    assert store.sha256_cached(f) == first and calls == []  # served from the cache
+    real = files.download.file_sha256
+    monkeypatch.setattr(files.download, "file_sha256", lambda p: calls.append(p) or real(p))
+    assert files.sha256_cached(f) == first and calls == []  # served from the cache
     f.write_bytes(b"b" * 1001)
-    assert store.sha256_cached(f) != first and len(calls) == 1  # a changed file is hashed again
-    assert store.verify(f, store.file_sha256(f).upper()) is True
-    assert store.verify(f, "0" * 64) is False
-    assert store.verify(f, None) is None
+    assert files.sha256_cached(f) != first and len(calls) == 1  # a changed file is hashed again
+    assert files.verify(f, files.download.file_sha256(f).upper()) is True
+    assert files.verify(f, "0" * 64) is False
+    assert files.verify(f, None) is None
 
 
 # ---------------------------------------------------------------- add
@@ -121,20 +149,20 @@ def test_sha256_cache_is_keyed_by_size_and_mtime(tmp_path, monkeypatch):
 def test_add_recognises_each_shipped_config(shapes_only, tmp_path, home):
     for name, states in shapes_only.items():
         src = save_original_layout(tmp_path / f"{name}-mine.pth.tar", states)
-        added = store.add(src)
+        added = add.add(src)
         # shapes decide: the config found builds exactly these shapes and loads strictly (checked inside add)
         assert config_shapes(added.config) == config_shapes(name), name
         assert added.path == home / src.name and added.path.read_bytes() == src.read_bytes()
-        assert added.sha256 == store.file_sha256(src)
+        assert added.sha256 == files.download.file_sha256(src)
         assert Path(store.resolve_checkpoint(added.name)) == added.path
     # the configs whose shapes are unique are named exactly
-    assert store.add(tmp_path / "mgif-256-mine.pth.tar").config == "mgif-256"
-    assert store.add(tmp_path / "vox-512-mine.pth.tar").config == "vox-512"
+    assert add.add(tmp_path / "mgif-256-mine.pth.tar").config == "mgif-256"
+    assert add.add(tmp_path / "vox-512-mine.pth.tar").config == "vox-512"
 
 
 def test_add_uses_the_published_file_name_to_name_the_config(shapes_only, tmp_path, home):
     src = save_original_layout(tmp_path / "taichi-cpk.pth.tar", shapes_only["taichi-256"])
-    added = store.add(src)
+    added = add.add(src)
     assert (added.name, added.config, added.verified_by) == ("taichi", "taichi-256", "load")
     assert store.resolve_checkpoint("taichi").path == home / "taichi-cpk.pth.tar"
     row = next(r for r in store.list_checkpoints() if r["name"] == "taichi")
@@ -144,9 +172,9 @@ def test_add_uses_the_published_file_name_to_name_the_config(shapes_only, tmp_pa
 
 def test_add_link_and_registry_keeps_other_entries(shapes_only, tmp_path, home):
     src = save_original_layout(tmp_path / "a.pth.tar", shapes_only["vox-256"])
-    added = store.add(src, name="mine", link=True)
+    added = add.add(src, name="mine", link=True)
     assert added.placed in ("symlink", "hardlink") and os.path.samefile(added.path, src)
-    store.add(save_original_layout(tmp_path / "b.pth.tar", shapes_only["mgif-256"]), name="cartoon")
+    add.add(save_original_layout(tmp_path / "b.pth.tar", shapes_only["mgif-256"]), name="cartoon")
     names = {r["name"] for r in json.loads((home / "registry.json").read_text())["checkpoints"]}
     assert names == {"mine", "cartoon"}
     rows = {r["name"]: r for r in store.list_checkpoints()}
@@ -158,7 +186,7 @@ def test_add_refuses_a_checkpoint_that_does_not_load_strictly(shapes_only, tmp_p
     states = {k: dict(v) for k, v in shapes_only["vox-256"].items()}
     del states["generator"]["final.bias"]
     with pytest.raises(UserError, match=r"fit none of the shipped configs \(closest: vox-256, where generator.final.bias is missing\)"):
-        store.add(save_original_layout(tmp_path / "broken.pth.tar", states))
+        add.add(save_original_layout(tmp_path / "broken.pth.tar", states))
 
 
 @pytest.fixture
@@ -171,7 +199,7 @@ def test_add_refuses_an_unpacked_folder(good_file, tmp_path, home):
     with zipfile.ZipFile(good_file) as z:  # what 7-Zip/WinRAR make of a .pth.tar
         z.extractall(folder)
     with pytest.raises(UserError, match="unpacked checkpoint.*must not be unzipped"):
-        store.add(folder)
+        add.add(folder)
     assert not home.exists() or not list(home.iterdir())
 
 
@@ -183,7 +211,7 @@ def test_add_refuses_a_truncated_file(shapes_only, tmp_path, legacy):
     cut = tmp_path / "vox-cpk.pth.tar"
     cut.write_bytes(full.getvalue()[: len(full.getvalue()) // 2])
     with pytest.raises(UserError, match="is incomplete .* the download was cut short"):
-        store.add(cut)
+        add.add(cut)
 
 
 def test_add_refuses_an_html_page(tmp_path):
@@ -191,7 +219,7 @@ def test_add_refuses_an_html_page(tmp_path):
     page.write_text("<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head>"
                     "<body>Google Drive can't scan this file for viruses.</body></html>")
     with pytest.raises(UserError, match="web page, not a checkpoint"):
-        store.add(page)
+        add.add(page)
 
 
 def test_add_refuses_a_zip_of_the_checkpoint(good_file, tmp_path):
@@ -199,7 +227,7 @@ def test_add_refuses_a_zip_of_the_checkpoint(good_file, tmp_path):
     with zipfile.ZipFile(zipped, "w") as z:
         z.write(good_file, "vox-cpk.pth.tar")
     with pytest.raises(UserError, match="zip archive.*extract that file"):
-        store.add(zipped)
+        add.add(zipped)
 
 
 def test_cli_add_list_verify(shapes_only, tmp_path):
@@ -226,7 +254,7 @@ def test_cli_add_list_verify(shapes_only, tmp_path):
 
 
 def test_checkpoint_facts_is_plain_data(good_file, home):
-    store.add(good_file, name="my-vox")
+    add.add(good_file, name="my-vox")
     facts = store.checkpoint_facts()
     json.dumps(facts)  # plain data, for `check`
     assert facts["store"] == str(home)
@@ -240,7 +268,7 @@ def test_add_a_checkpoint_that_carries_its_config(shapes_only, tmp_path):
     # ours carry the config they were built from: the loader uses it, so no shipped config is named
     path = tmp_path / "ours.pth.tar"
     torch.save({**shapes_only["vox-256"], "config": load_config("vox-256")}, path)
-    added = store.add(path, name="ours")
+    added = add.add(path, name="ours")
     assert added.config is None
     resolved = store.resolve_checkpoint("ours")
     assert resolved.config is None and resolved.path == added.path

@@ -69,4 +69,32 @@ def test_demo_fails_with_a_randomly_initialised_checkpoint(tmp_path):
 def test_demo_bad_device_is_one_sentence():
     proc = run_cli("demo", "--device", "gpu0")
     assert proc.returncode == 2
-    assert "--device must be" in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
+    assert "unknown device 'gpu0'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_demo_device_default_is_auto():
+    import inspect
+
+    from fomm_doctor.commands.demo import demo
+    from fomm_doctor.demo import run_demo
+    assert inspect.signature(demo).parameters["device"].default.default == "auto"
+    assert inspect.signature(run_demo).parameters["device"].default == "auto"
+
+
+def test_demo_uses_the_bundled_model_whatever_else_is_present(tmp_path, monkeypatch):
+    """A face model present is the default of animate and live, never of the demo (its L1 bar is set for ours)."""
+    from fomm_doctor.checkpoints import resolve_checkpoint
+    from fomm_doctor.checkpoints.manifest import find_entry
+    home = tmp_path / "checkpoints"
+    home.mkdir()
+    vox = find_entry("vox")
+    face = home / vox["file"]
+    with open(face, "wb") as f:   # sparse: the published size, so the store takes it for a face model present
+        f.truncate(vox["size"])
+    monkeypatch.setenv("FOMM_CHECKPOINTS_DIR", str(home))
+    assert resolve_checkpoint(None).path == face       # the default of animate and live...
+    proc = run_cli("demo", "--json", "--output", tmp_path / "demo.mp4",
+                   env={"OMP_NUM_THREADS": "1", "FOMM_CHECKPOINTS_DIR": str(home)})
+    report, checks = _checks(proc.stdout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert checks["demo.checkpoint"]["details"]["path"] == str(checkpoints_dir() / SHIPPED)   # ...not the demo's

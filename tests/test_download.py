@@ -110,7 +110,17 @@ def test_404_fails_over_at_once_and_all_dead_raises(srv, data, tmp_path):
     assert len(srv.hits("/missing")) == 1 and res.url_used.endswith("/f.bin")
     with pytest.raises(DownloadError) as err:
         download([srv.url("/missing")], tmp_path / "o2", cache_dir=tmp_path / "c", **FAST)
-    assert "HTTP 404" in str(err.value)
+    assert "HTTP 404" in str(err.value) and err.value.reason == "the server answered HTTP 404"
+    assert not err.value.retryable and "run the same command again" not in str(err.value)  # a 404 stays a 404
+
+
+def test_a_server_that_keeps_failing_says_run_again(data, tmp_path):
+    with FaultServer({"/f.bin": data}) as s:
+        s.script("/f.bin", Status(503, times=None))
+        with pytest.raises(DownloadError) as err:
+            download([s.url("/f.bin")], tmp_path / "o", cache_dir=tmp_path / "c", retries=2, **FAST)
+    assert err.value.retryable and err.value.reason == "the server answered HTTP 503"
+    assert str(err.value).endswith("run the same command again to continue where it stopped.")
 
 
 def test_drop_after_resume_against_server_without_range_restarts(data, tmp_path):
@@ -188,8 +198,8 @@ def test_range_ignored_midway_in_parallel_restarts_single(tmp_path):
     big = blob(1_000_000, seed=9)
     with FaultServer({"/big": big}) as s:
         s.script("/big", Pass(), IgnoreRange(times=None))  # the probe sees ranges, the workers do not
-        res = download([s.url("/big")], tmp_path / "big", sha256=sha(big), cache_dir=tmp_path / "c",
-                       connections=2, **FAST)
+        download([s.url("/big")], tmp_path / "big", sha256=sha(big), cache_dir=tmp_path / "c", connections=2,
+                 **FAST)
         hits = s.hits()
     assert (tmp_path / "big").read_bytes() == big
     assert hits[0].status == 206 and hits[-1].status == 200 and hits[-1].range is None  # restarted whole
@@ -357,3 +367,17 @@ def test_auto_html_in_first_range_is_caught(tmp_path):
         with pytest.raises(HtmlInsteadOfFile):
             download([s.url("/big")], tmp_path / "big", cache_dir=tmp_path / "c", expect_binary=True, **CALM)
     assert list((tmp_path / "c").iterdir()) == [] and not (tmp_path / "big").exists()
+
+
+def test_default_cache_dir_keeps_the_linux_paths_and_the_override(monkeypatch, tmp_path):
+    import platformdirs.unix
+    from fomm_doctor.net import download as dl
+    monkeypatch.setattr(dl, "PlatformDirs", platformdirs.unix.Unix)
+    monkeypatch.delenv("FOMM_DOCTOR_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert dl.default_cache_dir() == tmp_path / "xdg" / "fomm-doctor" / "downloads"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert dl.default_cache_dir() == tmp_path / "home" / ".cache" / "fomm-doctor" / "downloads"
+    monkeypatch.setenv("FOMM_DOCTOR_CACHE", str(tmp_path / "mine"))
+    assert dl.default_cache_dir() == tmp_path / "mine" / "downloads"

@@ -90,6 +90,53 @@ def test_choose_precision_and_bad_options():
         Animator(torch.nn.Identity(), torch.nn.Identity(), mode="sideways")
 
 
+def _tf32_flags():
+    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+
+@pytest.fixture
+def tf32_saved():
+    before = _tf32_flags()
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+@pytest.mark.parametrize("flags", [(True, True), (False, True), (True, False)])
+def test_tf32_is_off_inside_the_block_and_restored_after(tf32_saved, flags):
+    from fomm_core.inference.engine import tf32_off
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+    with tf32_off():
+        assert _tf32_flags() == (False, False)
+    assert _tf32_flags() == flags
+    with pytest.raises(RuntimeError):
+        with tf32_off():
+            raise RuntimeError("inside")
+    assert _tf32_flags() == flags
+
+
+def test_tf32_off_runs_the_block_where_torch_has_no_switches(monkeypatch):
+    import types
+    from fomm_core.inference.engine import tf32_off
+    monkeypatch.setattr(torch.backends.cuda, "matmul", types.SimpleNamespace())  # no allow_tf32 to read
+    ran = []
+    with tf32_off():
+        ran.append(True)
+    assert ran == [True]
+
+
+def test_the_engine_switches_tf32_only_around_its_own_cuda_calls(tf32_saved, models):
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    animator = Animator(*models, precision="fp32")
+    assert _tf32_flags() == (True, True)            # building an Animator changes nothing process-wide
+    animator.device = torch.device("cuda")          # what the exact path does on a GPU, without one
+    with animator._running():
+        assert _tf32_flags() == (False, False)
+    assert _tf32_flags() == (True, True)
+    animator.precision = "fp16"                     # the fast path leaves the user's choice alone
+    with animator._running():
+        assert _tf32_flags() == (True, True)
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_subpixel_up_block_equals_upsample_then_conv(channels_last):
     from fomm_core.model.blocks import UpBlock2d

@@ -202,8 +202,8 @@ def test_which_sha256_vouches_for_the_wheel():
     best = SimpleNamespace(filename="torch-1.0.0-py3-none-any.whl")
 
     def listing(kind, sha, host="mirror.example"):
-        return {"source": kind, "source_url": f"https://{host}/simple/", "url": f"https://{host}/f/t.whl",
-                "sha256": sha, "size": None, "kind": kind, "best": kind != "official"}
+        return installer.Listing(source=kind, source_url=f"https://{host}/simple/", url=f"https://{host}/f/t.whl",
+                                 sha256=sha, size=None, kind=kind, best=kind != "official")
     a, b = "a" * 64, "b" * 64
     official = {"url": "https://pypi.example/simple/torch/", "listed": True, "error": None}
     cases = [
@@ -217,7 +217,7 @@ def test_which_sha256_vouches_for_the_wheel():
     ]
     for listings, looked, sha, outcome in cases:
         got = installer.settle_hash(best, listings, looked)
-        assert (got["sha256"], got["check"]["outcome"]) == (sha, outcome)
+        assert (got.sha256, got.check.outcome) == (sha, outcome)
     assert installer.verification(None, ["file:///w/t.whl", "https://m/t.whl"]) == "local"
     assert installer.verification(None, ["https://m/t.whl"]) == "none"
     assert installer.verification(a, ["https://m/t.whl"]) == "sha256"

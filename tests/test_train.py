@@ -93,9 +93,10 @@ def _small_recipe(**train_params):
 
 
 def test_identity_init_makes_the_generator_copy_the_warped_source():
-    from fomm_core.train.synthetic import make_clip, to_tensor
+    from fomm_core.media.images import frames_to_tensor
+    from fomm_core.train.synthetic import make_clip
     torch.set_num_threads(1)
-    frames = to_tensor(make_clip(5, 2, 32))                                    # [2, 3, 32, 32]
+    frames = frames_to_tensor(make_clip(5, 2, 32))                                    # [2, 3, 32, 32]
     trainer = Trainer(_small_recipe(), seed=0)
     trainer.generator.eval()
     trainer.kp_detector.eval()

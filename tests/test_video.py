@@ -1,5 +1,7 @@
 """fomm_core.media.video on real clips encoded by the bundled ffmpeg: probe, streamed frames, the atomic writer."""
 import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -67,6 +69,16 @@ def test_writer_writes_frames_fps_and_audio_then_renames(clip_factory, tmp_path)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_writer_with_a_tone_has_audio_as_long_as_the_video(tmp_path):
+    out = tmp_path / "tone.mp4"
+    with VideoWriter(out, 25, (32, 32), tone_hz=440) as w:
+        for i in range(10):
+            w.write(np.full((32, 32, 3), 20 * i, np.uint8))
+    info = probe_video(out)
+    assert info.has_audio and len(list(iter_frames(out))) == 10
+    assert abs(info.duration - 10 / 25) < 0.1       # the endless tone stopped with the video
+
+
 def test_writer_pads_odd_sizes(tmp_path):
     out = tmp_path / "odd.mp4"
     with VideoWriter(out, 25, (33, 17)) as w:
@@ -83,6 +95,30 @@ def test_exception_inside_writer_leaves_nothing(tmp_path):
             w.write(np.zeros((32, 32, 3), np.uint8))
             raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the stand-in ffmpeg is a POSIX shell script")
+def test_stuck_ffmpeg_at_close_is_killed_and_leaves_nothing(tmp_path, monkeypatch):
+    """An ffmpeg that takes every frame and creates its output, then never exits: close() gives up in time."""
+    fake = tmp_path / "bin" / "ffmpeg"
+    fake.parent.mkdir()
+    # the output (last argument, `file:/abs/path`) is created, stdin read to its end, then the process hangs
+    fake.write_text('#!/bin/sh\nfor last; do :; done\n: > "${last#file:}"\ncat > /dev/null\nexec sleep 600\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr("fomm_core.media.video.ffmpeg_exe", lambda: str(fake))
+    out = tmp_path / "out" / "stuck.mp4"
+    out.parent.mkdir()
+    writer = VideoWriter(out, 25, (32, 32), close_timeout=1)
+    writer.write(np.zeros((32, 32, 3), np.uint8))
+    for _ in range(200):  # the stand-in creates the temp file as it starts
+        if writer.tmp.exists():
+            break
+        time.sleep(0.05)
+    assert writer.tmp.exists()
+    with pytest.raises(FommError, match=r"did not finish writing .*stuck\.mp4 within 1 s, so it was stopped"):
+        writer.close()
+    assert writer._proc.poll() is not None          # killed, not left running
+    assert list(out.parent.iterdir()) == []         # neither the temp file nor the output
 
 
 def test_wrong_frame_shape_and_missing_folder_are_sentences(tmp_path):

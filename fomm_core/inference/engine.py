@@ -5,7 +5,9 @@
     for batch in frames:                                          # [B, 3, H, W]
         out = animator.animate(batch)                             # [B, 3, H, W] float32 0..1 on the CPU
 
-What it does differently from the original demo (same maths):
+What it does differently from the original demo (same maths, run by the model's own step methods:
+DenseMotionNetwork.source_parts / create_* / heads / dense_flow, OcclusionAwareGenerator.encode_source /
+warp_features / decode, fomm_core.inference.motion.normalize_kp):
 - the source's keypoints, encoder features, anti-aliased copy and heatmaps are computed once (`set_source`);
 - the reference frame's inverse Jacobians and the movement scale once per video (`set_reference`);
 - closed-form 2x2 inverses; no visualisation-only full-resolution 'deformed' warp; inference_mode;
@@ -17,11 +19,12 @@ Nothing is kept between `animate` calls except the source and reference: memory 
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 
 from fomm_core.errors import FommError
 from fomm_core.device import choose_precision
-from fomm_core.inference.motion import inverse_2x2, movement_scale
+from fomm_core.inference.motion import inverse_2x2, movement_scale, normalize_kp
+
 
 def cpu_flags() -> set[str]:
     """The CPU's feature flags from /proc/cpuinfo (empty where unreadable, e.g. not Linux)."""
@@ -38,6 +41,29 @@ def cpu_flags() -> set[str]:
 def cpu_has_fast_bf16(flags=None) -> bool:
     flags = cpu_flags() if flags is None else flags
     return bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+@contextmanager
+def tf32_off():
+    """TF32 matmuls and convolutions switched off inside the block only; the process's settings are restored after.
+
+    Fails soft: where torch lacks the switches, or they cannot be set, the block runs as torch is set.
+    """
+    try:
+        import torch
+        switches = (torch.backends.cuda.matmul, torch.backends.cudnn)
+        saved = [s.allow_tf32 for s in switches]
+    except Exception:  # an old or stripped-down torch: exactness is then torch's own default
+        switches, saved = (), []
+    try:
+        with suppress(Exception):
+            for s in switches:
+                s.allow_tf32 = False
+        yield
+    finally:
+        with suppress(Exception):
+            for s, allowed in zip(switches, saved):
+                s.allow_tf32 = allowed
 
 
 def _can_compile() -> bool:
@@ -96,10 +122,6 @@ class Animator:
         self._run_decode = wrap(self.generator.decode)
         dm = self.generator.dense_motion_network
         self._run_hourglass = wrap(dm.hourglass) if dm is not None else None
-        if self.device.type == "cuda":
-            # exact path: no TF32 behind our back
-            torch.backends.cuda.matmul.allow_tf32 = self.precision != "fp32" and torch.backends.cuda.matmul.allow_tf32
-            torch.backends.cudnn.allow_tf32 = self.precision != "fp32" and torch.backends.cudnn.allow_tf32
         self._source = None
         self.reset_reference()
 
@@ -127,6 +149,14 @@ class Animator:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
+    @contextmanager
+    def _running(self):
+        """Around every call into the networks: no autograd; on CUDA's exact path no TF32 (float32 means float32)."""
+        import torch
+        exact_cuda = self.device.type == "cuda" and self.precision == "fp32"
+        with torch.inference_mode(), (tf32_off() if exact_cuda else nullcontext()):
+            yield
+
     def _prepare(self, images):
         import torch
         images = images.to(self.device, torch.float32)
@@ -143,17 +173,14 @@ class Animator:
 
     def keypoints(self, images) -> dict:
         """Keypoints of images ([3, H, W] or [B, 3, H, W], 0..1): {'value': [B, K, 2], 'jacobian': [B, K, 2, 2]}."""
-        import torch
-        with torch.inference_mode():
+        with self._running():
             return self._keypoints(self._prepare(images))
 
     # -- state ----------------------------------------------------------------------------------------------------
 
     def set_source(self, image):
-        """Cache everything that depends on the source only: keypoints, encoder features, the downsampled copy."""
-        import torch
-        from fomm_core.model.blocks import kp2gaussian
-        with torch.inference_mode():
+        """Cache everything that depends on the source only: keypoints, encoder features, the dense motion's parts."""
+        with self._running():
             src = self._prepare(image)
             if src.shape[0] != 1:
                 raise FommError("set_source takes one image ([1, 3, H, W]).")
@@ -161,17 +188,13 @@ class Animator:
             with self._autocast():
                 features = self.generator.encode_source(src)
             dm = self.generator.dense_motion_network
-            small = heat = None
-            if dm is not None:
-                small = dm.down(src) if dm.scale_factor != 1 else src
-                heat = kp2gaussian(kp, small.shape[2:], dm.kp_variance)   # [1, K, h, w]
-            self._source = {"image": src, "kp": kp, "features": features, "small": small, "heatmap": heat}
+            motion = dm.source_parts(src, kp) if dm is not None else None
+            self._source = {"kp": kp, "features": features, "motion": motion}
         self.reset_reference()
 
     def set_reference(self, frame):
         """The initial driving frame of relative motion: its keypoints, inverse Jacobians and the movement scale."""
-        import torch
-        with torch.inference_mode():
+        with self._running():
             kp = self._keypoints(self._prepare(frame)[:1])
         self._set_reference_kp(kp)
 
@@ -190,74 +213,49 @@ class Animator:
 
     def transfer(self, kp_driving):
         """Driving keypoints -> the keypoints to animate the source with (relative or absolute motion)."""
-        if self.mode == "absolute":
-            return kp_driving
-        src, ref = self._source["kp"], self._reference
-        out = {"value": (kp_driving["value"] - ref["value"]) * self._scale + src["value"]}
-        if "jacobian" in kp_driving:
-            if self.use_relative_jacobian:
-                out["jacobian"] = kp_driving["jacobian"] @ self._inv_reference_jacobian @ src["jacobian"]
-            else:
-                out["jacobian"] = kp_driving["jacobian"]
-        return out
+        return normalize_kp(self._source["kp"], kp_driving, self._reference,
+                            use_relative_movement=self.mode == "relative",
+                            use_relative_jacobian=self.use_relative_jacobian,
+                            scale=self._scale, inv_initial_jacobian=self._inv_reference_jacobian)
 
     def _dense_motion(self, kp_driving):
-        """The dense motion network on the cached source: flow [B, h, w, 2] and occlusion map [B, 1, h, w]."""
+        """The dense motion network's steps on the cached source: flow [B, h, w, 2], occlusion [B, 1, h, w] or None."""
         import torch
-        import torch.nn.functional as F
-        from fomm_core.model.blocks import kp2gaussian, make_coordinate_grid
-        dm = self.generator.dense_motion_network
-        src, small = self._source, self._source["small"]
-        b, k = kp_driving["value"].shape[:2]
-        _, c, h, w = small.shape
-        kp_src = src["kp"]
-
-        heat = kp2gaussian(kp_driving, (h, w), dm.kp_variance) - src["heatmap"]            # [B, K, h, w]
-        heat = torch.cat([heat.new_zeros(b, 1, h, w), heat], dim=1).unsqueeze(2)           # [B, K+1, 1, h, w]
-
-        identity = make_coordinate_grid((h, w), torch.float32, small.device).view(1, 1, h, w, 2)
-        coords = identity - kp_driving["value"].view(b, k, 1, 1, 2)
-        if "jacobian" in kp_driving:
-            jac = kp_src["jacobian"] @ inverse_2x2(kp_driving["jacobian"])                # [B, K, 2, 2]
-            coords = (jac.view(b, k, 1, 1, 2, 2) @ coords.unsqueeze(-1)).squeeze(-1)
-        sparse = torch.cat([identity.expand(b, 1, h, w, 2),
-                            coords + kp_src["value"].view(1, k, 1, 1, 2)], dim=1)         # [B, K+1, h, w, 2]
-
-        source_rep = small.expand(b * (k + 1), c, h, w)
-        deformed = F.grid_sample(source_rep, sparse.reshape(b * (k + 1), h, w, 2), align_corners=True)
-        x = torch.cat([heat, deformed.view(b, k + 1, c, h, w)], dim=2).view(b, -1, h, w)
+        dm, source = self.generator.dense_motion_network, self._source["motion"]
+        heatmaps = dm.create_heatmap_representations(source, kp_driving)
+        sparse = dm.create_sparse_motions(source["image"].shape[2:], kp_driving, self._source["kp"], inverse_2x2)
+        x = dm.hourglass_input(heatmaps, dm.create_deformed_source_image(source["image"], sparse))
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            features = self._run_hourglass(x)
-            mask_logits = dm.mask(features)
-            occ_logits = dm.occlusion(features) if dm.occlusion is not None else None
-        mask = F.softmax(mask_logits.float(), dim=1)                                         # [B, K+1, h, w]
-        flow = (sparse.permute(0, 1, 4, 2, 3) * mask.unsqueeze(2)).sum(dim=1).permute(0, 2, 3, 1)
-        occlusion = torch.sigmoid(occ_logits.float()) if occ_logits is not None else None
-        return flow, occlusion
+            logits = dm.heads(self._run_hourglass(x))
+        motion = dm.dense_flow(sparse, *logits)  # float32: the flow's coordinates must not be rounded
+        return motion["deformation"], motion.get("occlusion_map")
+
+    def _warped_features(self, kp_driving, batch):
+        """The cached source features warped by the driving motion (float32 warp), for `batch` frames."""
+        import torch
+        features = self._source["features"]
+        if self.generator.dense_motion_network is not None:
+            flow, occlusion = self._dense_motion(kp_driving)
+            # the warp in float32 (features may be half): sampling coordinates must not be rounded
+            features = self.generator.warp_features(features.float().expand(batch, -1, -1, -1), flow, occlusion)
+        else:
+            features = features.expand(batch, -1, -1, -1)
+        if self.channels_last:
+            features = features.contiguous(memory_format=torch.channels_last)
+        return features
 
     def animate(self, frames):
         """Driving frames [B, 3, H, W] float 0..1 -> animated source [B, 3, H, W] float32 0..1 on the CPU."""
-        import torch
         if self._source is None:
             raise FommError("set_source must be called before animate.")
-        with torch.inference_mode():
+        with self._running():
             frames = self._prepare(frames)
             kp = self._keypoints(frames)
             if self.mode == "relative" and self._reference is None:
                 self._set_reference_kp({key: v[:1] for key, v in kp.items()})
-            kp_new = self.transfer(kp)
-            b = frames.shape[0]
-            features = self._source["features"]
-            if self.generator.dense_motion_network is not None:
-                flow, occlusion = self._dense_motion(kp_new)
-                # the warp in float32 (features may be half): sampling coordinates must not be rounded
-                features = self.generator.warp_features(features.float().expand(b, -1, -1, -1), flow, occlusion)
-            else:
-                features = features.expand(b, -1, -1, -1)
-            if self.channels_last:
-                features = features.contiguous(memory_format=torch.channels_last)
+            features = self._warped_features(self.transfer(kp), frames.shape[0])
             with self._autocast():
                 out = self._run_decode(features)
             return out.float().clamp_(0, 1).contiguous().cpu()

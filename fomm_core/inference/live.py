@@ -8,7 +8,8 @@ Three parts that never wait on each other's backlog:
 - the caller's loop (`LiveSession.run`): shows source | camera | result with frames/s and capture->display
   latency, reads keys, records the results, feeds a virtual camera.
 
-No terminal code here: problems are `UserError` sentences; statistics come back as `LiveStats`.
+No terminal code here and no checkpoint lookup: give `LiveSession` an Animator already built (a notebook can);
+problems are `FommError` sentences; statistics come back as `LiveStats`.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fomm_doctor.errors import UserError
+from fomm_core.errors import FommError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -117,11 +118,29 @@ class LatestFrameCapture:
         return f"camera {self.source}" if isinstance(self.source, int) else str(self.source)
 
     def open(self) -> None:
+        """Open the source (given up on after `open_timeout` s) and start the reader thread."""
         import cv2
         if self.is_file and not Path(self.source).is_file():
-            raise UserError(f"{self.source} is neither a camera index nor an existing video file; "
+            raise FommError(f"{self.source} is neither a camera index nor an existing video file; "
                             "use --camera 0 for the first camera, or a video path or stream URL.")
-        # opening a camera can block for a long time on some drivers: do it in a thread and give up after a while
+        cap, answered = self._open_in_thread()
+        if cap is None:
+            raise self._open_failure(answered)
+        self._cap = cap
+        if self.is_file:  # rewind after the probe read
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if fps and 1 <= fps <= 240 else 25.0
+        self.size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        self._thread = threading.Thread(target=self._read_loop, name="live-capture", daemon=True)
+        self._thread.start()
+
+    def _open_in_thread(self):
+        """(capture that delivered a first frame, or None; whether opening finished in time).
+
+        Opening a camera can block for a long time on some drivers, so it runs in a thread that is given up on.
+        """
+        import cv2
         result = {}
 
         def _open():
@@ -132,24 +151,20 @@ class LatestFrameCapture:
         opener = threading.Thread(target=_open, daemon=True)
         opener.start()
         opener.join(self.open_timeout)
-        if opener.is_alive() or not result.get("ok"):
-            if result.get("cap") is not None:
-                result["cap"].release()
-            what = self.describe()
-            if isinstance(self.source, int):
-                reason = ("did not answer in time" if opener.is_alive()
-                          else "could not be opened: there is no such camera, or another program is using it")
-                raise UserError(f"{what} {reason}; close other video programs, try another index, "
-                                "or use --camera VIDEO_FILE.")
-            raise UserError(f"{what} could not be read as a video or stream; check the path or URL.")
-        self._cap = cap = result["cap"]
-        if self.is_file:  # rewind after the probe read
-            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        self.fps = fps if fps and 1 <= fps <= 240 else 25.0
-        self.size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        self._thread = threading.Thread(target=self._read_loop, name="live-capture", daemon=True)
-        self._thread.start()
+        if not opener.is_alive() and result.get("ok"):
+            return result["cap"], True
+        if result.get("cap") is not None:
+            result["cap"].release()
+        return None, not opener.is_alive()
+
+    def _open_failure(self, answered: bool) -> FommError:
+        what = self.describe()
+        if isinstance(self.source, int):
+            reason = ("could not be opened: there is no such camera, or another program is using it" if answered
+                      else "did not answer in time")
+            return FommError(f"{what} {reason}; close other video programs, try another index, "
+                             "or use --camera VIDEO_FILE.")
+        return FommError(f"{what} could not be read as a video or stream; check the path or URL.")
 
     def _read_loop(self) -> None:
         seq, failures = 0, 0
@@ -194,7 +209,7 @@ class LatestFrameCapture:
     def latest(self, after_seq: int, timeout: float) -> Frame | None:
         """The newest frame newer than `after_seq`; None once the source has ended cleanly (see `ended`).
 
-        Raises UserError when the camera was lost, or no frame comes within `timeout` seconds.
+        Raises FommError when the camera was lost, or no frame comes within `timeout` seconds.
         """
         deadline = time.perf_counter() + timeout
         with self._cond:
@@ -203,12 +218,12 @@ class LatestFrameCapture:
                     self._taken = self._frame.seq
                     return self._frame
                 if self._failed:
-                    raise UserError(self._ended + ".")
+                    raise FommError(self._ended + ".")
                 if self._ended is not None or self._stop.is_set():
                     return None
                 left = deadline - time.perf_counter()
                 if left <= 0:
-                    raise UserError(f"no frame from {self.describe()} for {timeout:g} s (unplugged, or taken by "
+                    raise FommError(f"no frame from {self.describe()} for {timeout:g} s (unplugged, or taken by "
                                     "another program); check the camera and start again.")
                 self._cond.wait(left)
 
@@ -227,7 +242,7 @@ class LatestFrameCapture:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Sources and model
+# Sources
 # ---------------------------------------------------------------------------------------------------------------
 
 def list_sources(path) -> list[Path]:
@@ -236,69 +251,20 @@ def list_sources(path) -> list[Path]:
     if path.is_dir():
         images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not images:
-            raise UserError(f"the folder {path} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+            raise FommError(f"the folder {path} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
         return images
     if not path.is_file():
-        raise UserError(f"source image {path} does not exist; give an image file or a folder of images.")
+        raise FommError(f"source image {path} does not exist; give an image file or a folder of images.")
     return [path]
 
 
 def load_source_rgb(path, size: int, crop: bool) -> np.ndarray:
-    """A source photo as size x size RGB uint8: cropped to its face (or its centre square with crop=False)."""
-    import cv2
+    """A source photo as size x size RGB uint8, read and cut exactly as `animate` does: cropped to its largest
+    face (its centre square when none is found), or with crop=False its centre square."""
     from fomm_core.media.crop import crop_face_image
-    from fomm_core.media.face import Box, crop_square
-    from fomm_core.media.images import load_image
-    # the same reader as animate: non-ASCII paths, a pixel limit from the header, transparency on white
-    image = cv2.cvtColor(load_image(path), cv2.COLOR_RGB2BGR)
-    if crop:
-        square = crop_face_image(image, size).image
-    else:
-        h, w = image.shape[:2]
-        side = min(h, w)
-        square = crop_square(image, Box((w - side) // 2, (h - side) // 2, side, side), size)
-    return cv2.cvtColor(square, cv2.COLOR_BGR2RGB)
-
-
-def model_size(checkpoint_path, config) -> int:
-    """The frame size the model was trained at: from the config given, else the one the checkpoint carries."""
-    from fomm_core.model.config import frame_size, load_config
-    if config is not None:
-        return frame_size(load_config(config))[0]
-    try:  # mmap: reads the small `config` entry without loading the weights a second time
-        import torch
-        carried = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True).get("config")
-        return frame_size(carried)[0] if isinstance(carried, dict) else 256
-    except Exception:  # a legacy-format file (the published ones, all 256) cannot be mmapped
-        return 256
-
-
-def load_animator(checkpoint, config, device: str = "cpu", precision: str = "auto"):
-    """(animator, model size) from a checkpoint name/path: the bundled one when `checkpoint` is None."""
-    from fomm_doctor.errors import require_torch
-    require_torch()
-    from fomm_core.model.checkpoint import load_checkpoints
-
-    from fomm_doctor.checkpoints.store import resolve_checkpoint
-
-    resolved = resolve_checkpoint(checkpoint)        # a path, a known name, or None for the bundled one
-    path = Path(resolved)
-    config = config or resolved.config               # a known checkpoint names the config it fits
-    generator, kp_detector = load_checkpoints(config, path, device)
-    size = model_size(path, config)
-    from fomm_core.inference.engine import Animator
-    return Animator(generator, kp_detector, device=device, precision=precision, mode="relative"), size
-
-
-def to_tensor(rgb: np.ndarray):
-    """HxWx3 uint8 RGB -> [1, 3, H, W] float in 0..1."""
-    import torch
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float().div_(255)
-
-
-def to_image(batch) -> np.ndarray:
-    """[1, 3, H, W] float 0..1 -> HxWx3 uint8 RGB."""
-    return (batch[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
+    from fomm_core.media.images import load_image, square_resize
+    image = load_image(path)   # non-ASCII paths, a pixel limit from the header, transparency on white
+    return crop_face_image(image, size).image if crop else square_resize(image, size)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -395,37 +361,8 @@ class DrivingCropper:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Outputs: recording and virtual camera
+# Outputs: recording, virtual camera, window
 # ---------------------------------------------------------------------------------------------------------------
-
-class Recorder:
-    """Streams RGB frames into an mp4 via the bundled ffmpeg; written to a temp file, renamed at close."""
-
-    def __init__(self, path, size: int, fps: float):
-        import imageio_ffmpeg
-        self.path = Path(path)
-        if not self.path.parent.exists():
-            raise UserError(f"the folder {self.path.parent} does not exist; choose another --output path.")
-        self.tmp = self.path.with_name(f".{self.path.stem}.partial{os.getpid()}{self.path.suffix or '.mp4'}")
-        self.frames = 0
-        self._writer = imageio_ffmpeg.write_frames(str(self.tmp), (size, size), fps=fps, codec="libx264",
-                                                   pix_fmt_in="rgb24", quality=8, macro_block_size=1,
-                                                   ffmpeg_log_level="error")
-        self._writer.send(None)
-
-    def write(self, rgb: np.ndarray, repeat: int = 1) -> None:
-        data = np.ascontiguousarray(rgb).tobytes()
-        for _ in range(repeat):
-            self._writer.send(data)
-            self.frames += 1
-
-    def close(self, keep: bool = True) -> None:
-        self._writer.close()
-        if keep and self.frames:
-            os.replace(self.tmp, self.path)
-        elif self.tmp.exists():
-            self.tmp.unlink()
-
 
 def open_virtual_camera(size: int, fps: float):
     """(camera or None, sentence): pyvirtualcam where installed with a backend; a soft failure otherwise."""
@@ -503,6 +440,61 @@ def compose_view(source, camera, result, stats: LiveStats, last_latency: float, 
     return panel
 
 
+class LiveOutputs:
+    """Where results go, each optional: a recording (one frame per camera frame it stands for, so it keeps real
+    time), a virtual camera, a window. `close()` keeps a recording cut short by a lost camera."""
+
+    WINDOW = "fomm-doctor live"
+
+    def __init__(self, window: bool):
+        self.window = window
+        self.writer = None
+        self.vcam = None
+
+    def open(self, options: LiveOptions, fps: float, notes: list) -> None:
+        import cv2
+        from fomm_core.media.video import VideoWriter
+        if options.output:
+            self.writer = VideoWriter(options.output, fps, (options.size, options.size))
+        if options.virtual_camera:
+            self.vcam, sentence = open_virtual_camera(options.size, fps)
+            notes.append(sentence)
+        if self.window:
+            try:
+                cv2.namedWindow(self.WINDOW, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no Qt toolbar
+            except cv2.error:  # the checks in window_problem() passed, yet no window
+                raise FommError("no window could be opened; use --no-window (with --output FILE to "
+                                "record).") from None
+
+    def send(self, image: np.ndarray, repeat: int) -> None:
+        if self.writer is not None:
+            for _ in range(repeat):
+                self.writer.write(image)
+        if self.vcam is not None:
+            self.vcam.send(np.ascontiguousarray(image))
+
+    def show(self, view: np.ndarray) -> None:
+        import cv2
+        cv2.imshow(self.WINDOW, view)
+
+    def key(self) -> int:
+        """The key pressed in the window (which also lets it redraw); -1 without one."""
+        import cv2
+        return cv2.waitKey(1) & 0xFF if self.window else -1
+
+    def close(self) -> None:
+        import cv2
+        if self.writer is not None:
+            if self.writer.frames:
+                self.writer.close()
+            else:
+                self.writer.abort()
+        if self.vcam is not None:
+            self.vcam.close()
+        if self.window:
+            cv2.destroyAllWindows()
+
+
 class LiveSession:
     """Wires capture, inference and outputs together. `run()` returns LiveStats; `notes` collects sentences
     worth showing (virtual camera state, why it stopped)."""
@@ -522,6 +514,7 @@ class LiveSession:
         self._result_cond = threading.Condition()
         self._error: BaseException | None = None
         self._stop = threading.Event()
+        self._last_latency = 0.0
 
     # -- controls (keys call these; safe from any thread) ----------------------------------------------------------
     def request_reference(self):
@@ -537,14 +530,41 @@ class LiveSession:
         with self._result_cond:
             self._result_cond.notify_all()
 
+    def press(self, key: int) -> bool:
+        """A key from the window: r/space new reference, n/p next/previous photo; False for q/Esc (quit)."""
+        if key in (ord("q"), 27):
+            return False
+        if key in (ord("r"), ord(" ")):
+            self.request_reference()
+        elif key in (ord("n"), ord("p")):
+            self.step_source(+1 if key == ord("n") else -1)
+        return True
+
     # -- inference thread ---------------------------------------------------------------------------------------------
     def _load_source(self):
+        from fomm_core.media.images import frames_to_tensor
         path = self.options.sources[self.source_index]
         self.source_rgb = load_source_rgb(path, self.options.size, self.options.crop)
-        self.animator.set_source(to_tensor(self.source_rgb))
+        self.animator.set_source(frames_to_tensor([self.source_rgb]))
         if self._reference is not None:  # a new photo keeps the reference pose the user chose
             self.animator.set_reference(self._reference)
         self._source_changed = False
+
+    def _animate(self, frame: Frame) -> None:
+        """One camera frame -> the shared latest Result."""
+        from fomm_core.media.images import frames_to_tensor, tensor_to_frames
+        if self._source_changed:
+            self._load_source()
+        camera_rgb, face = self.cropper(frame.image)
+        driving = frames_to_tensor([camera_rgb])
+        if self._reference_requested:
+            self.animator.set_reference(driving)
+            self._reference, self._reference_requested = driving, False
+        image = tensor_to_frames(self.animator.animate(driving))[0]
+        with self._result_cond:
+            self._result = Result(frame.seq, frame.captured_at, camera_rgb, image, face)
+            self.stats.processed += 1
+            self._result_cond.notify_all()
 
     def _infer_loop(self, capture: LatestFrameCapture):
         try:
@@ -555,104 +575,77 @@ class LiveSession:
                     self.stats.stop_reason = capture.ended or "stopped"
                     break
                 seq = frame.seq
-                if self._source_changed:
-                    self._load_source()
-                camera_rgb, face = self.cropper(frame.image)
-                driving = to_tensor(camera_rgb)
-                if self._reference_requested:
-                    self.animator.set_reference(driving)
-                    self._reference, self._reference_requested = driving, False
-                result = to_image(self.animator.animate(driving))
-                with self._result_cond:
-                    self._result = Result(frame.seq, frame.captured_at, camera_rgb, result, face)
-                    self.stats.processed += 1
-                    self._result_cond.notify_all()
+                self._animate(frame)
                 if self.options.max_frames and self.stats.processed >= self.options.max_frames:
                     self.stats.stop_reason = f"{self.options.max_frames} frames done"
                     break
         except BaseException as err:  # handed to the main thread, which raises it
             self._error = err
         finally:
-            self._stop.set()
-            with self._result_cond:
-                self._result_cond.notify_all()
+            self.stop()
 
     # -- the caller's loop ----------------------------------------------------------------------------------------------
     def run(self) -> LiveStats:
-        import cv2
-        opts = self.options
-        if not opts.sources:
-            raise UserError("give a source image with --source IMG (or a folder of images).")
-        if opts.window:
-            problem = window_problem()
-            if problem:
-                raise UserError(problem + ".")
+        self._check_ready()
         self._load_source()           # a bad source image fails before the camera opens
-        capture = LatestFrameCapture(opts.camera, open_timeout=opts.open_timeout, stats=self.stats)
+        capture = LatestFrameCapture(self.options.camera, open_timeout=self.options.open_timeout, stats=self.stats)
         capture.open()
-        recorder = Recorder(opts.output, opts.size, capture.fps) if opts.output else None
-        vcam = None
-        if opts.virtual_camera:
-            vcam, sentence = open_virtual_camera(opts.size, capture.fps)
-            self.notes.append(sentence)
-        window = "fomm-doctor live"
-        if opts.window:
-            try:
-                cv2.namedWindow(window, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no Qt toolbar
-            except cv2.error:  # the checks in window_problem() passed, yet no window
-                capture.close()
-                if recorder:
-                    recorder.close(keep=False)
-                raise UserError("no window could be opened; use --no-window (with --output FILE to "
-                                "record).") from None
-        worker = threading.Thread(target=self._infer_loop, args=(capture,), name="live-infer", daemon=True)
-        self.stats.started = time.perf_counter()
-        worker.start()
-        shown_seq, last_latency = 0, 0.0
+        outputs, worker = LiveOutputs(self.options.window), None
         try:
-            while True:
-                with self._result_cond:
-                    if (self._result is None or self._result.seq == shown_seq) and not self._stop.is_set():
-                        self._result_cond.wait(0.03 if opts.window else 0.5)
-                    result = self._result
-                if result is not None and result.seq != shown_seq:
-                    if recorder:  # one frame per camera frame it stands for: the recording keeps real time
-                        recorder.write(result.image, repeat=max(1, result.seq - shown_seq) if shown_seq else 1)
-                    if vcam is not None:
-                        vcam.send(np.ascontiguousarray(result.image))
-                    if opts.window:
-                        view = compose_view(self.source_rgb, result.camera, result.image, self.stats,
-                                            last_latency, result.face)
-                        cv2.imshow(window, view)
-                    last_latency = time.perf_counter() - result.captured_at
-                    self.stats.latencies.append(last_latency)
-                    shown_seq = result.seq
-                if opts.window:
-                    key = cv2.waitKey(1) & 0xFF
-                    if key in (ord("q"), 27):
-                        self.stats.stop_reason = "quit"
-                        break
-                    if key in (ord("r"), ord(" ")):
-                        self.request_reference()
-                    elif key == ord("n"):
-                        self.step_source(+1)
-                    elif key == ord("p"):
-                        self.step_source(-1)
-                if self._stop.is_set() and (self._result is None or self._result.seq == shown_seq):
-                    break
+            outputs.open(self.options, capture.fps, self.notes)
+            worker = threading.Thread(target=self._infer_loop, args=(capture,), name="live-infer", daemon=True)
+            self.stats.started = time.perf_counter()
+            worker.start()
+            self._deliver_results(outputs)
         finally:
-            self.stop()
-            worker.join(timeout=5.0)
-            if hasattr(self.cropper, "close"):
-                self.cropper.close()
-            capture.close()
-            self.stats.ended = time.perf_counter()
-            if recorder:
-                recorder.close(keep=recorder.frames > 0)  # a run cut short keeps what it recorded
-            if vcam is not None:
-                vcam.close()
-            if opts.window:
-                cv2.destroyAllWindows()
+            self._shut_down(worker, capture, outputs)
         if self._error is not None:
             raise self._error
         return self.stats
+
+    def _check_ready(self) -> None:
+        if not self.options.sources:
+            raise FommError("give a source image with --source IMG (or a folder of images).")
+        if self.options.window:
+            problem = window_problem()
+            if problem:
+                raise FommError(problem + ".")
+
+    def _deliver_results(self, outputs: LiveOutputs) -> None:
+        """Hand each new result to the outputs until the worker stops (and its last result is out) or q/Esc."""
+        shown_seq = 0
+        while True:
+            result = self._wait_for_result(shown_seq)
+            if result is not None and result.seq != shown_seq:
+                self._deliver(result, shown_seq, outputs)
+                shown_seq = result.seq
+            if not self.press(outputs.key()):
+                self.stats.stop_reason = "quit"
+                return
+            if self._stop.is_set() and (self._result is None or self._result.seq == shown_seq):
+                return
+
+    def _wait_for_result(self, shown_seq: int) -> Result | None:
+        with self._result_cond:
+            if (self._result is None or self._result.seq == shown_seq) and not self._stop.is_set():
+                self._result_cond.wait(0.03 if self.options.window else 0.5)
+            return self._result
+
+    def _deliver(self, result: Result, shown_seq: int, outputs: LiveOutputs) -> None:
+        """Record, send and show one result, and count its capture-to-display latency."""
+        outputs.send(result.image, repeat=max(1, result.seq - shown_seq) if shown_seq else 1)
+        if outputs.window:
+            outputs.show(compose_view(self.source_rgb, result.camera, result.image, self.stats,
+                                      self._last_latency, result.face))
+        self._last_latency = time.perf_counter() - result.captured_at
+        self.stats.latencies.append(self._last_latency)
+
+    def _shut_down(self, worker, capture: LatestFrameCapture, outputs: LiveOutputs) -> None:
+        self.stop()
+        if worker is not None:
+            worker.join(timeout=5.0)
+        if hasattr(self.cropper, "close"):
+            self.cropper.close()
+        capture.close()
+        self.stats.ended = time.perf_counter()
+        outputs.close()

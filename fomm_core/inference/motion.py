@@ -140,8 +140,8 @@ def _as_tensor(image):
 
 
 def _to_uint8_hwc(image):
-    t = _as_tensor(image)[0, :3].permute(1, 2, 0).cpu().numpy()
-    return (np.clip(t, 0, 1) * 255).astype(np.uint8)
+    from fomm_core.media.images import tensor_to_frames
+    return tensor_to_frames(_as_tensor(image)[:1, :3])[0]
 
 
 def _best_by_landmarks(face_alignment, source, frames):

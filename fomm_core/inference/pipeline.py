@@ -46,16 +46,17 @@ def best_start_frame(animator, source, driving_path, size: int, batch_size: int 
     for that library's sake); without it the model's own keypoints are compared (fomm_core.inference.motion's stand-in),
     keeping only the best frame so far in memory.
     """
+    import importlib
     from fomm_core.inference.motion import closest_shape, find_best_frame
     fit = fit or (lambda frame: square_resize(frame, size))
     try:
-        import face_alignment  # noqa: F401
+        importlib.import_module("face_alignment")
         have_landmarks = True
     except ImportError:
         have_landmarks = False
     if have_landmarks:  # the library wants the frames themselves; model size keeps this to 192 KB a frame
         frames = [fit(f) for f in iter_frames(driving_path)]
-        index, how = find_best_frame(source, [f.astype(np.float32) / 255.0 for f in frames], animator.kp_detector)
+        index, how = find_best_frame(frames_to_tensor([source]), frames_to_tensor(frames), animator.kp_detector)
         return index, frames[index], how
     src_kp = animator.keypoints(frames_to_tensor([source]))["value"][0].cpu().numpy()
     best, best_pts, best_frame, index = 0, None, None, 0
@@ -80,10 +81,46 @@ def driving_face_crop(driving_path, info, size: int, increase: float = 0.1):
     faces = track_faces(iter_frames(driving_path, info=info), info.fps or 25.0)
     track = faces.longest() if faces is not None else None
     if track is None:
-        warnings.warn("no face found in the driving video; used its centre square", stacklevel=3)
+        warnings.warn("no face found in the driving video; used its centre square", stacklevel=4)
         return lambda frame: square_resize(frame, size)
     box = stable_crop_box(track, increase, faces.frame_shape)
     return lambda frame: crop_square(frame, box, size)
+
+
+def _source_and_fit(source_path, driving_path, info, size: int, crop: bool):
+    """(the source at model size, frame -> driving frame at model size): centre squares, or faces with `crop`."""
+    if not crop:
+        return square_resize(load_image(source_path), size), lambda frame: square_resize(frame, size)
+    from fomm_core.media.crop import crop_face_image
+    cropped = crop_face_image(load_image(source_path), size)
+    if not cropped.face_found:
+        warnings.warn("no face found in the source image; used its centre square", stacklevel=3)
+    return cropped.image, driving_face_crop(driving_path, info, size)
+
+
+def _start_at_best_frame(animator, source, driving_path, size: int, batch_size: int, fit) -> tuple[int, str]:
+    """Make the best-matching driving frame the reference of relative motion; (its index, how it was chosen)."""
+    best, best_frame, note = best_start_frame(animator, source, driving_path, size, batch_size, fit)
+    if best_frame is not None:
+        # relative motion of every frame depends only on itself and the start frame, so animating in file
+        # order with that reference gives the original's backward+forward result without reordering
+        animator.set_reference(frames_to_tensor([best_frame]))
+    if "instead" in note or "first frame" in note:  # the original's method could not run: say so
+        warnings.warn(note, stacklevel=3)
+    return best, note
+
+
+def _animate_frames(writer, animator, frames, source, batch_size: int, side_by_side: bool, progress, total):
+    """Animate the driving frames batch by batch into the writer; returns how many were written."""
+    done = 0
+    for batch in _batches(frames, batch_size):
+        results = tensor_to_frames(animator.animate(frames_to_tensor(batch)))
+        for drv, out in zip(batch, results):
+            writer.write(np.concatenate([source, drv, out], axis=1) if side_by_side else out)
+        done += len(batch)
+        if progress is not None:
+            progress(done, max(total, done))
+    return done
 
 
 def animate_video(source_path, driving_path, output_path, animator, *, size: int, batch_size: int = 4,
@@ -92,45 +129,24 @@ def animate_video(source_path, driving_path, output_path, animator, *, size: int
     """Animate the image at `source_path` by the video at `driving_path` into `output_path` (mp4, H.264).
 
     Both inputs are centre-cropped to a square and resized to `size`; with `crop`, cropped to the face instead
-    (the photo's largest face; one stable square over the video's longest face track, as `fomm-doctor crop`). The output keeps the driving fps and,
-    with `audio`, its audio track. side_by_side: source | driving | result. progress(done, total_estimate)
-    is called after each batch. The output appears only when complete (temp file + rename).
+    (the photo's largest face; one stable square over the video's longest face track, as `fomm-doctor crop`).
+    The output keeps the driving fps and, with `audio`, its audio track. side_by_side: source | driving | result.
+    progress(done, total_estimate) is called after each batch. The output appears only when complete
+    (written beside it, then renamed).
     """
     if batch_size < 1:
         raise FommError("the batch size must be at least 1.")
     info = probe_video(driving_path)
-    if crop:
-        from fomm_core.media.crop import crop_face_image
-        cropped = crop_face_image(load_image(source_path), size)
-        if not cropped.face_found:
-            warnings.warn("no face found in the source image; used its centre square", stacklevel=2)
-        source = cropped.image
-        fit = driving_face_crop(driving_path, info, size)
-    else:
-        source = square_resize(load_image(source_path), size)
-        fit = lambda frame: square_resize(frame, size)  # noqa: E731
+    source, fit = _source_and_fit(source_path, driving_path, info, size, crop)
     animator.set_source(frames_to_tensor([source]))
     best, note = 0, ""
     if find_best_frame:
-        best, best_frame, note = best_start_frame(animator, source, driving_path, size, batch_size, fit)
-        if best_frame is not None:
-            # relative motion of every frame depends only on itself and the start frame, so animating in file
-            # order with that reference gives the original's backward+forward result without reordering
-            animator.set_reference(frames_to_tensor([best_frame]))
-        if "instead" in note or "first frame" in note:  # the original's method could not run: say so
-            warnings.warn(note, stacklevel=2)
+        best, note = _start_at_best_frame(animator, source, driving_path, size, batch_size, fit)
     width = size * 3 if side_by_side else size
     start = time.perf_counter()
-    done = 0
     with VideoWriter(output_path, info.rate or info.fps, (width, size),
                      audio_from=driving_path if audio and info.has_audio else None) as writer:
         frames = (fit(f) for f in iter_frames(driving_path, info=info))
-        for batch in _batches(frames, batch_size):
-            results = tensor_to_frames(animator.animate(frames_to_tensor(batch)))
-            for drv, out in zip(batch, results):
-                writer.write(np.concatenate([source, drv, out], axis=1) if side_by_side else out)
-            done += len(batch)
-            if progress is not None:
-                progress(done, max(info.frame_count, done))
-        path = Path(output_path)
-    return AnimateResult(done, info.fps, time.perf_counter() - start, path, best, note)
+        done = _animate_frames(writer, animator, frames, source, batch_size, side_by_side, progress,
+                               info.frame_count)
+    return AnimateResult(done, info.fps, time.perf_counter() - start, Path(output_path), best, note)

@@ -156,8 +156,8 @@ def crop_video(video_in, video_out, box: Box, size: int = 256, *, audio: bool = 
         raise FommError(f"video {video_in} does not exist; check the path.")
     if out.parent and not out.parent.exists():
         raise FommError(f"the folder {out.parent} does not exist; create it or choose another output path.")
-    tmp = out.with_name(f".{out.stem}.partial{os.getpid()}{out.suffix or '.mp4'}")
-    from fomm_core.media.video import ffmpeg_exe, ffmpeg_file
+    from fomm_core.media.video import ffmpeg_exe, ffmpeg_file, temp_path_for
+    tmp = temp_path_for(out)
     # file: names, so that a name like 12:30.mp4 is not read as a protocol
     args = ffmpeg_crop_args(ffmpeg_file(video_in), ffmpeg_file(tmp), box, size, audio=audio, start=start,
                             duration=duration, ffmpeg=ffmpeg_exe())
@@ -168,8 +168,7 @@ def crop_video(video_in, video_out, box: Box, size: int = 256, *, audio: bool = 
             raise FommError(f"ffmpeg could not write {out} ({last}).")
         os.replace(tmp, out)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
     return out
 
 

@@ -190,10 +190,15 @@ class NumpyHaarDetector:
         return group_boxes(raw, min_neighbors)
 
 
-def group_boxes(boxes: list[Box], min_neighbors: int, eps: float = 0.2) -> list[Box]:
-    """Merge overlapping raw detections as OpenCV's groupRectangles does; keep groups of > min_neighbors boxes."""
-    if min_neighbors <= 0:
-        return list(boxes)
+def _similar(a: Box, b: Box, eps: float) -> bool:
+    """OpenCV's SimilarRects: every edge within eps times the mean of the smaller sizes."""
+    delta = eps * (min(a.w, b.w) + min(a.h, b.h)) * 0.5
+    return (abs(a.x - b.x) <= delta and abs(a.y - b.y) <= delta
+            and abs(a.x + a.w - b.x - b.w) <= delta and abs(a.y + a.h - b.y - b.h) <= delta)
+
+
+def _clusters(boxes: list[Box], eps: float) -> list[list[Box]]:
+    """The boxes partitioned into classes of (transitively) similar ones, in order of first appearance."""
     labels = list(range(len(boxes)))
 
     def find(i):
@@ -202,35 +207,32 @@ def group_boxes(boxes: list[Box], min_neighbors: int, eps: float = 0.2) -> list[
             i = labels[i]
         return i
 
-    def similar(a, b):
-        delta = eps * (min(a.w, b.w) + min(a.h, b.h)) * 0.5
-        return (abs(a.x - b.x) <= delta and abs(a.y - b.y) <= delta
-                and abs(a.x + a.w - b.x - b.w) <= delta and abs(a.y + a.h - b.y - b.h) <= delta)
-
     for i in range(len(boxes)):
         for j in range(i):
-            if similar(boxes[i], boxes[j]):
+            if _similar(boxes[i], boxes[j], eps):
                 labels[find(i)] = find(j)
     groups: dict[int, list[Box]] = {}
     for i, box in enumerate(boxes):
         groups.setdefault(find(i), []).append(box)
+    return list(groups.values())
+
+
+def _inside(box: Box, other: Box, eps: float) -> bool:
+    """Whether `box` lies within `other` grown by eps of its size on every side."""
+    dx, dy = other.w * eps, other.h * eps
+    return (box.x >= other.x - dx and box.y >= other.y - dy and box.x + box.w <= other.x + other.w + dx
+            and box.y + box.h <= other.y + other.h + dy)
+
+
+def group_boxes(boxes: list[Box], min_neighbors: int, eps: float = 0.2) -> list[Box]:
+    """Merge overlapping raw detections as OpenCV's groupRectangles does; keep groups of > min_neighbors boxes."""
+    if min_neighbors <= 0:
+        return list(boxes)
     merged = [(Box(*(sum(getattr(b, f) for b in g) / len(g) for f in "xywh")), len(g))
-              for g in groups.values() if len(g) > min_neighbors]
+              for g in _clusters(boxes, eps) if len(g) > min_neighbors]
     # drop a box that lies inside a bigger, better supported one (OpenCV's last grouping step)
-    out = []
-    for box, n in merged:
-        contained = False
-        for other, n2 in merged:
-            if other is box or n2 < max(3, n):
-                continue
-            dx, dy = other.w * eps, other.h * eps
-            if (box.x >= other.x - dx and box.y >= other.y - dy and box.x + box.w <= other.x + other.w + dx
-                    and box.y + box.h <= other.y + other.h + dy):
-                contained = True
-                break
-        if not contained:
-            out.append(box)
-    return out
+    return [box for box, n in merged
+            if not any(other is not box and n2 >= max(3, n) and _inside(box, other, eps) for other, n2 in merged)]
 
 
 # ---------------------------------------------------------------------------------------------------------------

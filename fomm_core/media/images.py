@@ -161,7 +161,11 @@ def square_resize(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def frames_to_tensor(frames):
-    """List of uint8 RGB HxWx3 (or one [N, H, W, 3] array) -> float32 tensor [N, 3, H, W] in 0..1."""
+    """uint8 RGB frames -> float32 tensor [N, 3, H, W] in 0..1 (value / 255).
+
+    `frames`: a list of HxWx3 arrays, one [N, H, W, 3] array, or one HxWx3 frame (-> N = 1).
+    The one frame -> tensor conversion; tensor_to_frames is its inverse.
+    """
     import torch
     batch = np.stack(list(frames)) if not isinstance(frames, np.ndarray) else frames
     if batch.ndim == 3:
@@ -169,11 +173,11 @@ def frames_to_tensor(frames):
     return torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-frame_to_tensor = frames_to_tensor  # the name used in some notes
-
-
 def tensor_to_frames(tensor) -> list:
-    """Float tensor [N, 3, H, W] in 0..1 -> list of uint8 RGB HxWx3 arrays."""
+    """Float tensor [N, 3, H, W] -> list of uint8 RGB HxWx3 arrays: clipped to 0..1, x255, rounded half up.
+
+    The one tensor -> frame conversion: frames_to_tensor followed by tensor_to_frames gives the frames back exactly.
+    """
     arr = tensor.detach().float().clamp(0, 1).mul(255.0).add_(0.5).to("cpu").permute(0, 2, 3, 1)
     arr = arr.numpy().astype(np.uint8)
     return [np.ascontiguousarray(a) for a in arr]

@@ -12,8 +12,10 @@ Problems are `FommError` sentences.
 
 Every ffmpeg we start has its stderr drained by a thread (a damaged file makes the decoder print an error line
 per packet; once the pipe fills, ffmpeg blocks and so would we), the probe has a wall-clock limit and the
-reader gives up when no frame byte arrives for READ_STALL_SECONDS. Files are named to ffmpeg as `file:` plus
-an absolute path, so a name like `12:30.mp4` is not taken for a protocol.
+reader gives up when no frame byte arrives for READ_STALL_SECONDS, the writer when ffmpeg has not finished
+CLOSE_TIMEOUT_SECONDS after the last frame. Every file written appears only when complete: it is written to a
+temp file beside it (`temp_path_for`), moved into place in one rename and removed on any failure.
+Files are named to ffmpeg as `file:` plus an absolute path, so a name like `12:30.mp4` is not taken for a protocol.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from fomm_core.tools import resolve_tool
 
 PROBE_TIMEOUT_SECONDS = 60.0    # `ffmpeg -i` reads only the header: a minute means a stalled drive or pipe
 READ_STALL_SECONDS = 120.0      # the reader gives up after this long without a single frame byte
+CLOSE_TIMEOUT_SECONDS = 300.0   # for the writer's ffmpeg to finish (encoder flush, index moved to the front)
 STDERR_KEEP_BYTES = 64 * 1024   # the tail of ffmpeg's messages kept for the error sentence
 WRITABLE_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")  # containers that take H.264 + AAC
 
@@ -295,8 +298,24 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def temp_path_for(path: Path) -> Path:
-    """A hidden file beside `path` with the same extension (ffmpeg picks the container by extension)."""
+    """A hidden file beside `path` with the same extension (ffmpeg picks the container by extension).
+
+    Beside it, so that the final rename is atomic (same file system); every video this package writes goes there.
+    """
     return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix or '.mp4'}")
+
+
+def _audio_args(audio_from, tone_hz) -> list:
+    """The writer's ffmpeg arguments for its audio track: another file's, a sine tone, or none."""
+    if audio_from is not None:
+        source = ["-i", ffmpeg_file(audio_from)]
+    elif tone_hz is not None:
+        source = ["-f", "lavfi", "-i", f"sine=frequency={tone_hz:g}:sample_rate=44100"]
+    else:
+        return []
+    # apad + shortest: the audio is cut to the video, and padded with silence if it ends first
+    # (plain -shortest would cut the video at the end of a short audio track)
+    return source + ["-map", "0:v:0", "-map", "1:a:0?", "-af", "apad", "-c:a", "aac", "-shortest"]
 
 
 class VideoWriter:
@@ -304,11 +323,14 @@ class VideoWriter:
 
     Writes a temp file in the same folder and renames it on a clean close; on an exception (Ctrl-C included)
     inside the `with` block, or `abort()`, the temp file is removed and `path` is left untouched.
-    Odd sizes are padded by one pixel (yuv420p needs even dimensions).
+    Odd sizes are padded by one pixel (yuv420p needs even dimensions). close() waits at most `close_timeout`
+    seconds for ffmpeg to finish. The audio track: `audio_from`'s, else a sine tone of `tone_hz`, else none.
     """
 
-    def __init__(self, path, fps, size, audio_from=None, crf: int = 18):
+    def __init__(self, path, fps, size, audio_from=None, crf: int = 18,
+                 close_timeout: float = CLOSE_TIMEOUT_SECONDS, tone_hz: float | None = None):
         self.path = Path(path)
+        self.close_timeout = float(close_timeout)
         self.size = (int(size[0]), int(size[1]))
         folder = self.path.parent if str(self.path.parent) else Path(".")
         if not folder.is_dir():
@@ -322,11 +344,7 @@ class VideoWriter:
         w, h = self.size
         cmd = [ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
                "-framerate", rate, "-i", "-"]
-        if audio_from is not None:
-            # apad + shortest: the audio is cut to the video, and padded with silence if it ends first
-            # (plain -shortest would cut the video at the end of a short audio track)
-            cmd += ["-i", ffmpeg_file(audio_from), "-map", "0:v:0", "-map", "1:a:0?", "-af", "apad", "-c:a", "aac",
-                    "-shortest"]
+        cmd += _audio_args(audio_from, tone_hz)
         cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "medium", "-crf", str(crf),
                 "-pix_fmt", "yuv420p", "-movflags", "+faststart", ffmpeg_file(self.tmp)]
         self.frames = 0
@@ -348,22 +366,43 @@ class VideoWriter:
         self.frames += 1
 
     def close(self) -> Path:
-        """Finish the file and move it into place; returns the final path."""
+        """Finish the file and move it into place; returns the final path.
+
+        An ffmpeg that has not finished within `close_timeout` seconds is killed, the temp file removed and a
+        FommError raised; so is any failure, and an interruption leaves no temp file either.
+        """
         if self._closed:
             return self.path
         self._closed = True
         try:
-            self._proc.stdin.close()
-        except OSError:  # ffmpeg already quit: its exit code and message tell why
-            pass
-        rc = self._proc.wait()
-        last = self._errors.last_line()
+            rc, stuck = self._finish()
+        except BaseException:  # Ctrl-C while ffmpeg finishes
+            self.abort()
+            raise
+        if stuck:
+            self._remove_tmp()
+            raise FommError(f"ffmpeg did not finish writing {self.path} within {self.close_timeout:g} s, so it was "
+                            "stopped (a stalled drive or network share, or a hung encoder).")
         if rc != 0 or self.frames == 0 or not self.tmp.exists():
             self._remove_tmp()
-            why = "no frame was written" if self.frames == 0 else (last or f"exit code {rc}")
+            why = "no frame was written" if self.frames == 0 else (self._errors.last_line() or f"exit code {rc}")
             raise FommError(f"could not write {self.path}: {why}.")
         os.replace(self.tmp, self.path)
         return self.path
+
+    def _finish(self) -> tuple[int, bool]:
+        """End ffmpeg's input and wait for it to exit, killing it after close_timeout: (exit code, whether killed)."""
+        watch = _StallWatch(self._proc, self.close_timeout)
+        watch.reading()  # the clock runs until ffmpeg exits (closing stdin can block on a full pipe too)
+        try:
+            try:
+                self._proc.stdin.close()
+            except OSError:  # ffmpeg already quit: its exit code and message tell why
+                pass
+            rc = self._proc.wait()
+        finally:
+            watch.stop()
+        return rc, watch.fired
 
     def abort(self) -> None:
         """Stop ffmpeg and remove the partial file; `path` is not created."""
@@ -377,10 +416,7 @@ class VideoWriter:
         self._remove_tmp()
 
     def _remove_tmp(self) -> None:
-        try:
-            self.tmp.unlink()
-        except FileNotFoundError:
-            pass
+        self.tmp.unlink(missing_ok=True)
 
     def __enter__(self):
         return self

@@ -17,42 +17,44 @@ from torch import nn
 # Convolution blocks
 
 
-class SameBlock2d(nn.Module):
+class _ConvNorm(nn.Module):
+    """conv -> BN -> ReLU, the core of the same/down/up blocks (`conv` and `norm` are the checkpoints' names)."""
+
+    def __init__(self, in_features, out_features, kernel_size=3, padding=1, groups=1):
+        super().__init__()
+        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding, groups=groups)
+        self.norm = nn.BatchNorm2d(out_features, affine=True)
+
+    def conv_norm_relu(self, x):
+        return F.relu(self.norm(self.conv(x)))
+
+
+class SameBlock2d(_ConvNorm):
     """conv -> BN -> ReLU, same spatial size."""
 
     def __init__(self, in_features, out_features, groups=1, kernel_size=3, padding=1):
-        super().__init__()
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding, groups=groups)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
+        super().__init__(in_features, out_features, kernel_size, padding, groups)
 
     def forward(self, x):
-        return F.relu(self.norm(self.conv(x)))
+        return self.conv_norm_relu(x)
 
 
-class DownBlock2d(nn.Module):
+class DownBlock2d(_ConvNorm):
     """conv -> BN -> ReLU -> 2x2 average pool (halves H and W)."""
 
     def __init__(self, in_features, out_features, kernel_size=3, padding=1, groups=1):
-        super().__init__()
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding, groups=groups)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
+        super().__init__(in_features, out_features, kernel_size, padding, groups)
         self.pool = nn.AvgPool2d(kernel_size=(2, 2))
 
     def forward(self, x):
-        return self.pool(F.relu(self.norm(self.conv(x))))
+        return self.pool(self.conv_norm_relu(x))
 
 
-class UpBlock2d(nn.Module):
+class UpBlock2d(_ConvNorm):
     """nearest 2x upsample -> conv -> BN -> ReLU (doubles H and W)."""
 
-    def __init__(self, in_features, out_features, kernel_size=3, padding=1, groups=1):
-        super().__init__()
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding, groups=groups)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
-
     def forward(self, x):
-        x = F.interpolate(x, scale_factor=2)  # nearest, as the original
-        return F.relu(self.norm(self.conv(x)))
+        return self.conv_norm_relu(F.interpolate(x, scale_factor=2))  # nearest, as the original
 
 
 class ResBlock2d(nn.Module):
@@ -186,6 +188,18 @@ class AntiAliasInterpolation2d(nn.Module):
         else:
             out = F.conv2d(out, self.weight, groups=self.groups)[:, :, ::self.step, ::self.step]
         return out[:, :, :out_h, :out_w]
+
+
+def add_downsampling(module: nn.Module, channels, scale_factor) -> None:
+    """Give `module` its input scale: `scale_factor` and, unless it is 1, `down` (whose kernel the checkpoints hold)."""
+    module.scale_factor = scale_factor
+    if scale_factor != 1:
+        module.down = AntiAliasInterpolation2d(channels, scale_factor)
+
+
+def downsampled(module: nn.Module, x):
+    """x at `module`'s input scale (see add_downsampling)."""
+    return module.down(x) if module.scale_factor != 1 else x
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import re
 import zipfile
 from pathlib import Path
 
-from fomm_core.model.config import build_models, check_config, detect_config, load_config, matching_configs, state_shapes
+from fomm_core.model.config import (build_models, check_config, detect_config, frame_size, load_config,
+                                    matching_configs, state_shapes)
 from fomm_core.errors import FommError
 from fomm_core.device import resolve_device
 
@@ -129,15 +130,8 @@ def _split_flat(state: dict) -> dict | None:
     return parts if all(parts.values()) else None
 
 
-def read_checkpoint(path) -> dict:
-    """Read a checkpoint on the CPU -> {'generator': sd, 'kp_detector': sd, ...} (prefix-free; extra keys kept).
-
-    Raises FommError with one sentence for a missing path, a folder, a zip, a web page, a truncated file or a
-    file that holds no FOMM weights.
-    """
-    import torch
-
-    path = Path(path).expanduser()
+def _check_file(path: Path) -> None:
+    """Refuse, before torch reads anything, a path that is missing, a folder, or a zip that holds no checkpoint."""
     if not path.exists():
         raise FommError(f"checkpoint {path} does not exist; check the path or run `fomm-doctor checkpoints list`.")
     if path.is_dir():
@@ -146,27 +140,59 @@ def read_checkpoint(path) -> dict:
         sentence = _describe_zip(path)
         if sentence:
             raise FommError(sentence)
+
+
+def _safe_load(path: Path):
+    """torch.load with the safe (weights_only) unpickler, on the CPU; every failure as one sentence."""
+    import torch
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except MemoryError:
         raise FommError(f"{path} does not fit in memory; close other programs or use a smaller checkpoint.") from None
     except Exception as err:  # torch.load raises many types for a broken file; all mean "not loadable"
         raise _load_error(path, err) from None
 
+
+def _fomm_entries(path: Path, data) -> dict:
+    """The loaded object as a dict with 'generator' and 'kp_detector' state dicts (a flat one split), or why not."""
     if not isinstance(data, dict):
         raise FommError(f"{path} holds a {type(data).__name__}, not a FOMM checkpoint "
                         "(a dict with 'generator' and 'kp_detector').")
-    if not all(isinstance(data.get(m), dict) for m in MODULES):
-        flat = _split_flat(data) if data and all(isinstance(k, str) for k in data) else None
-        if flat is None:
-            keys = ", ".join(sorted(map(str, data))[:6]) or "nothing"
-            raise FommError(f"{path} holds no FOMM weights (no 'generator' and 'kp_detector' entries; it has "
-                            f"{keys}); use a first-order-model checkpoint such as vox-cpk.pth.tar.")
-        data = flat
+    if all(isinstance(data.get(m), dict) for m in MODULES):
+        return data
+    flat = _split_flat(data) if data and all(isinstance(k, str) for k in data) else None
+    if flat is None:
+        keys = ", ".join(sorted(map(str, data))[:6]) or "nothing"
+        raise FommError(f"{path} holds no FOMM weights (no 'generator' and 'kp_detector' entries; it has "
+                        f"{keys}); use a first-order-model checkpoint such as vox-cpk.pth.tar.")
+    return flat
+
+
+def read_checkpoint(path) -> dict:
+    """Read a checkpoint on the CPU -> {'generator': sd, 'kp_detector': sd, ...} (prefix-free; extra keys kept).
+
+    Raises FommError with one sentence for a missing path, a folder, a zip, a web page, a truncated file or a
+    file that holds no FOMM weights.
+    """
+    path = Path(path).expanduser()
+    _check_file(path)
+    data = _fomm_entries(path, _safe_load(path))
     out = dict(data)
     for m in MODULES:
         out[m] = _strip_prefix(data[m])
     return out
+
+
+def model_size(checkpoint_path, config) -> int:
+    """The frame size the model was trained at: from the config given, else the one the checkpoint carries."""
+    if config is not None:
+        return frame_size(load_config(config))[0]
+    try:  # mmap: reads the small `config` entry without loading the weights a second time
+        import torch
+        carried = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True).get("config")
+        return frame_size(carried)[0] if isinstance(carried, dict) else 256
+    except Exception:  # a legacy-format file (the published ones, all 256) cannot be mmapped
+        return 256
 
 
 def _config_from_checkpoint(checkpoint, where) -> dict | None:

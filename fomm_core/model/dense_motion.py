@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fomm_core.model.blocks import AntiAliasInterpolation2d, Hourglass, kp2gaussian, make_coordinate_grid
+from fomm_core.model.blocks import Hourglass, add_downsampling, downsampled, kp2gaussian, make_coordinate_grid
 
 
 class DenseMotionNetwork(nn.Module):
@@ -27,60 +27,81 @@ class DenseMotionNetwork(nn.Module):
             self.occlusion = None
 
         self.num_kp = num_kp
-        self.scale_factor = scale_factor
         self.kp_variance = kp_variance
-        if scale_factor != 1:
-            self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
+        add_downsampling(self, num_channels, scale_factor)
 
-    def create_heatmap_representations(self, source_image, kp_driving, kp_source):
+    # -- the steps, so that an engine can compute the source-only ones once per source ---------------------------
+
+    def source_parts(self, source_image, kp_source) -> dict:
+        """What depends on the source only: its downsampled copy 'image' [B, C, h, w] and its Gaussians 'heatmap'."""
+        source_image = downsampled(self, source_image)
+        heatmap = kp2gaussian(kp_source, source_image.shape[2:], self.kp_variance)
+        return {"image": source_image, "heatmap": heatmap}
+
+    def create_heatmap_representations(self, source, kp_driving):
         """Eq. 6: driving minus source Gaussians, with a zero map for the background -> [B, K+1, 1, h, w]."""
-        h, w = source_image.shape[2:]
-        heatmap = (kp2gaussian(kp_driving, (h, w), self.kp_variance)
-                   - kp2gaussian(kp_source, (h, w), self.kp_variance))
+        heatmap = kp2gaussian(kp_driving, source["image"].shape[2:], self.kp_variance) - source["heatmap"]
         zeros = torch.zeros_like(heatmap[:, :1])
         return torch.cat([zeros, heatmap], dim=1).unsqueeze(2)
 
-    def create_sparse_motions(self, source_image, kp_driving, kp_source):
-        """Eq. 4: per keypoint, z -> kp_src + J_src J_drv^-1 (z - kp_drv); background = identity -> [B, K+1, h, w, 2]."""
-        b, _, h, w = source_image.shape
+    def create_sparse_motions(self, size, kp_driving, kp_source, inverse=torch.inverse):
+        """Eq. 4: per keypoint, z -> kp_src + J_src J_drv^-1 (z - kp_drv); background = identity -> [B, K+1, h, w, 2].
+
+        size: (h, w); the batch is the driving keypoints' (source keypoints of batch 1 are broadcast).
+        inverse: of a batch of 2x2 matrices (torch.inverse, as the original; an engine may pass a closed form).
+        """
+        h, w = size
+        b = kp_driving["value"].shape[0]
         identity = make_coordinate_grid((h, w), kp_source["value"].dtype, kp_source["value"].device)
         identity = identity.view(1, 1, h, w, 2)
         coords = identity - kp_driving["value"].view(b, self.num_kp, 1, 1, 2)         # [B, K, h, w, 2]
         if "jacobian" in kp_driving:
-            jacobian = torch.matmul(kp_source["jacobian"], torch.inverse(kp_driving["jacobian"]))  # [B, K, 2, 2]
+            jacobian = torch.matmul(kp_source["jacobian"], inverse(kp_driving["jacobian"]))  # [B, K, 2, 2]
             coords = torch.matmul(jacobian.view(b, self.num_kp, 1, 1, 2, 2), coords.unsqueeze(-1)).squeeze(-1)
-        driving_to_source = coords + kp_source["value"].view(b, self.num_kp, 1, 1, 2)
+        driving_to_source = coords + kp_source["value"].view(-1, self.num_kp, 1, 1, 2)
         return torch.cat([identity.expand(b, 1, h, w, 2), driving_to_source], dim=1)
 
     def create_deformed_source_image(self, source_image, sparse_motions):
-        """Eq. 7: the source warped by each of the K+1 motions -> [B, K+1, C, h, w]."""
-        b, c, h, w = source_image.shape
-        n = self.num_kp + 1
+        """Eq. 7: the source warped by each of the K+1 motions -> [B, K+1, C, h, w] (a source of batch 1 is shared)."""
+        b, n, h, w = sparse_motions.shape[:4]
+        c = source_image.shape[1]
+        # a view when the source has batch 1: no copy per motion
         source_repeat = source_image.unsqueeze(1).expand(b, n, c, h, w).reshape(b * n, c, h, w)
         grid = sparse_motions.reshape(b * n, h, w, 2)
         # align_corners=True: the checkpoints were trained on torch 1.0, whose grid_sample behaved this way
         deformed = F.grid_sample(source_repeat, grid, align_corners=True)
         return deformed.view(b, n, c, h, w)
 
-    def forward(self, source_image, kp_driving, kp_source):
-        if self.scale_factor != 1:
-            source_image = self.down(source_image)
-        b, _, h, w = source_image.shape
+    @staticmethod
+    def hourglass_input(heatmaps, deformed_source):
+        """Each copy's heatmap channel beside its deformed source -> [B, (K+1)(C+1), h, w]."""
+        b, _, _, h, w = deformed_source.shape
+        return torch.cat([heatmaps, deformed_source], dim=2).view(b, -1, h, w)
 
-        heatmaps = self.create_heatmap_representations(source_image, kp_driving, kp_source)
-        sparse_motion = self.create_sparse_motions(source_image, kp_driving, kp_source)
-        deformed_source = self.create_deformed_source_image(source_image, sparse_motion)
-        out = {"sparse_deformed": deformed_source}
+    def heads(self, features):
+        """Hourglass features -> (mask logits [B, K+1, h, w], occlusion logits [B, 1, h, w] or None)."""
+        occlusion = self.occlusion(features) if self.occlusion is not None else None
+        return self.mask(features), occlusion
 
-        x = torch.cat([heatmaps, deformed_source], dim=2).view(b, -1, h, w)  # [B, (K+1)(C+1), h, w]
-        features = self.hourglass(x)
+    @staticmethod
+    def dense_flow(sparse_motion, mask_logits, occlusion_logits) -> dict:
+        """The K+1 sparse motions blended by the softmax masks -> 'mask', 'deformation' [B, h, w, 2], 'occlusion_map'.
 
-        mask = F.softmax(self.mask(features), dim=1)                          # [B, K+1, h, w]
-        out["mask"] = mask
-        # dense flow = mask-weighted blend of the K+1 sparse motions
+        The logits are taken to the motion's precision first (they may come from a half-precision network).
+        """
+        mask = F.softmax(mask_logits.to(sparse_motion.dtype), dim=1)                    # [B, K+1, h, w]
         deformation = (sparse_motion.permute(0, 1, 4, 2, 3) * mask.unsqueeze(2)).sum(dim=1)  # [B, 2, h, w]
-        out["deformation"] = deformation.permute(0, 2, 3, 1)                  # [B, h, w, 2]
+        out = {"mask": mask, "deformation": deformation.permute(0, 2, 3, 1)}
+        if occlusion_logits is not None:
+            out["occlusion_map"] = torch.sigmoid(occlusion_logits.to(sparse_motion.dtype))  # [B, 1, h, w]
+        return out
 
-        if self.occlusion is not None:
-            out["occlusion_map"] = torch.sigmoid(self.occlusion(features))    # [B, 1, h, w]
+    def forward(self, source_image, kp_driving, kp_source):
+        source = self.source_parts(source_image, kp_source)
+        heatmaps = self.create_heatmap_representations(source, kp_driving)
+        sparse_motion = self.create_sparse_motions(source["image"].shape[2:], kp_driving, kp_source)
+        deformed_source = self.create_deformed_source_image(source["image"], sparse_motion)
+        features = self.hourglass(self.hourglass_input(heatmaps, deformed_source))
+        out = self.dense_flow(sparse_motion, *self.heads(features))
+        out["sparse_deformed"] = deformed_source
         return out

@@ -102,9 +102,6 @@ class OcclusionAwareGenerator(nn.Module):
 
     # -- the original's forward -----------------------------------------------------------------------------------
 
-    def deform_input(self, inp, deformation):
-        return warp(inp, deformation, self.exact_flow_resize)
-
     def forward(self, source_image, kp_driving, kp_source):
         features = self.encode_source(source_image)
         out = {}

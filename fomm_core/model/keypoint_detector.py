@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fomm_core.model.blocks import AntiAliasInterpolation2d, Hourglass, gaussian2kp
+from fomm_core.model.blocks import Hourglass, add_downsampling, downsampled, gaussian2kp
 
 
 class KPDetector(nn.Module):
@@ -35,22 +35,25 @@ class KPDetector(nn.Module):
 
         self.num_kp = num_kp
         self.temperature = temperature
-        self.scale_factor = scale_factor
-        if scale_factor != 1:
-            self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
+        add_downsampling(self, num_channels, scale_factor)
 
-    def forward(self, x):
-        if self.scale_factor != 1:
-            x = self.down(x)
-        features = self.predictor(x)
+    def heatmaps(self, features):
+        """Hourglass features -> per-keypoint probability maps [B, K, h, w] (softmax at `temperature`)."""
         logits = self.kp(features)                                # [B, K, h, w]
         b, k, h, w = logits.shape
-        heatmap = F.softmax(logits.view(b, k, -1) / self.temperature, dim=2).view(b, k, h, w)
-        out = gaussian2kp(heatmap)
+        return F.softmax(logits.view(b, k, -1) / self.temperature, dim=2).view(b, k, h, w)
 
+    def local_jacobians(self, features, heatmap):
+        """Each keypoint's Jacobian [B, K, 2, 2]: its heatmap-weighted average of the per-pixel 2x2 predictions."""
+        b, k, h, w = heatmap.shape
+        jac_map = self.jacobian(features).reshape(b, self.num_jacobian_maps, 4, h, w)
+        jacobian = (heatmap.unsqueeze(2) * jac_map).view(b, k, 4, -1).sum(dim=-1)
+        return jacobian.view(b, k, 2, 2)
+
+    def forward(self, x):
+        features = self.predictor(downsampled(self, x))
+        heatmap = self.heatmaps(features)
+        out = gaussian2kp(heatmap)
         if self.jacobian is not None:
-            # each keypoint's Jacobian is its heatmap-weighted average of the per-pixel 2x2 predictions
-            jac_map = self.jacobian(features).reshape(b, self.num_jacobian_maps, 4, h, w)
-            jacobian = (heatmap.unsqueeze(2) * jac_map).view(b, k, 4, -1).sum(dim=-1)
-            out["jacobian"] = jacobian.view(b, k, 2, 2)
+            out["jacobian"] = self.local_jacobians(features, heatmap)
         return out

@@ -106,13 +106,6 @@ def make_clip(seed: int, frames: int = 32, size: int = 64) -> np.ndarray:
     return out
 
 
-def to_tensor(frames):
-    """uint8 [..., H, W, 3] -> float torch [..., 3, H, W] in 0..1."""
-    import torch
-    x = torch.from_numpy(np.ascontiguousarray(frames)).float() / 255.0
-    return x.movedim(-1, -3)
-
-
 def read_video_frames(path, size: int, max_frames: int = 300) -> np.ndarray:
     """Frames of a video file resized to size x size: uint8 [T, size, size, 3] RGB (cv2 decoder)."""
     cap = cv2.VideoCapture(str(path))
@@ -127,11 +120,6 @@ def read_video_frames(path, size: int, max_frames: int = 300) -> np.ndarray:
     finally:
         cap.release()
     return np.stack(frames) if frames else np.zeros((0, size, size, 3), np.uint8)
-
-
-def _torch_dataset_base():
-    from torch.utils.data import Dataset
-    return Dataset
 
 
 class PairSampler:
@@ -150,8 +138,9 @@ class PairSampler:
     def __getitem__(self, index):
         clip = self.clip_fn(index % self.num_clips)
         rng = np.random.default_rng((self.seed, index))
-        a, b = rng.choice(len(clip), size=2, replace=False)
-        return to_tensor(clip[a]), to_tensor(clip[b])
+        from fomm_core.media.images import frames_to_tensor
+        pair = frames_to_tensor(clip[rng.choice(len(clip), size=2, replace=False)])
+        return pair[0], pair[1]
 
 
 def synthetic_pairs(size: int = 64, num_clips: int = 256, frames: int = 32, seed: int = 0, first_clip_seed=1000):

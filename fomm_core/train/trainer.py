@@ -273,17 +273,6 @@ def train(config_name, out, steps, seed=0, data="synthetic", resume=False, devic
     return trainer
 
 
-def heldout_l1(generator, kp_detector, seed=999_001, frames=32, size=64, device="cpu"):
-    """(model L1, repeat-source L1) on a synthetic clip: every frame reconstructed from the first one."""
-    import torch
-    from fomm_core.train.synthetic import make_clip, to_tensor
-    clip = to_tensor(make_clip(seed, frames, size)).to(device)        # [T, 3, H, W]
-    with torch.no_grad():
-        source = clip[:1].expand(len(clip), -1, -1, -1)
-        out = generator(source, kp_source=kp_detector(source), kp_driving=kp_detector(clip))["prediction"]
-    return float((out - clip)[1:].abs().mean()), float((source - clip)[1:].abs().mean())
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fomm_core.train", description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="synth-64", help="shipped config name or YAML path")

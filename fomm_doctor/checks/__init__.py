@@ -18,7 +18,7 @@ CheckResult). Probes live beside their judges, one module per area:
 from concurrent.futures import ThreadPoolExecutor
 
 from fomm_doctor.i18n import tr
-from fomm_doctor.render import CheckResult
+from fomm_doctor.report import CheckResult
 from fomm_doctor.checks import (checkpoints, ffmpeg, gpu, gpu_vendors, mirrors, opencv, pip, python, system)
 from fomm_doctor.checks import torch as torch_check
 

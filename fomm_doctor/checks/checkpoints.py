@@ -5,30 +5,30 @@ unverified", never ok), and one line on the published ones not downloaded.
 ids: checkpoints.<name> (one per checkpoint present), checkpoints.published (the published ones not present),
      checkpoints.manifest (a manifest or registry that cannot be read, or nothing known at all)
 
-`probe_checkpoints` is a thin call into `fomm_doctor.checkpoints.store`, the one place that knows where
+`probe_checkpoints` is a thin call into `fomm_doctor.checkpoints`, the one place that knows where
 checkpoints are; `judge_checkpoints` is pure (facts -> rows).
 """
 import os
 
 from fomm_doctor.i18n import tr
-from fomm_doctor.render import CheckResult
+from fomm_doctor.report import CheckResult
 from fomm_doctor.checks.common import human_bytes
 
 PREFERRED_FIRST = "vox"  # the usual choice for portraits: what the "fetch one" fix names when it is missing
 
 
 def probe_checkpoints(directory=None) -> dict:
-    """checkpoint_store.checkpoint_facts (a --dir folder, the per-user store, the project's folder), plus the
+    """store.checkpoint_facts (a --dir folder, the per-user store, the project's folder), plus the
     project's folder (where the bundled checkpoint lives) and any error reading the manifests or registries:
     {"dirs", "store", "project", "error", "checkpoints": [{name, file, config, size, sha256, description,
     sources, present: [{path, size, state, verified, why}]}]}"""
-    from fomm_doctor.checkpoints import store as store
+    from fomm_doctor.checkpoints import places, store
     from fomm_doctor.errors import UserError
-    project = str(store.project_dir())
+    project = str(places.project_dir())
     try:
         facts = store.checkpoint_facts(override_dir=directory, hash_files=True)
     except (UserError, OSError) as exc:
-        return {"dirs": [], "store": str(store.store_dir(directory)), "project": project, "checkpoints": [],
+        return {"dirs": [], "store": str(places.store_dir(directory)), "project": project, "checkpoints": [],
                 "error": str(exc) if isinstance(exc, UserError) else f"{exc.__class__.__name__}: {exc}"}
     facts["project"] = project
     facts["error"] = None
@@ -50,27 +50,10 @@ def _row_for_present(row: dict, project, lang: str) -> CheckResult:
     bundled = any(_in_folder(c["path"], project) for c in copies)
     details = dict(row)
     details["bundled"] = bundled
-    bad = next((c for c in copies if _state(c) == "wrong"), None)
+    bad = next((c for c in copies if c["state"] == "wrong"), None)
     if bad is not None:
-        path, size = bad["path"], bad.get("size")
-        if row.get("size") and size != row["size"]:
-            en = (f"{path} is {human_bytes(size)}, not the {human_bytes(row['size'])} it should be: "
-                  "incomplete or corrupt.")
-            zh = f"{path} 大小为 {human_bytes(size)}，应为 {human_bytes(row['size'])}：文件不完整或已损坏。"
-        else:
-            en = f"{path} ({human_bytes(size)}) does not match its sha256: corrupt, incomplete or another file."
-            zh = f"{path}（{human_bytes(size)}）sha256 不符：文件损坏、不完整或并非该模型。"
-        if row.get("sources"):
-            fetch = f"fomm-doctor checkpoints fetch {name}"
-            fix = tr(lang, f"Delete it and run `{fetch}`.", f"删除后运行 `{fetch}`。")
-        elif _in_folder(path, project):
-            fix = tr(lang, "Reinstall fomm-doctor (its bundled checkpoint is damaged).",
-                     "请重新安装 fomm-doctor（自带的模型文件已损坏）。")
-        else:
-            add = f"fomm-doctor checkpoints add PATH --name {name}"
-            fix = tr(lang, f"Delete it, then add a good copy with `{add}`.", f"删除后用 `{add}` 添加一份完好的文件。")
-        return CheckResult(rid, "fail", tr(lang, en, zh), details, fix)
-    unchecked = next((c for c in copies if _state(c) == "unchecked"), None)
+        return CheckResult(rid, "fail", _wrong_summary(row, bad, lang), details, _wrong_fix(row, bad, project, lang))
+    unchecked = next((c for c in copies if c["state"] == "unchecked"), None)
     if unchecked is not None:
         path = unchecked["path"]
         add = f"fomm-doctor checkpoints add {path} --name {name}"
@@ -79,7 +62,7 @@ def _row_for_present(row: dict, project, lang: str) -> CheckResult:
             f"{path} 存在，但没有可核对的 sha256。"), details,
             tr(lang, f"`{add}` checks that it loads and records its sha256.",
                f"运行 `{add}`：检查能否加载并记录其 sha256。"))
-    loads = next((c for c in copies if _state(c) == "loads, unverified"), None)
+    loads = next((c for c in copies if c["state"] == "loads, unverified"), None)
     if loads is not None:
         # it loaded strictly when it arrived, but nothing published says it is the real file: never "ok"
         return CheckResult(rid, "warn", tr(
@@ -90,12 +73,28 @@ def _row_for_present(row: dict, project, lang: str) -> CheckResult:
                                      f"{row['file']}{label} 已就绪，sha256 校验通过。"), details)
 
 
-def _state(copy: dict) -> str:
-    """A present file's state ("ok", "wrong", "loads, unverified", "unchecked"); facts from before states
-    existed carry only `verified` (True/False/None)."""
-    if copy.get("state"):
-        return copy["state"]
-    return {True: "ok", False: "wrong"}.get(copy.get("verified"), "unchecked")
+def _wrong_summary(row: dict, bad: dict, lang: str) -> str:
+    """What is wrong with a copy: its size when that contradicts the published one, else its sha256."""
+    path, size = bad["path"], bad.get("size")
+    if row.get("size") and size != row["size"]:
+        return tr(lang, f"{path} is {human_bytes(size)}, not the {human_bytes(row['size'])} it should be: "
+                        "incomplete or corrupt.",
+                  f"{path} 大小为 {human_bytes(size)}，应为 {human_bytes(row['size'])}：文件不完整或已损坏。")
+    return tr(lang, f"{path} ({human_bytes(size)}) does not match its sha256: corrupt, incomplete or another file.",
+              f"{path}（{human_bytes(size)}）sha256 不符：文件损坏、不完整或并非该模型。")
+
+
+def _wrong_fix(row: dict, bad: dict, project, lang: str) -> str:
+    """Fetch it again when it has sources; reinstall for the bundled one; else add a good copy."""
+    name = row["name"]
+    if row.get("sources"):
+        fetch = f"fomm-doctor checkpoints fetch {name}"
+        return tr(lang, f"Delete it and run `{fetch}`.", f"删除后运行 `{fetch}`。")
+    if _in_folder(bad["path"], project):
+        return tr(lang, "Reinstall fomm-doctor (its bundled checkpoint is damaged).",
+                  "请重新安装 fomm-doctor（自带的模型文件已损坏）。")
+    add = f"fomm-doctor checkpoints add PATH --name {name}"
+    return tr(lang, f"Delete it, then add a good copy with `{add}`.", f"删除后用 `{add}` 添加一份完好的文件。")
 
 
 def _published_row(published: list, lang: str) -> CheckResult:
@@ -130,7 +129,7 @@ def judge_checkpoints(facts: dict, lang: str = "en") -> list:
             {"error": facts["error"], "store": facts.get("store")},
             tr(lang, "Fix or delete the file named, then check again.", "修复或删除上面提到的文件后再检查一次。"))]
     rows = facts.get("checkpoints") or []
-    where = facts.get("store") or facts.get("dir")
+    where = facts.get("store")
     if not rows:
         return [CheckResult("checkpoints.manifest", "skipped", tr(
             lang, f"No checkpoint is known (no manifest, nothing added in {where}).",

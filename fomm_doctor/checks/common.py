@@ -1,15 +1,6 @@
-"""Small helpers every check shares: version comparison and the platform's way of spelling commands."""
-import re
-
-from fomm_doctor.install.builds import os_name  # noqa: F401  (one spelling of the OS name for checks and install)
-
-
-def version_tuple(text) -> tuple:
-    """'2.13.0+cpu' -> (2, 13, 0); '580.65.06' -> (580, 65, 6); None or junk -> ()."""
-    if not text:
-        return ()
-    match = re.match(r"\s*(\d+(?:\.\d+)*)", str(text))
-    return tuple(int(p) for p in match.group(1).split(".")) if match else ()
+"""Small helpers every check shares: the platform's way of spelling commands, and sizes for people.
+(Versions are compared with fomm_doctor.install.builds.version_key.)"""
+from fomm_doctor.install.builds import os_name
 
 
 def python_cmd(platform: str) -> str:

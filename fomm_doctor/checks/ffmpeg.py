@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 
 from fomm_doctor.i18n import tr
-from fomm_doctor.render import CheckResult
+from fomm_doctor.report import CheckResult
 from fomm_doctor.checks.common import pip_cmd
 from fomm_core.tools import find_tool, resolve_tool
 

@@ -30,11 +30,11 @@ import re
 import subprocess
 import sys
 
-from fomm_doctor.checks.common import os_name
 from fomm_doctor.i18n import tr
 from fomm_doctor.install import builds
-from fomm_doctor.render import CheckResult
-from fomm_doctor.checks.gpu import _read
+from fomm_doctor.install.builds import os_name
+from fomm_doctor.report import CheckResult
+from fomm_doctor.checks.gpu import read_text
 from fomm_core.tools import find_tool
 
 KFD_NODES = "/sys/class/kfd/kfd/topology/nodes"
@@ -143,26 +143,33 @@ def _marketing_name(node_name, device_id, revision, product_name, ids):
     return node_name if node_name and node_name != "ip discovery" else None
 
 
-def kfd_gpus(read_file=_read, listdir=_listdir, root=KFD_NODES) -> list:
-    """GPUs from the KFD topology: [{'name', 'gfx'}], in node order, CPU nodes left out."""
-    entries = listdir(root) or []
-    ids = {}
+def _amdgpu_ids(read_file) -> dict:
+    """libdrm's marketing-name table, from the first place that has one."""
     for path in AMDGPU_IDS:
         ids = parse_amdgpu_ids(read_file(path) or "")
         if ids:
-            break
-    gpus = []
-    for node in sorted((e for e in entries if str(e).isdigit()), key=int):
-        gpu = kfd_node_gpu(parse_kfd_properties(read_file(f"{root}/{node}/properties") or ""))
-        if gpu is None:
-            continue
-        drm = f"{DRM}/renderD{gpu['render_minor']}/device" if gpu["render_minor"] else None
-        name = _marketing_name(read_file(f"{root}/{node}/name"), gpu["device_id"],
-                               read_file(f"{drm}/revision") if drm else None,
-                               read_file(f"{drm}/product_name") if drm else None, ids)
-        gpus.append({"name": name or f"AMD GPU {gpu['gfx'] or gpu['device_id'] or 'node ' + node}",
-                     "gfx": gpu["gfx"]})
-    return gpus
+            return ids
+    return {}
+
+
+def _kfd_node(root: str, node: str, read_file, ids: dict):
+    """One KFD node as {'name', 'gfx'}, named through its DRM render node; None for a CPU node."""
+    gpu = kfd_node_gpu(parse_kfd_properties(read_file(f"{root}/{node}/properties") or ""))
+    if gpu is None:
+        return None
+    drm = f"{DRM}/renderD{gpu['render_minor']}/device" if gpu["render_minor"] else None
+    name = _marketing_name(read_file(f"{root}/{node}/name"), gpu["device_id"],
+                           read_file(f"{drm}/revision") if drm else None,
+                           read_file(f"{drm}/product_name") if drm else None, ids)
+    return {"name": name or f"AMD GPU {gpu['gfx'] or gpu['device_id'] or 'node ' + node}", "gfx": gpu["gfx"]}
+
+
+def kfd_gpus(read_file=read_text, listdir=_listdir, root=KFD_NODES) -> list:
+    """GPUs from the KFD topology: [{'name', 'gfx'}], in node order, CPU nodes left out."""
+    entries = listdir(root) or []
+    ids = _amdgpu_ids(read_file)
+    nodes = sorted((e for e in entries if str(e).isdigit()), key=int)
+    return [gpu for gpu in (_kfd_node(root, node, read_file, ids) for node in nodes) if gpu is not None]
 
 
 # --- AMD: rocminfo ---------------------------------------------------------------------------------------------
@@ -206,6 +213,28 @@ def rocminfo_candidates(which=find_tool, env=None) -> list:
 # --- Windows ---------------------------------------------------------------------------------------------------
 
 
+def _controller_vendor(vendor_id: str, compat: str, name: str):
+    """'intel' | 'amd' | 'nvidia' | None from the PCI vendor id, the driver's maker or the adapter's name."""
+    if vendor_id == "8086" or "intel" in compat.lower() or name.startswith("Intel"):
+        return "intel"
+    if vendor_id == "1002" or re.search(r"Advanced Micro Devices|\bAMD\b|\bATI\b", compat + " " + name) \
+            or "Radeon" in name:
+        return "amd"
+    if vendor_id == "10de" or "nvidia" in (compat + name).lower():
+        return "nvidia"
+    return None
+
+
+def _video_controller(row: dict) -> dict:
+    pnp = str(row.get("PNPDeviceID") or "")
+    ven = re.search(r"VEN_([0-9A-Fa-f]{4})", pnp)
+    dev = re.search(r"DEV_([0-9A-Fa-f]{4})", pnp)
+    name = row["Name"].strip()
+    vendor = _controller_vendor(ven.group(1).lower() if ven else "", str(row.get("AdapterCompatibility") or ""),
+                                name)
+    return {"name": name, "vendor": vendor, "device_id": f"0x{dev.group(1).lower()}" if dev else None}
+
+
 def parse_video_controllers(text: str) -> list:
     """ConvertTo-Json of Win32_VideoController rows -> [{'name', 'vendor', 'device_id'}]; garbage -> []."""
     try:
@@ -213,26 +242,7 @@ def parse_video_controllers(text: str) -> list:
     except ValueError:
         return []
     rows = data if isinstance(data, list) else [data]
-    out = []
-    for row in rows:
-        if not isinstance(row, dict) or not isinstance(row.get("Name"), str):
-            continue
-        pnp = str(row.get("PNPDeviceID") or "")
-        ven = re.search(r"VEN_([0-9A-Fa-f]{4})", pnp)
-        dev = re.search(r"DEV_([0-9A-Fa-f]{4})", pnp)
-        compat = str(row.get("AdapterCompatibility") or "")
-        name = row["Name"].strip()
-        if (ven and ven.group(1).lower() == "8086") or "intel" in compat.lower() or name.startswith("Intel"):
-            vendor = "intel"
-        elif (ven and ven.group(1).lower() == "1002") or re.search(r"Advanced Micro Devices|\bAMD\b|\bATI\b",
-                                                                     compat + " " + name) or "Radeon" in name:
-            vendor = "amd"
-        elif (ven and ven.group(1).lower() == "10de") or "nvidia" in (compat + name).lower():
-            vendor = "nvidia"
-        else:
-            vendor = None
-        out.append({"name": name, "vendor": vendor, "device_id": f"0x{dev.group(1).lower()}" if dev else None})
-    return out
+    return [_video_controller(row) for row in rows if isinstance(row, dict) and isinstance(row.get("Name"), str)]
 
 
 def powershell_exe(env=None) -> str:
@@ -254,36 +264,61 @@ def _windows_controllers(run, timeout, errors):
     return rows
 
 
+def _probe_windows(run, timeout, vendor: str, entry) -> dict:
+    """A vendor's GPUs from the video-controller list, each made into a probe's gpu entry by `entry(row)`."""
+    errors = []
+    rows = _windows_controllers(run, timeout, errors)
+    gpus = [entry(r) for r in rows or [] if r["vendor"] == vendor]
+    return {"gpus": gpus, "source": "Win32_VideoController" if rows is not None else None, "errors": errors}
+
+
+def _nothing(errors: list) -> dict:
+    return {"gpus": [], "source": None, "errors": errors}
+
+
 # --- AMD probe -------------------------------------------------------------------------------------------------
 
 
-def probe_amd(run=subprocess.run, platform=sys.platform, which=find_tool, read_file=_read, listdir=_listdir,
+def _tool_gpus(run, cmd: list, parse, timeout, errors: list, empty: str):
+    """GPUs `parse` finds in a tool's output; [] (and `empty` in `errors`) when it names none; None when the tool
+    did not run (the reason is in `errors`)."""
+    text = _run_tool(run, cmd, timeout, errors)
+    if text is None:
+        return None
+    gpus = parse(text)
+    if not gpus:
+        errors.append(f"{cmd[0]}: {empty}")
+    return gpus
+
+
+def _rocminfo_gpus(run, which, timeout, errors):
+    """(GPU agents, the rocminfo that listed them) from the first rocminfo that runs; ([], None) otherwise."""
+    for exe in rocminfo_candidates(which):
+        gpus = _tool_gpus(run, [exe], parse_rocminfo, timeout, errors, "no GPU agent in its output")
+        if gpus is not None:
+            return gpus, (exe if gpus else None)
+    return [], None
+
+
+def probe_amd(run=subprocess.run, platform=sys.platform, which=find_tool, read_file=read_text, listdir=_listdir,
               timeout=5.0) -> dict:
     """{"gpus": [{"name", "gfx"}], "source": str|None, "errors": [...]}: KFD topology, then rocminfo (Linux);
     the video-controller list (Windows, gfx None: no ROCm torch there)."""
-    errors = []
     osn = os_name(platform)
     if osn == "windows":
-        rows = _windows_controllers(run, timeout, errors)
-        gpus = [{"name": r["name"], "gfx": None} for r in rows or [] if r["vendor"] == "amd"]
-        return {"gpus": gpus, "source": "Win32_VideoController" if rows is not None else None, "errors": errors}
+        return _probe_windows(run, timeout, "amd", lambda r: {"name": r["name"], "gfx": None})
+    errors = []
     if osn != "linux":
-        return {"gpus": [], "source": None, "errors": errors}
+        return _nothing(errors)
     kfd = kfd_gpus(read_file, listdir)
     if kfd and all(g["gfx"] for g in kfd):
         return {"gpus": kfd, "source": KFD_NODES, "errors": errors}
-    for exe in rocminfo_candidates(which):
-        text = _run_tool(run, [exe], timeout, errors)
-        if text is None:
-            continue
-        gpus = parse_rocminfo(text)
-        if gpus:
-            return {"gpus": gpus, "source": exe, "errors": errors}
-        errors.append(f"{exe}: no GPU agent in its output")
-        break
+    gpus, exe = _rocminfo_gpus(run, which, timeout, errors)
+    if gpus:
+        return {"gpus": gpus, "source": exe, "errors": errors}
     if kfd:  # an old kernel: GPUs without their gfx target
         return {"gpus": kfd, "source": KFD_NODES, "errors": errors}
-    return {"gpus": [], "source": None, "errors": errors}
+    return _nothing(errors)
 
 
 # --- Intel -----------------------------------------------------------------------------------------------------
@@ -338,7 +373,7 @@ def parse_sycl_ls(text: str) -> list:
     return gpus
 
 
-def drm_intel_cards(read_file=_read, listdir=_listdir, root=DRM) -> list:
+def drm_intel_cards(read_file=read_text, listdir=_listdir, root=DRM) -> list:
     """/sys/class/drm/cardN/device/{vendor,device} -> [{'card', 'device_id'}] for vendor 0x8086."""
     cards = sorted((e for e in listdir(root) or [] if re.fullmatch(r"card\d+", str(e))), key=lambda c: int(c[4:]))
     found = []
@@ -354,43 +389,43 @@ def _intel_entry(name, device_id):
     return {"name": name, "device_id": device_id, "discrete": intel_discrete(name)}
 
 
-def probe_intel(run=subprocess.run, platform=sys.platform, which=find_tool, read_file=_read, listdir=_listdir,
+def _intel_tool_names(run, which, timeout, errors):
+    """(GPUs named by `xpu-smi discovery`, else `sycl-ls`, the tool that named them); ([], None) when neither
+    is installed or names one."""
+    for tool, args, parse in (("xpu-smi", ["discovery"], parse_xpu_smi_discovery), ("sycl-ls", [], parse_sycl_ls)):
+        exe = which(tool)
+        named = _tool_gpus(run, [exe, *args], parse, timeout, errors, "no Intel GPU in its output") if exe else None
+        if named:
+            return named, exe
+    return [], None
+
+
+def _named_intel(named: list, cards: list) -> list:
+    """Device ids: the tool's own, else the DRM cards' in order when the counts agree."""
+    fill = [c["device_id"] for c in cards] if len(cards) == len(named) else [None] * len(named)
+    return [_intel_entry(g["name"], g.get("device_id") or d) for g, d in zip(named, fill)]
+
+
+def probe_intel(run=subprocess.run, platform=sys.platform, which=find_tool, read_file=read_text, listdir=_listdir,
                 timeout=5.0) -> dict:
     """{"gpus": [{"name", "device_id", "discrete"}], "source", "errors"}: on Linux the DRM cards with Intel's
     vendor id, named by `xpu-smi discovery` or else `sycl-ls` when either is installed; on Windows the
     video-controller list."""
-    errors = []
     osn = os_name(platform)
     if osn == "windows":
-        rows = _windows_controllers(run, timeout, errors)
-        gpus = [_intel_entry(r["name"], r["device_id"]) for r in rows or [] if r["vendor"] == "intel"]
-        return {"gpus": gpus, "source": "Win32_VideoController" if rows is not None else None, "errors": errors}
+        return _probe_windows(run, timeout, "intel", lambda r: _intel_entry(r["name"], r["device_id"]))
+    errors = []
     if osn != "linux":
-        return {"gpus": [], "source": None, "errors": errors}
+        return _nothing(errors)
     cards = drm_intel_cards(read_file, listdir)
-    named, source = [], None
-    for tool, parse in (("xpu-smi", parse_xpu_smi_discovery), ("sycl-ls", parse_sycl_ls)):
-        exe = which(tool)
-        if not exe:
-            continue
-        text = _run_tool(run, [exe, "discovery"] if tool == "xpu-smi" else [exe], timeout, errors)
-        if text is None:
-            continue
-        named = parse(text)
-        if named:
-            source = exe
-            break
-        errors.append(f"{exe}: no Intel GPU in its output")
+    named, source = _intel_tool_names(run, which, timeout, errors)
     if named:
-        # device ids: the tool's own, else the DRM cards' in order when the counts agree
-        fill = [c["device_id"] for c in cards] if len(cards) == len(named) else [None] * len(named)
-        gpus = [_intel_entry(g["name"], g.get("device_id") or d) for g, d in zip(named, fill)]
-        return {"gpus": gpus, "source": source, "errors": errors}
+        return {"gpus": _named_intel(named, cards), "source": source, "errors": errors}
     if cards:
         gpus = [{"name": f"Intel GPU {c['device_id'] or c['card']}", "device_id": c["device_id"], "discrete": None}
                 for c in cards]
         return {"gpus": gpus, "source": DRM, "errors": errors}
-    return {"gpus": [], "source": None, "errors": errors}
+    return _nothing(errors)
 
 
 # --- Apple -----------------------------------------------------------------------------------------------------

@@ -4,81 +4,67 @@ deadline, so that a network that silently drops packets costs the timeout once, 
 ids: mirror.<name> for every mirror in wheels_index.json, and mirror.configured for pip's own index when it is
 none of those.
 """
-import base64
 import socket
 import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
-from urllib.parse import unquote, urlsplit, urlunsplit
+
+import requests
 
 from fomm_doctor.i18n import tr
-from fomm_doctor.net.redact import redact, same_origin
-from fomm_doctor.render import CheckResult
+from fomm_doctor.install.pip_config import PYPI_SIMPLE
+from fomm_doctor.net.redact import redact
+from fomm_doctor.report import CheckResult
 from fomm_doctor.checks.common import pip_cmd
 
 DEFAULT_TIMEOUT = 3.0
 _USER_AGENT = "fomm-doctor (mirror check)"
 
 
-def _request(url: str) -> urllib.request.Request:
-    """A GET for `url`; credentials in the URL (https://user:token@host/...) go into a Basic auth header,
-    since urllib would otherwise take 'user:token@host' for the host name."""
-    headers = {"User-Agent": _USER_AGENT}
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
-        userinfo, host = parts.netloc.rsplit("@", 1)
-        user, _, password = userinfo.partition(":")
-        token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
-        headers["Authorization"] = f"Basic {token}"
-        url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-    return urllib.request.Request(url, headers=headers)
-
-
-class _KeepCredentialsHome(urllib.request.HTTPRedirectHandler):
-    """urllib copies every header, Authorization included, onto a redirect to any host: credentials written
-    for the index would go wherever it points. Only a redirect to the same scheme, host and port keeps them."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if new is not None and not same_origin(req.full_url, new.full_url):
-            for name in [k for k in new.headers if k.lower() == "authorization"]:
-                del new.headers[name]
-            new.unredirected_hdrs.pop("Authorization", None)
-        return new
-
-
-_OPENER = urllib.request.build_opener(_KeepCredentialsHome)  # also honours HTTPS_PROXY etc., as urlopen does
-
-
 def _probe_one(url: str, timeout: float) -> dict:
+    """GET `url` and read the first KB. Credentials in the URL (https://user:token@host/...) are sent as Basic
+    auth; requests drops them on a redirect to another scheme, host or port, as everything else that asks the
+    network here relies on (net/pages.py)."""
     start = time.monotonic()
     try:
-        request = _request(url)
-        with _OPENER.open(request, timeout=timeout) as response:
-            latency = (time.monotonic() - start) * 1000
-            response.read(1024)
-            return {"ok": True, "latency_ms": round(latency), "error": None, "status": response.status}
-    except urllib.error.HTTPError as exc:
-        latency = (time.monotonic() - start) * 1000
-        return {"ok": False, "latency_ms": round(latency), "error": f"HTTP {exc.code}", "status": exc.code}
-    except Exception as exc:  # URLError, socket.timeout, ssl errors, bad URLs: all mean "not usable"
+        with requests.Session() as session, session.get(url, headers={"User-Agent": _USER_AGENT},
+                                                          timeout=timeout, stream=True) as response:
+            latency = round((time.monotonic() - start) * 1000)
+            if response.status_code >= 400:
+                return {"ok": False, "latency_ms": latency, "error": f"HTTP {response.status_code}",
+                        "status": response.status_code}
+            response.raw.read(1024)
+            return {"ok": True, "latency_ms": latency, "error": None, "status": response.status_code}
+    except Exception as exc:  # connection, DNS, TLS errors, timeouts, bad URLs: all mean "not usable"
         return {"ok": False, "latency_ms": None, "error": describe_network_error(exc), "status": None}
+
+
+def _causes(exc: BaseException) -> list:
+    """`exc` and every exception it wraps, outermost first: requests wraps urllib3's errors, which wrap the
+    socket's."""
+    seen, todo = [], [exc]
+    while todo:
+        e = todo.pop(0)
+        if not isinstance(e, BaseException) or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        todo += [getattr(e, "reason", None), e.__cause__, e.__context__, *getattr(e, "args", ())]
+    return seen
 
 
 def describe_network_error(exc) -> str:
     """A few words a user can act on, for the usual ways a request fails."""
-    reason = getattr(exc, "reason", exc)
-    if isinstance(reason, socket.gaierror):
-        return "host name not found (DNS)"
-    if isinstance(reason, (socket.timeout, TimeoutError)):
-        return "timed out"
-    if isinstance(reason, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(reason, ssl.SSLError):
-        return f"TLS error: {getattr(reason, 'reason', None) or reason}"
-    return f"{reason.__class__.__name__}: {reason}"
+    causes = _causes(exc)
+    for kinds, words in ((socket.gaierror, "host name not found (DNS)"),
+                         ((socket.timeout, TimeoutError, requests.Timeout), "timed out"),
+                         (ConnectionRefusedError, "connection refused")):
+        if any(isinstance(c, kinds) for c in causes):
+            return words
+    tls = next((c for c in causes if isinstance(c, ssl.SSLError)), None)
+    if tls is not None:
+        return f"TLS error: {getattr(tls, 'reason', None) or tls}"
+    root = causes[-1]
+    return redact(f"{root.__class__.__name__}: {root}")
 
 
 def probe_mirrors(urls: dict, timeout: float = DEFAULT_TIMEOUT) -> dict:
@@ -118,7 +104,7 @@ def mirror_urls(index: dict, pip_index: dict) -> dict:
     urls = {name: m["url"] for name, m in index.get("mirrors", {}).items()}
     configured = (pip_index or {}).get("index_url")
     if configured and _norm(configured) not in {_norm(u) for u in urls.values()} \
-            and _norm(configured) != "https://pypi.org/simple":
+            and _norm(configured) != _norm(PYPI_SIMPLE):
         urls["configured"] = configured
     return urls
 

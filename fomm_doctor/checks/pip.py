@@ -5,8 +5,9 @@ ids: pip.version, pip.index
 from fomm_doctor.i18n import tr
 from fomm_doctor.net.redact import redact
 from fomm_doctor.install.pip_config import pip_config_files, read_pip_index_config
-from fomm_doctor.render import CheckResult
-from fomm_doctor.checks.common import pip_cmd, python_cmd, version_tuple
+from fomm_doctor.report import CheckResult
+from fomm_doctor.checks.common import pip_cmd, python_cmd
+from fomm_doctor.install.builds import version_key
 
 RESUME_PIP = (25, 1)  # first pip that resumes an interrupted download (--resume-retries)
 
@@ -36,8 +37,8 @@ def judge_version(pip_facts: dict, platform_facts: dict, index: dict, lang: str 
         return CheckResult("pip.version", "fail", tr(lang, "pip is not installed in this Python.",
                                                      "这个 Python 没有安装 pip。"), {"version": None},
                            f"{python_cmd(platform)} -m ensurepip --upgrade")
-    details = {"version": version, "min_pip": minimum, "resumes_downloads": version_tuple(version) >= RESUME_PIP}
-    if version_tuple(version) < version_tuple(minimum):
+    details = {"version": version, "min_pip": minimum, "resumes_downloads": version_key(version) >= RESUME_PIP}
+    if version_key(version) < version_key(minimum):
         return CheckResult("pip.version", "warn", tr(
             lang, f"pip {version} is older than {minimum} (`pip install update` would not upgrade it).",
             f"pip {version} 低于 {minimum}（常见的 `pip install update` 并不会升级 pip）。"), details, upgrade)

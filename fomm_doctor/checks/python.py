@@ -8,11 +8,12 @@ import struct
 import sys
 
 from fomm_doctor.i18n import tr
-from fomm_doctor.render import CheckResult
-from fomm_doctor.checks.common import os_name, python_cmd, version_tuple
+from fomm_doctor.report import CheckResult
+from fomm_doctor.checks.common import python_cmd
 from fomm_doctor.install import builds
+from fomm_doctor.install.builds import os_name, version_key
+from fomm_doctor.preflight import MIN_PYTHON
 
-MIN_PYTHON = (3, 9)  # what fomm-doctor itself installs on (pyproject requires-python)
 _ENV_KEYS = ("PIP_CONFIG_FILE", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "XDG_CONFIG_HOME",
              "XDG_CONFIG_DIRS", "APPDATA", "LOCALAPPDATA", "PROGRAMDATA", "ALLUSERSPROFILE", "VIRTUAL_ENV",
              "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "PIP_CACHE_DIR", "XDG_CACHE_HOME")
@@ -37,7 +38,7 @@ def probe_platform() -> dict:
 
 def torch_releases_for(py_version: str, facts: dict) -> list:
     """torch minor versions (newest first) with wheels for this Python on this OS/CPU."""
-    major_minor = ".".join(str(p) for p in version_tuple(py_version)[:2])
+    major_minor = builds.minor_of(py_version)
     return builds.releases_for_python(major_minor, builds.platform_key(facts.get("platform", "linux"),
                                                                        facts.get("machine", "")))
 
@@ -60,7 +61,7 @@ def _install_python_hint(facts: dict, lang: str, want: str) -> str:
 
 def judge_version(facts: dict, index: dict, lang: str = "en") -> CheckResult:
     version = facts["python_version"]
-    vt = version_tuple(version)
+    vt = version_key(version)
     want = builds.recommended_python()
     releases = torch_releases_for(version, facts)
     newest_any = torch_releases_for(want, facts) or [builds.newest_release()]
@@ -68,17 +69,18 @@ def judge_version(facts: dict, index: dict, lang: str = "en") -> CheckResult:
                "recommended_python": want}
     fix = _install_python_hint(facts, lang, want)
     if vt[:2] < MIN_PYTHON:
+        need = ".".join(map(str, MIN_PYTHON))
         newest = tr(lang, f"its newest torch is {releases[0]}", f"它最多能装 torch {releases[0]}") \
             if releases else tr(lang, "no torch wheels exist for it", "没有适用的 torch 安装包")
         return CheckResult("python.version", "fail", tr(
-            lang, f"Python {version} is too old for fomm-doctor (needs 3.9+); {newest}.",
-            f"Python {version} 太旧，fomm-doctor 需要 3.9 以上；{newest}。"), details, fix)
+            lang, f"Python {version} is too old for fomm-doctor (needs {need}+); {newest}.",
+            f"Python {version} 太旧，fomm-doctor 需要 {need} 以上；{newest}。"), details, fix)
     if not releases:
         return CheckResult("python.version", "fail", tr(
             lang, f"No torch release has wheels for Python {version} on this platform yet.",
             f"目前没有任何 torch 版本提供 Python {version}（本平台）的安装包。"), details, fix)
     newest, best = releases[0], newest_any[0]
-    if version_tuple(newest) < version_tuple(best):
+    if version_key(newest) < version_key(best):
         return CheckResult("python.version", "warn", tr(
             lang, f"Python {version}: newest torch it can have is {newest} (current is {best}).",
             f"Python {version}：最多能装 torch {newest}（最新为 {best}）。"), details, fix)

@@ -1,12 +1,56 @@
 """Run a small probe script in a child Python with a time limit, so that a broken library (a failing DLL, a
-segfault, an import that hangs) becomes a fact to judge instead of a crash or a hang of the doctor."""
+segfault, an import that hangs) becomes a fact to judge instead of a crash or a hang of the doctor.
+
+torch.import and opencv.import share the script's frame (`import_script`) and the failed rows
+(`judge_failed_import`); each brings only what it tries once the import worked."""
 import json
 import os
 import subprocess
 import sys
+import textwrap
 import time
+from typing import Callable, Optional
+
+from fomm_doctor.i18n import tr
+from fomm_doctor.report import CheckResult
 
 MARK = "FOMM_PROBE_JSON:"
+
+
+_IMPORT_SCRIPT = """import json
+out = {{"installed": True}}
+try:
+{before}
+    import {module}
+except ModuleNotFoundError as e:
+    if e.name == "{module}":
+        out.update(installed=False, ok=False, error=str(e))
+    else:
+        out.update(ok=False, error="%s: %s" % (type(e).__name__, e))
+except BaseException as e:
+    out.update(ok=False, error="%s: %s" % (type(e).__name__, e))
+else:
+    try:
+{work}
+    except BaseException as e:
+        out.update(ok=False, error="%s: %s" % (type(e).__name__, e))
+print({mark!r} + json.dumps(out))
+"""
+
+
+def import_script(module: str, work: str, before: str = "") -> str:
+    """A probe script that imports `module` and then runs `work`, both filling the dict `out`, which it prints
+    after MARK. Whatever they raise, even a BaseException, becomes out["error"]; `before` runs just ahead of
+    the import (inside the same guard)."""
+    def block(code, depth):
+        return textwrap.indent(textwrap.dedent(code).strip("\n"), " " * depth)
+    return _IMPORT_SCRIPT.format(module=module, mark=MARK, before=block(before, 4), work=block(work, 8))
+
+
+def probe_import(script: str, timeout: float, python=None, env=None) -> dict:
+    """Facts from `script` run in `python` (default: this interpreter); `env` adds variables (tests set
+    PYTHONPATH)."""
+    return import_facts(run_probe_script(script, timeout, python, env), timeout)
 
 
 def run_probe_script(code: str, timeout: float, python=None, env=None) -> dict:
@@ -51,3 +95,18 @@ def import_facts(result: dict, timeout: float) -> dict:
             why = f"crashed with signal {-code}. {why}".strip()
         return dict(facts, installed=None, ok=False, error=why)
     return dict(facts, **data)
+
+
+def judge_failed_import(check_id: str, facts: dict, details: dict, lang: str, *, missing: str, name: str,
+                        missing_fix: str, broken_fix: Callable[[str], str]) -> Optional[CheckResult]:
+    """The failed row for an import probed in a child process: not installed (`missing` names the package),
+    or broken (`name` is the module; `broken_fix(last error line)` says what to do); None when it worked."""
+    if facts.get("installed") is False:
+        return CheckResult(check_id, "fail", tr(lang, f"{missing} is not installed.", f"未安装 {missing}。"),
+                           details, missing_fix)
+    if facts.get("ok"):
+        return None
+    lines = (facts.get("error") or "").strip().splitlines()
+    error = lines[-1] if lines else "?"
+    return CheckResult(check_id, "fail", tr(lang, f"{name} is broken: {error}", f"{name} 无法使用：{error}"),
+                       details, broken_fix(error))

@@ -8,8 +8,9 @@ import sys
 import tempfile
 
 from fomm_doctor.i18n import tr
-from fomm_doctor.render import CheckResult
-from fomm_doctor.checks.common import human_bytes, os_name
+from fomm_doctor.report import CheckResult
+from fomm_doctor.checks.common import human_bytes
+from fomm_doctor.install.builds import os_name
 
 GB = 1024 ** 3
 # A CUDA torch with its nvidia-* wheels takes about 5 GB installed, plus the downloads in pip's cache;

@@ -4,17 +4,75 @@ from typing import Optional
 
 import typer
 
-from fomm_doctor.errors import UserError
+from fomm_doctor.errors import UserError, require_torch
 
 
-def _pick_device(device: str) -> str:
-    import torch
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device} was asked for but this torch ({torch.__version__}) cannot use a GPU; "
-                        "use --device cpu, or run `fomm-doctor install` for a CUDA build.")
-    return device
+def load_model(checkpoint, config, device="auto", precision="auto", **engine_options):
+    """(Animator, model size, ResolvedCheckpoint) from a checkpoint name or path, on the device asked for.
+
+    Without a checkpoint: the best face model present; when that is only the bundled 64-px synthetic model, the
+    store's note saying so is printed to stderr, and the command goes on with it.
+    """
+    require_torch()
+    from fomm_core.device import resolve_device
+    from fomm_core.inference.engine import Animator
+    from fomm_core.model.checkpoint import load_checkpoints, model_size
+    from fomm_doctor.checkpoints import resolve_checkpoint
+
+    dev = resolve_device(device)
+    resolved = resolve_checkpoint(checkpoint)
+    note = getattr(resolved, "note", None)
+    if note:
+        typer.echo(note, err=True)
+    config = config or resolved.config             # a known checkpoint names the config it fits
+    generator, kp_detector = load_checkpoints(config, Path(resolved), dev)
+    animator = Animator(generator, kp_detector, device=dev, precision=precision, **engine_options)
+    return animator, model_size(Path(resolved), config), resolved
+
+
+def _check_inputs(source: Path, driving: Path, output: Path, mode: str, device: str, precision: str,
+                  batch_size: int):
+    """The cheap checks (flags, output path, image, video) before the slow ones; -> the driving VideoInfo."""
+    from fomm_core.device import check_device, check_precision
+    from fomm_core.media.images import load_image
+    from fomm_core.media.video import check_output_path, probe_video
+    if mode not in ("relative", "absolute"):
+        raise UserError(f"--mode must be relative or absolute, not '{mode}'.")
+    check_device(device)
+    check_precision(precision)
+    if batch_size < 1:
+        raise UserError("--batch-size must be at least 1.")
+    if not source.exists():
+        raise UserError(f"source image {source} does not exist.")
+    if not driving.exists():
+        raise UserError(f"driving video {driving} does not exist.")
+    check_output_path(output, inputs=(source, driving))
+    load_image(source)
+    return probe_video(driving)
+
+
+def _animate_with_progress(source, driving, output, animator, info, **options):
+    """animate_video under a progress bar; -> (result, the warnings it gave)."""
+    import warnings
+
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    from fomm_core.inference.pipeline import animate_video
+    with Progress(TextColumn("animating"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                  TimeRemainingColumn(), transient=False) as bar:
+        task = bar.add_task("animate", total=max(info.frame_count, 1), rate="")
+
+        def progress(done, total):
+            elapsed = bar.tasks[0].elapsed or 0.0
+            bar.update(task, completed=done, total=total,
+                       rate=f"{done / elapsed:.2f} frames/s" if elapsed > 0 else "")
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            result = animate_video(source, driving, output, animator, progress=progress, **options)
+    return result, caught
 
 
 def animate(
@@ -22,7 +80,8 @@ def animate(
     driving: Path = typer.Argument(..., help="Driving video (any format, size, fps and rotation ffmpeg reads)."),
     output: Path = typer.Option(..., "--output", "-o", help="Result video (.mp4, H.264)."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint",
-                                             help="Checkpoint name (e.g. vox) or path (default: the bundled one)."),
+                                             help="Checkpoint name (e.g. vox) or path "
+                                                  "(default: the best face model present)."),
     config: Optional[str] = typer.Option(None, "--config",
                                          help="Config name (vox-256) or YAML (default: from the checkpoint)."),
     mode: str = typer.Option("relative", "--mode", help="relative (motion relative to the start frame) or absolute."),
@@ -30,7 +89,7 @@ def animate(
                                      help="Scale the motion by the ratio of face sizes (relative mode)."),
     find_best_frame: bool = typer.Option(False, "--find-best-frame",
                                          help="Start from the driving frame whose pose best matches the source."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (cuda:1...)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16."),
     batch_size: int = typer.Option(4, "--batch-size", help="Driving frames animated together."),
     audio: bool = typer.Option(True, "--audio/--no-audio", help="Keep the driving video's audio track."),
@@ -45,60 +104,15 @@ def animate(
     face, and one steady square over the video's longest face track, as `fomm-doctor crop` does).
     The video is streamed, so memory does not grow with its length.
     """
-    if mode not in ("relative", "absolute"):
-        raise UserError(f"--mode must be relative or absolute, not '{mode}'.")
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise UserError(f"--precision must be auto, fp32, bf16 or fp16, not '{precision}'.")
-    if batch_size < 1:
-        raise UserError("--batch-size must be at least 1.")
-    if not source.exists():
-        raise UserError(f"source image {source} does not exist.")
-    if not driving.exists():
-        raise UserError(f"driving video {driving} does not exist.")
-    # check the cheap things (output path, image, video) before the slow ones (weights, the whole animation)
-    from fomm_core.media.images import load_image
-    from fomm_core.media.video import check_output_path, probe_video
-    check_output_path(output, inputs=(source, driving))
-    load_image(source)
-    info = probe_video(driving)
-
-    from fomm_doctor.errors import require_torch
-    require_torch()
-    from fomm_core.model.checkpoint import load_checkpoints
-    from fomm_core.inference.engine import Animator
-    from fomm_core.inference.pipeline import animate_video
-    from fomm_doctor.checkpoints.store import resolve_checkpoint
-    from fomm_core.inference.live import model_size
-
-    dev = _pick_device(device)
-    resolved = resolve_checkpoint(checkpoint)
-    config = config or resolved.config
-    generator, kp_detector = load_checkpoints(config, Path(resolved), dev)
-    size = model_size(Path(resolved), config)
-    animator = Animator(generator, kp_detector, device=dev, precision=precision, mode=mode,
-                        adapt_movement_scale=adapt_scale)
+    info = _check_inputs(source, driving, output, mode, device, precision, batch_size)
+    animator, size, resolved = load_model(checkpoint, config, device, precision, mode=mode,
+                                          adapt_movement_scale=adapt_scale)
     typer.echo(f"checkpoint {resolved} at {size}x{size}; inference path: {animator.path}", err=True)
     typer.echo(f"driving: {info.width}x{info.height} at {info.fps:g} fps, about {info.frame_count} frames"
                + (", with audio" if info.has_audio else ""), err=True)
-
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-    with Progress(TextColumn("animating"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                  TimeRemainingColumn(), transient=False) as bar:
-        task = bar.add_task("animate", total=max(info.frame_count, 1), rate="")
-
-        def progress(done, total):
-            elapsed = bar.tasks[0].elapsed or 0.0
-            bar.update(task, completed=done, total=total,
-                       rate=f"{done / elapsed:.2f} frames/s" if elapsed > 0 else "")
-
-        import warnings
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            result = animate_video(source, driving, output, animator, size=size, batch_size=batch_size,
-                                   side_by_side=side_by_side, audio=audio, find_best_frame=find_best_frame,
-                                   crop=crop, progress=progress)
+    result, caught = _animate_with_progress(source, driving, output, animator, info, size=size,
+                                            batch_size=batch_size, side_by_side=side_by_side, audio=audio,
+                                            find_best_frame=find_best_frame, crop=crop)
     for w in caught:
         typer.echo(f"note: {w.message}", err=True)
     if find_best_frame:

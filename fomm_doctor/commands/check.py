@@ -28,7 +28,8 @@ def check(
         raise UserError(f"--timeout must be between 0 and 120 seconds, not {timeout:g}.")
 
     from fomm_doctor.checks import run_checks
-    from fomm_doctor.render import render_table, results_ok, results_to_json
+    from fomm_doctor.render import render_table
+    from fomm_doctor.report import results_ok, results_to_json
 
     console = None
     if not as_json:

@@ -1,5 +1,5 @@
 """`fomm-doctor checkpoints ...`: list, fetch, add, slim, verify. Parsing and rendering only; the work is in
-fomm_doctor.checkpoints.store."""
+fomm_doctor.checkpoints (store, fetch, add, slim)."""
 import json
 from pathlib import Path
 from typing import Optional
@@ -20,7 +20,7 @@ def _file_state(item: dict) -> str:
     state = item.get("state")
     if state == "ok":
         return "verified"
-    if state == "wrong" or item.get("verified") is False:
+    if state == "wrong":
         return f"WRONG: {item.get('why') or 'its sha256 does not match'}"
     if state == "loads, unverified":
         return "loads, unverified"
@@ -68,7 +68,7 @@ def fetch(name: str = typer.Argument(..., help="A name from `checkpoints list`, 
           as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Download a published checkpoint: resumable, failing over between its mirrors, verified."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
-    from fomm_doctor.checkpoints.store import fetch as do_fetch
+    from fomm_doctor.checkpoints.fetch import fetch as do_fetch
     from fomm_doctor.net.redact import redact, redact_data
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                   TransferSpeedColumn(), TimeRemainingColumn(), transient=True, disable=as_json) as bar:
@@ -98,7 +98,7 @@ def add(path: Path = typer.Argument(..., help="The .pth.tar you downloaded (do n
         link: bool = typer.Option(False, "--link", help="Link to the file instead of copying it."),
         dir: Optional[Path] = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
     """Register a checkpoint file you have: checked, recognised and placed where animate finds it by name."""
-    from fomm_doctor.checkpoints.store import add as do_add
+    from fomm_doctor.checkpoints.add import add as do_add
     result = do_add(path, name=name, link=link, override_dir=dir)
     checked = ("loads, unverified" if result.verified_by == "load"
                else f"matches the published {result.verified_by}")
@@ -115,7 +115,7 @@ def slim(name: str = typer.Argument(..., help="A checkpoint name or path."),
          out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output file."),
          dir: Optional[Path] = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
     """Write an inference-only copy (generator + keypoint detector), loadable by the original code too."""
-    from fomm_doctor.checkpoints.store import slim as do_slim
+    from fomm_doctor.checkpoints.slim import slim as do_slim
     result = do_slim(name, half=half, out=out, override_dir=dir)
     typer.echo(f"wrote {result.path}: {_mb(result.size)} (from {_mb(result.original_size)}; "
                f"config {result.config or 'stored in the file'}{'; float16 storage' if half else ''})")
@@ -136,7 +136,7 @@ def verify(name: Optional[str] = typer.Argument(None, help="One checkpoint name 
     for r in rows:
         for p in r["present"]:
             state = "ok" if p.get("state") == "ok" else _file_state(p)
-            bad += p.get("state") == "wrong" or p.get("verified") is False
+            bad += p.get("state") == "wrong"
             typer.echo(f"{r['name']}: {p['path']}: {state}")
     if bad:
         raise UserError(f"{bad} checkpoint file(s) contradict their published or recorded size or sha256: "

@@ -9,9 +9,11 @@ from fomm_doctor.errors import ExitCode, UserError
 
 
 def demo(
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Checkpoint name or path (default: the bundled one)."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint",
+                                             help="Checkpoint name or path (default: the bundled synthetic one)."),
     config: Optional[str] = typer.Option(None, "--config", help="Config name or YAML path (default: the checkpoint's own)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (default: CUDA when usable)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when usable, then MPS, then CPU), cpu, cuda, "
+                                                        "cuda:N or mps."),
     output: str = typer.Option("fomm-demo.mp4", "--output", "-o", help="Where to write the side-by-side video."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
 ) -> None:
@@ -20,14 +22,14 @@ def demo(
     Exit code 0 when every step passed, 1 when one failed (including a model that misses the L1 bar), 2 for a
     usage error.
     """
-    if device is not None and not (device in ("cpu", "cuda", "mps") or (device.startswith("cuda:")
-                                                                      and device[5:].isdigit())):
-        raise UserError(f"--device must be cpu, cuda, cuda:N or mps, not {device!r}.")
+    from fomm_core.device import check_device
+    check_device(device)
     if not output.lower().endswith(".mp4"):
         raise UserError(f"--output must be an .mp4 file, not {output!r}.")
 
     from fomm_doctor.demo import run_demo
-    from fomm_doctor.render import render_table, results_ok, results_to_json
+    from fomm_doctor.render import render_table
+    from fomm_doctor.report import results_ok, results_to_json
 
     results = run_demo(checkpoint=checkpoint, config=config, device=device, output=output)
     if as_json:

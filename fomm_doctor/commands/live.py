@@ -7,12 +7,27 @@ import typer
 from fomm_doctor.errors import UserError
 
 
+def load_animator(checkpoint, config, device="auto", precision="auto"):
+    """(Animator in relative mode, model size) from a checkpoint name or path; None: the best face model present."""
+    from fomm_doctor.commands.animate import load_model
+    animator, size, _ = load_model(checkpoint, config, device, precision, mode="relative")
+    return animator, size
+
+
+def _summary(stats) -> str:
+    s = stats.as_dict()
+    return (f"{s['processed']} frames animated in {s['seconds']} s: {s['fps']} fps, latency mean "
+            f"{s['latency_mean_ms']} ms / p95 {s['latency_p95_ms']} ms, {s['dropped']} camera frames dropped"
+            + (f" ({s['stop_reason']})" if s["stop_reason"] else ""))
+
+
 def live(
     source: Path = typer.Option(..., "--source", "-s", help="Source image, or a folder of images (n/p switch)."),
     camera: str = typer.Option("0", "--camera", "-c", help="Camera index, or a video file / stream URL."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Checkpoint name or path (default: bundled)."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint",
+                                             help="Checkpoint name or path (default: the best face model present)."),
     config: Optional[str] = typer.Option(None, "--config", help="Config name or YAML (default: from the checkpoint)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 or mps."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", "--precision",
                                   help="auto (fp32 on CPU, fp16 on CUDA), fp32, bf16 or fp16."),
     no_window: bool = typer.Option(False, "--no-window", help="No window (machines without a display)."),
@@ -22,14 +37,15 @@ def live(
     no_crop: bool = typer.Option(False, "--no-crop", help="Use the centre square instead of finding the face."),
 ) -> None:
     """Animate a photo with your webcam: r/space new reference pose, n/p next/previous photo, q/Esc quit."""
+    from fomm_core.device import check_device, check_precision
     from fomm_core.inference import live as live_loop
 
     if max_frames is not None and max_frames < 1:
         raise UserError("--max-frames must be at least 1.")
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise UserError(f"--precision must be auto, fp32, bf16 or fp16, not '{precision}'.")
+    check_device(device)
+    check_precision(precision)
     sources = live_loop.list_sources(source)
-    animator, size = live_loop.load_animator(checkpoint, config, device, precision)
+    animator, size = load_animator(checkpoint, config, device, precision)
     options = live_loop.LiveOptions(camera=live_loop.parse_camera(camera), sources=sources, size=size,
                                     crop=not no_crop, window=not no_window, output=output,
                                     max_frames=max_frames, virtual_camera=virtual_camera)
@@ -39,9 +55,6 @@ def live(
     finally:
         for note in session.notes:
             typer.echo(note, err=True)
-    s = stats.as_dict()
-    typer.echo(f"{s['processed']} frames animated in {s['seconds']} s: {s['fps']} fps, latency mean "
-               f"{s['latency_mean_ms']} ms / p95 {s['latency_p95_ms']} ms, {s['dropped']} camera frames dropped"
-               + (f" ({s['stop_reason']})" if s["stop_reason"] else ""))
+    typer.echo(_summary(stats))
     if output is not None and output.exists():
         typer.echo(f"recorded {output}")

@@ -2,16 +2,20 @@
 supports, which builds it publishes per platform, the NVIDIA driver a CUDA version needs, and which GPU
 architectures each CUDA / ROCm build carries kernels for.
 
-Pure functions of the table and plain facts; `check`, the preflight and `install` ask here.
+Pure functions of the table and plain facts; `check` and `install` ask here.
 A release newer than the table (2.16 when the table stops at 2.15) is answered from the nearest release the
 table knows, and the answer says so (`Answer.nearest`).
 """
 import json
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
+
+from fomm_doctor import preflight
+# The version parser and the Python policy (MIN_PYTHON, which torch a Python can have, the Python to recommend)
+# live in the preflight, which must run alone; this module answers through them.
+from fomm_doctor.preflight import version_key
 
 TABLE = Path(__file__).resolve().parent / "torch_builds.json"
 PLATFORMS = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64", "macos-x86_64")
@@ -21,11 +25,6 @@ PLATFORMS = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64", "
 def load() -> dict:
     with open(TABLE, encoding="utf-8") as f:
         return json.load(f)
-
-
-def version_key(text) -> tuple:
-    """'2.14.1+cu126' -> (2, 14, 1); '580.65.06' -> (580, 65, 6); 'rocm6.4' -> (6, 4); junk -> ()."""
-    return tuple(int(p) for p in re.findall(r"\d+", str(text or "").split("+", 1)[0])[:4])
 
 
 def minor_of(version: str) -> str:
@@ -76,8 +75,7 @@ def release(version: str, table: Optional[dict] = None) -> Answer:
 def releases_for_python(py_minor: str, pkey: str, table: Optional[dict] = None) -> list:
     """torch minor versions (newest first) with wheels for this CPython on this platform: the one answer to
     'which torch can this Python have'."""
-    return [r["torch"] for r in (table or load())["releases"]
-            if py_minor in r["python"] and r["builds"].get(pkey)]
+    return preflight.releases_for_python(table or load(), py_minor, pkey)
 
 
 def newest_release(table: Optional[dict] = None) -> str:
@@ -86,7 +84,7 @@ def newest_release(table: Optional[dict] = None) -> str:
 
 def recommended_python(table: Optional[dict] = None) -> str:
     """The oldest Python the newest torch supports: it has current torch and the widest choice of packages."""
-    return min((table or load())["releases"][0]["python"], key=version_key)
+    return preflight.recommended_python(table or load())
 
 
 # ---- NVIDIA ------------------------------------------------------------------------------------------------

@@ -346,27 +346,32 @@ def python_problem(py: dict, torch: Optional[str] = None) -> Optional[str]:
 
 
 def _python_vs_release(m: Machine, torch: str, ok: list, rec: str) -> Optional[str]:
+    """Why `--torch X.Y` cannot be had on this Python and platform (`ok`: the releases it can have), or None."""
     ans = builds.release(torch)
     if ans.nearest or ans.row is None:
         return None  # a release the table does not know: the index decides
     row, minor = ans.row, m.py_minor
+    newest = ok[0] if ok else None
     if not row["builds"].get(m.pkey):
-        last = ok[0] if ok else None
         return (f"torch {row['torch']} has no wheels for {m.pkey}" +
-                (f"; the newest for it is {last} (`--torch {last}`)" if last else ""))
+                (f"; the newest for it is {newest} (`--torch {newest}`)" if newest else ""))
     if minor in row["python"]:
         return None
-    newest = ok[0] if ok else None
     if builds.version_key(minor) < min(builds.version_key(p) for p in row["python"]):
-        floor = min((r["torch"] for r in builds.load()["releases"] if minor not in r["python"]
-                     and builds.version_key(r["torch"]) <= builds.version_key(row["torch"])
-                     and (not newest or builds.version_key(r["torch"]) > builds.version_key(newest))),
-                    key=builds.version_key, default=row["torch"])
-        tail = f"the newest you can have is {newest} (`--torch {newest}`), or install Python {rec}" if newest \
-            else f"install Python {rec}"
-        return f"Python {minor} is older than any torch >= {floor} supports: {tail}"
+        return _python_too_old(row, minor, newest, rec)
     return (f"torch {row['torch']} came out before Python {minor} and has no wheels for it: use "
             f"{'`--torch ' + newest + '`' if newest else 'a newer torch'}, or install Python {rec}")
+
+
+def _python_too_old(row: dict, minor: str, newest: Optional[str], rec: str) -> str:
+    """The sentence for a Python older than release `row` supports, naming the first release that dropped it."""
+    key = builds.version_key
+    floor = min((r["torch"] for r in builds.load()["releases"] if minor not in r["python"]
+                 and key(r["torch"]) <= key(row["torch"]) and (not newest or key(r["torch"]) > key(newest))),
+                key=key, default=row["torch"])
+    tail = f"the newest you can have is {newest} (`--torch {newest}`), or install Python {rec}" if newest \
+        else f"install Python {rec}"
+    return f"Python {minor} is older than any torch >= {floor} supports: {tail}"
 
 
 def backend_problem(option: str, m: Machine) -> Optional[str]:
@@ -389,13 +394,7 @@ def backend_problem(option: str, m: Machine) -> Optional[str]:
 
 def explain_no_fit(option: str, m: Machine, torch: Optional[str], cands: list, sources_read: list) -> str:
     """One sentence for 'nothing fits', most specific reason first."""
-    reason = python_problem(m.py, torch) or backend_problem(option, m)
-    if not reason:
-        pool = [c for c in cands if version_matches(c.version, torch) and wanted(c.backend, option)]
-        if pool:
-            top = max(pool, key=rank)
-            hint = "; `--backend auto` takes the newest build that fits" if option != "auto" else ""
-            reason = f"torch {top.version} does not fit: {unfit(top, m)}{hint}"
+    reason = python_problem(m.py, torch) or backend_problem(option, m) or _best_unfit(option, m, torch, cands)
     if reason:
         return reason[0].upper() + reason[1:] + "."
     where = ", ".join(sources_read) or "no index could be read"
@@ -406,3 +405,13 @@ def explain_no_fit(option: str, m: Machine, torch: Optional[str], cands: list, s
     want = f"torch {torch}" if torch else "torch"
     return (f"No {want} wheel for Python {m.py_minor} on {m.pkey} with backend {option} was found on "
             f"{where}{seen}.")
+
+
+def _best_unfit(option: str, m: Machine, torch: Optional[str], cands: list) -> Optional[str]:
+    """Why the best wanted file the indexes hold does not run here, or None when they hold none."""
+    pool = [c for c in cands if version_matches(c.version, torch) and wanted(c.backend, option)]
+    if not pool:
+        return None
+    top = max(pool, key=rank)
+    hint = "; `--backend auto` takes the newest build that fits" if option != "auto" else ""
+    return f"torch {top.version} does not fit: {unfit(top, m)}{hint}"

@@ -145,20 +145,24 @@ def verify(python: str, torch_plan: dict, timeout: float = 300.0) -> dict:
     if data is None:
         tail = (proc.stderr or "").strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
         return {"ok": False, "problem": f"the check process crashed ({tail[0]})"}
-    problems = []
-    if "error" in data:
-        problems.append(f"import torch failed ({data['error']})")
-    else:
-        if base_version(data["version"]) != base_version(torch_plan["version"]):
-            problems.append(f"torch {data['version']} is installed, {torch_plan['version']} was planned")
-        got = backend_of_installed(data)
-        if got != torch_plan["backend"] and not (torch_plan["backend"] == "cuda-default" and got.startswith("cu")):
-            problems.append(f"the installed build is {got}, {torch_plan['backend']} was planned")
-        if not data.get("tensor_ok"):
-            problems.append("a tensor operation gave a wrong result")
-        if cuda and not data.get("cuda_available"):
-            problems.append("torch.cuda.is_available() is False although a CUDA build was installed")
+    problems = [f"import torch failed ({data['error']})"] if "error" in data else \
+        _verify_problems(data, torch_plan, cuda)
     return dict(data, ok=not problems, problem="; ".join(problems) or None)
+
+
+def _verify_problems(data: dict, torch_plan: dict, cuda: bool) -> list:
+    """What the fresh interpreter reported that differs from the plan: version, build, arithmetic, CUDA."""
+    problems = []
+    if base_version(data["version"]) != base_version(torch_plan["version"]):
+        problems.append(f"torch {data['version']} is installed, {torch_plan['version']} was planned")
+    got = backend_of_installed(data)
+    if got != torch_plan["backend"] and not (torch_plan["backend"] == "cuda-default" and got.startswith("cu")):
+        problems.append(f"the installed build is {got}, {torch_plan['backend']} was planned")
+    if not data.get("tensor_ok"):
+        problems.append("a tensor operation gave a wrong result")
+    if cuda and not data.get("cuda_available"):
+        problems.append("torch.cuda.is_available() is False although a CUDA build was installed")
+    return problems
 
 
 def check_build(wheel: Path, plan: dict) -> None:

@@ -69,10 +69,6 @@ class IndexFile:
         return self.url + ".metadata" if self.metadata else None
 
     @property
-    def is_wheel(self) -> bool:
-        return self.filename.endswith(".whl")
-
-    @property
     def host(self) -> str:
         return host_of(self.url)
 
@@ -319,13 +315,7 @@ def _http_get(url: str, session, timeout: float, retries: int, accept: str, dead
     """GET a page (size-capped, see pages.read_page) with a few retries on connection errors and 5xx (503 on an
     index page is common during syncs), all within one overall deadline. Returns a pages.Page."""
     shown = redact(url)
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        ok = False
-    if not ok:  # nothing a retry could fix
+    if not _is_http_url(url):  # nothing a retry could fix
         raise IndexUnavailable(f"{shown} is not an http(s) URL that can be read.")
     deadline = page_deadline(timeout) if deadline is None else deadline
     start = time.monotonic()
@@ -335,29 +325,50 @@ def _http_get(url: str, session, timeout: float, retries: int, accept: str, dead
         if left <= 0:
             break
         tries += 1
-        try:
-            page = read_page(url, session=session, headers={"Accept": accept}, max_bytes=PAGE_LIMIT,
-                             deadline_s=left, timeout=min(timeout, left))
-        except PageError as exc:
-            last = ("exc", str(exc).rstrip("."))
-            if time.monotonic() - start >= deadline:  # each try gets what is left: name the whole deadline
-                last = ("exc", f"{shown} was still sending after {deadline:g} s, so it was cut off"
-                        if exc.status is not None else f"{shown} could not be reached within {deadline:g} s")
-        else:
-            if page.status < 500 and page.status != 429:
-                return page
-            last = ("status", f"HTTP {page.status}")
+        page, last = _try_page(url, session, accept, timeout, left, start, deadline)
+        if page is not None:
+            return page
         pause = min(4.0, 0.25 * 2 ** attempt)
         if attempt + 1 < retries and deadline - (time.monotonic() - start) > pause:
             time.sleep(pause)
         else:
             break
+    raise _unavailable(shown, deadline, last, tries)
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return False
+
+
+def _try_page(url: str, session, accept: str, timeout: float, left: float, start: float, deadline: float) -> tuple:
+    """One try -> (the page, None) when it is worth returning, else (None, ("exc"|"status", why))."""
+    try:
+        page = read_page(url, session=session, headers={"Accept": accept}, max_bytes=PAGE_LIMIT,
+                         deadline_s=left, timeout=min(timeout, left))
+    except PageError as exc:
+        if time.monotonic() - start < deadline:
+            return None, ("exc", str(exc).rstrip("."))
+        shown = redact(url)  # each try gets what is left: name the whole deadline
+        return None, ("exc", f"{shown} was still sending after {deadline:g} s, so it was cut off"
+                      if exc.status is not None else f"{shown} could not be reached within {deadline:g} s")
+    if page.status < 500 and page.status != 429:
+        return page, None
+    return None, ("status", f"HTTP {page.status}")
+
+
+def _unavailable(shown: str, deadline: float, last: Optional[tuple], tries: int) -> IndexUnavailable:
+    """The one sentence for a page that could not be read, from the last try's outcome."""
     if last is None:
-        raise IndexUnavailable(f"The index page {shown} could not be read within {deadline:g} s.")
+        return IndexUnavailable(f"The index page {shown} could not be read within {deadline:g} s.")
     if last[0] == "status":
-        raise IndexUnavailable(f"The index page {shown} could not be read ({last[1]} after {_tries(tries)}).")
+        return IndexUnavailable(f"The index page {shown} could not be read ({last[1]} after {_tries(tries)}).")
     reason = last[1] + (f" ({_tries(tries)})" if tries > 1 else "")
-    raise IndexUnavailable(f"The index page {reason}.")
+    return IndexUnavailable(f"The index page {reason}.")
 
 
 def _read_local(path: Path) -> str:

@@ -34,43 +34,39 @@ def pip_config_files(platform_facts: dict) -> list:
     """
     platform = platform_facts.get("platform", "linux")
     env = platform_facts.get("env") or {}
-    home = platform_facts.get("home") or "~"
-    prefix = platform_facts.get("prefix") or ""
-    windows = platform.startswith("win")
-    join = ntpath.join if windows else posixpath.join
-    name = config_basename(platform)
-
     env_file = env.get("PIP_CONFIG_FILE")
     if env_file and env_file in ("/dev/null", "nul", "NUL", os.devnull):
         return []  # pip: "Skipping loading configuration files"
-
-    files = []
-    if windows:
-        programdata = env.get("PROGRAMDATA") or env.get("ALLUSERSPROFILE") or r"C:\ProgramData"
-        files.append({"kind": "global", "path": join(programdata, "pip", name)})
-    elif platform == "darwin":
-        files.append({"kind": "global", "path": join("/Library/Application Support/pip", name)})
-    else:
-        for base in (env.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(":"):
-            if base:
-                files.append({"kind": "global", "path": join(base, "pip", name)})
-        files.append({"kind": "global", "path": join("/etc", name)})
-
+    join = ntpath.join if platform.startswith("win") else posixpath.join
+    name = config_basename(platform)
+    files = [{"kind": "global", "path": p} for p in _global_files(platform, env, join, name)]
     # User files are skipped when PIP_CONFIG_FILE names a file that exists (pip does the same).
     if not (env_file and os.path.exists(env_file)):
-        if windows:
-            files.append({"kind": "user", "path": join(home, "pip", name)})  # legacy location
-            appdata = env.get("APPDATA") or join(home, "AppData", "Roaming")
-            files.append({"kind": "user", "path": join(appdata, "pip", name)})
-        else:
-            files.append({"kind": "user", "path": join(home, ".pip", name)})  # legacy location
-            files.append({"kind": "user", "path": join(_user_config_dir(platform, env, home), name)})
-
-    if prefix:
-        files.append({"kind": "site", "path": join(prefix, name)})
+        home = platform_facts.get("home") or "~"
+        files += [{"kind": "user", "path": p} for p in _user_files(platform, env, home, join, name)]
+    if platform_facts.get("prefix"):
+        files.append({"kind": "site", "path": join(platform_facts["prefix"], name)})
     if env_file:
         files.append({"kind": "env", "path": env_file})
     return files
+
+
+def _global_files(platform: str, env: dict, join, name: str) -> list:
+    if platform.startswith("win"):
+        programdata = env.get("PROGRAMDATA") or env.get("ALLUSERSPROFILE") or r"C:\ProgramData"
+        return [join(programdata, "pip", name)]
+    if platform == "darwin":
+        return [join("/Library/Application Support/pip", name)]
+    xdg = [join(base, "pip", name) for base in (env.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(":") if base]
+    return xdg + [join("/etc", name)]
+
+
+def _user_files(platform: str, env: dict, home: str, join, name: str) -> list:
+    """The legacy location first, then the modern one (which `pip config --user` writes)."""
+    if platform.startswith("win"):
+        appdata = env.get("APPDATA") or join(home, "AppData", "Roaming")
+        return [join(home, "pip", name), join(appdata, "pip", name)]
+    return [join(home, ".pip", name), join(_user_config_dir(platform, env, home), name)]
 
 
 def _user_config_dir(platform: str, env: dict, home: str) -> str:

@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 from urllib.parse import urlsplit
@@ -138,22 +138,21 @@ def make_plan(opts: InstallOptions, *, py: Optional[dict] = None, gpus: Optional
     mirror = mirrors.with_pytorch_index(mirrors.resolve_mirror(opts.mirror, idx, pip_cfg, probe=probe),
                                         opts.pytorch_index)
     plan = _plan_head(m, mirror, pip_cfg, deps)
-    if only is not None and "torch" not in only:
-        plan["warnings"] = plan_warnings(plan)
-        return plan
-    for problem in (choose.python_problem(m.py, opts.torch),
-                    choose.backend_problem(opts.backend, m) if opts.backend != "auto" else None):
-        if problem:
-            raise choose.NoFit(problem[0].upper() + problem[1:] + ".")
+    if only is None or "torch" in only:
+        _plan_torch(plan, opts, m, mirror, pip_cfg, read, installed, session, official_read)
+    plan["warnings"] = plan_warnings(plan)
+    return plan
+
+
+def _plan_torch(plan: dict, opts: InstallOptions, m, mirror: dict, pip_cfg: dict, read, installed, session,
+                official_read) -> None:
+    """Choose the torch wheel, settle which sha256 vouches for it, and say whether the target already has it."""
+    _refuse_impossible(opts, m)
     sources = mirrors.torch_sources(mirror, choose.builds_to_read(opts.backend, m), m.py, pip_cfg)
     found, errors = read(sources, opts.timeout, min(opts.retries, 4))
     cands, picked = _choose(found, m, opts, session)
-    read_ok = [s.url for s, _ in found if s.url not in errors]
     if picked is None:
-        msg = choose.explain_no_fit(opts.backend, m, opts.torch, cands, [_short_url(u) for u in read_ok])
-        if errors and not read_ok:
-            msg = msg[:-1] + f"; no index answered ({'; '.join(errors.values())})."
-        raise choose.NoFit(msg)
+        raise _no_fit(opts, m, cands, [s.url for s, _ in found if s.url not in errors], errors)
     official = mirrors.official_indexes(opts.official_pypi, opts.official_pytorch)
     listings = file_listings(picked.best, cands, official)
     base = official_lookup(listings, official, picked.best.version)
@@ -165,17 +164,31 @@ def make_plan(opts: InstallOptions, *, py: Optional[dict] = None, gpus: Optional
         have = (installed or installed_torch)(m.py["executable"]) if probe_here else None
         looked = pending.result() if pending else None
     plan["torch"] = _torch_entry(picked, listings, sources, errors, settle_hash(picked.best, listings, looked))
-    plan["warnings"] = plan_warnings(plan)
-    if not probe_here:
-        plan["installed"] = None  # planned for another machine: what this one has does not matter
-        plan["torch"]["already_installed"] = False
-        return plan
-    plan["installed"] = have
-    plan["torch"]["already_installed"] = bool(have) and (
-        have["version"] == picked.best.version
-        or (choose.base_version(have["version"]) == choose.base_version(picked.best.version)
-            and backend_of_installed(have) == picked.best.backend))
-    return plan
+    plan["installed"] = have  # None when planned for another machine: what this one has does not matter
+    plan["torch"]["already_installed"] = _already_installed(have, picked.best)
+
+
+def _refuse_impossible(opts: InstallOptions, m) -> None:
+    """NoFit before any index is read when this Python or the asked backend cannot have torch at all."""
+    for problem in (choose.python_problem(m.py, opts.torch),
+                    choose.backend_problem(opts.backend, m) if opts.backend != "auto" else None):
+        if problem:
+            raise choose.NoFit(problem[0].upper() + problem[1:] + ".")
+
+
+def _no_fit(opts: InstallOptions, m, cands: list, read_ok: list, errors: dict) -> choose.NoFit:
+    msg = choose.explain_no_fit(opts.backend, m, opts.torch, cands, [_short_url(u) for u in read_ok])
+    if errors and not read_ok:
+        msg = msg[:-1] + f"; no index answered ({'; '.join(errors.values())})."
+    return choose.NoFit(msg)
+
+
+def _already_installed(have: Optional[dict], best) -> bool:
+    """The target's torch is the chosen version, or the same release in the same build."""
+    return bool(have) and (
+        have["version"] == best.version
+        or (choose.base_version(have["version"]) == choose.base_version(best.version)
+            and backend_of_installed(have) == best.backend))
 
 
 def _plan_head(m, mirror: dict, pip_cfg: dict, deps: list) -> dict:
@@ -240,27 +253,37 @@ def metadata_of(cands: list, timeout: float, session=None) -> dict:
 
 # ---- where the wheel comes from, and which sha256 vouches for it ------------------------------------------
 
+@dataclass(frozen=True)
+class Listing:
+    """One listing of the chosen file name by one source."""
+    source: str  # the source's name
+    source_url: str
+    url: str
+    sha256: Optional[str]
+    size: Optional[int]
+    kind: str  # "local" (a file on this machine), "official" (listed by an official index) or "mirror"
+    best: bool  # the listing the choice picked
+
+
 def file_listings(best, cands: list, official: dict) -> list:
-    """Every listing of the chosen file name, in source order: {"source", "source_url", "url", "sha256", "kind"}
-    with kind "local" (a file on this machine), "official" (listed by an official index) or "mirror"."""
-    out = []
-    for c in sorted((c for c in cands if c.filename == best.filename), key=lambda c: c.source_rank):
-        if mirrors.is_local(c.file.url):
-            kind = "local"
-        elif c.source is not None and mirrors.is_official(c.source.url, official):
-            kind = "official"
-        else:
-            kind = "mirror"
-        out.append({"source": getattr(c.source, "name", "?"), "source_url": getattr(c.source, "url", ""),
-                    "url": c.file.url, "sha256": c.file.sha256, "size": c.file.size, "kind": kind,
-                    "best": c is best})
-    return out
+    """Every listing (a Listing) of the chosen file name, in source order."""
+    return [Listing(getattr(c.source, "name", "?"), getattr(c.source, "url", ""), c.file.url, c.file.sha256,
+                    c.file.size, _listing_kind(c, official), c is best)
+            for c in sorted((c for c in cands if c.filename == best.filename), key=lambda c: c.source_rank)]
+
+
+def _listing_kind(c, official: dict) -> str:
+    if mirrors.is_local(c.file.url):
+        return "local"
+    if c.source is not None and mirrors.is_official(c.source.url, official):
+        return "official"
+    return "mirror"
 
 
 def official_lookup(listings: list, official: dict, version: str) -> Optional[str]:
     """The official index to read for a second opinion on the file's sha256, or None when there is no need:
     the file is local (the user's own) or already listed by an official index, or the comparison is off."""
-    kinds = {x["kind"] for x in listings}
+    kinds = {x.kind for x in listings}
     if "mirror" not in kinds or kinds & {"local", "official"}:
         return None
     return mirrors.official_page_base(official, version)
@@ -279,52 +302,80 @@ def read_official(base: str, filename: str, timeout: float, session=None) -> dic
     return {"url": page_url, "sha256": hit.sha256 if hit else None, "listed": hit is not None, "error": None}
 
 
-def settle_hash(best, listings: list, looked: Optional[dict]) -> dict:
-    """Which sha256 the download is checked against, and what the official index said -> {"sha256", "urls",
-    "check": {"outcome", "official", "error"}}. Pure. Raises HashMismatch when a mirror and the official index
-    publish different hashes for the same file name (a mirror serving a changed file under an official name).
+@dataclass(frozen=True)
+class HashCheck:
+    """What the official index said about the file (the plan's "hash_check").
 
     outcome: "official" (listed by the official index itself), "match", "official hash used" (the mirror
     publishes none), "not listed" (the official index has no such file), "not read" (it did not answer),
     "local" (the user's own file), "off" (no official index to ask)."""
-    official_sha = next((x["sha256"] for x in listings if x["kind"] == "official" and x["sha256"]), None)
-    official_url = next((x["source_url"] for x in listings if x["kind"] == "official"), None)
-    if official_sha is None and looked and looked.get("sha256"):
-        official_sha, official_url = looked["sha256"], looked["url"]
-    mirrored = [x for x in listings if x["kind"] == "mirror"]
+    outcome: str
+    official: Optional[str]  # the official page asked, or the official source that lists the file
+    error: Optional[str]
+
+
+@dataclass(frozen=True)
+class Settled:
+    sha256: Optional[str]  # what the download is checked against
+    urls: list  # where the file may be fetched: every listing that does not contradict that sha256
+    check: HashCheck
+
+
+def settle_hash(best, listings: list, looked: Optional[dict]) -> Settled:
+    """Which sha256 the download is checked against, and what the official index said. Pure. Raises
+    HashMismatch when a mirror and the official index publish different hashes for the same file name (a
+    mirror serving a changed file under an official name)."""
+    official_sha, official_url = _official_sha(listings, looked)
+    mirrored = [x for x in listings if x.kind == "mirror"]
     if official_sha:
-        for x in mirrored:
-            if x["sha256"] and x["sha256"] != official_sha:
-                raise HashMismatch(
-                    f"{best.filename} has sha256 {x['sha256'][:16]}... on {pypi_index.host_of(x['source_url'])} but "
-                    f"{official_sha[:16]}... on the official index {pypi_index.host_of(official_url)}: the mirror "
-                    f"serves a different file under the same name, so nothing was installed (use another mirror, "
-                    f"or --official-pypi none / --official-pytorch none for an index that builds its own wheels).")
-        sha = official_sha
-    else:
-        own = next((x["sha256"] for x in listings if x["best"]), None)
-        sha = own or next((x["sha256"] for x in listings if x["sha256"]), None)
-    kinds = {x["kind"] for x in listings}
+        _refuse_mismatch(best, mirrored, official_sha, official_url)
+    sha = official_sha or _published_sha(listings)
+    urls = list(dict.fromkeys(x.url for x in listings if not (sha and x.sha256 and x.sha256 != sha)))
+    outcome = _hash_outcome({x.kind for x in listings}, looked, mirrored)
+    said = looked or {}
+    return Settled(sha, urls, HashCheck(outcome, said.get("url") or official_url, said.get("error")))
+
+
+def _official_sha(listings: list, looked: Optional[dict]) -> tuple:
+    """(sha256, index URL) the official index vouches with: its own listing first, else the page read."""
+    official_sha = next((x.sha256 for x in listings if x.kind == "official" and x.sha256), None)
+    official_url = next((x.source_url for x in listings if x.kind == "official"), None)
+    if official_sha is None and looked and looked.get("sha256"):
+        return looked["sha256"], looked["url"]
+    return official_sha, official_url
+
+
+def _published_sha(listings: list) -> Optional[str]:
+    """With no official word: the hash the picked listing publishes, else any listing's."""
+    own = next((x.sha256 for x in listings if x.best), None)
+    return own or next((x.sha256 for x in listings if x.sha256), None)
+
+
+def _refuse_mismatch(best, mirrored: list, official_sha: str, official_url: Optional[str]) -> None:
+    for x in mirrored:
+        if x.sha256 and x.sha256 != official_sha:
+            raise HashMismatch(
+                f"{best.filename} has sha256 {x.sha256[:16]}... on {pypi_index.host_of(x.source_url)} but "
+                f"{official_sha[:16]}... on the official index {pypi_index.host_of(official_url)}: the mirror "
+                f"serves a different file under the same name, so nothing was installed (use another mirror, "
+                f"or --official-pypi none / --official-pytorch none for an index that builds its own wheels).")
+
+
+def _hash_outcome(kinds: set, looked: Optional[dict], mirrored: list) -> str:
+    """HashCheck.outcome, from the kinds of listing and what the official page said (None: not asked)."""
     if "official" in kinds:
-        outcome = "official"
-    elif "local" in kinds:
-        outcome = "local"
-    elif looked is None:
-        outcome = "off"
-    elif looked.get("error"):
-        outcome = "not read"
-    elif not looked.get("listed"):
-        outcome = "not listed"
-    elif looked.get("sha256") and any(x["sha256"] for x in mirrored):
-        outcome = "match"
-    elif looked.get("sha256"):
-        outcome = "official hash used"
-    else:
-        outcome = "not listed"  # listed without a hash: nothing to compare
-    urls = list(dict.fromkeys(x["url"] for x in listings if not (sha and x["sha256"] and x["sha256"] != sha)))
-    return {"sha256": sha, "urls": urls,
-            "check": {"outcome": outcome, "official": (looked or {}).get("url") or official_url,
-                      "error": (looked or {}).get("error")}}
+        return "official"
+    if "local" in kinds:
+        return "local"
+    if looked is None:
+        return "off"
+    if looked.get("error"):
+        return "not read"
+    if not looked.get("listed"):
+        return "not listed"
+    if looked.get("sha256"):
+        return "match" if any(x.sha256 for x in mirrored) else "official hash used"
+    return "not listed"  # listed without a hash: nothing to compare
 
 
 def verification(sha256: Optional[str], urls: list) -> str:
@@ -343,22 +394,8 @@ def plan_warnings(plan: dict) -> list:
     """One line each: a plain-http index or download, a wheel that cannot be verified, an official index that
     could not be asked. Shown by the command and kept in --json (credentials masked there)."""
     t = plan.get("torch") or {}
-    out = []
-    urls = list(t.get("urls") or []) + [x["url"] for x in t.get("sources") or [] if x.get("ok") and
-                                        x.get("listed")]
-    dep = plan.get("dependency_index") or {}
-    urls += [dep.get("index_url")] if dep.get("index_url") else []
-    origins = []
-    for u in urls:
-        try:
-            parts = urlsplit(u)
-        except ValueError:
-            continue
-        if parts.scheme.lower() == "http":
-            origins.append(f"http://{parts.netloc}")
-    for origin in dict.fromkeys(origins):
-        out.append(f"{redact(origin)} is plain http://: anyone on the way can change what it sends, the wheel "
-                   f"and its sha256 alike; prefer an https:// mirror.")
+    out = [f"{redact(origin)} is plain http://: anyone on the way can change what it sends, the wheel "
+           f"and its sha256 alike; prefer an https:// mirror." for origin in _plain_http_origins(_plan_urls(plan))]
     check = t.get("hash_check") or {}
     if check.get("outcome") == "not read":
         out.append(f"the official index could not be asked for the sha256 of {t['file']} "
@@ -369,19 +406,41 @@ def plan_warnings(plan: dict) -> list:
     return out
 
 
-def _torch_entry(picked, listings: list, sources: list, errors: dict, settled: dict) -> dict:
+def _plan_urls(plan: dict) -> list:
+    """Every URL the install reads from: the wheel's, the indexes that list it, the dependency index."""
+    t = plan.get("torch") or {}
+    urls = list(t.get("urls") or []) + [x["url"] for x in t.get("sources") or [] if x.get("ok") and
+                                        x.get("listed")]
+    dep = plan.get("dependency_index") or {}
+    return urls + ([dep["index_url"]] if dep.get("index_url") else [])
+
+
+def _plain_http_origins(urls: list) -> list:
+    """http://host of each plain-http URL, once each, in order."""
+    origins = []
+    for u in urls:
+        try:
+            parts = urlsplit(u)
+        except ValueError:
+            continue
+        if parts.scheme.lower() == "http":
+            origins.append(f"http://{parts.netloc}")
+    return list(dict.fromkeys(origins))
+
+
+def _torch_entry(picked, listings: list, sources: list, errors: dict, settled: Settled) -> dict:
     best = picked.best
-    urls = settled["urls"]
-    used = {x["source_url"] for x in listings if x["url"] in urls}
+    urls = settled.urls
+    used = {x.source_url for x in listings if x.url in urls}
     upstream = sorted({pypi_index.host_of(u) for u in urls if not mirrors.is_local(u)}
                       - {pypi_index.host_of(s.url) for s in sources})
     return {
         "version": best.version, "backend": best.backend, "backend_from": best.backend_from, "why": picked.why,
         "file": best.filename, "urls": urls,
-        "sha256": settled["sha256"],
-        "verified": verification(settled["sha256"], urls),
-        "hash_check": settled["check"],
-        "size": next((x["size"] for x in listings if x["url"] in urls and x["size"]), None),
+        "sha256": settled.sha256,
+        "verified": verification(settled.sha256, urls),
+        "hash_check": asdict(settled.check),
+        "size": next((x.size for x in listings if x.url in urls and x.size), None),
         "sources": [{"name": s.name, "url": s.url, "ok": s.url not in errors, "error": errors.get(s.url),
                      "listed": s.url in used} for s in sources],
         "links_elsewhere": upstream,  # the page's links lead to another host (a mirror that points upstream)

@@ -10,9 +10,9 @@ from typing import Callable, Optional
 from urllib.parse import urlsplit
 
 from fomm_doctor.errors import UserError
+from fomm_doctor.install.pip_config import PYPI_SIMPLE
 from fomm_doctor.net.redact import redact
 
-PYPI_SIMPLE = "https://pypi.org/simple/"
 PYTORCH_INDEX = "https://download.pytorch.org/whl/"
 
 
@@ -63,7 +63,7 @@ def official_indexes(pypi: Optional[str], pytorch: Optional[str]) -> dict:
         if value is None:
             return default
         return None if value.strip().lower() == "none" else _slash(value if "://" in value else "file://" + value)
-    return {"pypi": pick(pypi, PYPI_SIMPLE), "pytorch": pick(pytorch, PYTORCH_INDEX)}
+    return {"pypi": pick(pypi, _slash(PYPI_SIMPLE)), "pytorch": pick(pytorch, PYTORCH_INDEX)}
 
 
 def official_page_base(official: dict, version: str) -> Optional[str]:
@@ -97,6 +97,11 @@ def _slash(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
+def _pip_index(pip_cfg: dict) -> str:
+    """The index pip itself uses: its configured index-url, else PyPI."""
+    return pip_cfg.get("index_url") or _slash(PYPI_SIMPLE)
+
+
 def pytorch_index_url(mirror: dict, backend: str) -> str:
     """The per-backend page of a PyTorch wheel index (or its mirror): <base>/<backend>/."""
     return _slash(mirror["url"]) + backend + "/"
@@ -112,27 +117,14 @@ def resolve_mirror(choice: Optional[str], idx: dict, pip_cfg: dict, probe: Optio
     mirrors = idx["mirrors"]
     official_pt = dict(mirrors["pytorch"], name="pytorch")
     if choice in (None, "", "pip"):
-        return {"name": "pip", "pypi": pip_cfg.get("index_url") or PYPI_SIMPLE, "pytorch": official_pt,
-                "measured": {}}
+        return {"name": "pip", "pypi": _pip_index(pip_cfg), "pytorch": official_pt, "measured": {}}
     if choice == "auto":
-        probe = probe or _default_probe
-        # a tiny page on each mirror (the index root may be megabytes on PyPI mirrors)
-        urls = {n: (_slash(m["url"]) + "pip/" if m["kind"] == "pypi" else m["url"]) for n, m in mirrors.items()}
-        measured = probe(urls, timeout)
-        answering = [n for n, r in measured.items() if r.get("ok") or r.get("status") == 404]
-
-        def fastest(kinds):
-            cands = [n for n in answering if mirrors[n]["kind"] in kinds]
-            return min(cands, key=lambda n: measured[n].get("latency_ms") or 1e9) if cands else None
-        pypi = fastest(("pypi",))
-        pt = fastest(("pytorch", "pytorch-flat"))
-        return {"name": "auto", "pypi": mirrors[pypi]["url"] if pypi else (pip_cfg.get("index_url") or PYPI_SIMPLE),
-                "pypi_name": pypi, "pytorch": dict(mirrors[pt], name=pt) if pt else official_pt, "measured": measured}
+        return _fastest_mirrors(mirrors, pip_cfg, probe or _default_probe, timeout, official_pt)
     if choice in mirrors:
         m = mirrors[choice]
         if m["kind"] == "pypi":
             return {"name": choice, "pypi": m["url"], "pytorch": official_pt, "measured": {}}
-        return {"name": choice, "pypi": PYPI_SIMPLE, "pytorch": dict(m, name=choice), "measured": {}}
+        return {"name": choice, "pypi": _slash(PYPI_SIMPLE), "pytorch": dict(m, name=choice), "measured": {}}
     if "://" in choice or choice.startswith("/"):
         check_url("--mirror", choice)
         url = choice if "://" in choice else "file://" + choice
@@ -140,6 +132,23 @@ def resolve_mirror(choice: Optional[str], idx: dict, pip_cfg: dict, probe: Optio
     names = ", ".join(sorted(mirrors))
     raise UserError(f"--mirror {choice} is not a mirror we know; use one of {names}, auto, or the URL of a "
                     f"simple index.")
+
+
+def _fastest_mirrors(mirrors: dict, pip_cfg: dict, probe: Callable, timeout: float, official_pt: dict) -> dict:
+    """`--mirror auto`: the fastest answering PyPI mirror and PyTorch-index mirror (pip's index and the official
+    PyTorch index where none answers)."""
+    # a tiny page on each mirror (the index root may be megabytes on PyPI mirrors)
+    urls = {n: (_slash(m["url"]) + "pip/" if m["kind"] == "pypi" else m["url"]) for n, m in mirrors.items()}
+    measured = probe(urls, timeout)
+    answering = [n for n, r in measured.items() if r.get("ok") or r.get("status") == 404]
+
+    def fastest(kinds):
+        cands = [n for n in answering if mirrors[n]["kind"] in kinds]
+        return min(cands, key=lambda n: measured[n].get("latency_ms") or 1e9) if cands else None
+    pypi = fastest(("pypi",))
+    pt = fastest(("pytorch", "pytorch-flat"))
+    return {"name": "auto", "pypi": mirrors[pypi]["url"] if pypi else _pip_index(pip_cfg),
+            "pypi_name": pypi, "pytorch": dict(mirrors[pt], name=pt) if pt else official_pt, "measured": measured}
 
 
 def _default_probe(urls: dict, timeout: float) -> dict:
@@ -182,6 +191,6 @@ def with_pytorch_index(mirror: dict, url: Optional[str]) -> dict:
 def dependency_indexes(mirror: dict, pip_cfg: dict) -> dict:
     """pip options for torch's dependencies and the project's other packages: the chosen PyPI index, keeping
     pip's configured extra indexes and find-links (a machine may depend on them)."""
-    return {"index_url": mirror.get("pypi") or pip_cfg.get("index_url") or PYPI_SIMPLE,
+    return {"index_url": mirror.get("pypi") or _pip_index(pip_cfg),
             "extra_index_urls": list(pip_cfg.get("extra_index_urls") or []),
             "find_links": list(pip_cfg.get("find_links") or [])}

@@ -90,21 +90,32 @@ def platform_tags(facts: dict) -> list:
     plat = facts.get("platform", "linux")
     arch = _arch(facts)
     if plat == "win32":
-        if arch == "aarch64":
-            return ["win_arm64"]
-        return ["win_amd64"] if facts.get("bits", 64) == 64 else ["win32"]
+        return _windows_tags(arch, facts.get("bits", 64))
     if plat == "darwin":
-        major, minor = (list(map(int, (facts.get("macos") or "11.0").split(".")[:2])) + [0])[:2]
-        mac_arch = "arm64" if arch == "aarch64" else "x86_64"
-        binaries = {"arm64": ["arm64", "universal2"], "x86_64": ["x86_64", "intel", "fat64", "fat32",
-                                                                   "universal2", "universal"]}[mac_arch]
-        versions = [(v, 0) for v in range(major, 10, -1)] if major >= 11 else []
-        versions += [(10, m) for m in range(minor if major == 10 else 16, -1, -1)]
-        if mac_arch == "arm64":
-            versions = [v for v in versions if v >= (11, 0)] + ([(10, 16)] if major >= 11 else [])
-        return [f"macosx_{a}_{b}_{binary}" for a, b in versions for binary in binaries]
+        return _macos_tags(arch, facts.get("macos") or "11.0")
+    return _linux_tags(arch, facts.get("glibc"))
+
+
+def _windows_tags(arch: str, bits: int) -> list:
+    if arch == "aarch64":
+        return ["win_arm64"]
+    return ["win_amd64"] if bits == 64 else ["win32"]
+
+
+def _macos_tags(arch: str, macos: str) -> list:
+    major, minor = (list(map(int, macos.split(".")[:2])) + [0])[:2]
+    mac_arch = "arm64" if arch == "aarch64" else "x86_64"
+    binaries = {"arm64": ["arm64", "universal2"], "x86_64": ["x86_64", "intel", "fat64", "fat32",
+                                                               "universal2", "universal"]}[mac_arch]
+    versions = [(v, 0) for v in range(major, 10, -1)] if major >= 11 else []
+    versions += [(10, m) for m in range(minor if major == 10 else 16, -1, -1)]
+    if mac_arch == "arm64":
+        versions = [v for v in versions if v >= (11, 0)] + ([(10, 16)] if major >= 11 else [])
+    return [f"macosx_{a}_{b}_{binary}" for a, b in versions for binary in binaries]
+
+
+def _linux_tags(arch: str, glibc: Optional[str]) -> list:
     tags = []
-    glibc = facts.get("glibc")
     if glibc:
         gmaj, gmin = (list(map(int, glibc.split(".")[:2])) + [0])[:2]
         legacy = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
@@ -122,25 +133,29 @@ def compute_tags(facts: dict) -> list:
     plats = platform_tags(facts)
     if facts.get("implementation", "cpython") != "cpython":
         return [f"py{major}{minor}-none-{p}" for p in plats] + [f"py{major}-none-any"]
+    tags = _cpython_tags(major, minor, bool(facts.get("gil_disabled")), plats) + _generic_tags(major, minor, plats)
+    return list(dict.fromkeys(tags))
+
+
+def _cpython_tags(major: int, minor: int, gil_disabled: bool, plats: list) -> list:
+    """cpXY-<abi>, cpXY-abi3 and cpXY-none tags, then older stable-ABI (abi3) ones."""
     cp = f"cp{major}{minor}"
     # old CPython ABIs carried flags: cp27mu (wide unicode), cp36m (pymalloc) until 3.8
-    abi = cp + ("t" if facts.get("gil_disabled") else "mu" if major == 2 else "m" if minor < 8 else "")
+    abi = cp + ("t" if gil_disabled else "mu" if major == 2 else "m" if minor < 8 else "")
+    stable = major == 3 and not gil_disabled
     out = [f"{cp}-{abi}-{p}" for p in plats]
-    if major == 3 and not facts.get("gil_disabled"):
-        out += [f"{cp}-abi3-{p}" for p in plats]
+    out += [f"{cp}-abi3-{p}" for p in plats] if stable else []
     out += [f"{cp}-none-{p}" for p in plats]
-    if major == 3 and not facts.get("gil_disabled"):
-        out += [f"cp3{m}-abi3-{p}" for m in range(minor - 1, 1, -1) for p in plats]
+    out += [f"cp3{m}-abi3-{p}" for m in range(minor - 1, 1, -1) for p in plats] if stable else []
+    return out
+
+
+def _generic_tags(major: int, minor: int, plats: list) -> list:
+    """pyXY-none-<platform> tags, then the -any ones."""
     pys = [f"py{major}{m}" for m in range(minor, -1, -1)]
-    out += [f"{py}-none-{p}" for py in [f"py{major}{minor}", f"py{major}"] + pys[1:] for p in plats]
-    out += [f"{cp}-none-any", f"py{major}{minor}-none-any", f"py{major}-none-any"]
-    out += [f"{py}-none-any" for py in pys[1:]]
-    seen, tags = set(), []
-    for t in out:
-        if t not in seen:
-            seen.add(t)
-            tags.append(t)
-    return tags
+    out = [f"{py}-none-{p}" for py in [f"py{major}{minor}", f"py{major}"] + pys[1:] for p in plats]
+    out += [f"cp{major}{minor}-none-any", f"py{major}{minor}-none-any", f"py{major}-none-any"]
+    return out + [f"{py}-none-any" for py in pys[1:]]
 
 
 # ---- planning for another machine ------------------------------------------------------------------------

@@ -35,13 +35,14 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Callable, Optional
 
 import requests
 import urllib3
+from platformdirs import PlatformDirs
 
 from fomm_doctor.errors import ExitCode, NetworkError
 from fomm_doctor.net.redact import redact
@@ -96,7 +97,15 @@ else:
 
 
 class DownloadError(NetworkError):
-    """A download failed for good (every mirror tried); the message says why in one sentence."""
+    """A download failed for good (every mirror tried); the message says why in one sentence. `reason`: the
+    few words on why, without the file name or advice, for a caller that writes its own sentence;
+    `retryable`: whether running the same command again can help (a dropped connection; not a 404)."""
+
+    def __init__(self, message: str, exit_code: Optional[ExitCode] = None, *, reason: Optional[str] = None,
+                 retryable: bool = False):
+        super().__init__(message, exit_code)
+        self.reason = reason or message
+        self.retryable = retryable
 
 
 class ChecksumMismatch(DownloadError):
@@ -148,18 +157,100 @@ class _SplitHere(Exception):
         self.url, self.resp, self.have = url, resp, have
 
 
+@dataclass
+class Segment:
+    """One byte range of a parallel download: [start, end) of the file, `done` bytes of it on disk. The
+    sidecar keeps it as [start, end, done]."""
+    start: int
+    end: int
+    done: int = 0
+
+    @property
+    def pos(self) -> int:
+        """The next byte of the file to fetch."""
+        return self.start + self.done
+
+    @property
+    def left(self) -> int:
+        return self.end - self.pos
+
+    def as_list(self) -> list:
+        return [self.start, self.end, self.done]
+
+    @classmethod
+    def read_all(cls, data) -> Optional[list]:
+        """Segments from a sidecar's lists; None when they are not [start, end, done] integers."""
+        if not isinstance(data, list):
+            return None
+        if not all(isinstance(s, list) and len(s) == 3 and all(type(x) is int for x in s) for s in data):
+            return None
+        return [cls(*s) for s in data]
+
+
+@dataclass
+class _Transfer:
+    """One run of a download so far, shared by its connections: requests made, bytes that came over the
+    network, whether a request continued a partial file, and how much of the file (`total` bytes, None while
+    unknown) is on disk (`done`). `progress(done, total)` hears of every block."""
+    total: Optional[int] = None
+    done: int = 0
+    attempts: int = 0
+    bytes_fetched: int = 0
+    resumed: bool = False
+    progress: Optional[Callable] = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count_attempt(self):
+        with self.lock:
+            self.attempts += 1
+
+    def advance(self, n: int):
+        with self.lock:
+            self.bytes_fetched += n
+            self.done += n
+            done, total = self.done, self.total
+        if self.progress:
+            self.progress(done, total)
+
+    def set_done(self, n: int):
+        with self.lock:
+            self.done = n
+
+    def add_done(self, n: int):
+        with self.lock:
+            self.done += n
+
+    def need(self, total: int) -> int:
+        """Bytes still to come for a file of `total` bytes."""
+        with self.lock:
+            return max(0, total - self.done)
+
+
+@dataclass
+class _Tries:
+    """Where one range's worker stands: which URL it asks, and how many times in a row it failed there."""
+    url_index: int = 0
+    failures: int = 0
+
+
+def _request_headers(start: int, end: Optional[int], if_range: Optional[str], ranged: bool) -> dict:
+    headers = {"Accept-Encoding": "identity"}  # byte offsets must mean file offsets
+    if start or end is not None or ranged:
+        headers["Range"] = f"bytes={start}-{'' if end is None else end}"
+        if if_range:
+            headers["If-Range"] = if_range
+    return headers
+
+
 def default_cache_dir() -> Path:
-    """Per-user cache: %LOCALAPPDATA%, ~/Library/Caches or $XDG_CACHE_HOME, then fomm-doctor/downloads."""
+    """Per-user cache: $FOMM_DOCTOR_CACHE/downloads, else platformdirs' user cache folder for fomm-doctor, then
+    downloads: $XDG_CACHE_HOME (or ~/.cache)/fomm-doctor/downloads on Linux, ~/Library/Caches/fomm-doctor/
+    downloads on macOS, %LOCALAPPDATA%\\fomm-doctor\\downloads on Windows (opinion=False: no extra
+    `Cache` level, so downloads begun before platformdirs still resume)."""
     env = os.environ.get("FOMM_DOCTOR_CACHE")
     if env:
         return Path(env) / "downloads"
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "fomm-doctor" / "downloads"
+    return Path(PlatformDirs("fomm-doctor", appauthor=False, opinion=False).user_cache_dir) / "downloads"
 
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
@@ -180,12 +271,17 @@ def partial_paths(urls: list, sha256: Optional[str], cache_dir: Path):
     key = sha256.lower() if sha256 else "url-" + hashlib.sha256(urls[0].encode()).hexdigest()[:32]
     cache_dir = Path(cache_dir)
     part, sidecar = cache_dir / f"{key}.part", cache_dir / f"{key}.part.json"
-    folder = os.path.realpath(cache_dir)
     for path in (part, sidecar):
-        if os.path.dirname(os.path.realpath(path)) != folder:
+        if not stays_in_folder(path, cache_dir):
             raise DownloadError(f"{path} leads outside the cache folder {cache_dir} (a link?), so it was not "
                                 f"used; delete it and run this again.", ExitCode.USAGE)
     return part, sidecar
+
+
+def stays_in_folder(path, folder) -> bool:
+    """Whether `path`, links followed, is a file directly in `folder` (links followed too): a name or a link
+    that leads elsewhere is never written through."""
+    return os.path.dirname(os.path.realpath(path)) == os.path.realpath(folder)
 
 
 def parse_content_range(value: str) -> Optional[tuple]:
@@ -229,6 +325,7 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
 
 
 def file_sha256(path: Path) -> str:
+    """file_digest's sha256, the digest nearly every caller wants."""
     return file_digest(path, "sha256")
 
 
@@ -247,11 +344,13 @@ def retry_after_seconds(value: Optional[str], now: Optional[float] = None) -> Op
 
 
 def looks_like_html(head: bytes) -> bool:
-    start = head.lstrip()[:15].lower()
-    return start.startswith(b"<!doctype") or start.startswith(b"<html")
+    """The first bytes of a web page (a sign-in, quota or confirmation page), not of a file: what a download
+    checks its first block with and what `checkpoints add` checks a saved file with."""
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:15].lower()
+    return start.startswith((b"<!doctype", b"<html", b"<head")) or b"<html" in head[:512].lower()
 
 
-def _short(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
     """A one-line reason from a requests/urllib3 exception chain."""
     text = str(exc)
     for key, words in (("Read timed out", "the server stopped sending (read timed out)"),
@@ -273,7 +372,7 @@ def _blocks(resp):
     try:
         yield from resp.raw.stream(CHUNK, decode_content=False)
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-        raise _Retryable(_short(exc)) from None
+        raise _Retryable(short_reason(exc)) from None
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -310,7 +409,7 @@ def _locked(path: Path, wait: float, name: str):
         left = deadline - time.monotonic()
         if left <= 0:
             raise DownloadError(f"another download of {name} is running ({_lock_holder(path)}); let it finish, "
-                                f"then run this again.", ExitCode.USAGE)
+                                f"then run this again.", ExitCode.USAGE, retryable=True)
         time.sleep(min(0.1, left))
     try:
         os.lseek(fd, 0, os.SEEK_SET)
@@ -362,34 +461,17 @@ class ResumableDownload:
         self.auto = connections is None  # auto: parallel ranges for large files when the server allows
         self.connections = min(AUTO_CONNECTIONS, MAX_AUTO_CONNECTIONS) if self.auto else max(1, int(connections))
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-        self.progress = progress
         self.expect_binary = expect_binary
         self.session = session or requests.Session()
         self.backoff = backoff  # first wait between retries, doubled each time, capped at max_wait
         self.max_wait = max_wait
         self.part, self.sidecar = partial_paths(self.urls, self.sha256, self.cache_dir)
         self.lock_file = self.part.with_suffix(".lock")
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one sidecar write at a time
         self._stop = threading.Event()
-        self.attempts = 0
-        self.bytes_fetched = 0
-        self.resumed = False
-        self._done = 0
-        self._total = size
+        self.t = _Transfer(total=size, progress=progress)
 
     # ---- small helpers
-    def _count_attempt(self):
-        with self._lock:
-            self.attempts += 1
-
-    def _advance(self, n: int):
-        with self._lock:
-            self.bytes_fetched += n
-            self._done += n
-            done, total = self._done, self._total
-        if self.progress:
-            self.progress(done, total)
-
     def _wait(self, failures: int, hint: Optional[float]):
         delay = hint if hint is not None else self.backoff * (2 ** (failures - 1))
         delay = min(self.max_wait, max(0.0, delay)) * (1.0 if hint is not None else random.uniform(0.8, 1.2))
@@ -401,11 +483,20 @@ class ResumableDownload:
             meta = json.loads(self.sidecar.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        return meta if isinstance(meta, dict) and isinstance(meta.get("size"), (int, type(None))) else {}
+        if not isinstance(meta, dict) or not isinstance(meta.get("size"), (int, type(None))):
+            return {}
+        if "segments" in meta:
+            meta["segments"] = Segment.read_all(meta["segments"])
+            if meta["segments"] is None:
+                return {}  # ranges nobody can read: start over rather than guess
+        return meta
 
     def _save_sidecar(self, meta: dict):
+        data = dict(meta)
+        if "segments" in data:
+            data["segments"] = [seg.as_list() for seg in data["segments"]]
         tmp = self.sidecar.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(meta), encoding="utf-8")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
         os.replace(tmp, self.sidecar)
 
     def _discard_partial(self):
@@ -418,25 +509,25 @@ class ResumableDownload:
     def _get(self, url: str, start: int = 0, end: Optional[int] = None, if_range: Optional[str] = None,
              ranged: bool = False):
         """GET with a Range header when `start`/`end` ask for part of the file, or `ranged` asks for `bytes=0-`
-        (auto mode's way of learning from the first answer whether the server does ranges)."""
-        headers = {"Accept-Encoding": "identity"}  # byte offsets must mean file offsets
-        if start or end is not None or ranged:
-            headers["Range"] = f"bytes={start}-{'' if end is None else end}"
-            if if_range:
-                headers["If-Range"] = if_range
-        self._count_attempt()
+        (auto mode's way of learning from the first answer whether the server does ranges). A 416 is returned
+        for the caller to judge; any other answer that is not (part of) the file raises."""
+        self.t.count_attempt()
         try:
-            resp = self.session.get(url, headers=headers, stream=True, timeout=(self.timeout, self.timeout),
-                                    allow_redirects=True)
+            resp = self.session.get(url, headers=_request_headers(start, end, if_range, ranged), stream=True,
+                                    timeout=(self.timeout, self.timeout), allow_redirects=True)
         except requests.RequestException as exc:
-            raise _Retryable(_short(exc)) from None
+            raise _Retryable(short_reason(exc)) from None
+        if resp.status_code != 416:
+            self._refuse_non_file(resp, url)
+        return resp
+
+    def _refuse_non_file(self, resp, url: str):
+        """Close the answer and raise when it is an error status, a web page or a compressed body."""
         code = resp.status_code
         if code == 429 or code >= 500:
             wait = retry_after_seconds(resp.headers.get("Retry-After"))
             resp.close()
             raise _Retryable(f"the server answered HTTP {code}", wait)
-        if code == 416:
-            return resp
         if code >= 400:
             resp.close()
             raise _UrlDead(f"the server answered HTTP {code}")
@@ -452,7 +543,6 @@ class ResumableDownload:
             resp.close()  # the bytes would be the packed file, not the file: another mirror may do better
             raise _UrlDead(f"{redact(url)} answered a compressed body (Content-Encoding: {encoding[:40]}) where "
                            f"the file itself was asked for")
-        return resp
 
     @staticmethod
     def _range_of(resp, url: str) -> tuple:
@@ -477,14 +567,12 @@ class ResumableDownload:
         if self.size is None and total > self.max_size:
             raise _UrlDead(f"{redact(url)} announces {total:,} bytes, more than the {self.max_size:,} a download "
                            f"may have")
-        with self._lock:
-            self._total = total
+        self.t.total = total
         self._check_space(total)
 
     def _check_space(self, total: int):
         """Fail before writing when the rest of the file cannot fit on the cache folder's disk."""
-        with self._lock:
-            need = max(0, total - self._done)
+        need = self.t.need(total)
         free = shutil.disk_usage(self.cache_dir).free
         if need > free:
             raise DownloadError(f"{self.dest.name} needs {_bytes_words(need)} in {self.cache_dir} but only "
@@ -498,13 +586,13 @@ class ResumableDownload:
         return max(1, min(n, MAX_AUTO_CONNECTIONS) if self.auto else n)
 
     def _large(self) -> bool:
-        return self.auto and self._total is not None and self._total >= AUTO_MIN_SIZE
+        return self.auto and self.t.total is not None and self.t.total >= AUTO_MIN_SIZE
 
     def _splittable(self, resp, have: int, asked_range: bool) -> bool:
         """Auto mode: split a large file when the server does ranges. A 206 proves it; for a first request
         made without Range (size unknown) `Accept-Ranges: bytes` is enough to try, the other ranges confirm it.
         A 200 answer to a Range request, or `Accept-Ranges: none`, means one connection."""
-        if not self._large() or self._segment_count(self._total - have) < 2:
+        if not self._large() or self._segment_count(self.t.total - have) < 2:
             return False
         accept = resp.headers.get("Accept-Ranges", "").lower()
         if "none" in accept:
@@ -514,52 +602,61 @@ class ResumableDownload:
         return not asked_range and have == 0 and "bytes" in accept
 
     # ---- one connection, streaming to the end of the part file
+    def _part_size(self) -> int:
+        return self.part.stat().st_size if self.part.exists() else 0
+
     def _single_attempt(self, url: str, meta: dict) -> bool:
         """Fetch from where the part file ends. True when the file is complete. Raises _Retryable/_UrlDead,
         or _SplitHere (auto mode) with the open answer when the file should come in parallel ranges."""
-        have = self.part.stat().st_size if self.part.exists() else 0
-        if self._total is not None and have > self._total:
+        have = self._part_size()
+        if self.t.total is not None and have > self.t.total:
             self._discard_partial()
             have = 0
-        if have and self._total is not None and have == self._total:
+        if have and self.t.total is not None and have == self.t.total:
             return True
         if_range = meta.get("etag") if meta.get("url") == redact(url) else None
         asked_range = bool(have) or self._large()  # a known large size: ask `bytes=0-` to learn about ranges
         resp = self._get(url, start=have, if_range=if_range, ranged=asked_range)
         if resp.status_code == 416:
-            with resp:
-                # nothing left past `have` (complete) or the partial is bogus: start over next time
-                if have and self._total in (None, have):
-                    return True
-                self._discard_partial()
-                raise _Retryable("the server refused the resume range")
+            return self._resume_refused(resp, have)
+        if self._answer_splits(url, resp, have, asked_range):
+            raise _SplitHere(url, resp, have)
+        return self._stream_single(url, resp, have)
+
+    def _resume_refused(self, resp, have: int) -> bool:
+        """A 416: nothing left past `have` (complete, True) or the partial is bogus: start over next time."""
+        with resp:
+            if have and self.t.total in (None, have):
+                return True
+            self._discard_partial()
+            raise _Retryable("the server refused the resume range")
+
+    def _answer_splits(self, url: str, resp, have: int, asked_range: bool) -> bool:
+        """Check the first answer's size and range (closing it when they are wrong); True when auto mode should
+        take it as the first of parallel ranges."""
         try:
             self._check_total(self._total_from(resp, url), url)
             if resp.status_code == 206 and self._range_of(resp, url)[0] != have:
                 self._discard_partial()
                 raise _Retryable("the server answered a different range than asked")
-            split = self._splittable(resp, have, asked_range)
+            return self._splittable(resp, have, asked_range)
         except BaseException:
             resp.close()
             raise
-        if split:
-            raise _SplitHere(url, resp, have)
-        return self._stream_single(url, resp, have)
 
     def _stream_single(self, url: str, resp, have: int) -> bool:
         """Write the answer to the part file: appended after `have` for a 206, from byte 0 for a 200."""
         with resp:
             if resp.status_code == 206:
                 if have:
-                    self.resumed = True
+                    self.t.resumed = True
                 mode = "ab"
             else:  # 200: the whole file, from the first byte (the server ignores Range, or nothing to resume)
                 if have:
-                    with self._lock:
-                        self._done -= have
+                    self.t.add_done(-have)
                     have = 0
                 mode = "wb"
-            meta = {"url": redact(url), "etag": resp.headers.get("ETag"), "size": self._total,
+            meta = {"url": redact(url), "etag": resp.headers.get("ETag"), "size": self.t.total,
                     "last_modified": resp.headers.get("Last-Modified")}
             self._save_sidecar(meta)
             try:
@@ -568,19 +665,19 @@ class ResumableDownload:
                 self._discard_partial()
                 raise
         got = self.part.stat().st_size
-        if self._total is not None and got < self._total:
+        if self.t.total is not None and got < self.t.total:
             raise _Retryable("the connection closed before the end of the file")
         return True
 
     def _end_of(self, resp, url: str) -> int:
         """Where this answer must stop: the end of its range, the file's size, or `max_size` when nobody knows."""
         end = self._range_of(resp, url)[1] + 1 if resp.status_code == 206 else self.max_size
-        return end if self._total is None else min(end, self._total)
+        return end if self.t.total is None else min(end, self.t.total)
 
     def _too_long(self, url: str, limit: int, resp) -> "_UrlDead":
         if resp.status_code == 206 or parse_length(resp.headers.get("Content-Length")) is not None:
             return _UrlDead(f"{redact(url)} sends more than the {limit:,} bytes it announced")
-        if self._total is not None:
+        if self.t.total is not None:
             return _UrlDead(f"{redact(url)} sends more than the {limit:,} bytes the file has")
         return _UrlDead(f"{redact(url)} sent more than the {limit:,} bytes a download may have without saying "
                         f"how long the file is")
@@ -599,16 +696,16 @@ class ResumableDownload:
                     raise self._too_long(url, limit, resp)
                 f.write(block)
                 room -= len(block)
-                self._advance(len(block))
+                self.t.advance(len(block))
                 if self._stop.is_set():
                     raise KeyboardInterrupt
 
     def _fetch_single(self, meta: dict) -> str:
         """Loop over URLs and attempts until the part file is complete; returns the URL that finished it."""
-        last = "no attempt was made"
+        last, retryable = "no attempt was made", False
         for url in self.urls:
             failures = 0
-            high = self.part.stat().st_size if self.part.exists() else 0
+            high = self._part_size()
             while failures < self.retries:
                 try:
                     if self._single_attempt(url, meta):
@@ -617,8 +714,8 @@ class ResumableDownload:
                     last = str(exc)
                     break
                 except _Retryable as exc:
-                    last = str(exc)
-                    now = self.part.stat().st_size if self.part.exists() else 0
+                    last, retryable = str(exc), True
+                    now = self._part_size()
                     if now > high:  # progress: a drop after new bytes does not count against this mirror;
                         high, failures = now, 0  # reconnect at once (unless the server asked for a pause)
                         if exc.wait:
@@ -629,9 +726,14 @@ class ResumableDownload:
                     if failures < self.retries:
                         self._wait(failures, exc.wait)
                 meta = self._load_sidecar()
-        raise DownloadError(f"Could not download {self.dest.name}: {redact(last)} (tried {len(self.urls)} "
-                            f"source{'s' if len(self.urls) > 1 else ''}, {self.attempts} requests); "
-                            f"run the same command again to continue where it stopped.")
+        raise self._gave_up(redact(last), retryable)
+
+    def _gave_up(self, reason: str, retryable: bool) -> DownloadError:
+        """The final sentence; it says to run again only when a failure was of the kind that passes."""
+        advice = "; run the same command again to continue where it stopped" if retryable else ""
+        return DownloadError(f"Could not download {self.dest.name}: {reason} (tried {len(self.urls)} "
+                             f"source{'s' if len(self.urls) > 1 else ''}, {self.t.attempts} requests){advice}.",
+                             reason=reason, retryable=retryable)
 
     # ---- several connections, each fetching its own byte range into the preallocated part file
     def _probe(self):
@@ -657,44 +759,56 @@ class ResumableDownload:
                     return (url, total, resp.headers.get("ETag")) if total is not None else None
         return None
 
-    def _segment_worker(self, seg: list, meta: dict, resp=None):
-        """seg = [start, end_exclusive, done]: fetch until done, writing at offset start+done. `resp`: an answer
-        already open at this range's first byte (auto mode's first request), used before asking for more."""
-        url_index = 0
-        failures = 0
+    def _segment_worker(self, seg: "Segment", meta: dict, resp=None):
+        """Fetch the segment until done, writing at its offset. `resp`: an answer already open at this range's
+        first byte (auto mode's first request), used before asking for more."""
+        tries = _Tries()
         with open(self.part, "r+b") as f:
-            while seg[0] + seg[2] < seg[1]:
+            while seg.left > 0:
                 if self._stop.is_set():
                     raise KeyboardInterrupt
-                url = self.urls[url_index]
-                pos = seg[0] + seg[2]
-                before = seg[2]
                 handed, resp = resp, None
+                before = seg.done
                 try:
-                    answer = handed if handed is not None else self._get(url, start=pos, end=seg[1] - 1)
-                    with answer:
-                        self._check_range_answer(answer, pos, url, handed is not None)
-                        if pos > seg[0]:
-                            self.resumed = True
-                        self._stream_range(f, answer, seg, meta, url)
-                    if seg[0] + seg[2] < seg[1]:
-                        raise _Retryable("the connection closed before the end of its range")
+                    self._fetch_range(f, seg, meta, self.urls[tries.url_index], handed)
                 except _Retryable as exc:
-                    failures = 0 if seg[2] > before else failures + 1
-                    if failures >= self.retries:
-                        url_index, failures = url_index + 1, 0
-                        if url_index >= len(self.urls):
-                            raise DownloadError(f"Could not download {self.dest.name}: {exc} on every source; "
-                                                f"run the same command again to continue where it stopped.")
-                    elif failures or exc.wait:  # a drop after progress reconnects at once
-                        self._wait(max(1, failures), exc.wait)
+                    self._range_failed(tries, exc, progressed=seg.done > before)
                 except _UrlDead as exc:
-                    url_index, failures = url_index + 1, 0
-                    if url_index >= len(self.urls):
-                        raise DownloadError(f"Could not download {self.dest.name}: {exc}.")
+                    self._next_url(tries, exc, retryable=False)
                 finally:
                     f.flush()
                     self._save_segments(meta)
+
+    def _fetch_range(self, f, seg: "Segment", meta: dict, url: str, handed):
+        """One request for the rest of the segment (or the handed-over answer), streamed to its offset."""
+        pos = seg.pos
+        answer = handed if handed is not None else self._get(url, start=pos, end=seg.end - 1)
+        with answer:
+            self._check_range_answer(answer, pos, url, handed is not None)
+            if pos > seg.start:
+                self.t.resumed = True
+            self._stream_range(f, answer, seg, meta, url)
+        if seg.left > 0:
+            raise _Retryable("the connection closed before the end of its range")
+
+    def _range_failed(self, tries: "_Tries", exc: "_Retryable", progressed: bool):
+        """Wait and retry the range; after `retries` failures without progress, the next URL."""
+        tries.failures = 0 if progressed else tries.failures + 1
+        if tries.failures >= self.retries:
+            self._next_url(tries, exc, retryable=True)
+        elif tries.failures or exc.wait:  # a drop after progress reconnects at once
+            self._wait(max(1, tries.failures), exc.wait)
+
+    def _next_url(self, tries: "_Tries", exc: Exception, retryable: bool):
+        """Move the range on to the next URL; a DownloadError when none is left."""
+        tries.url_index, tries.failures = tries.url_index + 1, 0
+        if tries.url_index < len(self.urls):
+            return
+        if retryable:
+            raise DownloadError(f"Could not download {self.dest.name}: {exc} on every source; run the same "
+                                f"command again to continue where it stopped.", reason=f"{exc} on every source",
+                                retryable=True)
+        raise DownloadError(f"Could not download {self.dest.name}: {exc}.", reason=str(exc))
 
     def _check_range_answer(self, resp, pos: int, url: str, handed: bool):
         """A range must come back as 206 from `pos`; a handed-over first answer may be the whole file (200)."""
@@ -703,27 +817,27 @@ class ResumableDownload:
             raise _RangeIgnored()
         self._check_total(self._total_from(resp, url), url)
 
-    def _stream_range(self, f, resp, seg: list, meta: dict, url: str):
+    def _stream_range(self, f, resp, seg: "Segment", meta: dict, url: str):
         """Write the answer at the segment's offset until the segment is full or the answer ends."""
-        f.seek(seg[0] + seg[2])
+        f.seek(seg.pos)
         unsaved = 0
-        check_html = self.expect_binary and seg[0] + seg[2] == 0
+        check_html = self.expect_binary and seg.pos == 0
         for block in _blocks(resp):
             if check_html and looks_like_html(block):
                 raise HtmlInsteadOfFile(block[:4096].decode("utf-8", "replace"), url)
             check_html = False
-            block = block[:seg[1] - seg[0] - seg[2]]
+            block = block[:seg.left]
             f.write(block)
-            seg[2] += len(block)
+            seg.done += len(block)
             unsaved += len(block)
-            self._advance(len(block))
+            self.t.advance(len(block))
             if unsaved >= SIDECAR_EVERY:
                 f.flush()
                 self._save_segments(meta)
                 unsaved = 0
             if self._stop.is_set():
                 raise KeyboardInterrupt
-            if seg[0] + seg[2] >= seg[1]:
+            if seg.left <= 0:
                 break  # an open-ended first answer runs on past this range: the next ones are fetched apart
 
     def _save_segments(self, meta: dict):
@@ -734,8 +848,8 @@ class ResumableDownload:
         """Split bytes have..total into ranges ([0, have) is already on disk), preallocate, record them."""
         n = self._segment_count(total - have)
         step = -(-(total - have) // n)
-        segments = ([[0, have, have]] if have else []) + [
-            [s, min(total, s + step), 0] for s in range(have, total, step)]
+        segments = ([Segment(0, have, have)] if have else []) + [
+            Segment(s, min(total, s + step)) for s in range(have, total, step)]
         with open(self.part, "ab") as f:
             f.truncate(total)
         meta = {"url": redact(url), "etag": etag, "size": total, "segments": segments}
@@ -746,12 +860,11 @@ class ResumableDownload:
         """The segments to work on: from auto mode's first answer, from the sidecar (a resume), or after
         a one-byte probe (explicit connections); None when the server cannot do ranges."""
         if split is not None:
-            return self._new_segments(split.url, self._total, split.resp.headers.get("ETag"), split.have)
-        if meta.get("segments") and meta.get("size") and self.part.exists() \
-                and self.part.stat().st_size == meta["size"]:
-            self._total = meta["size"]
-            if any(s[2] for s in meta["segments"]):
-                self.resumed = True
+            return self._new_segments(split.url, self.t.total, split.resp.headers.get("ETag"), split.have)
+        if meta.get("segments") and meta.get("size") and self._part_size() == meta["size"]:
+            self.t.total = meta["size"]
+            if any(s.done for s in meta["segments"]):
+                self.t.resumed = True
             return meta
         probed = self._probe()
         if probed is None:
@@ -760,7 +873,7 @@ class ResumableDownload:
         self._check_total(total, url)
         if total < 2 * MIN_SEGMENT:
             return None
-        have = self.part.stat().st_size if self.part.exists() and meta.get("segments") is None else 0
+        have = self._part_size() if meta.get("segments") is None else 0
         return self._new_segments(url, total, etag, min(have, total))
 
     def _fetch_parallel(self, meta: dict, split: Optional["_SplitHere"] = None) -> Optional[str]:
@@ -769,29 +882,36 @@ class ResumableDownload:
             meta = self._parallel_meta(meta, split)
             if meta is None:
                 return None
-            segments = meta["segments"]
-            # the sidecar keeps the URL masked (it is a file on disk): find the real one it stands for
-            url = next((u for u in self.urls if redact(u) == meta.get("url")), self.urls[0])
-            with self._lock:
-                self._done = sum(s[2] for s in segments)
-            self.urls = [url] + [u for u in self.urls if u != url]  # start with the URL that answered first
-            todo = [s for s in segments if s[0] + s[2] < s[1]]
-            handed = {id(todo[0]): split.resp} if split is not None and todo and todo[0][0] == split.have else {}
+            url = self._lead_with(meta)
+            todo = [s for s in meta["segments"] if s.left > 0]
+            handed = {id(todo[0]): split.resp} if split is not None and todo and todo[0].start == split.have else {}
             errors = self._run_segments(todo, meta, handed)
         finally:
             if split is not None:
                 split.resp.close()  # unused when nothing was left to fetch or the workers never started
-        if errors:
-            if any(isinstance(e, _RangeIgnored) for e in errors):
-                self._discard_partial()
-                self._stop.clear()
-                with self._lock:
-                    self._done = 0
-                return None
-            if any(isinstance(e, HtmlInsteadOfFile) for e in errors):
-                self._discard_partial()
-            raise errors[0]
+        return self._after_segments(errors, url)
+
+    def _lead_with(self, meta: dict) -> str:
+        """The URL the segments came from, first in line: the sidecar keeps it masked (it is a file on disk),
+        so find the real one it stands for."""
+        url = next((u for u in self.urls if redact(u) == meta.get("url")), self.urls[0])
+        self.t.set_done(sum(s.done for s in meta["segments"]))
+        self.urls = [url] + [u for u in self.urls if u != url]
         return url
+
+    def _after_segments(self, errors: list, url: str) -> Optional[str]:
+        """The URL when every range arrived; None (start over with one connection) when the server ignored a
+        range; else the first error, raised."""
+        if not errors:
+            return url
+        if any(isinstance(e, _RangeIgnored) for e in errors):
+            self._discard_partial()
+            self._stop.clear()
+            self.t.set_done(0)
+            return None
+        if any(isinstance(e, HtmlInsteadOfFile) for e in errors):
+            self._discard_partial()
+        raise errors[0]
 
     def _run_segments(self, todo: list, meta: dict, handed: dict) -> list:
         """One thread per segment, at most `connections` at a time; returns the errors the threads raised."""
@@ -827,12 +947,7 @@ class ResumableDownload:
     # ---- the whole job
     def _fetch_once(self) -> str:
         meta = self._load_sidecar()
-        if meta.get("size") and self._total is None:
-            self._total = meta["size"]
-        with self._lock:
-            self._done = self.part.stat().st_size if self.part.exists() and not meta.get("segments") else 0
-        if self._total is not None:
-            self._check_space(self._total)
+        self._resume_counts(meta)
         if (self.connections > 1 and not self.auto) or meta.get("segments"):
             used = self._fetch_parallel(meta)
             if used:
@@ -842,6 +957,18 @@ class ResumableDownload:
                 self._discard_partial()
         if self.part.exists() and not self.sidecar.exists():
             self._discard_partial()  # a part file nobody can vouch for
+        return self._fetch_single_or_split(meta)
+
+    def _resume_counts(self, meta: dict):
+        """Size and bytes done from the sidecar and part file of an earlier run; fail early on a full disk."""
+        if meta.get("size") and self.t.total is None:
+            self.t.total = meta["size"]
+        self.t.set_done(self._part_size() if not meta.get("segments") else 0)
+        if self.t.total is not None:
+            self._check_space(self.t.total)
+
+    def _fetch_single_or_split(self, meta: dict) -> str:
+        """One connection, unless auto mode's first answer shows the file should come in parallel ranges."""
         try:
             return self._fetch_single(meta)
         except _SplitHere as split:
@@ -863,7 +990,7 @@ class ResumableDownload:
         except OSError as exc:  # disk full, permissions, a folder in the way: a sentence, not a traceback
             where = exc.filename or self.cache_dir
             raise DownloadError(redact(f"Could not download {self.dest.name}: {where} could not be written "
-                                       f"({exc.strerror or _short(exc)})."), ExitCode.USAGE) from None
+                                       f"({exc.strerror or short_reason(exc)})."), ExitCode.USAGE) from None
 
     def _already_there(self) -> bool:
         return bool(self.sha256) and self.dest.is_file() and file_sha256(self.dest) == self.sha256
@@ -895,10 +1022,9 @@ class ResumableDownload:
             # refetch once from scratch, from the next mirror when there is one
             if len(self.urls) > 1:
                 self.urls = [u for u in self.urls if u != url] + [url]
-            with self._lock:
-                self._done = 0
+            self.t.set_done(0)
         self._place()
-        return DownloadResult(self.dest, digest, self.bytes_fetched, self.resumed, url, self.attempts)
+        return DownloadResult(self.dest, digest, self.t.bytes_fetched, self.t.resumed, url, self.t.attempts)
 
     def _place(self):
         """Move the verified part file to dest atomically (copy to a temp beside dest first across filesystems)."""
