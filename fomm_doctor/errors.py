@@ -1,5 +1,4 @@
 """One clear sentence instead of a traceback: the errors commands raise, and the exit code each one means."""
-import sys
 from enum import IntEnum
 from typing import Optional
 
@@ -26,18 +25,3 @@ class UserError(Exception):
 class NetworkError(UserError):
     """The network failed us (unreachable, timed out, a wrong or endless answer): exit 3, not a usage error."""
     exit_code = ExitCode.NETWORK
-
-
-def require_torch():
-    """Import torch, or raise a UserError that names the command that installs the right build."""
-    try:
-        import torch  # noqa: F401
-    except Exception as exc:  # ImportError, or a broken install ("DLL load failed")
-        reason = "is not installed" if isinstance(exc, ModuleNotFoundError) else f"failed to import ({exc})"
-        from fomm_doctor.checks.common import pip_cmd
-        extra = pip_cmd(sys.platform, 'install "fomm-doctor[torch]"')
-        raise UserError(
-            f"PyTorch {reason}; run `fomm-doctor install --yes` to install the right build for this machine "
-            f"(or `{extra}`).",
-        ) from None
-    return torch

@@ -4,7 +4,8 @@ from typing import Optional
 
 import typer
 
-from fomm_doctor.errors import UserError, require_torch
+from fomm_doctor.commands import require_torch
+from fomm_doctor.errors import UserError
 
 
 def load_model(checkpoint, config, device="auto", precision="auto", **engine_options):

@@ -3,7 +3,8 @@ import json
 
 import typer
 
-from fomm_doctor.errors import UserError, require_torch
+from fomm_doctor.commands import require_torch
+from fomm_doctor.errors import UserError
 
 
 def bench(
