@@ -22,6 +22,9 @@ MAY_IMPORT = {
     "fomm_core": ("fomm_core",),
     "fomm_doctor/net": ("fomm_doctor.net", "fomm_doctor.errors"),
     "fomm_doctor/preflight.py": (),
+    "fomm_doctor/errors.py": (),
+    "fomm_doctor/report.py": (),
+    "fomm_doctor/checkpoints": ("fomm_doctor.checkpoints", "fomm_doctor.net", "fomm_doctor.errors", "fomm_core"),
     "fomm_doctor": ("fomm_doctor", "fomm_core"),
 }
 
