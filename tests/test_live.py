@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch")
 from conftest import TINY_MODEL as TINY, run_cli  # noqa: E402
 from fomm_core.errors import FommError  # noqa: E402
 from fomm_core.inference.live import (LatestFrameCapture, LiveOptions, LiveSession, LiveStats,  # noqa: E402
-                                      load_source_rgb, parse_camera)
+                                      parse_camera)
+from fomm_core.media.crop import source_square  # noqa: E402
 from fomm_doctor.commands.live import load_animator  # noqa: E402
 from test_face import FACE_JPG, write_face_clip  # noqa: E402
 
@@ -261,11 +262,11 @@ def test_source_photo_with_a_non_ascii_name_and_alpha_reads_as_animate_reads_it(
     assert ok
     photo = tmp_path / "照片.png"
     photo.write_bytes(png.tobytes())
-    centre = load_source_rgb(photo, 32, crop=False)
+    centre = source_square(photo, 32, crop=False).image
     assert np.array_equal(centre, square_resize(load_image(photo), 32))     # what `animate` feeds the model
     assert centre[0, 0].tolist() == [255, 255, 255]                         # transparent -> white
     assert centre[16, 16].tolist() == [220, 160, 40]                        # opaque, in RGB order
-    faced = load_source_rgb(photo, 32, crop=True)                           # `animate --crop`
+    faced = source_square(photo, 32, crop=True).image                           # `animate --crop`
     assert np.array_equal(faced, crop_face_image(load_image(photo), 32).image)
 
 

@@ -433,12 +433,12 @@ def test_checkpoint_the_safe_loader_cannot_parse_is_refused_not_called_garbage(t
 
 def test_live_reads_its_source_like_animate(tmp_path):
     """`live` used cv2.imread: no pixel limit, and no non-ASCII paths on Windows. It now shares load_image."""
-    from fomm_core.inference.live import load_source_rgb
+    from fomm_core.media.crop import source_square
     photo = tmp_path / "照片.png"
     photo.write_bytes(_encoded(".png", size=(40, 30)))
-    assert load_source_rgb(photo, 16, crop=False).shape == (16, 16, 3)
+    assert source_square(photo, 16, crop=False).image.shape == (16, 16, 3)
     huge = tmp_path / "huge.png"
     huge.write_bytes(png_bytes(60000, 60000, rows=1))
     with pytest.raises(FommError) as err:
-        load_source_rgb(huge, 16, crop=False)
+        source_square(huge, 16, crop=False).image
     assert "60000" in str(err.value).replace(",", "")

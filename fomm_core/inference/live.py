@@ -258,14 +258,6 @@ def list_sources(path) -> list[Path]:
     return [path]
 
 
-def load_source_rgb(path, size: int, crop: bool) -> np.ndarray:
-    """A source photo as size x size RGB uint8, read and cut exactly as `animate` does: cropped to its largest
-    face (its centre square when none is found), or with crop=False its centre square."""
-    from fomm_core.media.crop import crop_face_image
-    from fomm_core.media.images import load_image, square_resize
-    image = load_image(path)   # non-ASCII paths, a pixel limit from the header, transparency on white
-    return crop_face_image(image, size).image if crop else square_resize(image, size)
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Inference on the latest frame
@@ -542,9 +534,10 @@ class LiveSession:
 
     # -- inference thread ---------------------------------------------------------------------------------------------
     def _load_source(self):
+        from fomm_core.media.crop import source_square
         from fomm_core.media.images import frames_to_tensor
         path = self.options.sources[self.source_index]
-        self.source_rgb = load_source_rgb(path, self.options.size, self.options.crop)
+        self.source_rgb = source_square(path, self.options.size, self.options.crop).image
         self.animator.set_source(frames_to_tensor([self.source_rgb]))
         if self._reference is not None:  # a new photo keeps the reference pose the user chose
             self.animator.set_reference(self._reference)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from fomm_core.errors import FommError
-from fomm_core.media.images import frames_to_tensor, load_image, square_resize, tensor_to_frames
+from fomm_core.media.images import frames_to_tensor, square_resize, tensor_to_frames
 from fomm_core.media.video import VideoWriter, iter_frames, probe_video
 
 
@@ -89,10 +89,10 @@ def driving_face_crop(driving_path, info, size: int, increase: float = 0.1):
 
 def _source_and_fit(source_path, driving_path, info, size: int, crop: bool):
     """(the source at model size, frame -> driving frame at model size): centre squares, or faces with `crop`."""
+    from fomm_core.media.crop import source_square
+    cropped = source_square(source_path, size, crop)
     if not crop:
-        return square_resize(load_image(source_path), size), lambda frame: square_resize(frame, size)
-    from fomm_core.media.crop import crop_face_image
-    cropped = crop_face_image(load_image(source_path), size)
+        return cropped.image, lambda frame: square_resize(frame, size)
     if not cropped.face_found:
         warnings.warn("no face found in the source image; used its centre square", stacklevel=3)
     return cropped.image, driving_face_crop(driving_path, info, size)

@@ -175,7 +175,7 @@ def crop_video(video_in, video_out, box: Box, size: int = 256, *, audio: bool = 
 @dataclass
 class ImageCrop:
     image: np.ndarray      # size x size, same channel order as the input
-    box: Box               # the square taken from the input image
+    box: Box | None        # the square taken from the input image (None: resized whole, see source_square)
     face_found: bool       # False: no face seen, the centre square was used (e.g. an already-cropped photo)
 
 
@@ -194,3 +194,13 @@ def crop_face_image(image: np.ndarray, size: int = 256, increase: float = 0.1,
         side = min(h, w)
         box = Box(float((w - side) // 2), float((h - side) // 2), float(side), float(side))
     return ImageCrop(crop_square(image, box, size), box, bool(faces))
+
+
+def source_square(path, size: int, crop: bool) -> ImageCrop:
+    """A source photo at model size, as `animate` and `live` both take it: cropped to its largest face (its
+    centre square when none is found), or with crop=False its centre square. `box` is None without crop."""
+    from fomm_core.media.images import load_image, square_resize
+    image = load_image(path)   # non-ASCII paths, a pixel limit from the header, transparency on white
+    if crop:
+        return crop_face_image(image, size)
+    return ImageCrop(square_resize(image, size), None, False)

@@ -22,9 +22,8 @@ def load_model(checkpoint, config, device="auto", precision="auto", **engine_opt
 
     dev = resolve_device(device)
     resolved = resolve_checkpoint(checkpoint)
-    note = getattr(resolved, "note", None)
-    if note:
-        typer.echo(note, err=True)
+    if resolved.note:
+        typer.echo(resolved.note, err=True)
     config = config or resolved.config             # a known checkpoint names the config it fits
     generator, kp_detector = load_checkpoints(config, Path(resolved), dev)
     animator = Animator(generator, kp_detector, device=dev, precision=precision, **engine_options)
