@@ -86,7 +86,7 @@ def test_no_face_in_a_background_without_one():
     assert FaceDetector().detect(background(240, 320, seed=3)) == []
 
 
-# What OpenCV 4.14's CascadeClassifier(SHIPPED_CASCADE).detectMultiScale(gray, 1.1, 3, minSize=(40, 40)) returns
+# What OpenCV 4.14 (opencv-python 4.14.0.94 from PyPI, in a throwaway venv)'s CascadeClassifier(SHIPPED_CASCADE).detectMultiScale(gray, 1.1, 3, minSize=(40, 40)) returns
 # for planted_frame(h, w, x, y, scale): recorded, because OpenCV 5 (what a fresh install gets) has no
 # CascadeClassifier. The frames are the same pixels under OpenCV 4 and 5 (checked when recording).
 OPENCV_BOXES = [
