@@ -22,16 +22,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import types
 from contextlib import contextmanager
 from pathlib import Path
 
-PATHS = ("reference", "exact", "fast")
+from fomm_core.media.images import psnr
+
+PATHS = ("reference", "exact", "bf16", "int8", "fast")
 # Our paths and the engine options they run with; the extra ones isolate one idea each (ablation).
 ENGINE_PATHS = {
     "exact": dict(precision="fp32"),
-    "fast": dict(precision="bf16"),
+    "bf16": dict(precision="bf16"),
+    "int8": dict(precision="int8"),
+    "fast": dict(precision="fast"),                            # what `fast` picks here (measured, cached)
     "cached": dict(precision="fp32", fuse=False),            # only: source cached, 2x2 inverse, no 'deformed' warp
     "exact-b1": dict(precision="fp32", batch=1),              # one frame per call
     "fast-b1": dict(precision="bf16", batch=1),
@@ -73,13 +78,29 @@ def randomise(*modules, seed=SEED):
                     t.copy_(noise * t.std())
 
 
-def our_models(config_name="vox-256", seed=SEED):
-    """(generator, kp_detector) of our fomm_core, eval mode, seeded random weights."""
+def stress(generator, kp_detector):
+    """Random weights give a nearly flat grey picture (a constant image scores 48.6 dB against it): scaled like
+    this, the keypoints spread over the frame and the output spans 0..1, so a PSNR means something."""
+    import torch
+    with torch.no_grad():
+        kp_detector.kp.weight.mul_(30)
+        generator.final.weight.mul_(100)
+
+
+def our_models(config_name="vox-256", seed=SEED, weights="random"):
+    """(generator, kp_detector) of our fomm_core, eval mode: seeded random weights ('random' or 'stress'), or
+    the checkpoint file `weights` (its config wins over config_name)."""
     import torch
     from fomm_core.model.config import build_models, load_config
+    if weights not in ("random", "stress"):
+        from fomm_core.model.checkpoint import load_checkpoints
+        generator, kp_detector = load_checkpoints(config_name, weights, "cpu")
+        return generator.eval(), kp_detector.eval()
     torch.manual_seed(seed)
     generator, kp_detector = build_models(load_config(config_name))
     randomise(generator, kp_detector, seed=seed)
+    if weights == "stress":
+        stress(generator, kp_detector)
     return generator.eval(), kp_detector.eval()
 
 
@@ -93,15 +114,15 @@ def reference_available() -> bool:
         return False
 
 
-def reference_models(config_name="vox-256", seed=SEED):
-    """The original code's modules holding exactly our seeded weights (strict load)."""
+def reference_models(config_name="vox-256", seed=SEED, weights="random"):
+    """The original code's modules holding exactly our weights (strict load)."""
     from deep_animator.modules.generator import OcclusionAwareGenerator
     from deep_animator.modules.kp_detector import KPDetector
     from fomm_core.model.config import load_config, original_model_params
     params = original_model_params(load_config(config_name))
     generator = OcclusionAwareGenerator(**params["generator_params"], **params["common_params"])
     kp_detector = KPDetector(**params["kp_detector_params"], **params["common_params"])
-    ours_g, ours_k = our_models(config_name, seed)
+    ours_g, ours_k = our_models(config_name, seed, weights)
     generator.load_state_dict(ours_g.state_dict(), strict=True)
     kp_detector.load_state_dict(ours_k.state_dict(), strict=True)
     return generator.eval(), kp_detector.eval()
@@ -202,22 +223,22 @@ def _stage_timer(animator, timings):
     animator._keypoints, animator._dense_motion = keypoints, dense_motion
 
 
-def _reference_runner(config_name, source, driving):
-    generator, kp_detector = reference_models(config_name)
+def _reference_runner(config_name, source, driving, weights):
+    generator, kp_detector = reference_models(config_name, weights=weights)
 
     def run(timings=None):
         return reference_animate(generator, kp_detector, source, driving, timings)
     return "original code, frame by frame, align_corners=True", run
 
 
-def _engine_runner(path, config_name, source, driving, batch):
+def _engine_runner(path, config_name, source, driving, batch, weights):
     import torch
     from fomm_core.inference.engine import Animator
-    generator, kp_detector = our_models(config_name)
+    generator, kp_detector = our_models(config_name, weights=weights)
     options = dict(ENGINE_PATHS[path])
     frames = driving.shape[0]
     batch = options.pop("batch", None) or batch or frames
-    animator = Animator(generator, kp_detector, device="cpu", **options)
+    animator = Animator(generator, kp_detector, device="cpu", size=driving.shape[-1], **options)
     del generator, kp_detector  # the engine holds its own copies: the user's modules would only add to the RSS
     timed = False
 
@@ -237,15 +258,16 @@ def _engine_runner(path, config_name, source, driving, batch):
         if timings is not None:  # the engine's other stages ran inside animate
             timings["generator"] -= timings["keypoints"] + timings["dense motion"]
         return torch.cat(outs)
-    return animator.path + f", batch {batch}", run
+    note = f"; {animator.note}" if animator.note else ""
+    return animator.path + f", batch {batch}{note}", run
 
 
-def make_runner(path, config_name="vox-256", size=256, frames=4, batch=None):
+def make_runner(path, config_name="vox-256", size=256, frames=4, batch=None, weights="random"):
     """(description, run): run(timings=None) animates the benchmark's frames once by `path`, returns the frames."""
     source, driving = inputs(size, frames)
     if path == "reference":
-        return _reference_runner(config_name, source, driving)
-    return _engine_runner(path, config_name, source, driving, batch)
+        return _reference_runner(config_name, source, driving, weights)
+    return _engine_runner(path, config_name, source, driving, batch, weights)
 
 
 def _worker(ns) -> None:
@@ -256,7 +278,7 @@ def _worker(ns) -> None:
     """
     import torch
     torch.set_num_threads(ns.threads)
-    description, run = make_runner(ns.child, ns.config, ns.size, ns.frames)
+    description, run = make_runner(ns.child, ns.config, ns.size, ns.frames, weights=ns.weights)
     output = run()  # warm-up (and torch.compile's compile, where asked)
     print("ready", flush=True)
     seconds = []
@@ -302,11 +324,6 @@ def environment(threads) -> dict:
             "amx": bool({"amx_tile", "amx_bf16"} & flags)}
 
 
-def psnr(a, b) -> float:
-    mse = float(((a.float() - b.float()) ** 2).mean())
-    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
-
-
 class _Worker:
     """The parent's handle on one path's process."""
 
@@ -315,7 +332,7 @@ class _Worker:
         self.err = open(Path(workdir) / f"{path}.err", "w+", encoding="utf-8")
         cmd = [sys.executable, "-m", "fomm_core.bench", "--child", path, "--config", args.config,
                "--size", str(args.size), "--frames", str(args.frames), "--threads", str(threads),
-               "--out", str(self.out)]
+               "--weights", str(args.weights), "--out", str(self.out)]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
                                      text=True, env=env)
@@ -374,9 +391,11 @@ def size_unit(config_name) -> int:
     return int(math.ceil(max(units)))
 
 
-def check_options(config="vox-256", size=256, frames=4, runs=3, threads=None, paths=PATHS) -> None:
+def check_options(config="vox-256", size=256, frames=4, runs=3, threads=None, paths=PATHS, weights="stress") -> None:
     """Raise FommError with one sentence for options the benchmark cannot run with."""
     from fomm_core.errors import FommError
+    if weights not in ("random", "stress") and not Path(weights).is_file():
+        raise FommError(f"--weights must be random, stress or a checkpoint file; {weights} is none of them.")
     unit = size_unit(config)
     if size < unit or size % unit:
         raise FommError(f"--size must be a multiple of {unit} for {config} (its networks halve the image that often).")
@@ -429,40 +448,48 @@ def _row(path, result, ref, exact) -> dict:
     return row
 
 
-def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, paths=PATHS, on_path=None) -> dict:
+def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, paths=PATHS, on_path=None,
+                  weights="stress") -> dict:
     """Every path in its own subprocess; the parent compares outputs. Returns a JSON-able dict.
 
     on_path(name) is called as each path starts (for progress display).
     """
-    check_options(config, size, frames, runs, threads, paths)
+    check_options(config, size, frames, runs, threads, paths, weights)
     threads = threads or max(1, min(os.cpu_count() or 1, 4))
-    args = types.SimpleNamespace(config=config, size=size, frames=frames, runs=runs)
+    args = types.SimpleNamespace(config=config, size=size, frames=frames, runs=runs, weights=weights)
     paths = [p for p in paths if p != "reference" or reference_available()]
     on_path = on_path or (lambda _message: None)
     with tempfile.TemporaryDirectory(prefix="fomm-bench-") as workdir:
         results = _run_workers(_start_workers(paths, args, threads, workdir, on_path), runs, on_path)
     ref, exact = results.get("reference", {}), results.get("exact", {})
     rows = [_row(path, results[path], ref, exact) for path in paths]
-    return {"config": config, "size": size, "frames": frames, "runs": runs,
+    return {"config": config, "size": size, "frames": frames, "runs": runs, "weights": str(weights),
             "environment": environment(threads), "reference_available": reference_available(), "rows": rows}
 
 
+def _cell(row, key, fmt, width) -> str:
+    return format(row[key], fmt).rjust(width) if key in row else "-".rjust(width)
+
+
 def format_text(report) -> str:
-    """A plain-text table (the CLI renders its own with rich)."""
+    """The report in 80 columns: one row per path; the details (what runs, stage timings) are in --json."""
     env = report["environment"]
-    lines = [f"{report['config']} {report['size']}x{report['size']}, {report['frames']} frames x "
-             f"{report['runs']} runs; torch {env['torch']}, {env['threads']} threads, {env['cpu']} "
-             f"(avx512f {env['avx512f']}, avx512_bf16 {env['avx512_bf16']}, amx {env['amx']})"]
+    yes = {True: "yes", False: "no"}
+    lines = [f"{report['config']} {report['size']}px, {report.get('weights', 'random')} weights, "
+             f"{report['frames']} frames x {report['runs']} runs, torch {env['torch']}, {env['threads']} threads",
+             f"{env['cpu']}: AVX-512 {yes[env['avx512f']]}, AVX512-BF16 {yes[env['avx512_bf16']]}, "
+             f"AMX {yes[env['amx']]}",
+             f"{'path':<12}{'frames/s':>9}{'x orig':>8}{'PSNR/ref':>9}{'PSNR/exact':>11}{'max|diff|':>10}{'peak MB':>9}"]
     for row in report["rows"]:
         if "error" in row:
-            lines.append(f"{row['name']:<10} failed: {row['error']}")
+            lines.append(f"{row['name']:<12} failed: {row['error']}"[:80])
             continue
-        st = row["stages"]
-        lines.append(f"{row['name']:<10} {row['fps']:6.2f} fps  x{row.get('speedup', 1):.2f}  "
-                     f"rss {row['peak_rss_mb']:.0f} MB  max|d| {row.get('max_abs_vs_reference', 0):.2e}  "
-                     f"psnr {row.get('psnr_vs_reference', float('inf')):.1f} dB  "
-                     f"kp {st['keypoints']*1e3:.0f} / dm {st['dense motion']*1e3:.0f} / "
-                     f"gen {st['generator']*1e3:.0f} ms/frame  [{row['path']}]")
+        lines.append(f"{row['name']:<12}{row['fps']:>9.2f}{_cell(row, 'speedup', '.2f', 8)}"
+                     f"{_cell(row, 'psnr_vs_reference', '.1f', 9)}{_cell(row, 'psnr_vs_exact', '.1f', 11)}"
+                     f"{_cell(row, 'max_abs_vs_reference', '.1e', 10)}{row['peak_rss_mb']:>9.0f}")
+    fast = next((r for r in report["rows"] if r["name"] == "fast" and "path" in r), None)
+    if fast:
+        lines += textwrap.wrap("fast: " + fast["path"].split("; ", 1)[-1], 80, subsequent_indent="  ")
     return "\n".join(lines)
 
 
@@ -474,6 +501,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--paths", default=",".join(PATHS))
+    p.add_argument("--weights", default="stress", help="stress (random, scaled so the output spans 0..1), "
+                   "random, or a checkpoint file (with its --config and --size)")
     p.add_argument("--smoke", action="store_true", help="128x128, 2 frames, 1 run (for CI)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -486,7 +515,8 @@ def main(argv=None) -> int:
         ns.size, ns.frames, ns.runs = 128, 2, 1
     from fomm_core.errors import FommError
     try:
-        report = run_benchmark(ns.config, ns.size, ns.frames, ns.runs, ns.threads, ns.paths.split(","))
+        report = run_benchmark(ns.config, ns.size, ns.frames, ns.runs, ns.threads, ns.paths.split(","),
+                               weights=ns.weights)
     except FommError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ import re
 from fomm_core.errors import FommError
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fast", "fp32", "bf16", "fp16", "int8")
 _SPELLING = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
 
 
@@ -79,16 +79,21 @@ def check_precision(text) -> str:
 
 
 def choose_precision(device, requested: str = "auto") -> str:
-    """The precision that runs: 'fp32' (exact), 'bf16' or 'fp16'.
+    """The precision asked of the engine: 'fp32' (exact), 'bf16', 'fp16', 'int8', or 'fast' (measured on the CPU).
 
-    auto: exact float32 on the CPU (the fast bf16 path is opt-in: it is not bit-faithful), fp16 on CUDA.
+    auto is fast: on the CPU the fastest path that meets the quality bar on this machine (measured on first use:
+    fomm_core.inference.choice), fp16 on CUDA, exact float32 on Apple's GPU (its half precision is not faster
+    for these convolutions everywhere, and exact is the safe default there).
     fp16 asked for on a CPU becomes bf16 (CPUs have no fast fp16 convolutions); bf16 on CUDA stays bf16.
+    int8 runs on the CPU only (OpenVINO).
     """
     import torch
     requested = check_precision(requested)
     kind = torch.device(device).type
-    if requested == "auto":
-        return "fp16" if kind == "cuda" else "fp32"
+    if requested in ("auto", "fast"):
+        return {"cuda": "fp16", "cpu": "fast"}.get(kind, "fp32")
     if requested == "fp16" and kind != "cuda":
         return "bf16"
+    if requested == "int8" and kind != "cpu":
+        raise FommError(f"int8 runs on the CPU (OpenVINO); use --device cpu with it, or fp16 on {kind}.")
     return requested

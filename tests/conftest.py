@@ -2,12 +2,16 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 # Keep the test suite polite on a 2-core machine.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# One cache folder for the whole run, never the user's: int8 models and the measured `fast` choice are built
+# once per model and shared by the tests (and by their CLI subprocesses, which inherit the variable).
+os.environ.setdefault("FOMM_DOCTOR_CACHE", tempfile.mkdtemp(prefix="fomm-test-cache-"))
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,8 @@ def test_bench_smoke_json_compares_every_path():
     env = report["environment"]
     assert env["threads"] == 1 and env["torch"] and isinstance(env["avx512_bf16"], bool)
     rows = {row["name"]: row for row in report["rows"]}
-    assert "error" not in rows["exact"] and "error" not in rows["fast"]
+    assert "error" not in rows["exact"] and "error" not in rows["fast"] and "error" not in rows["bf16"]
+    assert report["weights"] == "stress"
     for row in rows.values():
         assert row["fps"] > 0 and row["peak_rss_mb"] > 50
         assert set(row["stages"]) == {"keypoints", "dense motion", "generator"}
@@ -27,13 +28,15 @@ def test_bench_smoke_json_compares_every_path():
         assert rows["exact"]["speedup"] > 0 and "fps" in rows["reference"]
 
 
-def test_bench_table_for_one_path():
-    result = run_cli("bench", "--smoke", "--threads", "1", "--paths", "exact", env={"COLUMNS": "220"})
+def test_bench_table_fits_80_columns_and_says_what_fast_picks():
+    result = run_cli("bench", "--smoke", "--threads", "1", "--paths", "exact,fast", env={"COLUMNS": "80"})
     assert result.returncode == 0, result.stderr
-    lines = [line for line in result.stdout.splitlines() if line.strip("│ ").startswith("exact")]
-    assert len(lines) == 1 and "fp32 exact" in lines[0]
-    fps = float(lines[0].split("│")[2])
-    assert fps > 0
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    exact = [line for line in lines if line.startswith("exact ")]
+    assert len(exact) == 1 and float(exact[0].split()[1]) > 0
+    fast = [line for line in lines if line.startswith("fast: ")]
+    assert len(fast) == 1 and "fast = " in fast[0] and "frames/s" in fast[0], lines
     assert "AVX512-BF16" in result.stdout
 
 
@@ -41,6 +44,7 @@ def test_bench_table_for_one_path():
     (("--size", "100"), "multiple of 128"),
     (("--paths", "turbo"), "unknown path"),
     (("--frames", "0"), "at least 1"),
+    (("--weights", "no-such-file.pth"), "--weights must be"),
 ])
 def test_bench_bad_options_say_one_sentence(args, words):
     result = run_cli("bench", *args)

@@ -36,6 +36,6 @@ def test_precision_policy():
     assert check_precision("BF16") == "bf16"
     with pytest.raises(FommError, match="unknown precision 'int4'"):
         check_precision("int4")
-    assert choose_precision("cpu", "auto") == "fp32"
+    assert choose_precision("cpu", "auto") == "fast"
     assert choose_precision("cpu", "fp16") == "bf16"
     assert choose_precision("cuda", "auto") == "fp16"

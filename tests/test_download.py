@@ -371,8 +371,9 @@ def test_auto_html_in_first_range_is_caught(tmp_path):
 
 def test_default_cache_dir_keeps_the_linux_paths_and_the_override(monkeypatch, tmp_path):
     import platformdirs.unix
+    import fomm_core.cache
     from fomm_doctor.net import download as dl
-    monkeypatch.setattr(dl, "PlatformDirs", platformdirs.unix.Unix)
+    monkeypatch.setattr(fomm_core.cache, "PlatformDirs", platformdirs.unix.Unix)
     monkeypatch.delenv("FOMM_DOCTOR_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert dl.default_cache_dir() == tmp_path / "xdg" / "fomm-doctor" / "downloads"

@@ -80,12 +80,12 @@ def test_user_modules_are_left_alone(models):
 
 
 def test_choose_precision_and_bad_options():
-    assert choose_precision("cpu", "auto") == "fp32"
+    assert choose_precision("cpu", "auto") == "fast"
     assert choose_precision("cpu", "fp16") == "bf16"
     assert choose_precision("cpu", "BF16") == "bf16"
     assert choose_precision("cuda", "auto") == "fp16"
     with pytest.raises(FommError, match="precision"):
-        choose_precision("cpu", "int8")
+        choose_precision("cpu", "int4")
     with pytest.raises(FommError, match="mode"):
         Animator(torch.nn.Identity(), torch.nn.Identity(), mode="sideways")
 

@@ -20,7 +20,7 @@ MAY_IMPORT = {
     "fomm_core/inference": ("fomm_core",),
     "fomm_core/train": ("fomm_core",),
     "fomm_core": ("fomm_core",),
-    "fomm_doctor/net": ("fomm_doctor.net", "fomm_doctor.errors"),
+    "fomm_doctor/net": ("fomm_doctor.net", "fomm_doctor.errors", "fomm_core.cache"),
     "fomm_doctor/preflight.py": (),
     "fomm_doctor/errors.py": (),
     "fomm_doctor/report.py": (),

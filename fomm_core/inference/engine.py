@@ -95,15 +95,34 @@ class Animator:
 
     def __init__(self, generator, kp_detector, *, device="cpu", precision="auto", mode="relative",
                  adapt_movement_scale=False, use_relative_jacobian=True, fuse=True, channels_last=None,
-                 compile=False):
+                 compile=False, size=None, on_step=None, int8_runner=None):
+        """precision: fp32 (exact), bf16, fp16, int8, or fast/auto (measured on this CPU: fomm_core.inference.choice).
+
+        fast and int8 need the frame size: give `size`, or the first `set_source` decides. on_step(done, total,
+        what) reports the one-time int8 build and measurement. `note` says why a path other than the one asked
+        for runs (or why `fast` picked what it did).
+        """
         import torch
         if mode not in ("relative", "absolute"):
             raise FommError(f"unknown mode '{mode}'; use relative or absolute.")
         self.device = torch.device(device)
-        self.precision = choose_precision(self.device, precision)
+        requested = choose_precision(self.device, precision)
         self.mode = mode
         self.adapt_movement_scale = adapt_movement_scale
         self.use_relative_jacobian = use_relative_jacobian
+        self.note, self.choice_table = "", []
+        self._int8 = int8_runner
+        self._pending = None
+        if requested in ("fast", "int8") and int8_runner is None:
+            self._pending = (requested, generator, kp_detector, on_step)  # resolved once the frame size is known
+        self.precision = "int8" if int8_runner is not None else ("fp32" if self._pending else requested)
+        self._build_torch(generator, kp_detector, fuse, channels_last, compile)
+        self._source = None
+        self.reset_reference()
+        if self._pending and size:
+            self._resolve(size)
+
+    def _build_torch(self, generator, kp_detector, fuse, channels_last, compile):
         if channels_last is None:
             channels_last = fuse
         if fuse:
@@ -122,14 +141,25 @@ class Animator:
         self._run_decode = wrap(self.generator.decode)
         dm = self.generator.dense_motion_network
         self._run_hourglass = wrap(dm.hourglass) if dm is not None else None
-        self._source = None
-        self.reset_reference()
+
+    def _resolve(self, size):
+        """Settle `fast`/`int8` for this frame size: measured (and cached) on first use."""
+        import torch
+        from fomm_core.inference.choice import resolve_path
+        requested, generator, kp_detector, on_step = self._pending
+        self._pending = None
+        choice = resolve_path(requested, generator, kp_detector, int(size), threads=torch.get_num_threads(),
+                              on_step=on_step)
+        self.precision, self.note, self.choice_table, self._int8 = (choice.precision, choice.note, choice.table,
+                                                                     choice.runner)
 
     # -- description --------------------------------------------------------------------------------------------
 
     @property
     def path(self) -> str:
         """Which path runs, in words, e.g. 'cpu fp32 exact (source cached, BN folded, channels-last)'."""
+        if self._int8 is not None:
+            return f"cpu int8 (OpenVINO, source cached in float32), {self.mode} motion"
         what = {"fp32": "fp32 exact", "bf16": "bf16 fast", "fp16": "fp16 fast"}[self.precision]
         if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_fast_bf16():
             what += " (no AVX512-BF16/AMX: emulated, likely slower)"
@@ -144,7 +174,7 @@ class Animator:
 
     def _autocast(self):
         import torch
-        if self.precision == "fp32":
+        if self.precision in ("fp32", "int8"):
             return nullcontext()
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
@@ -166,10 +196,14 @@ class Animator:
             images = images.contiguous(memory_format=torch.channels_last)
         return images
 
-    def _keypoints(self, images):
+    def _torch_keypoints(self, images):
         # float32 always: cheap, and the Jacobians' inverses are precision-sensitive
         kp = self._run_kp(images)
         return {k: v.float() for k, v in kp.items()}
+
+    def _keypoints(self, images):
+        """Driving frames' keypoints (int8 where that path runs; the source's are always torch float32)."""
+        return self._int8.keypoints(images) if self._int8 is not None else self._torch_keypoints(images)
 
     def keypoints(self, images) -> dict:
         """Keypoints of images ([3, H, W] or [B, 3, H, W], 0..1): {'value': [B, K, 2], 'jacobian': [B, K, 2, 2]}."""
@@ -184,7 +218,9 @@ class Animator:
             src = self._prepare(image)
             if src.shape[0] != 1:
                 raise FommError("set_source takes one image ([1, 3, H, W]).")
-            kp = self._keypoints(src)
+            if self._pending:
+                self._resolve(src.shape[-1])
+            kp = self._torch_keypoints(src)
             with self._autocast():
                 features = self.generator.encode_source(src)
             dm = self.generator.dense_motion_network
@@ -255,6 +291,8 @@ class Animator:
             kp = self._keypoints(frames)
             if self.mode == "relative" and self._reference is None:
                 self._set_reference_kp({key: v[:1] for key, v in kp.items()})
+            if self._int8 is not None:
+                return self._int8.render(self.transfer(kp), self._source).clamp_(0, 1)
             features = self._warped_features(self.transfer(kp), frames.shape[0])
             with self._autocast():
                 out = self._run_decode(features)

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import math
 import struct
 from pathlib import Path
 
@@ -181,3 +182,9 @@ def tensor_to_frames(tensor) -> list:
     arr = tensor.detach().float().clamp(0, 1).mul(255.0).add_(0.5).to("cpu").permute(0, 2, 3, 1)
     arr = arr.numpy().astype(np.uint8)
     return [np.ascontiguousarray(a) for a in arr]
+
+
+def psnr(a, b, peak: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB of two same-shape images or batches (torch or numpy, values 0..peak)."""
+    mse = float(((a - b) ** 2).mean()) if not hasattr(a, "float") else float(((a.float() - b.float()) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * math.log10(peak * peak / mse)

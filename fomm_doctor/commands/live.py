@@ -29,7 +29,8 @@ def live(
     config: Optional[str] = typer.Option(None, "--config", help="Config name or YAML (default: from the checkpoint)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", "--precision",
-                                  help="auto (fp32 on CPU, fp16 on CUDA), fp32, bf16 or fp16."),
+                                  help="auto (= fast on CPU, fp16 on CUDA), fast, fp32 (exact), bf16, fp16, "
+                                       "int8 (OpenVINO)."),
     no_window: bool = typer.Option(False, "--no-window", help="No window (machines without a display)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Record the result to this mp4."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many animated frames."),

@@ -42,8 +42,8 @@ from typing import Callable, Optional
 
 import requests
 import urllib3
-from platformdirs import PlatformDirs
 
+from fomm_core.cache import user_cache_dir
 from fomm_doctor.errors import ExitCode, NetworkError
 from fomm_doctor.net.redact import redact
 
@@ -243,14 +243,8 @@ def _request_headers(start: int, end: Optional[int], if_range: Optional[str], ra
 
 
 def default_cache_dir() -> Path:
-    """Per-user cache: $FOMM_DOCTOR_CACHE/downloads, else platformdirs' user cache folder for fomm-doctor, then
-    downloads: $XDG_CACHE_HOME (or ~/.cache)/fomm-doctor/downloads on Linux, ~/Library/Caches/fomm-doctor/
-    downloads on macOS, %LOCALAPPDATA%\\fomm-doctor\\downloads on Windows (opinion=False: no extra
-    `Cache` level, so downloads begun before platformdirs still resume)."""
-    env = os.environ.get("FOMM_DOCTOR_CACHE")
-    if env:
-        return Path(env) / "downloads"
-    return Path(PlatformDirs("fomm-doctor", appauthor=False, opinion=False).user_cache_dir) / "downloads"
+    """Per-user download cache: `downloads` in fomm_core.cache's user cache folder."""
+    return user_cache_dir("downloads")
 
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")

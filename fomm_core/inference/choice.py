@@ -1,0 +1,188 @@
+"""Which path is `fast` on this machine: measured on first use, then cached.
+
+    choice = resolve_path("fast", generator, kp_detector, size=256, threads=2, on_step=None)
+    choice.precision   # 'int8', 'bf16' or 'fp32': what runs
+    choice.runner      # the Int8Runner when int8 runs, else None
+    choice.note        # one sentence: why this path (or why the one asked for is not used)
+    choice.table       # the measured rows (fast only)
+
+A speed claim holds for the CPU it was measured on: bf16 autocast is 3x the original code on an AMD EPYC with
+AVX512-BF16 and slower than float32 on an Intel Xeon without AMX. So each candidate (fp32 exact, bf16, int8)
+animates the same few frames of a shipped face on this machine, interleaved, and `fast` is the fastest that
+keeps PSNR >= MIN_PSNR against float32; exact float32 wins unless another path is at least FASTER_BY faster.
+The table is cached in the user cache folder, keyed by the weights, frame size, threads, CPU and library versions.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+
+from fomm_core.cache import user_cache_dir
+from fomm_core.inference.int8 import MIN_PSNR, Int8Refused, load_or_build, weights_fingerprint
+
+FASTER_BY = 1.10       # a path that is not exact must beat exact float32 by this factor to be chosen
+CANDIDATES = ("fp32", "bf16", "int8")
+TABLE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured path: frames/s on this machine and PSNR (dB) against exact float32; error when it could not run."""
+    precision: str
+    fps: float = 0.0
+    psnr: float = float("inf")
+    error: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return not self.error and self.psnr >= MIN_PSNR
+
+
+@dataclass
+class Choice:
+    precision: str
+    note: str = ""
+    runner: object = None
+    table: list = field(default_factory=list)
+
+
+def pick_fast(rows) -> tuple[str, str]:
+    """(precision, why) from measured rows: the fastest usable one, exact float32 unless beaten by FASTER_BY."""
+    usable = [r for r in rows if r.usable]
+    exact = next((r for r in usable if r.precision == "fp32"), None)
+    if not usable:
+        return "fp32", "no path could be measured, so the exact float32 path runs"
+    best = max(usable, key=lambda r: r.fps)
+    others = ", ".join(f"{r.precision} {r.fps:.2f}" for r in rows if r is not best and not r.error)
+    if exact is not None and best is not exact and best.fps < FASTER_BY * exact.fps:
+        return "fp32", (f"fast = fp32: {best.precision} is only {best.fps / exact.fps:.2f}x exact float32 here "
+                        f"({best.fps:.2f} vs {exact.fps:.2f} frames/s), not worth leaving the exact path")
+    if best is exact:
+        return "fp32", f"fast = fp32: the fastest path on this CPU ({exact.fps:.2f} frames/s; {others})"
+    ratio = f", {best.fps / exact.fps:.1f}x exact float32" if exact else ""
+    return best.precision, (f"fast = {best.precision}: {best.fps:.2f} frames/s{ratio} ({others}), "
+                            f"PSNR {best.psnr:.1f} dB against float32")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Measuring
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _key(fingerprint: str, size: int, threads: int) -> str:
+    import torch
+    from fomm_core.inference.engine import cpu_flags
+    try:
+        from fomm_core.inference.int8 import runtime_versions
+        ov = runtime_versions()["openvino"]
+    except Int8Refused:
+        ov = "none"
+    facts = [fingerprint, str(size), str(threads), _cpu_name(), " ".join(sorted(cpu_flags())), torch.__version__,
+             ov, str(TABLE_VERSION)]
+    return hashlib.sha256("\n".join(facts).encode()).hexdigest()[:32]
+
+
+def _animators(generator, kp_detector, size, threads, on_step, runner):
+    """{precision: Animator} for every candidate that can be built; {precision: error} for the others."""
+    from fomm_core.inference.engine import Animator
+    built, errors = {}, {}
+    for precision in CANDIDATES:
+        try:
+            if precision == "int8" and runner is None:
+                runner = load_or_build(generator, kp_detector, size, threads=threads, on_step=on_step)
+            built[precision] = Animator(generator, kp_detector, device="cpu", precision=precision,
+                                        int8_runner=runner if precision == "int8" else None)
+        except Int8Refused as err:
+            errors[precision] = str(err)
+    return built, errors
+
+
+def _time(animator, source, driving):
+    """(seconds, frames) of one animation of `driving` (source set first, not timed)."""
+    animator.set_source(source)
+    start = time.perf_counter()
+    out = animator.animate(driving)
+    return time.perf_counter() - start, out
+
+
+def measure(generator, kp_detector, size: int, threads: int, on_step=None, runner=None, rounds: int = 2) -> list:
+    """Rows for every candidate, timed interleaved on the same frames of a shipped face (after a warm-up)."""
+    from fomm_core.inference.calibration import face_pairs
+    from fomm_core.media.images import psnr
+    built, errors = _animators(generator, kp_detector, size, threads, on_step, runner)
+    source, driving = face_pairs(size, seed=2, frames=4, synthetic=0)[0]
+    outputs = {name: _time(a, source, driving)[1] for name, a in built.items()}  # also the warm-up
+    seconds = {name: [] for name in built}
+    for r in range(rounds):
+        if on_step:
+            on_step(r, rounds, "timing fp32, bf16 and int8 on this CPU")
+        for name, animator in built.items():
+            seconds[name].append(_time(animator, source, driving)[0])
+    exact = outputs.get("fp32")
+    rows = [Row(name, driving.shape[0] / min(seconds[name]),
+                psnr(outputs[name], exact) if exact is not None and name != "fp32" else float("inf"))
+            for name in built]
+    return rows + [Row(name, error=text) for name, text in errors.items()]
+
+
+def _load_table(path):
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return [Row(**row) for row in data["rows"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _save_table(path, rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    rows_json = [dict(asdict(r), psnr=min(r.psnr, 999.0)) for r in rows]  # JSON has no infinity
+    tmp.write_text(json.dumps({"rows": rows_json, "cpu": _cpu_name()}, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def measured_table(generator, kp_detector, size: int, threads: int, on_step=None, runner=None) -> list:
+    """The cached rows for these weights on this machine, measured now when there are none."""
+    path = user_cache_dir("fast-path", _key(weights_fingerprint(generator, kp_detector), size, threads) + ".json")
+    rows = _load_table(path)
+    if rows is None:
+        rows = measure(generator, kp_detector, size, threads, on_step, runner)
+        _save_table(path, rows)
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The policy
+
+
+def _without_int8(generator, kp_detector, size, threads, on_step) -> str:
+    rows = [r for r in measured_table(generator, kp_detector, size, threads, on_step) if r.precision != "int8"]
+    return pick_fast(rows)[0]
+
+
+def resolve_path(requested: str, generator, kp_detector, size: int, *, threads: int, on_step=None) -> Choice:
+    """What runs on the CPU for `requested` ('fast' or 'int8'), with the sentence that says why."""
+    if requested == "int8":
+        try:
+            return Choice("int8", runner=load_or_build(generator, kp_detector, size, threads=threads,
+                                                       on_step=on_step))
+        except Int8Refused as err:
+            fallback = _without_int8(generator, kp_detector, size, threads, on_step)
+            return Choice(fallback, note=f"{str(err).rstrip('.')}; using {fallback} instead.")
+    rows = measured_table(generator, kp_detector, size, threads, on_step)
+    precision, why = pick_fast(rows)
+    runner = None
+    if precision == "int8":
+        runner = load_or_build(generator, kp_detector, size, threads=threads, on_step=on_step)
+    return Choice(precision, note=why + ".", runner=runner, table=rows)
