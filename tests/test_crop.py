@@ -9,8 +9,8 @@ cv2 = pytest.importorskip("cv2")
 from conftest import run_cli  # noqa: E402
 from fomm_core.media.crop import (crop_face_image, crop_video, ffmpeg_crop_command, find_face_tracks,  # noqa: E402
                             stable_crop_box)
-from fomm_core.media.face import Box, iou  # noqa: E402
-from test_face import planted_frame, write_face_clip  # noqa: E402
+from fomm_core.media.face import Box, FaceDetector, iou  # noqa: E402
+from test_face import background, encode_clip, paste_face, planted_frame, write_face_clip  # noqa: E402
 
 
 def probe(path):
@@ -48,6 +48,119 @@ def test_finds_one_track_and_a_stable_box_covering_every_frame(face_clip):
         assert box.x <= t.x and box.y <= t.y and t.x + t.w <= box.x + box.w and t.y + t.h <= box.y + box.h
     # ...with margin, but not much more than the union of the faces needs
     assert box.w <= 1.5 * (truth[-1].x + truth[-1].w - truth[0].x)
+
+
+def face_path(i):
+    """Where the test photo is in frame i (top-left x, y, scale), or None: 40 frames of a sway while leaning in
+    and out, 20 frames sliding out past the right edge, 10 frames without a face, 30 frames somewhere else."""
+    if i < 40:
+        t = i / 40
+        return round(30 + 80 * t), round(40 + 15 * np.sin(2 * np.pi * t)), 0.7 * (1 + 0.12 * np.sin(2 * np.pi * t))
+    if i < 60:
+        return 110 + (i - 39) * 12, 40, 0.7
+    if i < 70:
+        return None
+    return 10 + (i - 70), 95, 0.75
+
+
+@pytest.fixture(scope="module")
+def leaving_clip(tmp_path_factory):
+    """(clip path, true face box per frame or None). 320x240, 100 frames at 25 fps."""
+    frames, truth = [], []
+    for i in range(100):
+        frame, where = background(240, 320, seed=1), face_path(i)
+        truth.append(paste_face(frame, *where) if where else None)
+        frames.append(frame)
+    return encode_clip(tmp_path_factory.mktemp("leave") / "leave.mp4", frames), truth
+
+
+def visible(box, w=320, h=240):
+    """The part of a box inside the frame (None when none of it is)."""
+    x0, y0, x1, y1 = max(box.x, 0), max(box.y, 0), min(box.x + box.w, w), min(box.y + box.h, h)
+    return Box(x0, y0, x1 - x0, y1 - y0) if x0 < x1 and y0 < y1 else None
+
+
+def boxes_by_frame(faces, every):
+    found = {}
+    for track in faces.tracks:
+        for k, box in enumerate(track.boxes):
+            assert track.start + k * every not in found, "two tracks hold one face at once"
+            found[track.start + k * every] = box
+    return found
+
+
+def test_tracked_box_on_every_frame_matches_the_true_face(leaving_clip):
+    path, truth = leaving_clip
+    faces = find_face_tracks(path, detect_every=1)
+    found = boxes_by_frame(faces, 1)
+    whole = [i for i, t in enumerate(truth) if t is not None and visible(t) == t]
+    assert set(whole) <= set(found), "a frame with the whole face in it has no box"
+    for i, box in found.items():            # every box is the face, as much of it as the frame shows
+        assert truth[i] is not None and iou(box, visible(truth[i])) >= 0.8, (i, box, truth[i])
+    # the face that slid out ended its track before the empty frames; the one that came back was found at once
+    assert not [i for i in found if 60 <= i < 70]
+    comeback = [t for t in faces.tracks if t.start >= 70]
+    assert len(comeback) == 1 and comeback[0].start == 70 and comeback[0].end == 99
+    assert comeback[0].boxes[0].center[0] < 160                        # on the left, where it came back
+
+
+def test_searching_near_the_faces_gives_what_searching_everywhere_gives(leaving_clip):
+    path, truth = leaving_clip
+    tracked = find_face_tracks(path)                                   # as `crop` runs it
+    everywhere = find_face_tracks(path, rescan=0)                      # the whole frame at every check
+    assert [(t.start, t.end) for t in tracked.tracks] == [(t.start, t.end) for t in everywhere.tracks]
+    for a, b in zip(tracked.tracks, everywhere.tracks):
+        assert min(iou(x, y) for x, y in zip(a.boxes, b.boxes)) >= 0.95
+    starts = [t.start for t in tracked.tracks]
+    assert starts[0] == 0 and 70 <= starts[-1] <= 72                   # within one check (every 3rd frame)
+
+
+def test_live_cropper_follows_the_face_by_searching_near_it(leaving_clip):
+    from fomm_core.inference.live import DrivingCropper
+    path, truth = leaving_clip
+
+    class Counting(FaceDetector):
+        near = whole = 0
+
+        def detect(self, frame, near=None):
+            if near is None:
+                self.whole += 1
+            else:
+                self.near += 1
+            return super().detect(frame, near)
+
+    cropper = DrivingCropper(64, background=False, budget=float("inf"))   # no pacing: detect at every frame
+    cropper.detector = Counting(max_side=240, min_face=0.15)
+    cap = cv2.VideoCapture(str(path))
+    for i in range(40):                                           # the sway, before the face leaves
+        ok, frame = cap.read()
+        _, found = cropper(frame)
+        assert ok and found
+    cap.release()
+    assert cropper.detector.whole == 1 and cropper.detector.near == 39
+    assert iou(cropper.tracker.box, truth[39]) >= 0.6
+
+
+def test_frames_read_ahead_in_a_thread_arrive_in_order_errors_included():
+    from fomm_core.media.crop import _read_ahead
+    closed = []
+
+    def items(n, fail=False):
+        try:
+            for i in range(n):
+                yield i, np.full((2, 2), i)
+            if fail:
+                raise OSError("the disk went away")
+        finally:
+            closed.append(n)
+
+    assert [i for i, _ in _read_ahead(items(50), depth=4)] == list(range(50))
+    with pytest.raises(OSError, match="went away"):
+        list(_read_ahead(items(3, fail=True)))
+    early = _read_ahead(items(1000), depth=4)
+    assert next(early)[0] == 0
+    early.close()                        # the reader stops and the source is closed (the capture released)
+    assert closed == [50, 3, 1000]
 
 
 def test_crop_video_writes_square_clip_with_audio(face_clip, tmp_path):

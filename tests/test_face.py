@@ -1,6 +1,7 @@
 """Face detection on a real photo planted at a known box, the tracker's smoothing, square crops.
 
-Also home of the helpers the crop and live tests share: `planted_frame` and `write_face_clip`.
+Also home of the helpers the crop and live tests share: `planted_frame`, `paste_face`, `encode_clip` and
+`write_face_clip`.
 """
 import subprocess
 from pathlib import Path
@@ -12,7 +13,7 @@ cv2 = pytest.importorskip("cv2")
 
 from fomm_core.errors import FommError  # noqa: E402
 from fomm_core.media.face import (Box, FaceDetector, FaceTracker, NumpyHaarDetector, crop_square, iou,  # noqa: E402
-                            load_cascade, square_box, SHIPPED_CASCADE)
+                            group_boxes, load_cascade, square_box, SHIPPED_CASCADE)
 
 FACE_JPG = Path(__file__).parent / "data" / "faces" / "astronaut_face.jpg"
 FACE_IN_PATCH = Box(49, 50, 95, 95)  # see tests/data/faces/README.md
@@ -37,16 +38,24 @@ def planted_frame(h=480, w=640, x=300, y=100, scale=1.3, seed=0):
     return frame, Box(x + f.x * scale, y + f.y * scale, f.w * scale, f.h * scale)
 
 
-def write_face_clip(path, positions, *, size=(320, 240), fps=25, audio=True, scale=0.8):
-    """A real H.264 mp4 (bundled ffmpeg) of the test face at `positions` [(x, y)], one per frame, and the
-    face boxes per frame. With audio: a sine track of the same length."""
+def paste_face(frame, x, y, scale):
+    """Paste the test photo, scaled, with its top-left corner at (x, y); whatever falls outside the frame is cut
+    off. Returns the face's whole box (it may reach past the frame's edge)."""
+    patch = cv2.imread(str(FACE_JPG))
+    side = round(patch.shape[0] * scale)
+    patch = cv2.resize(patch, (side, side), interpolation=cv2.INTER_LINEAR)
+    h, w = frame.shape[:2]
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + side, w), min(y + side, h)
+    if x0 < x1 and y0 < y1:
+        frame[y0:y1, x0:x1] = patch[y0 - y:y1 - y, x0 - x:x1 - x]
+    f = FACE_IN_PATCH
+    return Box(x + f.x * scale, y + f.y * scale, f.w * scale, f.h * scale)
+
+
+def encode_clip(path, frames, *, fps=25, audio=False):
+    """A real H.264 mp4 of BGR frames (bundled ffmpeg); with audio: a sine track of the same length."""
     import imageio_ffmpeg
-    w, h = size
-    frames, boxes = [], []
-    for i, (x, y) in enumerate(positions):
-        frame, box = planted_frame(h, w, x, y, scale, seed=1)
-        frames.append(frame)
-        boxes.append(box)
+    h, w = frames[0].shape[:2]
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "bgr24",
            "-s", f"{w}x{h}", "-r", str(fps), "-i", "-"]
     if audio:
@@ -54,7 +63,19 @@ def write_face_clip(path, positions, *, size=(320, 240), fps=25, audio=True, sca
                 "-c:a", "aac", "-shortest"]
     cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "16", str(path)]
     subprocess.run(cmd, input=b"".join(f.tobytes() for f in frames), check=True)
-    return Path(path), boxes
+    return Path(path)
+
+
+def write_face_clip(path, positions, *, size=(320, 240), fps=25, audio=True, scale=0.8):
+    """A real H.264 mp4 (bundled ffmpeg) of the test face at `positions` [(x, y)], one per frame, and the
+    face boxes per frame. With audio: a sine track of the same length."""
+    w, h = size
+    frames, boxes = [], []
+    for i, (x, y) in enumerate(positions):
+        frame, box = planted_frame(h, w, x, y, scale, seed=1)
+        frames.append(frame)
+        boxes.append(box)
+    return encode_clip(path, frames, fps=fps, audio=audio), boxes
 
 
 def test_shipped_cascade_parses_into_stages():
@@ -109,6 +130,29 @@ def test_numpy_evaluator_agrees_with_opencv(frame_args, opencv_box):
     assert len(ours) == 1
     # OpenCV rounds the group's mean box to whole pixels; ours keeps the fractions
     assert max(abs(a - b) for a, b in zip((ours[0].x, ours[0].y, ours[0].w, ours[0].h), opencv_box)) < 1.0
+
+
+def test_search_near_a_face_finds_what_the_whole_frame_search_finds():
+    frame, truth = planted_frame(h=240, w=320, x=150, y=40, scale=0.8)
+    other = paste_face(frame, 0, 110, 0.65)                  # a second face, lower left
+    detector = FaceDetector()
+    everywhere = detector.detect(frame)
+    assert len(everywhere) == 2 and max(iou(b, other) for b in everywhere) >= 0.5
+    ours = max(everywhere, key=lambda b: iou(b, truth))
+    assert iou(ours, truth) >= 0.6
+    # where a tracker expects it: a little off and a little larger than it is
+    guess = Box(ours.x + 0.1 * ours.w, ours.y - 0.1 * ours.h, 1.1 * ours.w, 1.1 * ours.h)
+    assert detector.detect(frame, near=[guess]) == [ours]    # the same box to the last bit, not the other face
+    assert detector.detect(frame, near=[Box(270, 0, 40, 40)]) == []   # nothing near a spot without a face
+    assert detector.detect(frame, near=[]) == []
+
+
+def test_grouping_joins_chains_of_similar_boxes():
+    # a is like b and b like c, but a is not like c: one group all the same, as OpenCV's partition makes it
+    a, b, c, far = Box(0, 0, 100, 100), Box(15, 0, 100, 100), Box(30, 0, 100, 100), Box(300, 300, 50, 50)
+    assert group_boxes([a, far, c, b], 2) == [Box(15, 0, 100, 100)]
+    assert group_boxes([a, far, c], 0) == [a, far, c]
+    assert group_boxes([a, far, c], 1) == []
 
 
 def test_not_a_haar_cascade_is_one_sentence(tmp_path):

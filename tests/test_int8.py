@@ -154,7 +154,7 @@ def test_no_usage_statistics_leave_the_machine():
 
 
 def test_animate_cli_runs_int8_end_to_end(tiny_checkpoint, clip_factory, tmp_path):
-    from fomm_core.media.video import probe_video
+    from fomm_core.media.video import iter_frames, probe_video
     import cv2
     import numpy as np
     photo = tmp_path / "face.png"
@@ -164,5 +164,4 @@ def test_animate_cli_runs_int8_end_to_end(tiny_checkpoint, clip_factory, tmp_pat
     r = run_cli("animate", photo, clip, "-o", out, "--checkpoint", tiny_checkpoint, "--precision", "int8")
     assert r.returncode == 0, r.stderr
     assert "int8" in r.stderr or "instead" in r.stderr  # the path line, or the sentence of a refusal
-    info, given = probe_video(out), probe_video(clip)
-    assert info.frame_count == given.frame_count and info.has_audio
+    assert len(list(iter_frames(out))) == 10 and probe_video(out).has_audio

@@ -275,11 +275,12 @@ class Result:
 class DrivingCropper:
     """Camera frame -> the square face crop the model sees (RGB), with the box smoothed across frames.
 
-    Detection costs ~50 ms on a CPU, as much as a GPU's whole frame. So once a face is being tracked, detection
-    runs in its own thread on the newest frame handed to it, paced to use at most ~`budget` of the time, and the
-    model's frames use the tracker's current box without waiting (a head moves little in 0.2 s). Until a face
-    is found (the first frame, which becomes the reference pose) detection runs in line, so the very first
-    crop is already the face.
+    Once a face is being tracked, each detection searches only near the tracker's box (a few ms on a CPU;
+    FaceDetector.detect's `near`), and the whole frame only when the face is not there; a whole-frame search
+    costs ~50 ms on a CPU, as much as a GPU's whole frame. Detection runs in its own thread on the newest frame
+    handed to it, paced to use at most ~`budget` of the time, and the model's frames use the tracker's current
+    box without waiting (a head moves little in 0.2 s). Until a face is found (the first frame, which becomes
+    the reference pose) detection runs in line, so the very first crop is already the face.
     """
 
     def __init__(self, size: int, crop: bool = True, increase: float = 0.25, budget: float = 0.25,
@@ -300,7 +301,11 @@ class DrivingCropper:
 
     def _detect(self, frame_bgr):
         started = time.perf_counter()
-        found = self.detector.detect(frame_bgr)
+        with self._lock:
+            box = self.tracker.box
+        found = self.detector.detect(frame_bgr, near=[box]) if box is not None else []
+        if not found:  # no face yet, or not where it was: search the whole frame
+            found = self.detector.detect(frame_bgr)
         cost = time.perf_counter() - started
         with self._lock:
             self.detect_cost = cost if self.detections == 0 else 0.8 * self.detect_cost + 0.2 * cost

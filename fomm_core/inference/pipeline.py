@@ -21,10 +21,11 @@ from fomm_core.media.video import VideoWriter, iter_frames, probe_video
 class AnimateResult:
     frames: int
     fps: float
-    seconds: float
+    seconds: float          # the whole run: probing, face tracking (crop), best frame search, animation
     path: Path
     best_frame: int = 0
     note: str = ""          # how the start frame was chosen, when find_best_frame was asked for
+    animate_seconds: float = 0.0  # the animation pass alone (decode, model, encode)
 
 
 def _batches(iterable, n: int):
@@ -136,6 +137,7 @@ def animate_video(source_path, driving_path, output_path, animator, *, size: int
     """
     if batch_size < 1:
         raise FommError("the batch size must be at least 1.")
+    started = time.perf_counter()
     info = probe_video(driving_path)
     source, fit = _source_and_fit(source_path, driving_path, info, size, crop)
     animator.set_source(frames_to_tensor([source]))
@@ -149,4 +151,5 @@ def animate_video(source_path, driving_path, output_path, animator, *, size: int
         frames = (fit(f) for f in iter_frames(driving_path, info=info))
         done = _animate_frames(writer, animator, frames, source, batch_size, side_by_side, progress,
                                info.frame_count)
-    return AnimateResult(done, info.fps, time.perf_counter() - start, Path(output_path), best, note)
+    end = time.perf_counter()
+    return AnimateResult(done, info.fps, end - started, Path(output_path), best, note, end - start)

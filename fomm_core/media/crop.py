@@ -17,6 +17,8 @@ import numpy as np
 from fomm_core.errors import FommError
 from fomm_core.media.face import Box, FaceDetector, crop_square, iou, square_box
 
+RESCAN_SECONDS = 2.0   # while faces are followed, the whole frame is searched for new ones this often
+
 
 @dataclass
 class Track:
@@ -53,68 +55,174 @@ def _open_video(path):
     return cap
 
 
+def _checked_frames(cap, detect_every: int):
+    """(index, frame) for every frame of an open capture, the frame None between checks: those are decoded
+    (grab) but not converted to BGR, which saves a good part of reading them."""
+    index = 0
+    try:
+        while True:
+            if index % detect_every == 0:
+                ok, frame = cap.read()
+            else:
+                ok, frame = cap.grab(), None
+            if not ok:
+                return
+            yield index, frame
+            index += 1
+    finally:
+        cap.release()
+
+
+def _read_ahead(items, depth: int = 8):
+    """The items of a generator, made by a thread up to `depth` items ahead. OpenCV decodes with Python's lock
+    released, so the next frames decode on the other core while this one searches the current frame."""
+    import queue
+    import threading
+    ahead: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce():
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((False, None))
+        except Exception as err:  # handed to the reader, which raises it
+            put((False, err))
+        finally:
+            items.close()
+
+    thread = threading.Thread(target=produce, name="face-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, item = ahead.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 def find_face_tracks(video_path, *, detect_every: int | None = None, iou_with_initial: float = 0.25,
-                     min_frames: int = 1, detector: FaceDetector | None = None) -> VideoFaces:
-    """Follow every face through the video file (decoded by OpenCV); see `track_faces`."""
+                     min_frames: int = 1, detector: FaceDetector | None = None,
+                     rescan: float = RESCAN_SECONDS) -> VideoFaces:
+    """Follow every face through the video file (decoded by OpenCV, a few frames ahead in a thread); see
+    `track_faces`."""
     import cv2
     cap = _open_video(video_path)
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-
-    def frames():
-        try:
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    return
-                yield frame
-        finally:
-            cap.release()
-    faces = track_faces(frames(), fps, detect_every=detect_every, iou_with_initial=iou_with_initial,
-                        min_frames=min_frames, detector=detector)
+    every = detect_every or default_detect_every(fps)
+    frames = _read_ahead(_checked_frames(cap, every))
+    try:
+        faces = _track(frames, fps, every, _Book(detector, iou_with_initial, fps, every, rescan), min_frames)
+    finally:
+        frames.close()   # stops the reading thread if the search failed half way
     if faces is None:
         raise FommError(f"{video_path} has no readable video frames.")
     return faces
 
 
-def track_faces(frames, fps: float, *, detect_every: int | None = None, iou_with_initial: float = 0.25,
-                min_frames: int = 1, detector: FaceDetector | None = None) -> VideoFaces | None:
-    """Follow every face through an iterable of frames (None when there are none).
+def default_detect_every(fps: float) -> int:
+    """About 8 checks a second: a head moves little in 1/8 s."""
+    return max(1, round(fps / 8))
 
-    A detection continues a track when it overlaps the track's first box by `iou_with_initial` (the original's
-    rule: a track is one stable head position, so a head that wanders far starts a new track). A track ends
-    when its face is not seen in a checked frame. Only every `detect_every`-th frame is checked (default: about
-    8 checks a second; a head moves little in 1/8 s and detection is the slow part). Tracks shorter than
-    `min_frames` frames are dropped.
+
+class _Book:
+    """The tracks while the frames go by: a detection at each checked frame continues them or starts new ones.
+
+    While faces are being followed, a check searches only near where each one is expected (its last box moved
+    on as it moved between the last two checks; see FaceDetector.detect's `near`), which costs a fraction of
+    a search of the whole frame. The whole frame is searched when no face is being followed, when a followed
+    face is not seen near where it should be, and every `rescan` seconds (new faces elsewhere in the frame are
+    found by those searches). With rescan=0 every check searches the whole frame, as before tracking existed.
     """
-    detector = detector or FaceDetector()
-    detect_every = detect_every or max(1, round(fps / 8))
-    finished, live, shape, index = [], [], None, -1
-    for frame in frames:
-        index += 1
-        shape = frame.shape[:2]
-        if index % detect_every:
-            continue
-        boxes = detector.detect(frame)
+
+    def __init__(self, detector, iou_with_initial: float, fps: float, detect_every: int, rescan: float):
+        self.detector = detector or FaceDetector()
+        self.iou_with_initial = iou_with_initial
+        self.rescan_checks = max(1, round(rescan * fps / detect_every))
+        self.since_scan = 0                 # checks since the last search of the whole frame
+        self.finished: list[Track] = []
+        self.live: list[Track] = []
+
+    def _detect(self, frame) -> list[Box]:
+        if self.live and self.since_scan < self.rescan_checks:
+            expected = [_expected(t) for t in self.live]
+            boxes = self.detector.detect(frame, near=expected)
+            if all(any(iou(b, e) > 0 for b in boxes) for e in expected):
+                self.since_scan += 1
+                return boxes
+        self.since_scan = 1
+        return self.detector.detect(frame)
+
+    def check(self, index: int, frame) -> None:
+        boxes = self._detect(frame)
         still = []
-        for track in live:
+        for track in self.live:
             match = max(boxes, key=lambda b: iou(b, track.boxes[0]), default=None)
-            if match is not None and iou(match, track.boxes[0]) >= iou_with_initial:
+            if match is not None and iou(match, track.boxes[0]) >= self.iou_with_initial:
                 track.boxes.append(match)
                 track.end = index
                 boxes.remove(match)
                 still.append(track)
             else:
-                finished.append(track)
-        live = still + [Track(index, index, [b]) for b in boxes]
+                self.finished.append(track)
+        self.live = still + [Track(index, index, [b]) for b in boxes]
+
+
+def _expected(track: Track) -> Box:
+    """Where the track's face should be at the next check: its last box, moved on as between its last two."""
+    last = track.boxes[-1]
+    if len(track.boxes) < 2:
+        return last
+    before = track.boxes[-2]
+    return Box(2 * last.x - before.x, 2 * last.y - before.y, last.w, last.h)
+
+
+def _track(indexed, fps: float, detect_every: int, book: _Book, min_frames: int) -> VideoFaces | None:
+    shape, last = None, -1
+    for last, frame in indexed:
+        if frame is not None and last % detect_every == 0:
+            shape = frame.shape[:2]
+            book.check(last, frame)
     if shape is None:
         return None
-    last = index
-    for track in live:  # a face still there at the end lasts until the last frame
+    for track in book.live:  # a face still there at the end lasts until the last frame
         track.end = last
-    for track in finished:  # it was last seen at track.end and gone by the next check
+    for track in book.finished:  # it was last seen at track.end and gone by the next check
         track.end = min(track.end + detect_every - 1, last)
-    tracks = sorted((t for t in finished + live if t.frames >= min_frames), key=lambda t: t.start)
+    tracks = sorted((t for t in book.finished + book.live if t.frames >= min_frames), key=lambda t: t.start)
     return VideoFaces(tracks, shape, float(fps), last + 1)
+
+
+def track_faces(frames, fps: float, *, detect_every: int | None = None, iou_with_initial: float = 0.25,
+                min_frames: int = 1, detector: FaceDetector | None = None,
+                rescan: float = RESCAN_SECONDS) -> VideoFaces | None:
+    """Follow every face through an iterable of frames (None when there are none).
+
+    A detection continues a track when it overlaps the track's first box by `iou_with_initial` (the original's
+    rule: a track is one stable head position, so a head that wanders far starts a new track). A track ends
+    when its face is not seen in a checked frame. Only every `detect_every`-th frame is checked (default: about
+    8 checks a second; a head moves little in 1/8 s and detection is the slow part), and most checks search
+    only near the faces already followed; the whole frame is searched every `rescan` seconds and whenever a
+    face is lost (rescan=0: at every check, the slow way). Tracks shorter than `min_frames` frames are dropped.
+    """
+    every = detect_every or default_detect_every(fps)
+    book = _Book(detector, iou_with_initial, fps, every, rescan)
+    return _track(enumerate(frames), fps, every, book, min_frames)
 
 
 def stable_crop_box(track: Track, increase: float = 0.1, frame_shape=None) -> Box:

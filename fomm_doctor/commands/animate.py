@@ -147,6 +147,8 @@ def animate(
         typer.echo(f"note: {w.message}", err=True)
     if find_best_frame:
         typer.echo(f"started from driving frame {result.best_frame}", err=True)
-    fps = result.frames / result.seconds if result.seconds > 0 else 0.0
+    fps = result.frames / result.animate_seconds if result.animate_seconds > 0 else 0.0
+    before = result.seconds - result.animate_seconds
     typer.echo(f"wrote {result.path}: {result.frames} frames at {result.fps:g} fps in {result.seconds:.1f} s "
-               f"({fps:.2f} frames/s)")
+               f"({before:.1f} s to prepare{', face tracking included' if crop else ''}, then "
+               f"{fps:.2f} frames/s)")
