@@ -133,7 +133,7 @@ def test_fetch_through_confirmation_and_drop_then_use_by_name(vox_file, env, tmp
         assert all(torch.equal(got[k], v) for k, v in states[key].items())
     # a command that takes --checkpoint NAME (live; animate when it lands) finds it the same way
     from fomm_doctor.commands.live import load_animator
-    _, size = load_animator("vox", None)
+    _, size = load_animator("vox", None, precision="fp32")  # fp32: no one-time measuring of the fast path
     assert size == 256
     listed = json.loads(run_cli("checkpoints", "list", "--json", env=env).stdout)
     row = next(r for r in listed["checkpoints"] if r["name"] == "vox")

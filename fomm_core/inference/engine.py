@@ -19,6 +19,7 @@ Nothing is kept between `animate` calls except the source and reference: memory 
 """
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager, nullcontext, suppress
 
 from fomm_core.errors import FommError
@@ -293,7 +294,22 @@ class Animator:
                 self._set_reference_kp({key: v[:1] for key, v in kp.items()})
             if self._int8 is not None:
                 return self._int8.render(self.transfer(kp), self._source).clamp_(0, 1)
-            features = self._warped_features(self.transfer(kp), frames.shape[0])
-            with self._autocast():
-                out = self._run_decode(features)
-            return out.float().clamp_(0, 1).contiguous().cpu()
+            try:
+                return self._render(kp, frames.shape[0])
+            except RuntimeError as err:
+                if self.precision not in ("fp16", "bf16") or self.device.type == "cpu":
+                    raise
+                # a GPU without half-precision kernels for an op, or a library that cannot run it: fail soft
+                first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+                self.note = (f"{self.precision} failed on {self.device} ({first_line}); "
+                             "using exact fp32 from here on.")
+                self.precision = "fp32"
+                warnings.warn(self.note, UserWarning, stacklevel=2)  # the CLI shows warnings as notes
+                return self._render(kp, frames.shape[0])
+
+    def _render(self, kp, batch):
+        """Decoded frames for driving keypoints, by the torch networks (float32 warp, autocast decoder)."""
+        features = self._warped_features(self.transfer(kp), batch)
+        with self._autocast():
+            out = self._run_decode(features)
+        return out.float().clamp_(0, 1).contiguous().cpu()
