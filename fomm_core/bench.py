@@ -259,6 +259,7 @@ def _engine_runner(path, config_name, source, driving, batch, weights):
             timings["generator"] -= timings["keypoints"] + timings["dense motion"]
         return torch.cat(outs)
     note = f"; {animator.note}" if animator.note else ""
+    run.precision = animator.precision  # what ran: int8 or fast may have become another path here
     return animator.path + f", batch {batch}{note}", run
 
 
@@ -294,7 +295,7 @@ def _worker(ns) -> None:
     run(stages)  # one more pass with per-stage timers
     result = {"path": description, "fps": ns.frames / statistics.median(seconds), "seconds": seconds,
               "stages": {k: v / ns.frames for k, v in stages.items()}, "peak_rss_mb": _peak_rss_mb(),
-              "output": output}
+              "output": output, "precision": getattr(run, "precision", ns.child)}
     tmp = ns.out + ".partial"
     torch.save(result, tmp)
     os.replace(tmp, ns.out)
@@ -391,6 +392,14 @@ def size_unit(config_name) -> int:
     return int(math.ceil(max(units)))
 
 
+def reference_differs(config_name) -> list:
+    """Our own generator options this config turns on: the original code has none of them, so for such a config
+    its output differs by design and the comparison with it measures nothing."""
+    from fomm_core.model.config import OUR_GENERATOR_OPTIONS, load_config
+    options = load_config(config_name)["model_params"]["generator_params"]
+    return [name for name in OUR_GENERATOR_OPTIONS if options.get(name)]
+
+
 def check_options(config="vox-256", size=256, frames=4, runs=3, threads=None, paths=PATHS, weights="stress") -> None:
     """Raise FommError with one sentence for options the benchmark cannot run with."""
     from fomm_core.errors import FommError
@@ -435,7 +444,7 @@ def _row(path, result, ref, exact) -> dict:
     if "error" in result:
         row["error"] = result["error"]
         return row
-    row.update({k: result[k] for k in ("path", "fps", "seconds", "stages", "peak_rss_mb")})
+    row.update({k: result[k] for k in ("path", "fps", "seconds", "stages", "peak_rss_mb", "precision")})
     if path == "reference":
         return row
     if "fps" in ref:
@@ -464,6 +473,7 @@ def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, pa
     ref, exact = results.get("reference", {}), results.get("exact", {})
     rows = [_row(path, results[path], ref, exact) for path in paths]
     return {"config": config, "size": size, "frames": frames, "runs": runs, "weights": str(weights),
+            "reference_differs": reference_differs(config),
             "environment": environment(threads), "reference_available": reference_available(), "rows": rows}
 
 
@@ -484,9 +494,17 @@ def format_text(report) -> str:
         if "error" in row:
             lines.append(f"{row['name']:<12} failed: {row['error']}"[:80])
             continue
-        lines.append(f"{row['name']:<12}{row['fps']:>9.2f}{_cell(row, 'speedup', '.2f', 8)}"
+        name = row["name"] if row.get("precision", row["name"]) in (row["name"], "fp32") and row["name"] != "fast" \
+            else f"{row['name']} ({row['precision']})"
+        lines.append(f"{name:<12}{row['fps']:>9.2f}{_cell(row, 'speedup', '.2f', 8)}"
                      f"{_cell(row, 'psnr_vs_reference', '.1f', 9)}{_cell(row, 'psnr_vs_exact', '.1f', 11)}"
                      f"{_cell(row, 'max_abs_vs_reference', '.1e', 10)}{row['peak_rss_mb']:>9.0f}")
+    if report.get("reference_differs"):
+        lines += textwrap.wrap(f"the original code has no {', '.join(report['reference_differs'])}: for "
+                               f"{report['config']} its output differs by design (PSNR/ref means nothing)", 80)
+    for row in report["rows"]:
+        if row["name"] == "int8" and "; " in row.get("path", ""):
+            lines += textwrap.wrap("int8: " + row["path"].split("; ", 1)[-1], 80, subsequent_indent="  ")
     fast = next((r for r in report["rows"] if r["name"] == "fast" and "path" in r), None)
     if fast:
         lines += textwrap.wrap("fast: " + fast["path"].split("; ", 1)[-1], 80, subsequent_indent="  ")
