@@ -223,22 +223,24 @@ def _stage_timer(animator, timings):
     animator._keypoints, animator._dense_motion = keypoints, dense_motion
 
 
-def _reference_runner(config_name, source, driving, weights):
+def _reference_runner(config_name, source, driving, weights, device="cpu"):
     generator, kp_detector = reference_models(config_name, weights=weights)
+    generator, kp_detector = generator.to(device), kp_detector.to(device)
+    source, driving = source.to(device), driving.to(device)
 
-    def run(timings=None):
-        return reference_animate(generator, kp_detector, source, driving, timings)
+    def run(timings=None):  # .cpu(): on a GPU, also waits for the work to finish before the clock stops
+        return reference_animate(generator, kp_detector, source, driving, timings).cpu()
     return "original code, frame by frame, align_corners=True", run
 
 
-def _engine_runner(path, config_name, source, driving, batch, weights):
+def _engine_runner(path, config_name, source, driving, batch, weights, device="cpu"):
     import torch
     from fomm_core.inference.engine import Animator
     generator, kp_detector = our_models(config_name, weights=weights)
     options = dict(ENGINE_PATHS[path])
     frames = driving.shape[0]
     batch = options.pop("batch", None) or batch or frames
-    animator = Animator(generator, kp_detector, device="cpu", size=driving.shape[-1], **options)
+    animator = Animator(generator, kp_detector, device=device, size=driving.shape[-1], **options)
     del generator, kp_detector  # the engine holds its own copies: the user's modules would only add to the RSS
     timed = False
 
@@ -263,12 +265,12 @@ def _engine_runner(path, config_name, source, driving, batch, weights):
     return animator.path + f", batch {batch}{note}", run
 
 
-def make_runner(path, config_name="vox-256", size=256, frames=4, batch=None, weights="random"):
+def make_runner(path, config_name="vox-256", size=256, frames=4, batch=None, weights="random", device="cpu"):
     """(description, run): run(timings=None) animates the benchmark's frames once by `path`, returns the frames."""
     source, driving = inputs(size, frames)
     if path == "reference":
-        return _reference_runner(config_name, source, driving, weights)
-    return _engine_runner(path, config_name, source, driving, batch, weights)
+        return _reference_runner(config_name, source, driving, weights, device)
+    return _engine_runner(path, config_name, source, driving, batch, weights, device)
 
 
 def _worker(ns) -> None:
@@ -279,7 +281,7 @@ def _worker(ns) -> None:
     """
     import torch
     torch.set_num_threads(ns.threads)
-    description, run = make_runner(ns.child, ns.config, ns.size, ns.frames, weights=ns.weights)
+    description, run = make_runner(ns.child, ns.config, ns.size, ns.frames, weights=ns.weights, device=ns.device)
     output = run()  # warm-up (and torch.compile's compile, where asked)
     print("ready", flush=True)
     seconds = []
@@ -305,7 +307,7 @@ def _worker(ns) -> None:
 # The whole benchmark
 
 
-def environment(threads) -> dict:
+def environment(threads, device="cpu") -> dict:
     import torch
     flags = set()
     try:
@@ -319,7 +321,10 @@ def environment(threads) -> dict:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return {"torch": torch.__version__, "threads": threads, "cpu": cpu, "device": "cpu",
+    gpu = ""
+    if str(device).startswith("cuda"):
+        gpu = torch.cuda.get_device_name(torch.device(device))
+    return {"torch": torch.__version__, "threads": threads, "cpu": cpu, "device": str(device), "gpu": gpu,
             "python": platform.python_version(),
             "avx512f": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags,
             "amx": bool({"amx_tile", "amx_bf16"} & flags)}
@@ -333,7 +338,7 @@ class _Worker:
         self.err = open(Path(workdir) / f"{path}.err", "w+", encoding="utf-8")
         cmd = [sys.executable, "-m", "fomm_core.bench", "--child", path, "--config", args.config,
                "--size", str(args.size), "--frames", str(args.frames), "--threads", str(threads),
-               "--weights", str(args.weights), "--out", str(self.out)]
+               "--weights", str(args.weights), "--device", str(args.device), "--out", str(self.out)]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
                                      text=True, env=env)
@@ -458,14 +463,16 @@ def _row(path, result, ref, exact) -> dict:
 
 
 def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, paths=PATHS, on_path=None,
-                  weights="stress") -> dict:
+                  weights="stress", device="cpu") -> dict:
     """Every path in its own subprocess; the parent compares outputs. Returns a JSON-able dict.
 
     on_path(name) is called as each path starts (for progress display).
     """
     check_options(config, size, frames, runs, threads, paths, weights)
     threads = threads or max(1, min(os.cpu_count() or 1, 4))
-    args = types.SimpleNamespace(config=config, size=size, frames=frames, runs=runs, weights=weights)
+    from fomm_core.device import resolve_device
+    device = str(resolve_device(device))  # one sentence here, before any worker, when it cannot be used
+    args = types.SimpleNamespace(config=config, size=size, frames=frames, runs=runs, weights=weights, device=device)
     paths = [p for p in paths if p != "reference" or reference_available()]
     on_path = on_path or (lambda _message: None)
     with tempfile.TemporaryDirectory(prefix="fomm-bench-") as workdir:
@@ -474,7 +481,7 @@ def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, pa
     rows = [_row(path, results[path], ref, exact) for path in paths]
     return {"config": config, "size": size, "frames": frames, "runs": runs, "weights": str(weights),
             "reference_differs": reference_differs(config),
-            "environment": environment(threads), "reference_available": reference_available(), "rows": rows}
+            "environment": environment(threads, device), "reference_available": reference_available(), "rows": rows}
 
 
 def _cell(row, key, fmt, width) -> str:
@@ -488,7 +495,8 @@ def format_text(report) -> str:
     lines = [f"{report['config']} {report['size']}px, {report.get('weights', 'random')} weights, "
              f"{report['frames']} frames x {report['runs']} runs, torch {env['torch']}, {env['threads']} threads",
              f"{env['cpu']}: AVX-512 {yes[env['avx512f']]}, AVX512-BF16 {yes[env['avx512_bf16']]}, "
-             f"AMX {yes[env['amx']]}",
+             f"AMX {yes[env['amx']]}" + (f"; timed on {env['device']}: {env.get('gpu', '')}"
+                                          if env.get("device", "cpu") != "cpu" else ""),
              f"{'path':<12}{'frames/s':>9}{'x orig':>8}{'PSNR/ref':>9}{'PSNR/exact':>11}{'max|diff|':>10}{'peak MB':>9}"]
     for row in report["rows"]:
         if "error" in row:
@@ -522,6 +530,7 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default="stress", help="stress (random, scaled so the output spans 0..1), "
                    "random, or a checkpoint file (with its --config and --size)")
     p.add_argument("--smoke", action="store_true", help="128x128, 2 frames, 1 run (for CI)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (int8 runs on the CPU only)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -534,7 +543,7 @@ def main(argv=None) -> int:
     from fomm_core.errors import FommError
     try:
         report = run_benchmark(ns.config, ns.size, ns.frames, ns.runs, ns.threads, ns.paths.split(","),
-                               weights=ns.weights)
+                               weights=ns.weights, device=ns.device)
     except FommError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

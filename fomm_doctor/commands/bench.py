@@ -18,6 +18,8 @@ def bench(
                                    "exact-b1, fast-b1, fast-unfused, exact-compiled, fast-compiled."),
     weights: str = typer.Option("stress", "--weights", help="stress (random weights scaled so the picture spans "
                                 "0..1), random, or a checkpoint file (give its --config and --size)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps: where every path is timed "
+                               "(int8 runs on the CPU only)."),
     smoke: bool = typer.Option(False, "--smoke", help="128x128, 2 frames, 1 run: checks it works, not speed."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON (with what each path runs)."),
 ) -> None:
@@ -30,13 +32,13 @@ def bench(
         size, frames, runs = 128, 2, 1
     chosen = [p.strip() for p in paths.split(",") if p.strip()]
     if as_json:
-        report = core.run_benchmark(config, size, frames, runs, threads, chosen, weights=weights)
+        report = core.run_benchmark(config, size, frames, runs, threads, chosen, weights=weights, device=device)
         typer.echo(json.dumps(report, indent=2))
         return
     from rich.console import Console
     console = Console(stderr=True)
     with console.status("benchmark") as status:
-        report = core.run_benchmark(config, size, frames, runs, threads, chosen, weights=weights,
+        report = core.run_benchmark(config, size, frames, runs, threads, chosen, weights=weights, device=device,
                                     on_path=lambda what: status.update(f"benchmark: {what}"))
     typer.echo(core.format_text(report))
     if not report["reference_available"]:
