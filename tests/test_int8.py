@@ -145,8 +145,8 @@ def test_pick_fast(rows, picked):
 
 def test_no_usage_statistics_leave_the_machine():
     """OpenVINO's converter and NNCF phone Google Analytics home unless told not to: our import stops both."""
-    code = ("from fomm_core.inference.int8 import runtime_versions; runtime_versions(); import sys; "
-            "import nncf.telemetry.wrapper as w; "
+    code = ("from fomm_core.inference.int8 import runtime_versions, _nncf; runtime_versions(); _nncf(); "
+            "import sys; import nncf.telemetry.wrapper as w; "
             "print(sys.modules['openvino_telemetry'] is None, type(w.telemetry).__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     blocked, nncf_sender = out.stdout.split()

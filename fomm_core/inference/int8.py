@@ -49,14 +49,19 @@ class Int8Refused(FommError):
 
 
 def runtime_versions() -> dict:
-    """{'openvino': version, 'nncf': version}; Int8Refused when either is missing (int8 needs both to build)."""
+    """{'openvino': version, 'nncf': version}; Int8Refused when either is missing (int8 needs both to build).
+
+    OpenVINO is imported (it runs the model); NNCF's version is read from its metadata only: importing it takes
+    seconds, and it is needed only when a model is built.
+    """
+    from importlib.metadata import PackageNotFoundError, version
     try:
         openvino = _openvino()
-        nncf = _nncf()
-    except Exception as err:  # absent, or a broken install (missing shared library...)
+        nncf = version("nncf")
+    except (Exception, PackageNotFoundError) as err:  # absent, or a broken install (missing shared library...)
         raise Int8Refused(f"the int8 path needs OpenVINO and NNCF ({type(err).__name__}: {err}); "
                           f"install them with: {INSTALL_HINT}") from None
-    return {"openvino": openvino.__version__, "nncf": nncf.__version__}
+    return {"openvino": openvino.__version__, "nncf": nncf}
 
 
 def weights_fingerprint(*modules) -> str:
@@ -262,7 +267,11 @@ def build(generator, kp_detector, size: int, folder: Path, versions: dict, on_st
     from fomm_core.inference.engine import Animator
     step = on_step or (lambda done, total, what: None)
     started = time.perf_counter()
-    ov, nncf = _openvino(), _nncf()
+    try:
+        ov, nncf = _openvino(), _nncf()
+    except Exception as err:  # a broken NNCF install (its metadata was there)
+        raise Int8Refused(f"NNCF cannot be imported to build the int8 model ({type(err).__name__}: {err}); "
+                          f"reinstall it with: {INSTALL_HINT}") from None
     exact = Animator(generator, kp_detector, device="cpu", precision="fp32", fuse=False)
     step(0, 5, "int8: exact float32 keypoints and features of the calibration faces")
     samples = _samples(exact, face_pairs(size, seed=0, frames=CALIBRATION_FRAMES))
