@@ -309,18 +309,8 @@ def _worker(ns) -> None:
 
 def environment(threads, device="cpu") -> dict:
     import torch
-    flags = set()
-    try:
-        from fomm_core.inference.engine import cpu_flags
-        flags = cpu_flags()
-    except Exception:
-        pass
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    from fomm_core.inference.engine import cpu_flags, cpu_name
+    flags, cpu = cpu_flags(), cpu_name()
     gpu = ""
     if str(device).startswith("cuda"):
         gpu = torch.cuda.get_device_name(torch.device(device))

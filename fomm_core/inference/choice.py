@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -72,35 +71,28 @@ def pick_fast(rows) -> tuple[str, str]:
 # Measuring
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        return platform.processor() or platform.machine()
-
-
 def _key(fingerprint: str, size: int, threads: int) -> str:
     import torch
-    from fomm_core.inference.engine import cpu_flags
+    from importlib.metadata import PackageNotFoundError, version
+    from fomm_core.inference.engine import cpu_flags, cpu_name
     try:
-        from fomm_core.inference.int8 import runtime_versions
-        ov = runtime_versions()["openvino"]
-    except Int8Refused:
+        ov = version("openvino")  # the version string only: importing OpenVINO is not needed for a key
+    except PackageNotFoundError:
         ov = "none"
-    facts = [fingerprint, str(size), str(threads), _cpu_name(), " ".join(sorted(cpu_flags())), torch.__version__,
+    facts = [fingerprint, str(size), str(threads), cpu_name(), " ".join(sorted(cpu_flags())), torch.__version__,
              ov, str(TABLE_VERSION)]
     return hashlib.sha256("\n".join(facts).encode()).hexdigest()[:32]
 
 
-def _animators(generator, kp_detector, size, threads, on_step, runner):
+def _animators(generator, kp_detector, size, threads, on_step, runner, fingerprint=None):
     """{precision: Animator} for every candidate that can be built; {precision: error} for the others."""
     from fomm_core.inference.engine import Animator
     built, errors = {}, {}
     for precision in CANDIDATES:
         try:
             if precision == "int8" and runner is None:
-                runner = load_or_build(generator, kp_detector, size, threads=threads, on_step=on_step)
+                runner = load_or_build(generator, kp_detector, size, threads=threads, on_step=on_step,
+                                       fingerprint=fingerprint)
             built[precision] = Animator(generator, kp_detector, device="cpu", precision=precision,
                                         int8_runner=runner if precision == "int8" else None)
         except Int8Refused as err:
@@ -116,11 +108,12 @@ def _time(animator, source, driving):
     return time.perf_counter() - start, out
 
 
-def measure(generator, kp_detector, size: int, threads: int, on_step=None, runner=None, rounds: int = 2) -> list:
+def measure(generator, kp_detector, size: int, threads: int, on_step=None, runner=None, rounds: int = 2,
+            fingerprint=None) -> list:
     """Rows for every candidate, timed interleaved on the same frames of a shipped face (after a warm-up)."""
     from fomm_core.inference.calibration import face_pairs
     from fomm_core.media.images import psnr
-    built, errors = _animators(generator, kp_detector, size, threads, on_step, runner)
+    built, errors = _animators(generator, kp_detector, size, threads, on_step, runner, fingerprint)
     source, driving = face_pairs(size, seed=2, frames=4, synthetic=0)[0]
     outputs = {name: _time(a, source, driving)[1] for name, a in built.items()}  # also the warm-up
     seconds = {name: [] for name in built}
@@ -148,16 +141,19 @@ def _save_table(path, rows) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     rows_json = [dict(asdict(r), psnr=min(r.psnr, 999.0)) for r in rows]  # JSON has no infinity
-    tmp.write_text(json.dumps({"rows": rows_json, "cpu": _cpu_name()}, indent=2), encoding="utf-8")
+    from fomm_core.inference.engine import cpu_name
+    tmp.write_text(json.dumps({"rows": rows_json, "cpu": cpu_name()}, indent=2), encoding="utf-8")
     os.replace(tmp, path)
 
 
-def measured_table(generator, kp_detector, size: int, threads: int, on_step=None, runner=None) -> list:
+def measured_table(generator, kp_detector, size: int, threads: int, on_step=None, runner=None,
+                   fingerprint=None) -> list:
     """The cached rows for these weights on this machine, measured now when there are none."""
-    path = user_cache_dir("fast-path", _key(weights_fingerprint(generator, kp_detector), size, threads) + ".json")
+    fingerprint = fingerprint or weights_fingerprint(generator, kp_detector)
+    path = user_cache_dir("fast-path", _key(fingerprint, size, threads) + ".json")
     rows = _load_table(path)
     if rows is None:
-        rows = measure(generator, kp_detector, size, threads, on_step, runner)
+        rows = measure(generator, kp_detector, size, threads, on_step, runner, fingerprint=fingerprint)
         _save_table(path, rows)
     return rows
 
@@ -166,23 +162,26 @@ def measured_table(generator, kp_detector, size: int, threads: int, on_step=None
 # The policy
 
 
-def _without_int8(generator, kp_detector, size, threads, on_step) -> str:
-    rows = [r for r in measured_table(generator, kp_detector, size, threads, on_step) if r.precision != "int8"]
+def _without_int8(generator, kp_detector, size, threads, on_step, fingerprint) -> str:
+    rows = measured_table(generator, kp_detector, size, threads, on_step, fingerprint=fingerprint)
+    rows = [r for r in rows if r.precision != "int8"]
     return pick_fast(rows)[0]
 
 
 def resolve_path(requested: str, generator, kp_detector, size: int, *, threads: int, on_step=None) -> Choice:
     """What runs on the CPU for `requested` ('fast' or 'int8'), with the sentence that says why."""
+    fingerprint = weights_fingerprint(generator, kp_detector)  # once: it keys both caches
     if requested == "int8":
         try:
             return Choice("int8", runner=load_or_build(generator, kp_detector, size, threads=threads,
-                                                       on_step=on_step))
+                                                       on_step=on_step, fingerprint=fingerprint))
         except Int8Refused as err:
-            fallback = _without_int8(generator, kp_detector, size, threads, on_step)
+            fallback = _without_int8(generator, kp_detector, size, threads, on_step, fingerprint)
             return Choice(fallback, note=f"{str(err).rstrip('.')}; using {fallback} instead.")
-    rows = measured_table(generator, kp_detector, size, threads, on_step)
+    rows = measured_table(generator, kp_detector, size, threads, on_step, fingerprint=fingerprint)
     precision, why = pick_fast(rows)
     runner = None
     if precision == "int8":
-        runner = load_or_build(generator, kp_detector, size, threads=threads, on_step=on_step)
+        runner = load_or_build(generator, kp_detector, size, threads=threads, on_step=on_step,
+                               fingerprint=fingerprint)
     return Choice(precision, note=why + ".", runner=runner, table=rows)

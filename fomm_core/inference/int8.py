@@ -179,6 +179,7 @@ class Int8Runner:
         self._kp = core.compile_model(str(self.folder / "keypoints.xml"), "CPU", options)
         self._render = core.compile_model(str(self.folder / "render.xml"), "CPU", options)
         self.check = json.loads((self.folder / "check.json").read_text(encoding="utf-8"))
+        self._source, self._source_arrays = None, []
 
     def keypoints(self, frames) -> dict:
         import torch
@@ -187,7 +188,9 @@ class Int8Runner:
 
     def render(self, kp_driving, source):
         import torch
-        inputs = [_np(kp_driving["value"]), _np(kp_driving["jacobian"])] + [_np(t) for t in source_inputs(source)]
+        if self._source is not source:  # the source's arrays once per source, not per batch (features: MBs)
+            self._source, self._source_arrays = source, [_np(t) for t in source_inputs(source)]
+        inputs = [_np(kp_driving["value"]), _np(kp_driving["jacobian"])] + self._source_arrays
         return torch.from_numpy(self._render(inputs).to_tuple()[0].copy())
 
 
@@ -317,7 +320,7 @@ def refusal(verdict: dict) -> str:
             f"faces, below the {verdict['min_psnr']:g} dB bar, so it is not used")
 
 
-def load_or_build(generator, kp_detector, size: int, *, threads=None, on_step=None) -> Int8Runner:
+def load_or_build(generator, kp_detector, size: int, *, threads=None, on_step=None, fingerprint=None) -> Int8Runner:
     """The int8 runner of these weights at this frame size: from the cache, else built (and cached) now.
 
     Int8Refused (one sentence) when OpenVINO/NNCF are missing, the model has no dense motion or Jacobians,
@@ -327,7 +330,7 @@ def load_or_build(generator, kp_detector, size: int, *, threads=None, on_step=No
     if reason:
         raise Int8Refused(reason + ".")
     versions = runtime_versions()
-    folder = cache_folder(weights_fingerprint(generator, kp_detector), size, versions)
+    folder = cache_folder(fingerprint or weights_fingerprint(generator, kp_detector), size, versions)
     verdict = _verdict(folder)
     if verdict is None:
         shutil.rmtree(folder, ignore_errors=True)  # a damaged cache entry: rebuilt
