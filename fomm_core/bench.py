@@ -87,6 +87,23 @@ def stress(generator, kp_detector):
         generator.final.weight.mul_(100)
 
 
+def randomise_tpsmm(networks: dict, seed=SEED, stress=False):
+    """Seeded random TPSMM weights, as `randomise`, with every batch norm's scale near 1 (the ResNets' and the AVD
+    network's; near 0 they would silence the keypoints). stress: keypoints spread over the frame (the detector's
+    last layer x8) and a picture that spans 0..1 (the inpainting's last conv x30)."""
+    import torch
+    randomise(*networks.values(), seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for net in networks.values():
+            for m in net.modules():
+                if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                    m.weight.copy_(1 + 0.1 * torch.randn(m.weight.shape, generator=gen))
+        if stress:
+            networks["kp_detector"].fg_encoder.fc.weight.mul_(8)
+            networks["inpainting_network"].final.weight.mul_(30)
+
+
 def our_models(config_name="vox-256", seed=SEED, weights="random"):
     """(generator, kp_detector) of our fomm_core, eval mode: seeded random weights ('random' or 'stress'), or
     the checkpoint file `weights` (its config wins over config_name)."""

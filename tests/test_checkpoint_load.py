@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch", reason="torch is not installed")
 from conftest import TINY_MODEL  # noqa: E402
 from fomm_core import load_checkpoints  # noqa: E402
 from fomm_core.model.checkpoint import model_size, read_checkpoint  # noqa: E402
-from fomm_core.model.config import build_models, detect_config, load_config, matching_configs, shipped_configs  # noqa: E402
+from fomm_core.model.config import build_models, build_networks, detect_config, load_config, matching_configs, shipped_configs  # noqa: E402
 from fomm_core.errors import FommError  # noqa: E402
 
 # the tiny test model with a shallower, coarser dense motion network (its own shapes, matching no shipped config)
@@ -153,20 +153,21 @@ def test_mismatch_with_no_fitting_config_says_so(tmp_path, small_config):
 
 @pytest.mark.parametrize("name", shipped_configs())
 def test_detect_config_identifies_each_shipped_config(tmp_path, name):
-    generator, kp_detector = build_models(load_config(name), device="meta")
+    networks = build_networks(load_config(name), device="meta")
     path = tmp_path / f"{name}.pth.tar"
-    torch.save({"generator": shape_only_state(generator), "kp_detector": shape_only_state(kp_detector)}, path)
+    torch.save({key: shape_only_state(net) for key, net in networks.items()}, path)
     checkpoint = read_checkpoint(path)
-    assert name in matching_configs(checkpoint["generator"], checkpoint["kp_detector"])
-    detected = detect_config(checkpoint["generator"], checkpoint["kp_detector"])
-    # vox/taichi/fashion/bair/nemo share every shape: shapes alone can only say "the vox-256 family"
+    assert name in matching_configs(checkpoint)
+    # vox/taichi/fashion/bair/nemo share every shape, and so do TPSMM's four: shapes alone say only "vox"
     same_shapes = {"vox-256", "taichi-256", "fashion-256", "bair-256", "nemo-256"}
-    assert detected == ("vox-256" if name in same_shapes else name)
+    tpsmm = {"tpsmm-vox-256", "tpsmm-taichi-256", "tpsmm-ted-384", "tpsmm-mgif-256"}
+    expected = "vox-256" if name in same_shapes else "tpsmm-vox-256" if name in tpsmm else name
+    assert detect_config(checkpoint) == expected
 
 
 def test_detect_config_returns_none_for_other_shapes():
     generator, kp_detector = build_models(SMALL, device="meta")
-    assert detect_config(generator.state_dict(), kp_detector.state_dict()) is None
+    assert detect_config({"generator": generator.state_dict(), "kp_detector": kp_detector.state_dict()}) is None
 
 
 # -- broken files: one sentence each, saying what happened and what to do ----------------------------------------
@@ -246,7 +247,7 @@ def test_not_a_checkpoint_bytes(tmp_path, content, phrase):
 
 @pytest.mark.parametrize("payload,phrase", [
     ([torch.zeros(2)], "holds a list"),
-    ({"state_dict": {"conv.weight": torch.zeros(1)}, "epoch": 3}, "no FOMM weights"),
+    ({"state_dict": {"conv.weight": torch.zeros(1)}, "epoch": 3}, "no FOMM or TPSMM weights"),
 ])
 def test_torch_files_that_are_not_fomm(tmp_path, payload, phrase):
     path = tmp_path / "other.pth"

@@ -36,7 +36,7 @@ def home(tmp_path, monkeypatch):
 def shapes_only():
     """config name -> {'generator': sd, 'kp_detector': sd} of zero-stride tensors at the config's shapes."""
     out = {}
-    for name in shipped_configs():
+    for name in shipped_configs("fomm"):
         generator, kp_detector = build_models(load_config(name))
         out[name] = {key: {k: torch.full((), 0.5, dtype=v.dtype).expand(v.shape) for k, v in m.state_dict().items()}
                      for key, m in (("generator", generator), ("kp_detector", kp_detector))}
@@ -76,7 +76,7 @@ def test_manifest_lists_the_published_models_with_configs_that_exist():
     entries = {e["name"]: e for e in manifest.load_manifest()}
     for name in ("vox", "vox-adv", "taichi", "taichi-adv", "fashion", "mgif", "bair", "nemo", "vox-512"):
         e = entries[name]
-        assert e["config"] in shipped_configs(), name
+        assert e["config"] in shipped_configs("fomm"), name
         assert e["file"].endswith(".pth.tar") and e["sources"], name
         assert all(s["url"].startswith("https://") and s.get("kind") for s in e["sources"]), name
     assert entries["fashion"]["file"] == "fashion.pth.tar"

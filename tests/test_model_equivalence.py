@@ -223,7 +223,7 @@ def test_training_mode_matches_reference_and_has_gradients(ref_aligned):
     assert not missing
 
 
-@pytest.mark.parametrize("name", shipped_configs())
+@pytest.mark.parametrize("name", shipped_configs("fomm"))
 def test_reference_state_dict_loads_strictly(ref, name):
     """A state dict saved from the original's modules loads strictly into ours, for every shipped config."""
     config = load_config(name)

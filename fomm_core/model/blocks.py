@@ -1,8 +1,10 @@
-"""Building blocks shared by the FOMM networks: conv blocks, the hourglass, anti-aliased downsampling, keypoint maths.
+"""Building blocks shared by the FOMM and TPSMM networks: conv blocks, the hourglass, anti-aliased downsampling,
+keypoint maths.
 
 Parameter and buffer names follow the original code so that the published checkpoints load strictly.
-Every norm is a plain `nn.BatchNorm2d`: its state dict (weight, bias, running_mean, running_var,
-num_batches_tracked) is the same as the original's SynchronizedBatchNorm2d, and so is its maths on one device.
+FOMM's norm is a plain `nn.BatchNorm2d` (the default `norm`): its state dict (weight, bias, running_mean,
+running_var, num_batches_tracked) is the same as the original's SynchronizedBatchNorm2d, and so is its maths on
+one device. TPSMM builds the same blocks with `norm=instance_norm` (affine, no running statistics: weight, bias).
 """
 from __future__ import annotations
 
@@ -17,33 +19,38 @@ from torch import nn
 # Convolution blocks
 
 
-class _ConvNorm(nn.Module):
-    """conv -> BN -> ReLU, the core of the same/down/up blocks (`conv` and `norm` are the checkpoints' names)."""
+def instance_norm(features):
+    """TPSMM's norm: per-image statistics, learned scale and shift (state dict: weight, bias)."""
+    return nn.InstanceNorm2d(features, affine=True)
 
-    def __init__(self, in_features, out_features, kernel_size=3, padding=1, groups=1):
+
+class _ConvNorm(nn.Module):
+    """conv -> norm -> ReLU, the core of the same/down/up blocks (`conv` and `norm` are the checkpoints' names)."""
+
+    def __init__(self, in_features, out_features, kernel_size=3, padding=1, groups=1, norm=nn.BatchNorm2d):
         super().__init__()
         self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding, groups=groups)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
+        self.norm = norm(out_features)
 
     def conv_norm_relu(self, x):
         return F.relu(self.norm(self.conv(x)))
 
 
 class SameBlock2d(_ConvNorm):
-    """conv -> BN -> ReLU, same spatial size."""
+    """conv -> norm -> ReLU, same spatial size."""
 
-    def __init__(self, in_features, out_features, groups=1, kernel_size=3, padding=1):
-        super().__init__(in_features, out_features, kernel_size, padding, groups)
+    def __init__(self, in_features, out_features, groups=1, kernel_size=3, padding=1, norm=nn.BatchNorm2d):
+        super().__init__(in_features, out_features, kernel_size, padding, groups, norm)
 
     def forward(self, x):
         return self.conv_norm_relu(x)
 
 
 class DownBlock2d(_ConvNorm):
-    """conv -> BN -> ReLU -> 2x2 average pool (halves H and W)."""
+    """conv -> norm -> ReLU -> 2x2 average pool (halves H and W)."""
 
-    def __init__(self, in_features, out_features, kernel_size=3, padding=1, groups=1):
-        super().__init__(in_features, out_features, kernel_size, padding, groups)
+    def __init__(self, in_features, out_features, kernel_size=3, padding=1, groups=1, norm=nn.BatchNorm2d):
+        super().__init__(in_features, out_features, kernel_size, padding, groups, norm)
         self.pool = nn.AvgPool2d(kernel_size=(2, 2))
 
     def forward(self, x):
@@ -51,21 +58,21 @@ class DownBlock2d(_ConvNorm):
 
 
 class UpBlock2d(_ConvNorm):
-    """nearest 2x upsample -> conv -> BN -> ReLU (doubles H and W)."""
+    """nearest 2x upsample -> conv -> norm -> ReLU (doubles H and W)."""
 
     def forward(self, x):
         return self.conv_norm_relu(F.interpolate(x, scale_factor=2))  # nearest, as the original
 
 
 class ResBlock2d(nn.Module):
-    """Pre-activation residual block: x + conv2(relu(bn2(conv1(relu(bn1(x))))))."""
+    """Pre-activation residual block: x + conv2(relu(norm2(conv1(relu(norm1(x))))))."""
 
-    def __init__(self, in_features, kernel_size, padding):
+    def __init__(self, in_features, kernel_size, padding, norm=nn.BatchNorm2d):
         super().__init__()
         self.conv1 = nn.Conv2d(in_features, in_features, kernel_size=kernel_size, padding=padding)
         self.conv2 = nn.Conv2d(in_features, in_features, kernel_size=kernel_size, padding=padding)
-        self.norm1 = nn.BatchNorm2d(in_features, affine=True)
-        self.norm2 = nn.BatchNorm2d(in_features, affine=True)
+        self.norm1 = norm(in_features)
+        self.norm2 = norm(in_features)
 
     def forward(self, x):
         out = self.conv1(F.relu(self.norm1(x)))
@@ -84,13 +91,13 @@ def _hourglass_width(block_expansion, max_features, level):
 class Encoder(nn.Module):
     """num_blocks DownBlocks; returns the input and every block's output (the skips for the decoder)."""
 
-    def __init__(self, block_expansion, in_features, num_blocks=3, max_features=256):
+    def __init__(self, block_expansion, in_features, num_blocks=3, max_features=256, norm=nn.BatchNorm2d):
         super().__init__()
         blocks = []
         for i in range(num_blocks):
             cin = in_features if i == 0 else _hourglass_width(block_expansion, max_features, i)
             cout = _hourglass_width(block_expansion, max_features, i + 1)
-            blocks.append(DownBlock2d(cin, cout, kernel_size=3, padding=1))
+            blocks.append(DownBlock2d(cin, cout, kernel_size=3, padding=1, norm=norm))
         self.down_blocks = nn.ModuleList(blocks)
 
     def forward(self, x):
@@ -101,38 +108,49 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """num_blocks UpBlocks, each followed by concatenation with the matching encoder output."""
+    """num_blocks UpBlocks, each followed by concatenation with the matching encoder output.
 
-    def __init__(self, block_expansion, in_features, num_blocks=3, max_features=256):
+    level_channels: the channels of each level's output, coarsest first; the last is `out_filters`.
+    """
+
+    def __init__(self, block_expansion, in_features, num_blocks=3, max_features=256, norm=nn.BatchNorm2d):
         super().__init__()
         blocks = []
         for i in reversed(range(num_blocks)):
             # the deepest block sees only the bottom feature map; the others also the concatenated skip
             cin = (1 if i == num_blocks - 1 else 2) * _hourglass_width(block_expansion, max_features, i + 1)
             cout = _hourglass_width(block_expansion, max_features, i)
-            blocks.append(UpBlock2d(cin, cout, kernel_size=3, padding=1))
+            blocks.append(UpBlock2d(cin, cout, kernel_size=3, padding=1, norm=norm))
         self.up_blocks = nn.ModuleList(blocks)
-        self.out_filters = block_expansion + in_features
+        # level i concatenates block i's output with the encoder's output one level up (the input at the end)
+        self.level_channels = [2 * _hourglass_width(block_expansion, max_features, i) for i in
+                               reversed(range(1, num_blocks))] + [block_expansion + in_features]
+        self.out_filters = self.level_channels[-1]
 
-    def forward(self, skips):
+    def forward(self, skips, every_level=False):
+        """The finest level's output, or with every_level the list of all levels' outputs, coarsest first."""
         skips = list(skips)  # do not consume the caller's list
         out = skips.pop()
+        levels = []
         for block in self.up_blocks:
             out = torch.cat([block(out), skips.pop()], dim=1)
-        return out
+            levels.append(out)
+        return levels if every_level else out
 
 
 class Hourglass(nn.Module):
-    """Encoder + decoder; output has `out_filters` = block_expansion + in_features channels at input size."""
+    """Encoder + decoder; output has `out_filters` = block_expansion + in_features channels at input size
+    (with every_level, each decoder level's output: `level_channels`)."""
 
-    def __init__(self, block_expansion, in_features, num_blocks=3, max_features=256):
+    def __init__(self, block_expansion, in_features, num_blocks=3, max_features=256, norm=nn.BatchNorm2d):
         super().__init__()
-        self.encoder = Encoder(block_expansion, in_features, num_blocks, max_features)
-        self.decoder = Decoder(block_expansion, in_features, num_blocks, max_features)
+        self.encoder = Encoder(block_expansion, in_features, num_blocks, max_features, norm)
+        self.decoder = Decoder(block_expansion, in_features, num_blocks, max_features, norm)
         self.out_filters = self.decoder.out_filters
+        self.level_channels = self.decoder.level_channels
 
-    def forward(self, x):
-        return self.decoder(self.encoder(x))
+    def forward(self, x, every_level=False):
+        return self.decoder(self.encoder(x), every_level)
 
 
 # ----------------------------------------------------------------------------------------------------------------

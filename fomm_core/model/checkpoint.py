@@ -1,21 +1,26 @@
-"""Reading FOMM checkpoints safely, telling users in one sentence what is wrong with a file, and loading models.
+"""Reading FOMM and TPSMM checkpoints safely, telling users in one sentence what is wrong with a file, and loading
+models.
 
-A published checkpoint (`vox-cpk.pth.tar`, ...) is `torch.save` of a dict with `generator` and `kp_detector`
-state dicts, plus discriminator/optimizer states and `epoch` that inference ignores. Ours also carry `config`
-(the config dict the model was built from), so they load without naming a config.
+A published FOMM checkpoint (`vox-cpk.pth.tar`, ...) is `torch.save` of a dict with `generator` and `kp_detector`
+state dicts, plus discriminator/optimizer states and `epoch` that inference ignores. A published TPSMM checkpoint
+(`vox.pth.tar`, ...) holds `kp_detector`, `dense_motion_network`, `inpainting_network`, usually `bg_predictor` and
+`avd_network`, and optimizer states. Ours also carry `config` (the config dict the model was built from), so they
+load without naming a config.
 """
 from __future__ import annotations
 
 import re
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from fomm_core.model.config import (build_models, check_config, detect_config, frame_size, load_config,
-                                    matching_configs, state_shapes)
+from fomm_core.model.config import (FAMILIES, build_networks, check_config, checkpoint_family, detect_config,
+                                    frame_size, load_config, matching_configs, state_shapes)
 from fomm_core.errors import FommError
 from fomm_core.device import resolve_device
 
-MODULES = ("generator", "kp_detector")
+MODULES = ("generator", "kp_detector")  # a FOMM checkpoint's state dicts
+ALL_MODULES = tuple(dict.fromkeys(n for required, optional in FAMILIES.values() for n in required + optional))
 
 
 def _looks_like_html(head: bytes) -> bool:
@@ -119,15 +124,16 @@ def _strip_prefix(state: dict) -> dict:
 
 
 def _split_flat(state: dict) -> dict | None:
-    """A single flat state dict with 'generator.' / 'kp_detector.' prefixed keys -> the two state dicts."""
-    parts = {m: {} for m in MODULES}
+    """A single flat state dict with 'generator.' / 'kp_detector.' / 'inpainting_network.' ... prefixed keys ->
+    the state dicts, when they make a whole checkpoint of one family."""
+    parts = {}
     for key, value in state.items():
         key = key[len("module."):] if key.startswith("module.") else key
         head, _, rest = key.partition(".")
-        if head not in parts or not rest:
+        if head not in ALL_MODULES or not rest:
             return None
-        parts[head][rest] = value
-    return parts if all(parts.values()) else None
+        parts.setdefault(head, {})[rest] = value
+    return parts if checkpoint_family(parts) else None
 
 
 def _check_file(path: Path) -> None:
@@ -153,33 +159,36 @@ def _safe_load(path: Path):
         raise _load_error(path, err) from None
 
 
-def _fomm_entries(path: Path, data) -> dict:
-    """The loaded object as a dict with 'generator' and 'kp_detector' state dicts (a flat one split), or why not."""
+def _model_entries(path: Path, data) -> dict:
+    """The loaded object as a dict with one family's state dicts (a flat one split), or why not."""
     if not isinstance(data, dict):
-        raise FommError(f"{path} holds a {type(data).__name__}, not a FOMM checkpoint "
-                        "(a dict with 'generator' and 'kp_detector').")
-    if all(isinstance(data.get(m), dict) for m in MODULES):
+        raise FommError(f"{path} holds a {type(data).__name__}, not a FOMM or TPSMM checkpoint "
+                        "(a dict with 'generator' and 'kp_detector', or 'inpainting_network' and the others).")
+    if checkpoint_family(data):
         return data
     flat = _split_flat(data) if data and all(isinstance(k, str) for k in data) else None
     if flat is None:
         keys = ", ".join(sorted(map(str, data))[:6]) or "nothing"
-        raise FommError(f"{path} holds no FOMM weights (no 'generator' and 'kp_detector' entries; it has "
-                        f"{keys}); use a first-order-model checkpoint such as vox-cpk.pth.tar.")
+        raise FommError(f"{path} holds no FOMM or TPSMM weights (no 'generator' and 'kp_detector', nor "
+                        f"'inpainting_network' entries; it has {keys}); use a first-order-model checkpoint such "
+                        "as vox-cpk.pth.tar or a Thin-Plate Spline Motion Model one such as vox.pth.tar.")
     return flat
 
 
 def read_checkpoint(path) -> dict:
-    """Read a checkpoint on the CPU -> {'generator': sd, 'kp_detector': sd, ...} (prefix-free; extra keys kept).
+    """Read a checkpoint on the CPU -> {'generator': sd, 'kp_detector': sd, ...} or TPSMM's state dicts
+    (prefix-free; extra keys kept); `checkpoint_family` tells which.
 
     Raises FommError with one sentence for a missing path, a folder, a zip, a web page, a truncated file or a
-    file that holds no FOMM weights.
+    file that holds no FOMM or TPSMM weights.
     """
     path = Path(path).expanduser()
     _check_file(path)
-    data = _fomm_entries(path, _safe_load(path))
+    data = _model_entries(path, _safe_load(path))
     out = dict(data)
-    for m in MODULES:
-        out[m] = _strip_prefix(data[m])
+    for m in ALL_MODULES:
+        if isinstance(data.get(m), dict):
+            out[m] = _strip_prefix(data[m])
     return out
 
 
@@ -202,7 +211,7 @@ def _config_from_checkpoint(checkpoint, where) -> dict | None:
         return None
     if isinstance(config, dict) and "model_params" not in config and "generator_params" in config:
         config = {"model_params": config}
-    check_config(config, f"the config stored in {where}")
+    check_config(config, f"the config stored in {where}", checkpoint_family(checkpoint))
     return config
 
 
@@ -216,39 +225,75 @@ def _mismatch(path, config_name, checkpoint, module_name, expected: dict) -> Fom
             want = list(expected[key]) if key in expected else "absent"
             detail = f" ({module_name}.{key}: {have} in the checkpoint, {want} in the config)"
             break
-    fits = matching_configs(checkpoint["generator"], checkpoint["kp_detector"])
+    fits = matching_configs(checkpoint)
     advice = (f"it fits the shipped config '{fits[0]}', use that one" if fits
               else "no shipped config fits it; use the config it was trained with")
     return FommError(f"checkpoint {path} does not fit config {config_name}{detail}; {advice}.")
 
 
-def load_checkpoints(config_path, checkpoint_path, device="cpu"):
-    """Drop-in for the original demo's function: -> (generator, kp_detector) on `device`, in eval mode.
+@dataclass
+class Model:
+    """A loaded checkpoint: its family ('fomm' or 'tpsmm'), networks in eval mode by state dict name, config."""
+    family: str
+    networks: dict
+    config: dict
+    config_name: str
 
-    config_path: a shipped config's name ('vox-256'), a YAML path, or None to use the config the checkpoint
-    carries (ours do) or else the shipped config its shapes fit.
+    @property
+    def size(self) -> int:
+        """The frame size the model was trained at (its config's frame_shape)."""
+        return frame_size(self.config)[0]
+
+
+def _choose_config(config_path, checkpoint, checkpoint_path, family):
+    """(config, how to name it) for a checkpoint: the one given, the one it carries, or the shipped one it fits."""
+    if config_path is not None:
+        config = load_config(config_path)
+        check_config(config, f"config '{config_path}'", family)
+        return config, f"'{config_path}'"
+    config = _config_from_checkpoint(checkpoint, checkpoint_path)
+    if config is not None:
+        return config, "stored in the checkpoint"
+    name = detect_config(checkpoint)
+    if name is None:
+        raise FommError(f"checkpoint {checkpoint_path} fits no shipped config and carries none; "
+                        "give the config it was trained with.")
+    return load_config(name), f"'{name}'"
+
+
+def load_model(config_path, checkpoint_path, device="cpu") -> Model:
+    """A FOMM or TPSMM checkpoint (told apart by its state dicts) loaded strictly onto `device`, in eval mode.
+
+    config_path: a shipped config's name ('vox-256', 'tpsmm-ted-384'), a YAML path, or None to use the config the
+    checkpoint carries (ours do) or else the shipped config its shapes fit. Optional state dicts (TPSMM's
+    avd_network) are loaded when the file holds them; the background predictor, used only in training, is
+    checked by a strict load and then dropped.
     """
     device = resolve_device(device)
-
     checkpoint = read_checkpoint(checkpoint_path)
-    if config_path is not None:
-        config, config_name = load_config(config_path), f"'{config_path}'"
-    else:
-        config = _config_from_checkpoint(checkpoint, checkpoint_path)
-        config_name = "stored in the checkpoint"
-        if config is None:
-            name = detect_config(checkpoint["generator"], checkpoint["kp_detector"])
-            if name is None:
-                raise FommError(f"checkpoint {checkpoint_path} fits no shipped config and carries none; "
-                                "give the config it was trained with.")
-            config, config_name = load_config(name), f"'{name}'"
-
-    generator, kp_detector = build_models(config)
-    for module_name, module in (("generator", generator), ("kp_detector", kp_detector)):
+    family = checkpoint_family(checkpoint)
+    config, config_name = _choose_config(config_path, checkpoint, checkpoint_path, family)
+    required, optional = FAMILIES[family]
+    networks = build_networks(config)
+    names = list(required) + [n for n in optional if isinstance(checkpoint.get(n), dict)]
+    for name in names:
         try:
-            module.load_state_dict(checkpoint[module_name], strict=True)
+            networks[name].load_state_dict(checkpoint[name], strict=True)
         except RuntimeError:
-            raise _mismatch(checkpoint_path, config_name, checkpoint, module_name, state_shapes(module)) from None
-    generator.to(device).eval()
-    kp_detector.to(device).eval()
-    return generator, kp_detector
+            raise _mismatch(checkpoint_path, config_name, checkpoint, name, state_shapes(networks[name])) from None
+    loaded = {n: networks[n].to(device).eval() for n in names if n != "bg_predictor"}
+    return Model(family, loaded, config, config_name)
+
+
+def load_checkpoints(config_path, checkpoint_path, device="cpu"):
+    """Drop-in for the original FOMM demo's function: -> (generator, kp_detector) on `device`, in eval mode.
+
+    config_path: a shipped config's name ('vox-256'), a YAML path, or None to use the config the checkpoint
+    carries (ours do) or else the shipped config its shapes fit. A TPSMM checkpoint is refused with a sentence
+    (`load_model` loads either family).
+    """
+    model = load_model(config_path, checkpoint_path, device)
+    if model.family != "fomm":
+        raise FommError(f"{checkpoint_path} is a Thin-Plate Spline Motion Model checkpoint, not FOMM; "
+                        "load it with fomm_core.model.checkpoint.load_model.")
+    return model.networks["generator"], model.networks["kp_detector"]

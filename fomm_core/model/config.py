@@ -1,7 +1,11 @@
-"""Model configs: the shipped YAML files (published FOMM configs and our own), model building, config detection.
+"""Model configs: the shipped YAML files (published FOMM and TPSMM configs, and our own), model building, config
+detection.
 
-A config is the original's YAML layout: `model_params.{common_params, kp_detector_params, generator_params}`,
-`dataset_params.frame_shape` and `animate_params.normalization_params`.
+A config is its original's YAML layout, and its family shows in `model_params`:
+  FOMM:  common_params, kp_detector_params, generator_params (dense_motion_params inside the generator's)
+  TPSMM: common_params (num_tps), generator_params, dense_motion_params, avd_network_params
+plus `dataset_params.frame_shape`. A checkpoint's family shows in its state dicts: FOMM files hold `generator`,
+TPSMM files `inpainting_network` (FAMILIES).
 """
 from __future__ import annotations
 
@@ -14,13 +18,51 @@ from fomm_core.resources import configs_dir
 
 # The published configs, in the order detection prefers them. vox/taichi/fashion/bair/nemo have identical
 # shapes (only the training data differs), so shapes alone pick vox-256 for all five.
-PUBLISHED = ("vox-256", "taichi-256", "fashion-256", "bair-256", "nemo-256", "mgif-256", "vox-512")
+# TPSMM's four published configs have identical shapes too (only the data and the frame size differ).
+PUBLISHED = ("vox-256", "taichi-256", "fashion-256", "bair-256", "nemo-256", "mgif-256", "vox-512",
+             "tpsmm-vox-256", "tpsmm-taichi-256", "tpsmm-ted-384", "tpsmm-mgif-256")
+
+# family -> (state dicts a checkpoint must hold, state dicts it may hold), as the original code saves them
+FAMILIES = {
+    "fomm": (("generator", "kp_detector"), ()),
+    "tpsmm": (("kp_detector", "dense_motion_network", "inpainting_network"), ("bg_predictor", "avd_network")),
+}
+_SECTIONS = {"fomm": ("common_params", "kp_detector_params", "generator_params"),
+             "tpsmm": ("common_params", "generator_params", "dense_motion_params")}
 
 
-def shipped_configs() -> list[str]:
-    """Names of the configs in checkpoints/configs/: the published ones first, then ours, alphabetically."""
+def config_family(config) -> str:
+    """'tpsmm' for a TPSMM config (num_tps, a top-level dense_motion_params), else 'fomm'."""
+    params = config.get("model_params") if isinstance(config, dict) else None
+    common = params.get("common_params") if isinstance(params, dict) else None
+    if isinstance(common, dict) and "num_tps" in common and "dense_motion_params" in params:
+        return "tpsmm"
+    return "fomm"
+
+
+def checkpoint_family(data) -> str | None:
+    """The family whose state dicts a loaded checkpoint holds (TPSMM's `inpainting_network`, FOMM's `generator`)."""
+    if not isinstance(data, dict):
+        return None
+    for family, (required, _) in FAMILIES.items():
+        if all(isinstance(data.get(name), dict) for name in required):
+            return family
+    return None
+
+
+def shipped_configs(family=None) -> list[str]:
+    """Names of the configs in checkpoints/configs/: the published ones first, then ours, alphabetically; only
+    those of `family` ('fomm' or 'tpsmm') when one is given."""
     found = {p.stem for p in configs_dir().glob("*.yaml")}
-    return [n for n in PUBLISHED if n in found] + sorted(found - set(PUBLISHED))
+    names = [n for n in PUBLISHED if n in found] + sorted(found - set(PUBLISHED))
+    return names if family is None else [n for n in names if _shipped_family(n) == family]
+
+
+def _shipped_family(name) -> str | None:
+    try:
+        return config_family(load_config(name))
+    except FommError:
+        return None
 
 
 def config_path(name_or_path) -> Path:
@@ -50,13 +92,17 @@ def load_config(name_or_path) -> dict:
     return config
 
 
-def check_config(config, where="config") -> None:
-    """Raise FommError unless `config` has the model_params sections the networks are built from."""
+def check_config(config, where="config", family=None) -> None:
+    """Raise FommError unless `config` has the model_params sections its family's networks are built from
+    (and is of `family`, when one is given)."""
     params = config.get("model_params") if isinstance(config, dict) else None
-    missing = [k for k in ("common_params", "kp_detector_params", "generator_params")
-               if not isinstance(params, dict) or not isinstance(params.get(k), dict)]
+    found = config_family(config)
+    if family is not None and found != family:
+        raise FommError(f"{where} is a {found.upper()} config, and the checkpoint is {family.upper()}; "
+                        "give a config of the checkpoint's family, or none.")
+    missing = [k for k in _SECTIONS[found] if not isinstance(params, dict) or not isinstance(params.get(k), dict)]
     if missing:
-        raise FommError(f"{where} is not a FOMM config: model_params lacks {', '.join(missing)}.")
+        raise FommError(f"{where} is not a FOMM or TPSMM config: model_params lacks {', '.join(missing)}.")
 
 
 # generator_params of ours that the original code does not have (see fomm_core.model.generator.warp)
@@ -78,20 +124,44 @@ def frame_size(config) -> tuple[int, int]:
 
 
 def build_models(config, device=None):
-    """(generator, kp_detector) built from a config dict, in training mode (call .eval() for inference)."""
-    import torch
+    """(generator, kp_detector) built from a FOMM config dict, in training mode (call .eval() for inference)."""
+    networks = build_networks(config, device)
+    if config_family(config) != "fomm":
+        raise FommError("this is a TPSMM config; its networks are built by build_networks.")
+    return networks["generator"], networks["kp_detector"]
+
+
+def _fomm_networks(params) -> dict:
     from fomm_core.model.generator import OcclusionAwareGenerator
     from fomm_core.model.keypoint_detector import KPDetector
+    return {"generator": OcclusionAwareGenerator(**params["generator_params"], **params["common_params"]),
+            "kp_detector": KPDetector(**params["kp_detector_params"], **params["common_params"])}
 
+
+def _tpsmm_networks(params) -> dict:
+    from fomm_core.model.tpsmm.avd_network import AVDNetwork
+    from fomm_core.model.tpsmm.bg_motion_predictor import BGMotionPredictor
+    from fomm_core.model.tpsmm.dense_motion import DenseMotionNetwork
+    from fomm_core.model.tpsmm.inpainting_network import InpaintingNetwork
+    from fomm_core.model.tpsmm.keypoint_detector import KPDetector
+    common = params["common_params"]
+    return {"kp_detector": KPDetector(**common),
+            "dense_motion_network": DenseMotionNetwork(**common, **params["dense_motion_params"]),
+            "inpainting_network": InpaintingNetwork(**params["generator_params"], **common),
+            "bg_predictor": BGMotionPredictor(),
+            "avd_network": AVDNetwork(num_tps=common["num_tps"], **(params.get("avd_network_params") or {}))}
+
+
+def build_networks(config, device=None) -> dict:
+    """{state dict name: network} for a config of either family, in training mode (the names of FAMILIES)."""
+    import torch
     check_config(config)
-    params = config["model_params"]
+    family = config_family(config)
     try:
         with torch.device(device) if device is not None else nullcontext():
-            generator = OcclusionAwareGenerator(**params["generator_params"], **params["common_params"])
-            kp_detector = KPDetector(**params["kp_detector_params"], **params["common_params"])
+            return (_tpsmm_networks if family == "tpsmm" else _fomm_networks)(config["model_params"])
     except TypeError as err:  # an unknown or missing parameter name
-        raise FommError(f"the config's model_params do not fit the FOMM networks ({err}).") from None
-    return generator, kp_detector
+        raise FommError(f"the config's model_params do not fit the {family.upper()} networks ({err}).") from None
 
 
 def state_shapes(module_state) -> dict:
@@ -102,31 +172,40 @@ def state_shapes(module_state) -> dict:
 
 
 @lru_cache(maxsize=None)
-def _config_shapes(path: str, mtime: float):
-    """Name->shape maps of a config's generator and kp detector, built on the meta device (no memory, fast)."""
-    generator, kp_detector = build_models(load_config(path), device="meta")
-    return state_shapes(generator), state_shapes(kp_detector)
+def _config_shapes(path: str, mtime: float) -> dict:
+    """{state dict name: {parameter: shape}} of a config's networks, built on the meta device (no memory, fast)."""
+    return {name: state_shapes(net) for name, net in build_networks(load_config(path), device="meta").items()}
 
 
-def config_shapes(name_or_path):
+def config_shapes(name_or_path) -> dict:
     path = config_path(name_or_path)
     return _config_shapes(str(path), path.stat().st_mtime)
 
 
-def matching_configs(generator_state, kp_state) -> list[str]:
-    """Every shipped config whose networks have exactly these parameter names and shapes."""
-    want = (state_shapes(generator_state), state_shapes(kp_state))
+def _fits(shapes: dict, checkpoint: dict, family: str) -> bool:
+    """Every state dict the family needs, and every optional one the checkpoint holds, has exactly these shapes."""
+    required, optional = FAMILIES[family]
+    names = list(required) + [n for n in optional if isinstance(checkpoint.get(n), dict)]
+    return all(n in shapes and state_shapes(checkpoint[n]) == shapes[n] for n in names)
+
+
+def matching_configs(checkpoint: dict) -> list[str]:
+    """Every shipped config of the checkpoint's family whose networks have exactly its names and shapes.
+
+    checkpoint: {state dict name: state dict}, as `fomm_core.model.checkpoint.read_checkpoint` returns.
+    """
+    family = checkpoint_family(checkpoint)
     matches = []
     for name in shipped_configs():
         try:
-            if config_shapes(name) == want:
+            if config_family(load_config(name)) == family and _fits(config_shapes(name), checkpoint, family):
                 matches.append(name)
         except FommError:  # a broken config file of someone else's must not stop detection
             continue
     return matches
 
 
-def detect_config(generator_state, kp_state) -> str | None:
-    """The shipped config a checkpoint's state dicts fit (vox-256 when several published ones do), or None."""
-    matches = matching_configs(generator_state, kp_state)
+def detect_config(checkpoint: dict) -> str | None:
+    """The shipped config a checkpoint's state dicts fit (vox-256, tpsmm-vox-256 when several published ones do)."""
+    matches = matching_configs(checkpoint)
     return matches[0] if matches else None

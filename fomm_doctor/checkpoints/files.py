@@ -142,30 +142,32 @@ def _truncated_zip(path) -> Optional[str]:
 
 
 def recognise(checkpoint: dict, path, hint: Optional[str] = None) -> Optional[str]:
-    """The config a read checkpoint fits, proved by a strict load: `hint` (a manifest entry's config) when it
-    fits, else None when it carries its own config (ours do; loaders use that), else the shipped config its
-    shapes fit."""
-    from fomm_core.model.config import build_models, detect_config, load_config, matching_configs
+    """The config a read checkpoint (FOMM or TPSMM) fits, proved by a strict load: `hint` (a manifest entry's
+    config) when it fits, else None when it carries its own config (ours do; loaders use that), else the shipped
+    config its shapes fit."""
+    from fomm_core.model.config import (FAMILIES, build_networks, checkpoint_family, detect_config, load_config,
+                                        matching_configs)
 
-    gen, kp = checkpoint["generator"], checkpoint["kp_detector"]
-    fits = matching_configs(gen, kp)
+    family = checkpoint_family(checkpoint)
+    fits = matching_configs(checkpoint)
     if hint and hint in fits:
         name = hint
     elif isinstance(checkpoint.get("config"), dict):
         name = "carried"
     else:
-        name = detect_config(gen, kp)
+        name = detect_config(checkpoint)
     if name is None:
-        raise UserError(f"{path} holds FOMM weights that fit none of the shipped configs{_closest(gen, kp)}; "
-                        "it was trained with a config of its own (pass that YAML with --config when you "
-                        "animate), or the file is damaged.")
+        raise UserError(f"{path} holds {family.upper()} weights that fit none of the shipped configs"
+                        f"{_closest(checkpoint)}; it was trained with a config of its own (pass that YAML with "
+                        "--config when you animate), or the file is damaged.")
     config = checkpoint["config"] if name == "carried" else load_config(name)
     if isinstance(config, dict) and "model_params" not in config:
         config = {"model_params": config}
-    generator, kp_detector = build_models(config)
-    for label, module, state in (("generator", generator, gen), ("kp_detector", kp_detector, kp)):
+    networks = build_networks(config)
+    required, optional = FAMILIES[family]
+    for label in list(required) + [n for n in optional if isinstance(checkpoint.get(n), dict)]:
         try:
-            module.load_state_dict(state, strict=True)
+            networks[label].load_state_dict(checkpoint[label], strict=True)
         except RuntimeError as exc:
             first = str(exc).split("\n\t", 2)[1] if "\n\t" in str(exc) else str(exc)[:200]
             raise UserError(f"{path} does not load strictly into its config {name} ({label}: {first.strip()}); "
@@ -173,15 +175,19 @@ def recognise(checkpoint: dict, path, hint: Optional[str] = None) -> Optional[st
     return None if name == "carried" else name
 
 
-def _closest(gen: dict, kp: dict) -> str:
-    """' (closest: vox-256, where generator.final.bias is missing)': the shipped config with the fewest
-    differing entries and its first difference; '' when nothing is close."""
-    from fomm_core.model.config import config_shapes, shipped_configs, state_shapes
+def _closest(checkpoint: dict) -> str:
+    """' (closest: vox-256, where generator.final.bias is missing)': the shipped config of the checkpoint's family
+    with the fewest differing entries and its first difference; '' when nothing is close."""
+    from fomm_core.model.config import (FAMILIES, checkpoint_family, config_family, config_shapes, load_config,
+                                        shipped_configs, state_shapes)
 
-    have = {"generator": state_shapes(gen), "kp_detector": state_shapes(kp)}
+    family = checkpoint_family(checkpoint)
+    have = {m: state_shapes(checkpoint[m]) for m in FAMILIES[family][0]}
     best = None
     for name in shipped_configs():
-        want = dict(zip(("generator", "kp_detector"), config_shapes(name)))
+        if config_family(load_config(name)) != family:
+            continue
+        want = {m: shapes for m, shapes in config_shapes(name).items() if m in have}
         diffs = [f"{m}.{k}" + (" is missing" if k not in have[m] else " is unexpected" if k not in want[m]
                                else f" is {list(have[m][k])} instead of {list(want[m][k])}")
                  for m in want for k in sorted(set(want[m]) | set(have[m])) if have[m].get(k) != want[m].get(k)]

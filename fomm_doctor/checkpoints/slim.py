@@ -22,9 +22,12 @@ class Slimmed:
 
 
 def _slimmed(checkpoint: dict, half: bool) -> dict:
-    """The two state dicts (and the config the file carries), float weights halved when asked."""
+    """The state dicts the original demo loads (FOMM's two; TPSMM's three and avd_network) and the config the file
+    carries, float weights halved when asked."""
+    from fomm_core.model.config import FAMILIES, checkpoint_family
+    required, optional = FAMILIES[checkpoint_family(checkpoint)]
     slimmed = {}
-    for key in ("generator", "kp_detector"):
+    for key in list(required) + [n for n in optional if n != "bg_predictor" and isinstance(checkpoint.get(n), dict)]:
         # float buffers and weights only; num_batches_tracked (int64) must stay an integer
         slimmed[key] = {k: v.half() if half and v.is_floating_point() else v for k, v in checkpoint[key].items()}
     if isinstance(checkpoint.get("config"), dict):
@@ -56,7 +59,7 @@ def _save_atomic(data: dict, out: Path) -> None:
 
 
 def slim(name_or_path, half: bool = False, out=None, override_dir=None) -> Slimmed:
-    """An inference-only copy: {'generator', 'kp_detector'} state dicts (what the original demo loads),
+    """An inference-only copy: the state dicts the original demo loads ({'generator', 'kp_detector'} for FOMM),
     optionally float16 for storage (loading copies them into float32 modules). Written atomically."""
     resolved = resolve_checkpoint(name_or_path, override_dir)
     src = Path(resolved.path)

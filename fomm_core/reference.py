@@ -1,0 +1,74 @@
+"""The original TPSMM code, imported from a folder for the bench and the equivalence tests to compare against.
+
+    ref = load_tpsmm_reference()            # None when the folder is absent
+    ref.KPDetector, ref.DenseMotionNetwork, ref.InpaintingNetwork, ref.AVDNetwork, ref.relative_kp, ref.folder
+
+The folder is the original repository's files (modules/*.py, demo.py): $FOMM_TPSMM_REFERENCE, else
+`shared/reference/tpsmm` beside this checkout. Its code imports torchvision's resnet18, which has no build for
+every torch; a stand-in module named `torchvision` provides `models.resnet18` while it is imported (ours, with
+torchvision's parameter names, unless the caller gives another). Its `modules` package is removed from
+sys.modules afterwards, so nothing of it leaks into other imports.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import types
+from pathlib import Path
+
+MODULES = ("util", "keypoint_detector", "dense_motion", "inpainting_network", "avd_network",
+           "bg_motion_predictor")
+
+
+def tpsmm_reference_dir() -> Path:
+    """Where the original TPSMM code is looked for (it may not exist)."""
+    given = os.environ.get("FOMM_TPSMM_REFERENCE")
+    if given:
+        return Path(given).expanduser()
+    return Path(__file__).resolve().parents[2] / "shared" / "reference" / "tpsmm"
+
+
+def _our_resnet18(pretrained=False, **kwargs):
+    from fomm_core.model.tpsmm.resnet import ResNet18
+    return ResNet18(**kwargs)
+
+
+def _torchvision_stand_in(resnet18) -> types.ModuleType:
+    torchvision = types.ModuleType("torchvision")
+    torchvision.models = types.SimpleNamespace(resnet18=resnet18)
+    return torchvision
+
+
+def load_tpsmm_reference(folder=None, resnet18=None):
+    """The original TPSMM classes and demo functions as a namespace, or None when the folder has no modules/."""
+    folder = Path(folder) if folder else tpsmm_reference_dir()
+    if not (folder / "modules" / "util.py").is_file():
+        return None
+    names = ["torchvision", "modules"] + [f"modules.{m}" for m in MODULES]
+    saved = {n: sys.modules.pop(n) for n in names if n in sys.modules}
+    sys.modules["torchvision"] = _torchvision_stand_in(resnet18 or _our_resnet18)
+    sys.path.insert(0, str(folder))
+    try:
+        loaded = {m: importlib.import_module(f"modules.{m}") for m in MODULES}
+    finally:
+        sys.path.remove(str(folder))
+        for n in names:
+            sys.modules.pop(n, None)
+        sys.modules.update(saved)
+    return types.SimpleNamespace(
+        folder=folder, modules=loaded, KPDetector=loaded["keypoint_detector"].KPDetector,
+        DenseMotionNetwork=loaded["dense_motion"].DenseMotionNetwork,
+        InpaintingNetwork=loaded["inpainting_network"].InpaintingNetwork,
+        AVDNetwork=loaded["avd_network"].AVDNetwork, BGMotionPredictor=loaded["bg_motion_predictor"].BGMotionPredictor)
+
+
+def tpsmm_reference_networks(ref, config) -> dict:
+    """The original's networks for one of our TPSMM configs, named as the checkpoints name them (training mode)."""
+    params = config["model_params"]
+    common = params["common_params"]
+    return {"kp_detector": ref.KPDetector(**common),
+            "dense_motion_network": ref.DenseMotionNetwork(**common, **params["dense_motion_params"]),
+            "inpainting_network": ref.InpaintingNetwork(**params["generator_params"], **common),
+            "bg_predictor": ref.BGMotionPredictor(),
+            "avd_network": ref.AVDNetwork(num_tps=common["num_tps"], **params["avd_network_params"])}

@@ -1,0 +1,111 @@
+"""Our TPSMM networks against the original code (../shared/reference/tpsmm), on the same seeded random weights.
+
+The original imports torchvision's resnet18; tests/tpsmm_oracle.py rebuilds it the way torchvision does, apart
+from our ResNet-18, so that the ResNet is compared too. Weights: fomm_core.bench.randomise_tpsmm with stress
+(keypoints spread over the frame, a picture spanning 0..1), so that every difference in the maths shows.
+"""
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed")
+
+import tpsmm_oracle  # noqa: E402
+from fomm_core.bench import randomise_tpsmm  # noqa: E402
+from fomm_core.model.config import build_networks, load_config  # noqa: E402
+from fomm_core.model.tpsmm.resnet import ResNet18  # noqa: E402
+from fomm_core.reference import load_tpsmm_reference, tpsmm_reference_dir, tpsmm_reference_networks  # noqa: E402
+
+TOL = 1e-4
+CONFIGS = ("tpsmm-vox-256", "tpsmm-ted-384")
+
+
+@pytest.fixture(scope="module")
+def ref():
+    found = load_tpsmm_reference(resnet18=tpsmm_oracle.resnet18)
+    if found is None:
+        pytest.skip(f"the original TPSMM code is not at {tpsmm_reference_dir()} (set FOMM_TPSMM_REFERENCE)")
+    return found
+
+
+def pair(ref, name, seed=0):
+    """(reference networks, ours) with the reference's seeded random weights loaded strictly into ours, eval mode."""
+    config = load_config(name)
+    torch.manual_seed(seed)
+    theirs = tpsmm_reference_networks(ref, config)
+    randomise_tpsmm(theirs, seed=seed, stress=True)
+    ours = build_networks(config)
+    for key, net in theirs.items():
+        ours[key].load_state_dict(net.state_dict(), strict=True)
+    for net in list(theirs.values()) + list(ours.values()):
+        net.eval()
+    return theirs, ours
+
+
+def images(size, n, seed):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, size, size, generator=gen)
+
+
+def worst(a, b) -> float:
+    return (a - b).abs().max().item()
+
+
+def test_resnet18_has_torchvisions_names_shapes_and_maths():
+    oracle, ours = tpsmm_oracle.resnet18(num_classes=100), ResNet18(num_outputs=100)
+    want = {k: tuple(v.shape) for k, v in oracle.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == want
+    assert len(want) == 122 and "layer3.0.downsample.1.running_var" in want and "fc.weight" in want
+    randomise_tpsmm({"a": oracle})
+    ours.load_state_dict(oracle.state_dict(), strict=True)
+    x = images(96, 2, seed=3)
+    with torch.no_grad():
+        assert worst(oracle.eval()(x), ours.eval()(x)) < 1e-5
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_state_dicts_load_strictly_both_ways(ref, name):
+    config = load_config(name)
+    ours, theirs = build_networks(config), tpsmm_reference_networks(ref, config)
+    for key in ours:
+        theirs[key].load_state_dict(ours[key].state_dict(), strict=True)
+        ours[key].load_state_dict(theirs[key].state_dict(), strict=True)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_networks_equal_the_original(ref, name):
+    theirs, ours = pair(ref, name)
+    size = load_config(name)["dataset_params"]["frame_shape"][0]
+    source, driving = images(size, 1, seed=1).expand(2, -1, -1, -1), images(size, 2, seed=2)
+    with torch.no_grad():
+        kp = {who: (nets["kp_detector"](source), nets["kp_detector"](driving)) for who, nets in
+              (("theirs", theirs), ("ours", ours))}
+        assert worst(kp["theirs"][1]["fg_kp"], kp["ours"][1]["fg_kp"]) < TOL
+        assert kp["theirs"][1]["fg_kp"].std() > 0.2  # spread over the frame: the TPS fits are not degenerate
+        kp_source, kp_driving = kp["theirs"]
+        motion_t = theirs["dense_motion_network"](source_image=source, kp_driving=kp_driving, kp_source=kp_source,
+                                                  bg_param=None, dropout_flag=False)
+        motion_o = ours["dense_motion_network"](source, kp_driving, kp_source)
+        for key in ("deformation", "contribution_maps", "deformed_source"):
+            assert worst(motion_t[key], motion_o[key]) < TOL, key
+        assert len(motion_o["occlusion_map"]) == 4
+        for a, b in zip(motion_t["occlusion_map"], motion_o["occlusion_map"]):
+            assert a.shape == b.shape and worst(a, b) < TOL
+        out_t = theirs["inpainting_network"](source, motion_t)
+        out_o = ours["inpainting_network"](source, motion_o)
+        assert worst(out_t["prediction"], out_o["prediction"]) < TOL
+        assert out_t["prediction"].std() > 0.1  # a picture, not a flat grey
+        avd_t = theirs["avd_network"](kp_source, kp_driving)["fg_kp"]
+        assert worst(avd_t, ours["avd_network"](kp_source, kp_driving)["fg_kp"]) < TOL
+        bg = theirs["bg_predictor"](source, driving)
+        assert worst(bg, ours["bg_predictor"](source, driving)) < TOL
+
+
+def test_background_motion_moves_the_identity_warp_as_the_original(ref):
+    theirs, ours = pair(ref, "tpsmm-vox-256", seed=4)
+    source, driving = images(256, 2, seed=5), images(256, 2, seed=6)
+    bg = torch.eye(3).repeat(2, 1, 1)
+    bg[:, :2, :] += 0.05 * torch.randn(2, 2, 3, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        kp_s, kp_d = theirs["kp_detector"](source), theirs["kp_detector"](driving)
+        a = theirs["dense_motion_network"](source_image=source, kp_driving=kp_d, kp_source=kp_s, bg_param=bg)
+        b = ours["dense_motion_network"](source, kp_d, kp_s, bg_param=bg)
+    assert worst(a["deformation"], b["deformation"]) < TOL
