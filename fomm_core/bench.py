@@ -89,8 +89,9 @@ def stress(generator, kp_detector):
 
 def randomise_tpsmm(networks: dict, seed=SEED, stress=False):
     """Seeded random TPSMM weights, as `randomise`, with every batch norm's scale near 1 (the ResNets' and the AVD
-    network's; near 0 they would silence the keypoints). stress: keypoints spread over the frame (the detector's
-    last layer x8) and a picture that spans 0..1 (the inpainting's last conv x30)."""
+    network's; near 0 they would silence the keypoints). stress: keypoints spread over the frame as a trained
+    model's do (the detector's last layer x8, the AVD network's x4) and a picture that spans 0..1 (the
+    inpainting's last conv x30)."""
     import torch
     randomise(*networks.values(), seed=seed)
     gen = torch.Generator().manual_seed(seed + 1)
@@ -102,6 +103,7 @@ def randomise_tpsmm(networks: dict, seed=SEED, stress=False):
         if stress:
             networks["kp_detector"].fg_encoder.fc.weight.mul_(8)
             networks["inpainting_network"].final.weight.mul_(30)
+            networks["avd_network"].decoder[-1].weight.mul_(4)
 
 
 def our_models(config_name="vox-256", seed=SEED, weights="random"):

@@ -1,7 +1,8 @@
 """The original TPSMM code, imported from a folder for the bench and the equivalence tests to compare against.
 
     ref = load_tpsmm_reference()            # None when the folder is absent
-    ref.KPDetector, ref.DenseMotionNetwork, ref.InpaintingNetwork, ref.AVDNetwork, ref.relative_kp, ref.folder
+    ref.KPDetector, ref.DenseMotionNetwork, ref.InpaintingNetwork, ref.AVDNetwork, ref.folder
+    ref.make_animation, ref.relative_kp     # demo.py's own functions (its other imports are not needed)
 
 The folder is the original repository's files (modules/*.py, demo.py): $FOMM_TPSMM_REFERENCE, else
 `shared/reference/tpsmm` beside this checkout. Its code imports torchvision's resnet18, which has no build for
@@ -11,6 +12,7 @@ sys.modules afterwards, so nothing of it leaks into other imports.
 """
 from __future__ import annotations
 
+import ast
 import importlib
 import os
 import sys
@@ -60,7 +62,29 @@ def load_tpsmm_reference(folder=None, resnet18=None):
         folder=folder, modules=loaded, KPDetector=loaded["keypoint_detector"].KPDetector,
         DenseMotionNetwork=loaded["dense_motion"].DenseMotionNetwork,
         InpaintingNetwork=loaded["inpainting_network"].InpaintingNetwork,
-        AVDNetwork=loaded["avd_network"].AVDNetwork, BGMotionPredictor=loaded["bg_motion_predictor"].BGMotionPredictor)
+        AVDNetwork=loaded["avd_network"].AVDNetwork, BGMotionPredictor=loaded["bg_motion_predictor"].BGMotionPredictor,
+        **_demo_functions(folder))
+
+
+def _demo_functions(folder: Path) -> dict:
+    """demo.py's relative_kp and make_animation, taken from its source alone: the demo imports matplotlib,
+    imageio and scikit-image at the top, which animating does not use. scipy's ConvexHull when installed (what the
+    demo calls), else a stand-in with the same `volume` (the hull's area) from fomm_core.inference.motion."""
+    import numpy as np
+    import torch
+    tree = ast.parse((folder / "demo.py").read_text(encoding="utf-8"))
+    wanted = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in ("relative_kp", "make_animation")]
+    try:
+        from scipy.spatial import ConvexHull
+    except ImportError:
+        from fomm_core.inference.motion import hull_area
+
+        class ConvexHull:  # noqa: N801 - the name the demo's code calls
+            def __init__(self, points):
+                self.volume = hull_area(points)
+    namespace = {"np": np, "torch": torch, "ConvexHull": ConvexHull, "tqdm": lambda iterable: iterable}
+    exec(compile(ast.Module(body=wanted, type_ignores=[]), str(folder / "demo.py"), "exec"), namespace)
+    return {name: namespace[name] for name in ("relative_kp", "make_animation")}
 
 
 def tpsmm_reference_networks(ref, config) -> dict:

@@ -84,17 +84,26 @@ def _key(fingerprint: str, size: int, threads: int) -> str:
     return hashlib.sha256("\n".join(facts).encode()).hexdigest()[:32]
 
 
-def _animators(generator, kp_detector, size, threads, on_step, runner, fingerprint=None):
-    """{precision: Animator} for every candidate that can be built; {precision: error} for the others."""
+def _fomm_factory(generator, kp_detector, size, threads, on_step, runner, fingerprint=None):
+    """precision -> a FOMM Animator on the CPU (building or loading the int8 model when asked for it)."""
     from fomm_core.inference.engine import Animator
+    state = {"runner": runner}
+
+    def make(precision):
+        if precision == "int8" and state["runner"] is None:
+            state["runner"] = load_or_build(generator, kp_detector, size, threads=threads, on_step=on_step,
+                                            fingerprint=fingerprint)
+        return Animator(generator, kp_detector, device="cpu", precision=precision,
+                        int8_runner=state["runner"] if precision == "int8" else None)
+    return make
+
+
+def _animators(make, candidates):
+    """{precision: animator} for every candidate that can be built; {precision: error} for the others."""
     built, errors = {}, {}
-    for precision in CANDIDATES:
+    for precision in candidates:
         try:
-            if precision == "int8" and runner is None:
-                runner = load_or_build(generator, kp_detector, size, threads=threads, on_step=on_step,
-                                       fingerprint=fingerprint)
-            built[precision] = Animator(generator, kp_detector, device="cpu", precision=precision,
-                                        int8_runner=runner if precision == "int8" else None)
+            built[precision] = make(precision)
         except Int8Refused as err:
             errors[precision] = str(err)
     return built, errors
@@ -110,16 +119,22 @@ def _time(animator, source, driving):
 
 def measure(generator, kp_detector, size: int, threads: int, on_step=None, runner=None, rounds: int = 2,
             fingerprint=None) -> list:
-    """Rows for every candidate, timed interleaved on the same frames of a shipped face (after a warm-up)."""
+    """Rows for every FOMM candidate, timed interleaved on the same frames of a shipped face (after a warm-up)."""
+    make = _fomm_factory(generator, kp_detector, size, threads, on_step, runner, fingerprint)
+    return measure_paths(make, CANDIDATES, size, on_step, rounds)
+
+
+def measure_paths(make, candidates, size: int, on_step=None, rounds: int = 2) -> list:
+    """Rows for the animators make(precision) builds, timed interleaved on the same frames of a shipped face."""
     from fomm_core.inference.calibration import face_pairs
     from fomm_core.media.images import psnr
-    built, errors = _animators(generator, kp_detector, size, threads, on_step, runner, fingerprint)
+    built, errors = _animators(make, candidates)
     source, driving = face_pairs(size, seed=2, frames=4, synthetic=0)[0]
     outputs = {name: _time(a, source, driving)[1] for name, a in built.items()}  # also the warm-up
     seconds = {name: [] for name in built}
     for r in range(rounds):
         if on_step:
-            on_step(r, rounds, "timing fp32, bf16 and int8 on this CPU")
+            on_step(r, rounds, f"timing {', '.join(built)} on this CPU")
         for name, animator in built.items():
             seconds[name].append(_time(animator, source, driving)[0])
     exact = outputs.get("fp32")
@@ -148,14 +163,33 @@ def _save_table(path, rows) -> None:
 
 def measured_table(generator, kp_detector, size: int, threads: int, on_step=None, runner=None,
                    fingerprint=None) -> list:
-    """The cached rows for these weights on this machine, measured now when there are none."""
+    """The cached rows for these FOMM weights on this machine, measured now when there are none."""
     fingerprint = fingerprint or weights_fingerprint(generator, kp_detector)
+    return cached_rows(fingerprint, size, threads,
+                       lambda: measure(generator, kp_detector, size, threads, on_step, runner, fingerprint=fingerprint))
+
+
+def cached_rows(fingerprint: str, size: int, threads: int, measure_now) -> list:
+    """The rows cached for these weights, size and threads on this machine, else measure_now()'s (then cached)."""
     path = user_cache_dir("fast-path", _key(fingerprint, size, threads) + ".json")
     rows = _load_table(path)
     if rows is None:
-        rows = measure(generator, kp_detector, size, threads, on_step, runner, fingerprint=fingerprint)
+        rows = measure_now()
         _save_table(path, rows)
     return rows
+
+
+def resolve_float_path(requested: str, make, fingerprint: str, size: int, *, threads: int, on_step=None,
+                       int8_refusal: str = "") -> Choice:
+    """`fast` among the torch paths only (fp32, bf16), for a model without an int8 build; int8 asked for runs
+    the fast pick, with `int8_refusal` saying why."""
+    rows = cached_rows(fingerprint, size, threads,
+                       lambda: measure_paths(make, ("fp32", "bf16"), size, on_step))
+    precision, why = pick_fast(rows)
+    if requested == "int8":
+        return Choice(precision, note=f"{int8_refusal.rstrip('.')}; using {precision} instead ({why}).",
+                      table=rows)
+    return Choice(precision, note=why + ".", table=rows)
 
 
 # ----------------------------------------------------------------------------------------------------------------

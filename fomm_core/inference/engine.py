@@ -104,8 +104,104 @@ def _compiled(fn):
     return call
 
 
-class Animator:
-    """Animates one source image by driving frames (relative or absolute motion, as the original demo)."""
+class Engine:
+    """What every model family's animator shares: device and precision, the call context, frame preparation, the
+    relative-motion reference, and the per-batch loop with its GPU fail-soft. A family supplies `MODES`,
+    `_torch_keypoints` (the driving keypoints as a dict), `set_source`, `_set_reference_kp`, `transfer` and
+    `_render`."""
+
+    MODES = ("relative", "absolute")
+    FAMILY = ""
+
+    def _init_common(self, device, precision, mode, adapt_movement_scale) -> str:
+        """Set the shared state; -> the precision asked of the engine (choose_precision's answer)."""
+        import torch
+        mode = {"standard": "absolute"}.get(mode, mode)  # TPSMM's demo calls absolute motion 'standard'
+        if mode not in self.MODES:
+            raise FommError(f"unknown mode '{mode}' for a {self.FAMILY} model; use {' or '.join(self.MODES)}.")
+        self.device = torch.device(device)
+        self.mode = mode
+        self.adapt_movement_scale = adapt_movement_scale
+        self.note, self.choice_table = "", []
+        self._int8 = None
+        self._source = None
+        return choose_precision(self.device, precision)
+
+    def _describe(self, extras) -> str:
+        what = {"fp32": "fp32 exact", "bf16": "bf16 fast", "fp16": "fp16 fast"}[self.precision]
+        if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_fast_bf16():
+            what += " (no AVX512-BF16/AMX: emulated, likely slower)"
+        return f"{self.FAMILY} {self.device.type} {what} ({', '.join(extras)}), {self.mode} motion"
+
+    def _autocast(self):
+        import torch
+        if self.precision in ("fp32", "int8"):
+            return nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    @contextmanager
+    def _running(self):
+        """Around every call into the networks: no autograd; on CUDA's exact path no TF32 (float32 means float32)."""
+        import torch
+        exact_cuda = self.device.type == "cuda" and self.precision == "fp32"
+        with torch.inference_mode(), (tf32_off() if exact_cuda else nullcontext()):
+            yield
+
+    def _prepare(self, images):
+        import torch
+        images = images.to(self.device, torch.float32)
+        if images.dim() == 3:
+            images = images.unsqueeze(0)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def _keypoints(self, images):
+        """Driving frames' keypoints (int8 where that path runs; the source's are always torch float32)."""
+        return self._int8.keypoints(images) if self._int8 is not None else self._torch_keypoints(images)
+
+    def set_reference(self, frame):
+        """The initial driving frame of relative motion: its keypoints (and what follows from them)."""
+        with self._running():
+            kp = self._keypoints(self._prepare(frame)[:1])
+        self._set_reference_kp(kp)
+
+    def reset_reference(self):
+        self._reference = None
+        self._inv_reference_jacobian = None
+        self._scale = 1.0
+
+    def animate(self, frames):
+        """Driving frames [B, 3, H, W] float 0..1 -> animated source [B, 3, H, W] float32 0..1 on the CPU."""
+        if self._source is None:
+            raise FommError("set_source must be called before animate.")
+        with self._running():
+            frames = self._prepare(frames)
+            kp = self._keypoints(frames)
+            if self.mode == "relative" and self._reference is None:
+                self._set_reference_kp({key: v[:1] for key, v in kp.items()})
+            if self._int8 is not None:
+                return self._int8.render(self.transfer(kp), self._source).clamp_(0, 1)
+            try:
+                return self._render(kp, frames.shape[0])
+            except RuntimeError as err:
+                if self.precision not in ("fp16", "bf16") or self.device.type == "cpu":
+                    raise
+                # a GPU without half-precision kernels for an op, or a library that cannot run it: fail soft
+                first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+                self.note = (f"{self.precision} failed on {self.device} ({first_line}); "
+                             "using exact fp32 from here on.")
+                self.precision = "fp32"
+                warnings.warn(self.note, UserWarning, stacklevel=2)  # the CLI shows warnings as notes
+                return self._render(kp, frames.shape[0])
+
+
+class Animator(Engine):
+    """Animates one source image by driving frames with a FOMM model (relative or absolute motion, as the
+    original demo)."""
+
+    FAMILY = "FOMM"
 
     def __init__(self, generator, kp_detector, *, device="cpu", precision="auto", mode="relative",
                  adapt_movement_scale=False, use_relative_jacobian=True, fuse=True, channels_last=None,
@@ -116,22 +212,17 @@ class Animator:
         what) reports the one-time int8 build and measurement. `note` says why a path other than the one asked
         for runs (or why `fast` picked what it did).
         """
-        import torch
-        if mode not in ("relative", "absolute"):
-            raise FommError(f"unknown mode '{mode}'; use relative or absolute.")
-        self.device = torch.device(device)
-        requested = choose_precision(self.device, precision)
-        self.mode = mode
-        self.adapt_movement_scale = adapt_movement_scale
+        if mode == "avd":
+            raise FommError("mode avd (animation via disentanglement) belongs to TPSMM models; this is a FOMM "
+                            "checkpoint: use relative or absolute.")
+        requested = self._init_common(device, precision, mode, adapt_movement_scale)
         self.use_relative_jacobian = use_relative_jacobian
-        self.note, self.choice_table = "", []
         self._int8 = int8_runner
         self._pending = None
         if requested in ("fast", "int8") and int8_runner is None:
             self._pending = (requested, generator, kp_detector, on_step)  # resolved once the frame size is known
         self.precision = "int8" if int8_runner is not None else ("fp32" if self._pending else requested)
         self._build_torch(generator, kp_detector, fuse, channels_last, compile)
-        self._source = None
         self.reset_reference()
         if self._pending and size:
             self._resolve(size)
@@ -171,12 +262,9 @@ class Animator:
 
     @property
     def path(self) -> str:
-        """Which path runs, in words, e.g. 'cpu fp32 exact (source cached, BN folded, channels-last)'."""
+        """Which path runs, in words, e.g. 'FOMM cpu fp32 exact (source cached, BN folded, channels-last)'."""
         if self._int8 is not None:
-            return f"cpu int8 (OpenVINO, source cached in float32), {self.mode} motion"
-        what = {"fp32": "fp32 exact", "bf16": "bf16 fast", "fp16": "fp16 fast"}[self.precision]
-        if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_fast_bf16():
-            what += " (no AVX512-BF16/AMX: emulated, likely slower)"
+            return f"FOMM cpu int8 (OpenVINO, source cached in float32), {self.mode} motion"
         extras = ["source cached"]
         if self.fused:
             extras.append("BN folded, sub-pixel up blocks")
@@ -184,40 +272,12 @@ class Animator:
             extras.append("channels-last")
         if self.compiled:
             extras.append("torch.compile")
-        return f"{self.device.type} {what} ({', '.join(extras)}), {self.mode} motion"
-
-    def _autocast(self):
-        import torch
-        if self.precision in ("fp32", "int8"):
-            return nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
-
-    @contextmanager
-    def _running(self):
-        """Around every call into the networks: no autograd; on CUDA's exact path no TF32 (float32 means float32)."""
-        import torch
-        exact_cuda = self.device.type == "cuda" and self.precision == "fp32"
-        with torch.inference_mode(), (tf32_off() if exact_cuda else nullcontext()):
-            yield
-
-    def _prepare(self, images):
-        import torch
-        images = images.to(self.device, torch.float32)
-        if images.dim() == 3:
-            images = images.unsqueeze(0)
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return images
+        return self._describe(extras)
 
     def _torch_keypoints(self, images):
         # float32 always: cheap, and the Jacobians' inverses are precision-sensitive
         kp = self._run_kp(images)
         return {k: v.float() for k, v in kp.items()}
-
-    def _keypoints(self, images):
-        """Driving frames' keypoints (int8 where that path runs; the source's are always torch float32)."""
-        return self._int8.keypoints(images) if self._int8 is not None else self._torch_keypoints(images)
 
     def keypoints(self, images) -> dict:
         """Keypoints of images ([3, H, W] or [B, 3, H, W], 0..1): {'value': [B, K, 2], 'jacobian': [B, K, 2, 2]}."""
@@ -242,22 +302,11 @@ class Animator:
             self._source = {"kp": kp, "features": features, "motion": motion}
         self.reset_reference()
 
-    def set_reference(self, frame):
-        """The initial driving frame of relative motion: its keypoints, inverse Jacobians and the movement scale."""
-        with self._running():
-            kp = self._keypoints(self._prepare(frame)[:1])
-        self._set_reference_kp(kp)
-
     def _set_reference_kp(self, kp):
         self._reference = kp
         self._inv_reference_jacobian = inverse_2x2(kp["jacobian"]) if "jacobian" in kp else None
         self._scale = (movement_scale(self._source["kp"], kp)
                        if self.adapt_movement_scale and self._source is not None else 1.0)
-
-    def reset_reference(self):
-        self._reference = None
-        self._inv_reference_jacobian = None
-        self._scale = 1.0
 
     # -- per frame ------------------------------------------------------------------------------------------------
 
@@ -295,30 +344,6 @@ class Animator:
         if self.channels_last:
             features = features.contiguous(memory_format=torch.channels_last)
         return features
-
-    def animate(self, frames):
-        """Driving frames [B, 3, H, W] float 0..1 -> animated source [B, 3, H, W] float32 0..1 on the CPU."""
-        if self._source is None:
-            raise FommError("set_source must be called before animate.")
-        with self._running():
-            frames = self._prepare(frames)
-            kp = self._keypoints(frames)
-            if self.mode == "relative" and self._reference is None:
-                self._set_reference_kp({key: v[:1] for key, v in kp.items()})
-            if self._int8 is not None:
-                return self._int8.render(self.transfer(kp), self._source).clamp_(0, 1)
-            try:
-                return self._render(kp, frames.shape[0])
-            except RuntimeError as err:
-                if self.precision not in ("fp16", "bf16") or self.device.type == "cpu":
-                    raise
-                # a GPU without half-precision kernels for an op, or a library that cannot run it: fail soft
-                first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-                self.note = (f"{self.precision} failed on {self.device} ({first_line}); "
-                             "using exact fp32 from here on.")
-                self.precision = "fp32"
-                warnings.warn(self.note, UserWarning, stacklevel=2)  # the CLI shows warnings as notes
-                return self._render(kp, frames.shape[0])
 
     def _render(self, kp, batch):
         """Decoded frames for driving keypoints, by the torch networks (float32 warp, autocast decoder)."""

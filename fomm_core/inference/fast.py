@@ -1,9 +1,12 @@
-"""Inference-only copies of the FOMM networks: batch-norm folded into the convolutions, channels-last memory.
+"""Inference-only copies of the FOMM and TPSMM networks: batch-norm folded into the convolutions, channels-last
+memory, sub-pixel up blocks.
 
 The user's modules are never touched: `fused_copy` deep-copies, then for every conv -> BN pair replaces the conv
 by one with folded weights and the BN by an identity, so each block's own forward still runs unchanged:
   SameBlock2d / DownBlock2d / UpBlock2d: relu(norm(conv(x)))   -> relu(conv'(x))
   ResBlock2d: conv1 -> norm2 is a pair too; norm1 acts on the residual stream after a sum and stays a BN.
+  ResNet-18 (TPSMM's keypoint detector): conv1 -> bn1, conv2 -> bn2 and the shortcut's downsample.0 -> .1.
+Instance norms (TPSMM's blocks) depend on each image's statistics and cannot be folded; they stay.
 Folding changes float32 results only by rounding (about 1e-6). Up blocks (nearest 2x upsample + 3x3 conv)
 become sub-pixel convolutions, 16/36 of the work, equally exact.
 """
@@ -36,7 +39,8 @@ def _fold_blocks(module: nn.Module) -> int:
     folded = 0
     for child in module.modules():
         names = {n for n, _ in child.named_children()}
-        for conv_name, bn_name in (("conv", "norm"), ("conv1", "norm2")):
+        for conv_name, bn_name in (("conv", "norm"), ("conv1", "norm2"), ("conv1", "bn1"), ("conv2", "bn2"),
+                                   ("0", "1")):
             if {conv_name, bn_name} <= names:
                 conv, bn = getattr(child, conv_name), getattr(child, bn_name)
                 if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
@@ -63,7 +67,8 @@ def fused_copy(module: nn.Module, channels_last: bool = True, subpixel: bool = T
 
 
 class SubpixelUpBlock(nn.Module):
-    """UpBlock2d (nearest 2x upsample -> 3x3 conv -> ReLU, BN already folded) at a quarter of the cost... nearly.
+    """UpBlock2d (nearest 2x upsample -> 3x3 conv -> [instance norm] -> ReLU, a BN already folded) at a quarter of
+    the cost... nearly.
 
     A 3x3 convolution of a nearest-upsampled image sees, at each of the four output phases (row parity a,
     column parity b), only a 2x2 neighbourhood of the small image, with some of the 3x3 taps summed together:
@@ -73,8 +78,9 @@ class SubpixelUpBlock(nn.Module):
     the multiply-adds, the same sums up to float rounding.
     """
 
-    def __init__(self, conv: nn.Conv2d):
+    def __init__(self, conv: nn.Conv2d, norm=None):
         super().__init__()
+        self.norm = norm if norm is not None else nn.Identity()
         w = conv.weight.detach()                                   # [Cout, Cin, 3, 3]
         cout = w.shape[0]
         # taps of a 3x3 kernel row/col merged per phase: phase 0 -> [k0, k1 + k2], phase 1 -> [k0 + k1, k2]
@@ -97,7 +103,7 @@ class SubpixelUpBlock(nn.Module):
             for c in (0, 1):  # phase (a, c) lives at rows a..a+H, cols c..c+W
                 out[:, :, a, :, c, :] = y[:, a:a + h, c:c + w, :, a, c]
         out = out.view(b, 2 * h, 2 * w, self.cout).permute(0, 3, 1, 2)  # NCHW view, channels-last memory
-        return F.relu(out)
+        return F.relu(self.norm(out))
 
 
 def subpixel_up_blocks(module: nn.Module) -> int:
@@ -106,9 +112,10 @@ def subpixel_up_blocks(module: nn.Module) -> int:
     count = 0
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
-            if (isinstance(child, UpBlock2d) and isinstance(child.norm, nn.Identity)
+            if (isinstance(child, UpBlock2d) and isinstance(child.norm, (nn.Identity, nn.InstanceNorm2d))
                     and child.conv.kernel_size == (3, 3) and child.conv.padding == (1, 1)
                     and child.conv.groups == 1):
-                setattr(parent, name, SubpixelUpBlock(child.conv))
+                norm = child.norm if isinstance(child.norm, nn.InstanceNorm2d) else None
+                setattr(parent, name, SubpixelUpBlock(child.conv, norm))
                 count += 1
     return count

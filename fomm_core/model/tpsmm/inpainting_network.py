@@ -53,7 +53,7 @@ class InpaintingNetwork(nn.Module):
             levels.append(block(levels[-1]))
         return levels
 
-    def _occlusion(self, occlusion_map, level, size):
+    def occlusion_at(self, occlusion_map, level, size):
         """The mask for decoder level `level` (0 = deepest) at `size`: one per level, or one resized."""
         if self.multi_mask:
             return occlusion_map[level]
@@ -64,7 +64,7 @@ class InpaintingNetwork(nn.Module):
 
     def warped_levels(self, levels, deformation, occlusion_map):
         """Every encoder level warped by the flow and masked, deepest first."""
-        return [warp(x, deformation) * self._occlusion(occlusion_map, i, x.shape[2:])
+        return [warp(x, deformation) * self.occlusion_at(occlusion_map, i, x.shape[2:])
                 for i, x in enumerate(reversed(levels))]
 
     def decode(self, warped, warped_source, occlusion_last):
@@ -83,7 +83,7 @@ class InpaintingNetwork(nn.Module):
         deformation, occlusion_map = dense_motion["deformation"], dense_motion["occlusion_map"]
         warped = self.warped_levels(self.encode_source(source_image), deformation, occlusion_map)
         deformed = warp(source_image, deformation)
-        occlusion_last = self._occlusion(occlusion_map, -1, source_image.shape[2:])
+        occlusion_last = self.occlusion_at(occlusion_map, -1, source_image.shape[2:])
         return {"prediction": self.decode(warped, deformed, occlusion_last), "deformed": deformed,
                 "occlusion_map": occlusion_map, "contribution_maps": dense_motion["contribution_maps"],
                 "deformed_source": dense_motion["deformed_source"]}

@@ -1,0 +1,165 @@
+"""The TPSMM engine: one source image animated by batches of driving frames with a Thin-Plate Spline Motion Model.
+
+    animator = TpsAnimator(model.networks, device="cpu", mode="relative")   # or "absolute" (the demo's
+    animator.set_source(source)                                             # 'standard'), or "avd"
+    out = animator.animate(frames)                                           # [B, 3, H, W] float32 0..1
+
+The same maths as the original demo's make_animation (fomm_core.model.tpsmm's step methods), and the FOMM
+engine's economies (fomm_core.inference.engine):
+- the source's keypoints, its downsampled copy and Gaussians, and all four encoder levels are computed once;
+- the original's second, detached warp of every level (a training-only output) is not computed;
+- batch norms folded (the ResNet-18), sub-pixel up blocks, channels-last memory (fomm_core.inference.fast);
+- bf16 (CPU) / fp16 (CUDA) autocast for the convolutions, with keypoints, TPS warps, flow and every grid_sample
+  in float32. `fast` is measured on this machine between fp32 and bf16 (no int8 build for TPSMM).
+Relative motion scales the keypoint motion by sqrt(source hull area / reference hull area), as the original demo
+always does (adapt_movement_scale=False turns it off).
+"""
+from __future__ import annotations
+
+from fomm_core.errors import FommError
+from fomm_core.inference.engine import Engine, _compiled, _can_compile
+from fomm_core.inference.motion import hull_area
+
+INT8_REFUSAL = "int8 is built for FOMM models only; a TPSMM model runs in torch"
+
+
+class TpsAnimator(Engine):
+    """Animates one source image by driving frames with a TPSMM model."""
+
+    MODES = ("relative", "absolute", "avd")
+    FAMILY = "TPSMM"
+
+    def __init__(self, networks: dict, *, device="cpu", precision="auto", mode="relative",
+                 adapt_movement_scale=True, fuse=True, channels_last=None, compile=False, size=None,
+                 on_step=None):
+        """networks: {'kp_detector', 'dense_motion_network', 'inpainting_network', 'avd_network' (for avd)}, as
+        fomm_core.model.checkpoint.load_model gives them. precision as the FOMM Animator's (int8 runs `fast`)."""
+        requested = self._init_common(device, precision, mode, adapt_movement_scale)
+        if mode == "avd" and networks.get("avd_network") is None:
+            raise FommError("this TPSMM checkpoint holds no avd_network, so mode avd cannot run; "
+                            "use relative or absolute.")
+        self._pending = (requested, networks, on_step) if requested in ("fast", "int8") else None
+        self.precision = "fp32" if self._pending else requested
+        self._build_torch(networks, fuse, channels_last, compile)
+        self.reset_reference()
+        if self._pending and size:
+            self._resolve(size)
+
+    def _build_torch(self, networks, fuse, channels_last, compile):
+        from fomm_core.inference.fast import fused_copy
+        channels_last = fuse if channels_last is None else channels_last
+        copy = (lambda m: fused_copy(m, channels_last)) if fuse else (lambda m: m.eval())
+        self.kp_detector = copy(networks["kp_detector"]).to(self.device)
+        self.dense_motion = copy(networks["dense_motion_network"]).to(self.device)
+        self.inpainting = copy(networks["inpainting_network"]).to(self.device)
+        avd = networks.get("avd_network")
+        self.avd = avd.eval().to(self.device) if avd is not None else None
+        self.channels_last, self.fused = channels_last, fuse
+        self.compiled = bool(compile) and _can_compile()
+        wrap = _compiled if self.compiled else (lambda fn: fn)
+        self._run_kp = wrap(self.kp_detector)
+        self._run_hourglass = wrap(self.dense_motion.hourglass)
+        self._run_decode = wrap(self.inpainting.decode)
+
+    def _resolve(self, size):
+        """Settle `fast` (and int8, which TPSMM has not) for this frame size: measured and cached on first use."""
+        import torch
+        from fomm_core.inference.choice import resolve_float_path
+        from fomm_core.inference.int8 import weights_fingerprint
+        requested, networks, on_step = self._pending
+        self._pending = None
+        parts = [networks[k] for k in ("kp_detector", "dense_motion_network", "inpainting_network")]
+
+        def make(precision):
+            return TpsAnimator(networks, device="cpu", precision=precision, mode="absolute")
+        choice = resolve_float_path(requested, make, weights_fingerprint(*parts), int(size),
+                                    threads=torch.get_num_threads(), on_step=on_step, int8_refusal=INT8_REFUSAL)
+        self.precision, self.note, self.choice_table = choice.precision, choice.note, choice.table
+
+    @property
+    def path(self) -> str:
+        """Which path runs, in words, e.g. 'TPSMM cpu fp32 exact (source cached, ...), relative motion'."""
+        extras = ["source cached"]
+        if self.fused:
+            extras.append("ResNet BN folded, sub-pixel up blocks")
+        if self.channels_last:
+            extras.append("channels-last")
+        if self.compiled:
+            extras.append("torch.compile")
+        return self._describe(extras)
+
+    # -- keypoints and the source ---------------------------------------------------------------------------------
+
+    def _torch_keypoints(self, images):
+        # float32 always: the keypoints place the TPS control points
+        return {"fg_kp": self._run_kp(images)["fg_kp"].float()}
+
+    def keypoints(self, images) -> dict:
+        """Keypoints of images ([3, H, W] or [B, 3, H, W], 0..1): {'value': [B, K*5, 2]} (TPS control points)."""
+        with self._running():
+            return {"value": self._keypoints(self._prepare(images))["fg_kp"]}
+
+    def set_source(self, image):
+        """Cache what depends on the source only: keypoints, the dense motion's parts, the encoder's levels."""
+        with self._running():
+            src = self._prepare(image)
+            if src.shape[0] != 1:
+                raise FommError("set_source takes one image ([1, 3, H, W]).")
+            if self._pending:
+                self._resolve(src.shape[-1])
+            kp = self._torch_keypoints(src)
+            with self._autocast():
+                levels = self.inpainting.encode_source(src)
+            self._source = {"image": src, "kp": kp, "levels": [x.float() for x in levels],
+                            "motion": self.dense_motion.source_parts(src, kp)}
+        self.reset_reference()
+
+    def _set_reference_kp(self, kp):
+        self._reference = kp
+        self._scale = 1.0
+        if self.adapt_movement_scale and self._source is not None:
+            source = hull_area(self._source["kp"]["fg_kp"][0].cpu().numpy())
+            driving = hull_area(kp["fg_kp"][0].cpu().numpy())
+            if source > 0 and driving > 0:
+                self._scale = (source / driving) ** 0.5
+
+    # -- per frame ------------------------------------------------------------------------------------------------
+
+    def transfer(self, kp_driving):
+        """Driving keypoints -> the keypoints to animate the source with (the demo's three modes)."""
+        if self.mode == "absolute":
+            return kp_driving
+        if self.mode == "avd":
+            return self.avd(self._source["kp"], kp_driving)
+        moved = (kp_driving["fg_kp"] - self._reference["fg_kp"]) * self._scale
+        return {"fg_kp": moved + self._source["kp"]["fg_kp"]}
+
+    def _motion(self, kp):
+        """Dense motion on the cached source: flow [B, h, w, 2] and occlusion masks (float32), coarsest first."""
+        import torch
+        dm, source = self.dense_motion, self._source["motion"]
+        heatmaps = dm.heatmap_representation(source, kp)
+        warps = dm.transformations(source["image"].shape[2:], kp["fg_kp"], source["kp"])
+        x = dm.hourglass_input(heatmaps, dm.deformed_source(source["image"], warps))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            logits = dm.heads(self._run_hourglass(x, every_level=True))
+        return dm.blend(warps, *logits)  # float32: the flow's coordinates must not be rounded
+
+    def _render(self, kp, batch):
+        """Decoded frames for driving keypoints: float32 warps of the cached levels, autocast decoder."""
+        import torch
+        from fomm_core.model.tpsmm.inpainting_network import warp
+        motion = self._motion(self.transfer(kp))
+        flow, occlusion = motion["deformation"], motion["occlusion_map"]
+        levels = [x.expand(batch, -1, -1, -1) for x in self._source["levels"]]
+        warped = self.inpainting.warped_levels(levels, flow, occlusion)
+        image = self._source["image"].expand(batch, -1, -1, -1)
+        warped_source = warp(image, flow)
+        occlusion_last = self.inpainting.occlusion_at(occlusion, -1, image.shape[2:])
+        if self.channels_last:
+            warped = [x.contiguous(memory_format=torch.channels_last) for x in warped]
+        with self._autocast():
+            out = self._run_decode(warped, warped_source, occlusion_last)
+        return out.float().clamp_(0, 1).contiguous().cpu()
