@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch", reason="torch is not installed")
 
 from conftest import TINY_MODEL  # noqa: E402
 from fomm_core import load_checkpoints  # noqa: E402
-from fomm_core.model.checkpoint import model_size, read_checkpoint  # noqa: E402
+from fomm_core.model.checkpoint import load_model, read_checkpoint  # noqa: E402
 from fomm_core.model.config import build_models, build_networks, detect_config, load_config, matching_configs, shipped_configs  # noqa: E402
 from fomm_core.errors import FommError  # noqa: E402
 
@@ -110,17 +110,23 @@ def test_checkpoint_carrying_its_config_needs_no_config(tmp_path, stored):
 @pytest.mark.parametrize("legacy", [True, False], ids=["torch-1.0-format", "zip-format"])
 def test_model_size_from_the_config_given_or_carried(tmp_path, small_config, legacy):
     generator, kp_detector = trained_like_models(seed=4)
-    carrying, published = tmp_path / "ours.pth.tar", tmp_path / "published.pth.tar"
+    carrying = tmp_path / "ours.pth.tar"
     config = copy.deepcopy(SMALL)
     config["dataset_params"] = {"frame_shape": [96, 96, 3]}
     torch.save({"generator": generator.state_dict(), "kp_detector": kp_detector.state_dict(), "config": config},
                carrying, _use_new_zipfile_serialization=not legacy)
-    torch.save(original_layout(generator, kp_detector), published, _use_new_zipfile_serialization=not legacy)
-    assert model_size(published, "vox-256") == 256
-    assert model_size(carrying, small_config) == SMALL["dataset_params"]["frame_shape"][0] == 64  # given wins
-    # carried: read where the file can be mmapped (zip format); a legacy file is taken as the published 256
-    assert model_size(carrying, None) == (256 if legacy else 96)
-    assert model_size(published, None) == 256
+    assert load_model(small_config, carrying).size == SMALL["dataset_params"]["frame_shape"][0] == 64  # given wins
+    assert load_model(None, carrying).size == 96  # carried, in either file format
+    assert load_model("vox-256", write_shipped_shapes(tmp_path, "vox-256")).size == 256
+    assert load_model("tpsmm-ted-384", write_shipped_shapes(tmp_path, "tpsmm-vox-256")).size == 384
+
+
+def write_shipped_shapes(tmp_path, name):
+    """A published-layout file with a shipped config's names and shapes (one shared element per tensor)."""
+    path = tmp_path / f"{name}.pth.tar"
+    torch.save({key: shape_only_state(net) for key, net in build_networks(load_config(name), device="meta").items()},
+               path)
+    return path
 
 
 def test_published_shapes_load_by_shipped_name_and_by_detection(tmp_path):

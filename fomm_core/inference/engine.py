@@ -131,7 +131,7 @@ class Engine:
         what = {"fp32": "fp32 exact", "bf16": "bf16 fast", "fp16": "fp16 fast"}[self.precision]
         if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_fast_bf16():
             what += " (no AVX512-BF16/AMX: emulated, likely slower)"
-        return f"{self.FAMILY} {self.device.type} {what} ({', '.join(extras)}), {self.mode} motion"
+        return f"{self.device.type} {what} ({', '.join(extras)}), {self.mode} motion"
 
     def _autocast(self):
         import torch
@@ -262,9 +262,9 @@ class Animator(Engine):
 
     @property
     def path(self) -> str:
-        """Which path runs, in words, e.g. 'FOMM cpu fp32 exact (source cached, BN folded, channels-last)'."""
+        """Which path runs, in words, e.g. 'cpu fp32 exact (source cached, BN folded, channels-last)'."""
         if self._int8 is not None:
-            return f"FOMM cpu int8 (OpenVINO, source cached in float32), {self.mode} motion"
+            return f"cpu int8 (OpenVINO, source cached in float32), {self.mode} motion"
         extras = ["source cached"]
         if self.fused:
             extras.append("BN folded, sub-pixel up blocks")
@@ -351,3 +351,19 @@ class Animator(Engine):
         with self._autocast():
             out = self._run_decode(features)
         return out.float().clamp_(0, 1).contiguous().cpu()
+
+
+def make_animator(model, *, adapt_movement_scale=None, **options):
+    """An animator for a checkpoint of either family loaded by fomm_core.model.checkpoint.load_model.
+
+    options: those of Animator / TpsAnimator (device, precision, mode, size, on_step, ...). adapt_movement_scale
+    None keeps each family's demo default: off for FOMM, on for TPSMM (its demo always scales relative motion).
+    """
+    if adapt_movement_scale is not None:
+        options["adapt_movement_scale"] = adapt_movement_scale
+    if model.family == "tpsmm":
+        from fomm_core.inference.tpsmm import TpsAnimator
+        options.pop("use_relative_jacobian", None)
+        options.pop("int8_runner", None)
+        return TpsAnimator(model.networks, **options)
+    return Animator(model.networks["generator"], model.networks["kp_detector"], **options)

@@ -103,7 +103,8 @@ def find_best_frame(source, driving_frames, kp_detector=None) -> tuple[int, str]
 
     source: [1, 3, H, W] tensor or HxWx3 array in 0..1; driving_frames: a sequence of the same (or [N, 3, H, W]).
     The original compares face_alignment's 68 landmarks. With that library installed we do the same; without it,
-    and given a keypoint detector, we compare the model's own keypoints the same way (centred, unit hull area) --
+    and given a keypoint detector (images -> {'value': [B, K, 2]}, e.g. an animator's `keypoints`), we compare
+    the model's own keypoints the same way (centred, unit hull area) --
     a landmark-free stand-in, not the original's method; with neither we say so and return frame 0.
     """
     frames = list(driving_frames)

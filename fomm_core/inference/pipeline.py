@@ -57,7 +57,7 @@ def best_start_frame(animator, source, driving_path, size: int, batch_size: int 
         have_landmarks = False
     if have_landmarks:  # the library wants the frames themselves; model size keeps this to 192 KB a frame
         frames = [fit(f) for f in iter_frames(driving_path)]
-        index, how = find_best_frame(frames_to_tensor([source]), frames_to_tensor(frames), animator.kp_detector)
+        index, how = find_best_frame(frames_to_tensor([source]), frames_to_tensor(frames), animator.keypoints)
         return index, frames[index], how
     src_kp = animator.keypoints(frames_to_tensor([source]))["value"][0].cpu().numpy()
     best, best_pts, best_frame, index = 0, None, None, 0

@@ -78,7 +78,7 @@ class TpsAnimator(Engine):
 
     @property
     def path(self) -> str:
-        """Which path runs, in words, e.g. 'TPSMM cpu fp32 exact (source cached, ...), relative motion'."""
+        """Which path runs, in words, e.g. 'cpu fp32 exact (source cached, ...), relative motion'."""
         extras = ["source cached"]
         if self.fused:
             extras.append("ResNet BN folded, sub-pixel up blocks")

@@ -192,18 +192,6 @@ def read_checkpoint(path) -> dict:
     return out
 
 
-def model_size(checkpoint_path, config) -> int:
-    """The frame size the model was trained at: from the config given, else the one the checkpoint carries."""
-    if config is not None:
-        return frame_size(load_config(config))[0]
-    try:  # mmap: reads the small `config` entry without loading the weights a second time
-        import torch
-        carried = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True).get("config")
-        return frame_size(carried)[0] if isinstance(carried, dict) else 256
-    except Exception:  # a legacy-format file (the published ones, all 256) cannot be mmapped
-        return 256
-
-
 def _config_from_checkpoint(checkpoint, where) -> dict | None:
     """The config a checkpoint carries (full config dict, or just its model_params), or None."""
     config = checkpoint.get("config")

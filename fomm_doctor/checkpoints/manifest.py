@@ -10,7 +10,7 @@ from fomm_doctor.checkpoints import places
 MANIFEST = "manifest.json"
 
 # Configs of face models, best first: what `resolve_checkpoint(None)` looks for before the bundled model.
-FACE_CONFIGS = ("vox-256", "vox-512", "nemo-256")
+FACE_CONFIGS = ("vox-256", "vox-512", "nemo-256", "tpsmm-vox-256")
 
 
 def _entries(folder) -> list[dict]:

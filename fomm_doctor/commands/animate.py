@@ -10,15 +10,16 @@ from fomm_doctor.errors import UserError
 
 
 def load_model(checkpoint, config, device="auto", precision="auto", **engine_options):
-    """(Animator, model size, ResolvedCheckpoint) from a checkpoint name or path, on the device asked for.
+    """(animator, model size, ResolvedCheckpoint) from a checkpoint name or path of either family (FOMM or
+    TPSMM, told apart by the file's state dicts), on the device asked for.
 
     Without a checkpoint: the best face model present; when that is only the bundled 64-px synthetic model, the
     store's note saying so is printed to stderr, and the command goes on with it.
     """
     require_torch()
     from fomm_core.device import resolve_device
-    from fomm_core.inference.engine import Animator
-    from fomm_core.model.checkpoint import load_checkpoints, model_size
+    from fomm_core.inference.engine import make_animator
+    from fomm_core.model.checkpoint import load_model as load_checkpoint
     from fomm_doctor.checkpoints import resolve_checkpoint
 
     dev = resolve_device(device)
@@ -26,11 +27,11 @@ def load_model(checkpoint, config, device="auto", precision="auto", **engine_opt
     if resolved.note:
         typer.echo(resolved.note, err=True)
     config = config or resolved.config             # a known checkpoint names the config it fits
-    generator, kp_detector = load_checkpoints(config, Path(resolved), dev)
-    size = model_size(Path(resolved), config)
+    model = load_checkpoint(config, Path(resolved), dev)
+    size = model.size
     with _one_time_progress() as on_step:
-        animator = Animator(generator, kp_detector, device=dev, precision=precision, size=size, on_step=on_step,
-                            **engine_options)
+        animator = make_animator(model, device=dev, precision=precision, size=size, on_step=on_step,
+                                 **engine_options)
     if animator.note:
         typer.echo(animator.note, err=True)
     return animator, size, resolved
@@ -58,14 +59,18 @@ def _one_time_progress():
         bar.stop()
 
 
+MODES = ("relative", "absolute", "standard", "avd")
+
+
 def _check_inputs(source: Path, driving: Path, output: Path, mode: str, device: str, precision: str,
                   batch_size: int):
     """The cheap checks (flags, output path, image, video) before the slow ones; -> the driving VideoInfo."""
     from fomm_core.device import check_device, check_precision
     from fomm_core.media.images import load_image
     from fomm_core.media.video import check_output_path, probe_video
-    if mode not in ("relative", "absolute"):
-        raise UserError(f"--mode must be relative or absolute, not '{mode}'.")
+    if mode not in MODES:
+        raise UserError(f"--mode must be relative or absolute (also called standard), or avd with a TPSMM "
+                        f"checkpoint, not '{mode}'.")
     check_device(device)
     check_precision(precision)
     if batch_size < 1:
@@ -112,9 +117,11 @@ def animate(
                                                   "(default: the best face model present)."),
     config: Optional[str] = typer.Option(None, "--config",
                                          help="Config name (vox-256) or YAML (default: from the checkpoint)."),
-    mode: str = typer.Option("relative", "--mode", help="relative (motion relative to the start frame) or absolute."),
-    adapt_scale: bool = typer.Option(False, "--adapt-scale/--no-adapt-scale",
-                                     help="Scale the motion by the ratio of face sizes (relative mode)."),
+    mode: str = typer.Option("relative", "--mode", help="relative (motion relative to the start frame), absolute "
+                             "(also called standard), or avd (TPSMM: the photo's identity, the video's pose)."),
+    adapt_scale: Optional[bool] = typer.Option(None, "--adapt-scale/--no-adapt-scale",
+                                               help="Scale the motion by the ratio of face sizes (relative mode; "
+                                                    "default as each model's demo: off for FOMM, on for TPSMM)."),
     find_best_frame: bool = typer.Option(False, "--find-best-frame",
                                          help="Start from the driving frame whose pose best matches the source."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
@@ -137,12 +144,17 @@ def animate(
     info = _check_inputs(source, driving, output, mode, device, precision, batch_size)
     animator, size, resolved = load_model(checkpoint, config, device, precision, mode=mode,
                                           adapt_movement_scale=adapt_scale)
-    typer.echo(f"checkpoint {resolved} at {size}x{size}; inference path: {animator.path}", err=True)
+    typer.echo(f"checkpoint {resolved} ({animator.FAMILY}) at {size}x{size}; inference path: {animator.path}",
+               err=True)
     typer.echo(f"driving: {info.width}x{info.height} at {info.fps:g} fps, about {info.frame_count} frames"
                + (", with audio" if info.has_audio else ""), err=True)
     result, caught = _animate_with_progress(source, driving, output, animator, info, size=size,
                                             batch_size=batch_size, side_by_side=side_by_side, audio=audio,
                                             find_best_frame=find_best_frame, crop=crop)
+    _report(result, caught, find_best_frame, crop)
+
+
+def _report(result, caught, find_best_frame: bool, crop: bool) -> None:
     for w in caught:
         typer.echo(f"note: {w.message}", err=True)
     if find_best_frame:

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(help="Find, fetch, verify and register FOMM checkpoints.", no_args_is_help=True)
+app = typer.Typer(help="Find, fetch, verify and register FOMM and TPSMM checkpoints.", no_args_is_help=True)
 
 DIR_HELP = "Checkpoint folder to use instead of the per-user one (also: env FOMM_CHECKPOINTS_DIR)."
 
@@ -45,7 +45,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Machine-readable o
         return
     from rich.console import Console
     from rich.table import Table
-    table = Table(title="FOMM checkpoints")
+    table = Table(title="Checkpoints (FOMM and TPSMM)")
     for col in ("name", "config", "file", "size", "state", "where"):
         table.add_column(col)
     for row in facts["checkpoints"]:
