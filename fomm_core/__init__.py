@@ -1,6 +1,7 @@
-"""fomm_core: a readable First Order Motion Model (Siarohin et al., 2019) — model, motion transfer, video I/O.
+"""fomm_core: a readable First Order Motion Model (Siarohin et al., 2019) and Thin-Plate Spline Motion Model
+(Zhao & Zhang, 2022) — models, motion transfer, video I/O.
 
-    model/      the networks and their configs and checkpoints
+    model/      the networks (FOMM's; TPSMM's in model/tpsmm/) and their configs and checkpoints
     inference/  the engine, the fused fast path, relative motion, the video pipeline, the webcam loop
     media/      video through ffmpeg, images, faces and crops
     train/      training, its losses and the synthetic clips
@@ -16,9 +17,18 @@ def load_checkpoints(config_path, checkpoint_path, device="cpu"):
     return _load(config_path, checkpoint_path, device=device)
 
 
+def load_model(checkpoint_path, config=None, device="cpu"):
+    """A FOMM or TPSMM checkpoint loaded strictly: a Model with .family, .networks, .config, .size."""
+    from fomm_core.model.checkpoint import load_model as _load
+    return _load(config, checkpoint_path, device=device)
+
+
 def __getattr__(name):
-    """`fomm_core.Animator` without importing torch until it is asked for."""
-    if name == "Animator":
-        from fomm_core.inference.engine import Animator
-        return Animator
+    """`fomm_core.Animator`, `TpsAnimator` and `make_animator` without importing torch until they are asked for."""
+    if name in ("Animator", "make_animator"):
+        from fomm_core.inference import engine
+        return getattr(engine, name)
+    if name == "TpsAnimator":
+        from fomm_core.inference.tpsmm import TpsAnimator
+        return TpsAnimator
     raise AttributeError(f"module 'fomm_core' has no attribute {name!r}")

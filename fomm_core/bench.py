@@ -1,7 +1,7 @@
-"""Benchmark: the original FOMM code against our engine's paths, on identical random weights and inputs.
+"""Benchmark: the original FOMM or TPSMM code against our engine's paths, on identical random weights and inputs.
 
-    python -m fomm_core.bench [--config vox-256] [--size 256] [--frames 4] [--runs 3] [--threads N] [--smoke]
-                              [--paths reference,exact,fast] [--json]
+    python -m fomm_core.bench [--model fomm|tpsmm] [--config vox-256] [--size 256] [--frames 4] [--runs 3]
+                              [--threads N] [--smoke] [--paths reference,exact,fast] [--json]
 
 Each path runs in its own subprocess (so peak RSS is that path's own) on the same seeded weights and frames;
 the timed runs are interleaved across paths (round by round), so that load from other programs on a shared
@@ -9,7 +9,9 @@ machine hits every path alike. Outputs come back to the parent, which compares e
 max abs difference and PSNR.
 The reference is deep-animator's copy of the original code with grid_sample forced to align_corners=True
 (torch 1.0's behaviour, which the checkpoints were trained with), animated as the original demo does: one frame
-at a time, the source re-encoded for every frame.
+at a time, the source re-encoded for every frame. For TPSMM (a tpsmm-* config, or --model tpsmm) the reference is
+the original repository's code (fomm_core.reference: $FOMM_TPSMM_REFERENCE or shared/reference/tpsmm beside the
+checkout) run by its demo's own make_animation, relative mode; TPSMM has no int8 path.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ from pathlib import Path
 from fomm_core.media.images import psnr
 
 PATHS = ("reference", "exact", "bf16", "int8", "fast")
+TPSMM_PATHS = ("reference", "exact", "bf16", "fast")
+DEFAULT_CONFIG = {"fomm": "vox-256", "tpsmm": "tpsmm-vox-256"}
 # Our paths and the engine options they run with; the extra ones isolate one idea each (ablation).
 ENGINE_PATHS = {
     "exact": dict(precision="fp32"),
@@ -39,6 +43,7 @@ ENGINE_PATHS = {
     "fast": dict(precision="fast"),                            # what `fast` picks here (measured, cached)
     "cached": dict(precision="fp32", fuse=False),            # only: source cached, 2x2 inverse, no 'deformed' warp
     "exact-b1": dict(precision="fp32", batch=1),              # one frame per call
+    "exact-contiguous": dict(precision="fp32", channels_last=False),  # folded, but NCHW memory
     "fast-b1": dict(precision="bf16", batch=1),
     "fast-unfused": dict(precision="bf16", fuse=False),       # bf16 autocast alone on top of 'cached'
     "exact-compiled": dict(precision="fp32", compile=True),   # torch.compile (its compile time is in warm-up)
@@ -87,11 +92,14 @@ def stress(generator, kp_detector):
         generator.final.weight.mul_(100)
 
 
-def randomise_tpsmm(networks: dict, seed=SEED, stress=False):
+def randomise_tpsmm(networks: dict, seed=SEED, stress=False, contrast=1.0):
     """Seeded random TPSMM weights, as `randomise`, with every batch norm's scale near 1 (the ResNets' and the AVD
-    network's; near 0 they would silence the keypoints). stress: keypoints spread over the frame as a trained
-    model's do (the detector's last layer x8, the AVD network's x4) and a picture that spans 0..1 (the
-    inpainting's last conv x30)."""
+    network's; near 0 they would silence the keypoints).
+
+    stress: keypoints spread over the frame as a trained model's do (the detector's last layer x8, the AVD
+    network's x4); the picture then has contrast of its own (std about 0.17). contrast scales the inpainting's last
+    conv further (x30: a picture spanning 0..1, and a model so sensitive that float32 rounding shows at 1e-4).
+    """
     import torch
     randomise(*networks.values(), seed=seed)
     gen = torch.Generator().manual_seed(seed + 1)
@@ -102,8 +110,9 @@ def randomise_tpsmm(networks: dict, seed=SEED, stress=False):
                     m.weight.copy_(1 + 0.1 * torch.randn(m.weight.shape, generator=gen))
         if stress:
             networks["kp_detector"].fg_encoder.fc.weight.mul_(8)
-            networks["inpainting_network"].final.weight.mul_(30)
             networks["avd_network"].decoder[-1].weight.mul_(4)
+        if contrast != 1:
+            networks["inpainting_network"].final.weight.mul_(contrast)
 
 
 def our_models(config_name="vox-256", seed=SEED, weights="random"):
@@ -123,7 +132,29 @@ def our_models(config_name="vox-256", seed=SEED, weights="random"):
     return generator.eval(), kp_detector.eval()
 
 
-def reference_available() -> bool:
+def family(config_name) -> str:
+    from fomm_core.model.config import config_family, load_config
+    return config_family(load_config(config_name))
+
+
+def our_tpsmm_networks(config_name="tpsmm-vox-256", seed=SEED, weights="random") -> dict:
+    """Our TPSMM networks by state dict name, eval mode: seeded random weights ('random', 'stress') or a file's."""
+    import torch
+    from fomm_core.model.config import build_networks, load_config
+    if weights not in ("random", "stress"):
+        from fomm_core.model.checkpoint import load_model
+        return load_model(config_name, weights, "cpu").networks
+    torch.manual_seed(seed)
+    networks = build_networks(load_config(config_name))
+    randomise_tpsmm(networks, seed=seed, stress=weights == "stress")
+    del networks["bg_predictor"]  # trained with the model, never used to animate
+    return {k: v.eval() for k, v in networks.items()}
+
+
+def reference_available(config_name="vox-256") -> bool:
+    if family(config_name) == "tpsmm":
+        from fomm_core.reference import load_tpsmm_reference
+        return load_tpsmm_reference() is not None
     import importlib
     try:
         for name in ("deep_animator.modules.generator", "deep_animator.modules.kp_detector"):
@@ -242,7 +273,30 @@ def _stage_timer(animator, timings):
     animator._keypoints, animator._dense_motion = keypoints, dense_motion
 
 
+def _tpsmm_reference_runner(config_name, source, driving, weights, device="cpu"):
+    """The original TPSMM demo's make_animation (relative mode) on the original modules holding our weights."""
+    import numpy as np
+    import torch
+    from fomm_core.model.config import load_config
+    from fomm_core.reference import load_tpsmm_reference, tpsmm_reference_networks
+    ref = load_tpsmm_reference()
+    theirs = tpsmm_reference_networks(ref, load_config(config_name))
+    for name, net in our_tpsmm_networks(config_name, weights=weights).items():
+        theirs[name].load_state_dict(net.state_dict(), strict=True)
+    nets = {k: v.to(device).eval() for k, v in theirs.items()}
+    source_hwc = source[0].permute(1, 2, 0).numpy()
+    driving_hwc = [frame.permute(1, 2, 0).numpy() for frame in driving]
+
+    def run(timings=None):
+        predictions = ref.make_animation(source_hwc, driving_hwc, nets["inpainting_network"], nets["kp_detector"],
+                                         nets["dense_motion_network"], nets["avd_network"], device, mode="relative")
+        return torch.from_numpy(np.stack(predictions)).permute(0, 3, 1, 2)
+    return "original TPSMM code (its demo's make_animation), frame by frame", run
+
+
 def _reference_runner(config_name, source, driving, weights, device="cpu"):
+    if family(config_name) == "tpsmm":
+        return _tpsmm_reference_runner(config_name, source, driving, weights, device)
     generator, kp_detector = reference_models(config_name, weights=weights)
     generator, kp_detector = generator.to(device), kp_detector.to(device)
     source, driving = source.to(device), driving.to(device)
@@ -252,15 +306,25 @@ def _reference_runner(config_name, source, driving, weights, device="cpu"):
     return "original code, frame by frame, align_corners=True", run
 
 
+def _our_model(config_name, weights):
+    """Our networks as fomm_core.model.checkpoint.Model (what make_animator takes)."""
+    from fomm_core.model.checkpoint import Model
+    from fomm_core.model.config import load_config
+    if family(config_name) == "tpsmm":
+        return Model("tpsmm", our_tpsmm_networks(config_name, weights=weights), load_config(config_name), config_name)
+    generator, kp_detector = our_models(config_name, weights=weights)
+    return Model("fomm", {"generator": generator, "kp_detector": kp_detector}, load_config(config_name), config_name)
+
+
 def _engine_runner(path, config_name, source, driving, batch, weights, device="cpu"):
     import torch
-    from fomm_core.inference.engine import Animator
-    generator, kp_detector = our_models(config_name, weights=weights)
+    from fomm_core.inference.engine import make_animator
+    model = _our_model(config_name, weights)
     options = dict(ENGINE_PATHS[path])
     frames = driving.shape[0]
     batch = options.pop("batch", None) or batch or frames
-    animator = Animator(generator, kp_detector, device=device, size=driving.shape[-1], **options)
-    del generator, kp_detector  # the engine holds its own copies: the user's modules would only add to the RSS
+    animator = make_animator(model, device=device, size=driving.shape[-1], **options)
+    del model  # the engine holds its own copies: the user's modules would only add to the RSS
     timed = False
 
     def run(timings=None):
@@ -398,6 +462,10 @@ def size_unit(config_name) -> int:
     """Frame sizes must be multiples of this: every hourglass and the generator halve the image several times."""
     from fomm_core.model.config import load_config
     params = load_config(config_name)["model_params"]
+    if family(config_name) == "tpsmm":  # the ResNet-18 halves 5 times; the dense motion's hourglass at its scale
+        dm = params["dense_motion_params"]
+        units = [32, 2 ** params["generator_params"]["num_down_blocks"], 2 ** dm["num_blocks"] / dm["scale_factor"]]
+        return int(math.ceil(max(units)))
     kp, gen = params["kp_detector_params"], params["generator_params"]
     dm = gen.get("dense_motion_params") or {}
     units = [2 ** gen["num_down_blocks"], 2 ** kp["num_blocks"] / kp.get("scale_factor", 1)]
@@ -410,7 +478,7 @@ def reference_differs(config_name) -> list:
     """Our own generator options this config turns on: the original code has none of them, so for such a config
     its output differs by design and the comparison with it measures nothing."""
     from fomm_core.model.config import OUR_GENERATOR_OPTIONS, load_config
-    options = load_config(config_name)["model_params"]["generator_params"]
+    options = load_config(config_name)["model_params"]["generator_params"]  # TPSMM's has none of them
     return [name for name in OUR_GENERATOR_OPTIONS if options.get(name)]
 
 
@@ -424,9 +492,15 @@ def check_options(config="vox-256", size=256, frames=4, runs=3, threads=None, pa
         raise FommError(f"--size must be a multiple of {unit} for {config} (its networks halve the image that often).")
     if frames < 1 or runs < 1 or (threads is not None and threads < 1):
         raise FommError("--frames, --runs and --threads must be at least 1.")
-    unknown = [p for p in paths if p not in ALL_PATHS]
+    _check_paths(config, paths)
+
+
+def _check_paths(config, paths) -> None:
+    from fomm_core.errors import FommError
+    known = [p for p in ALL_PATHS if p != "int8"] if family(config) == "tpsmm" else ALL_PATHS
+    unknown = [p for p in paths if p not in known]
     if unknown or not paths:
-        raise FommError(f"unknown path {', '.join(unknown) or '(none)'}; choose from: {', '.join(ALL_PATHS)}.")
+        raise FommError(f"unknown path {', '.join(unknown) or '(none)'} for {config}; choose from: {', '.join(known)}.")
 
 
 def _start_workers(paths, args, threads, workdir, on_path) -> list:
@@ -471,18 +545,22 @@ def _row(path, result, ref, exact) -> dict:
     return row
 
 
-def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, paths=PATHS, on_path=None,
+def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, paths=None, on_path=None,
                   weights="stress", device="cpu") -> dict:
     """Every path in its own subprocess; the parent compares outputs. Returns a JSON-able dict.
 
+    paths: None for the config family's own (TPSMM has no int8).
     on_path(name) is called as each path starts (for progress display).
     """
+    if paths is None:
+        paths = TPSMM_PATHS if family(config) == "tpsmm" else PATHS
     check_options(config, size, frames, runs, threads, paths, weights)
     threads = threads or max(1, min(os.cpu_count() or 1, 4))
     from fomm_core.device import resolve_device
     device = str(resolve_device(device))  # one sentence here, before any worker, when it cannot be used
     args = types.SimpleNamespace(config=config, size=size, frames=frames, runs=runs, weights=weights, device=device)
-    paths = [p for p in paths if p != "reference" or reference_available()]
+    available = reference_available(config)
+    paths = [p for p in paths if p != "reference" or available]
     on_path = on_path or (lambda _message: None)
     with tempfile.TemporaryDirectory(prefix="fomm-bench-") as workdir:
         results = _run_workers(_start_workers(paths, args, threads, workdir, on_path), runs, on_path)
@@ -490,7 +568,7 @@ def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, pa
     rows = [_row(path, results[path], ref, exact) for path in paths]
     return {"config": config, "size": size, "frames": frames, "runs": runs, "weights": str(weights),
             "reference_differs": reference_differs(config),
-            "environment": environment(threads, device), "reference_available": reference_available(), "rows": rows}
+            "environment": environment(threads, device), "reference_available": available, "rows": rows}
 
 
 def _cell(row, key, fmt, width) -> str:
@@ -530,12 +608,14 @@ def format_text(report) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m fomm_core.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--config", default="vox-256")
+    p.add_argument("--model", choices=("fomm", "tpsmm"), default=None,
+                   help="the family to benchmark (its published vox config unless --config is given)")
+    p.add_argument("--config", default=None)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--frames", type=int, default=4)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--paths", default=",".join(PATHS))
+    p.add_argument("--paths", default=None, help="comma-separated (default: the family's own)")
     p.add_argument("--weights", default="stress", help="stress (random, scaled so the output spans 0..1), "
                    "random, or a checkpoint file (with its --config and --size)")
     p.add_argument("--smoke", action="store_true", help="128x128, 2 frames, 1 run (for CI)")
@@ -547,12 +627,13 @@ def main(argv=None) -> int:
     if ns.child:
         _worker(ns)
         return 0
+    ns.config = ns.config or DEFAULT_CONFIG[ns.model or "fomm"]
     if ns.smoke:
         ns.size, ns.frames, ns.runs = 128, 2, 1
     from fomm_core.errors import FommError
     try:
-        report = run_benchmark(ns.config, ns.size, ns.frames, ns.runs, ns.threads, ns.paths.split(","),
-                               weights=ns.weights, device=ns.device)
+        report = run_benchmark(ns.config, ns.size, ns.frames, ns.runs, ns.threads,
+                               ns.paths.split(",") if ns.paths else None, weights=ns.weights, device=ns.device)
     except FommError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -51,3 +51,22 @@ def test_bench_bad_options_say_one_sentence(args, words):
     result = run_cli("bench", *args)
     assert result.returncode == 2
     assert words in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bench_tpsmm_smoke_runs_the_original_tpsmm_code_and_our_paths():
+    result = run_cli("bench", "--model", "tpsmm", "--smoke", "--threads", "1", "--json", "--paths",
+                     "reference,exact,fast", timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["config"] == "tpsmm-vox-256" and report["size"] == 128
+    rows = {row["name"]: row for row in report["rows"]}
+    assert set(rows) >= {"exact", "fast"} and rows["fast"]["precision"] in ("fp32", "bf16")
+    assert all("error" not in row and row["fps"] > 0 for row in rows.values())
+    assert rows["fast"]["psnr_vs_exact"] >= 35
+    if report["reference_available"]:  # ../shared/reference/tpsmm, or $FOMM_TPSMM_REFERENCE
+        assert "original TPSMM code" in rows["reference"]["path"]
+        # the TPS fits amplify float32 rounding; the original differs from itself by this much too (see
+        # tests/test_tpsmm_equivalence.py): a PSNR, not a max difference, says the output is the same
+        assert rows["exact"]["psnr_vs_reference"] > 80
+    int8 = run_cli("bench", "--model", "tpsmm", "--paths", "exact,int8")
+    assert int8.returncode == 2 and "unknown path int8 for tpsmm-vox-256" in int8.stderr

@@ -25,7 +25,7 @@ from fomm_core.inference.int8 import MIN_PSNR, Int8Refused, load_or_build, weigh
 
 FASTER_BY = 1.10       # a path that is not exact must beat exact float32 by this factor to be chosen
 CANDIDATES = ("fp32", "bf16", "int8")
-TABLE_VERSION = 1
+TABLE_VERSION = 2  # raised when an engine changes what a path costs: tables measured before are stale
 
 
 @dataclass(frozen=True)

@@ -107,11 +107,11 @@ def _compiled(fn):
 class Engine:
     """What every model family's animator shares: device and precision, the call context, frame preparation, the
     relative-motion reference, and the per-batch loop with its GPU fail-soft. A family supplies `MODES`,
-    `_torch_keypoints` (the driving keypoints as a dict), `set_source`, `_set_reference_kp`, `transfer` and
-    `_render`."""
+    `_torch_keypoints` (keypoints as a dict), `_source_parts`, `_set_reference_kp`, `transfer` and `_render`."""
 
     MODES = ("relative", "absolute")
     FAMILY = ""
+    FUSED = "BN folded, sub-pixel up blocks"  # what fuse=True does, in words
 
     def _init_common(self, device, precision, mode, adapt_movement_scale) -> str:
         """Set the shared state; -> the precision asked of the engine (choose_precision's answer)."""
@@ -127,10 +127,19 @@ class Engine:
         self._source = None
         return choose_precision(self.device, precision)
 
-    def _describe(self, extras) -> str:
+    @property
+    def path(self) -> str:
+        """Which path runs, in words, e.g. 'cpu fp32 exact (source cached, BN folded, channels-last)'."""
         what = {"fp32": "fp32 exact", "bf16": "bf16 fast", "fp16": "fp16 fast"}[self.precision]
         if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_fast_bf16():
             what += " (no AVX512-BF16/AMX: emulated, likely slower)"
+        extras = ["source cached"]
+        if self.fused:
+            extras.append(self.FUSED)
+        if self.channels_last:
+            extras.append("channels-last")
+        if self.compiled:
+            extras.append("torch.compile")
         return f"{self.device.type} {what} ({', '.join(extras)}), {self.mode} motion"
 
     def _autocast(self):
@@ -160,6 +169,17 @@ class Engine:
     def _keypoints(self, images):
         """Driving frames' keypoints (int8 where that path runs; the source's are always torch float32)."""
         return self._int8.keypoints(images) if self._int8 is not None else self._torch_keypoints(images)
+
+    def set_source(self, image):
+        """Cache what depends on the source image [1, 3, H, W] only (the family's `_source_parts`)."""
+        with self._running():
+            src = self._prepare(image)
+            if src.shape[0] != 1:
+                raise FommError("set_source takes one image ([1, 3, H, W]).")
+            if self._pending:
+                self._resolve(src.shape[-1])
+            self._source = self._source_parts(src, self._torch_keypoints(src))
+        self.reset_reference()
 
     def set_reference(self, frame):
         """The initial driving frame of relative motion: its keypoints (and what follows from them)."""
@@ -262,17 +282,9 @@ class Animator(Engine):
 
     @property
     def path(self) -> str:
-        """Which path runs, in words, e.g. 'cpu fp32 exact (source cached, BN folded, channels-last)'."""
         if self._int8 is not None:
             return f"cpu int8 (OpenVINO, source cached in float32), {self.mode} motion"
-        extras = ["source cached"]
-        if self.fused:
-            extras.append("BN folded, sub-pixel up blocks")
-        if self.channels_last:
-            extras.append("channels-last")
-        if self.compiled:
-            extras.append("torch.compile")
-        return self._describe(extras)
+        return super().path
 
     def _torch_keypoints(self, images):
         # float32 always: cheap, and the Jacobians' inverses are precision-sensitive
@@ -286,21 +298,13 @@ class Animator(Engine):
 
     # -- state ----------------------------------------------------------------------------------------------------
 
-    def set_source(self, image):
-        """Cache everything that depends on the source only: keypoints, encoder features, the dense motion's parts."""
-        with self._running():
-            src = self._prepare(image)
-            if src.shape[0] != 1:
-                raise FommError("set_source takes one image ([1, 3, H, W]).")
-            if self._pending:
-                self._resolve(src.shape[-1])
-            kp = self._torch_keypoints(src)
-            with self._autocast():
-                features = self.generator.encode_source(src)
-            dm = self.generator.dense_motion_network
-            motion = dm.source_parts(src, kp) if dm is not None else None
-            self._source = {"kp": kp, "features": features, "motion": motion}
-        self.reset_reference()
+    def _source_parts(self, src, kp) -> dict:
+        """Everything that depends on the source only: keypoints, encoder features, the dense motion's parts."""
+        with self._autocast():
+            features = self.generator.encode_source(src)
+        dm = self.generator.dense_motion_network
+        motion = dm.source_parts(src, kp) if dm is not None else None
+        return {"kp": kp, "features": features, "motion": motion}
 
     def _set_reference_kp(self, kp):
         self._reference = kp

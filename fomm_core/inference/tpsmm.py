@@ -7,6 +7,7 @@
 The same maths as the original demo's make_animation (fomm_core.model.tpsmm's step methods), and the FOMM
 engine's economies (fomm_core.inference.engine):
 - the source's keypoints, its downsampled copy and Gaussians, and all four encoder levels are computed once;
+- on the CPU the frames of a batch are rendered one at a time (see `_render`: faster there than batched);
 - the original's second, detached warp of every level (a training-only output) is not computed;
 - batch norms folded (the ResNet-18), sub-pixel up blocks, channels-last memory (fomm_core.inference.fast);
 - bf16 (CPU) / fp16 (CUDA) autocast for the convolutions, with keypoints, TPS warps, flow and every grid_sample
@@ -28,6 +29,7 @@ class TpsAnimator(Engine):
 
     MODES = ("relative", "absolute", "avd")
     FAMILY = "TPSMM"
+    FUSED = "ResNet BN folded, sub-pixel up blocks"  # instance norms cannot be folded
 
     def __init__(self, networks: dict, *, device="cpu", precision="auto", mode="relative",
                  adapt_movement_scale=True, fuse=True, channels_last=None, compile=False, size=None,
@@ -76,18 +78,6 @@ class TpsAnimator(Engine):
                                     threads=torch.get_num_threads(), on_step=on_step, int8_refusal=INT8_REFUSAL)
         self.precision, self.note, self.choice_table = choice.precision, choice.note, choice.table
 
-    @property
-    def path(self) -> str:
-        """Which path runs, in words, e.g. 'cpu fp32 exact (source cached, ...), relative motion'."""
-        extras = ["source cached"]
-        if self.fused:
-            extras.append("ResNet BN folded, sub-pixel up blocks")
-        if self.channels_last:
-            extras.append("channels-last")
-        if self.compiled:
-            extras.append("torch.compile")
-        return self._describe(extras)
-
     # -- keypoints and the source ---------------------------------------------------------------------------------
 
     def _torch_keypoints(self, images):
@@ -99,20 +89,12 @@ class TpsAnimator(Engine):
         with self._running():
             return {"value": self._keypoints(self._prepare(images))["fg_kp"]}
 
-    def set_source(self, image):
-        """Cache what depends on the source only: keypoints, the dense motion's parts, the encoder's levels."""
-        with self._running():
-            src = self._prepare(image)
-            if src.shape[0] != 1:
-                raise FommError("set_source takes one image ([1, 3, H, W]).")
-            if self._pending:
-                self._resolve(src.shape[-1])
-            kp = self._torch_keypoints(src)
-            with self._autocast():
-                levels = self.inpainting.encode_source(src)
-            self._source = {"image": src, "kp": kp, "levels": [x.float() for x in levels],
-                            "motion": self.dense_motion.source_parts(src, kp)}
-        self.reset_reference()
+    def _source_parts(self, src, kp) -> dict:
+        """What depends on the source only: keypoints, the dense motion's parts, the encoder's levels."""
+        with self._autocast():
+            levels = self.inpainting.encode_source(src)
+        return {"image": src, "kp": kp, "levels": [x.float() for x in levels],
+                "motion": self.dense_motion.source_parts(src, kp)}
 
     def _set_reference_kp(self, kp):
         self._reference = kp
@@ -134,7 +116,7 @@ class TpsAnimator(Engine):
         moved = (kp_driving["fg_kp"] - self._reference["fg_kp"]) * self._scale
         return {"fg_kp": moved + self._source["kp"]["fg_kp"]}
 
-    def _motion(self, kp):
+    def _dense_motion(self, kp):
         """Dense motion on the cached source: flow [B, h, w, 2] and occlusion masks (float32), coarsest first."""
         import torch
         dm, source = self.dense_motion, self._source["motion"]
@@ -148,10 +130,17 @@ class TpsAnimator(Engine):
         return dm.blend(warps, *logits)  # float32: the flow's coordinates must not be rounded
 
     def _render(self, kp, batch):
-        """Decoded frames for driving keypoints: float32 warps of the cached levels, autocast decoder."""
+        """Decoded frames for driving keypoints: float32 warps of the cached levels, autocast decoder.
+
+        On the CPU one frame at a time: the decoder's convolutions cost the same per frame at any batch, while its
+        instance norms, warps and copies run faster on one frame's maps, which stay in the cache (measured on 2
+        cores, vox 256 px: 1.09 frames/s one at a time against 0.76 four at a time).
+        """
         import torch
         from fomm_core.model.tpsmm.inpainting_network import warp
-        motion = self._motion(self.transfer(kp))
+        if self.device.type == "cpu" and batch > 1:
+            return torch.cat([self._render({k: v[i:i + 1] for k, v in kp.items()}, 1) for i in range(batch)])
+        motion = self._dense_motion(self.transfer(kp))
         flow, occlusion = motion["deformation"], motion["occlusion_map"]
         levels = [x.expand(batch, -1, -1, -1) for x in self._source["levels"]]
         warped = self.inpainting.warped_levels(levels, flow, occlusion)

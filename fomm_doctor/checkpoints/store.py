@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from fomm_doctor.checkpoints import places
-from fomm_doctor.checkpoints.files import CHECKPOINT_SUFFIXES, WRONG, judge_file
+from fomm_doctor.checkpoints.files import CHECKPOINT_SUFFIXES, WRONG, judge_file, sha256_cached
 from fomm_doctor.checkpoints.manifest import face_rank, find_entry, load_manifest
 from fomm_doctor.errors import UserError
 from fomm_doctor.net.redact import redact, redact_data
@@ -64,6 +64,22 @@ class ResolvedCheckpoint:
 
     def __str__(self) -> str:
         return str(self.path)
+
+
+def _published_copy(path: Path, manifest) -> Optional[dict]:
+    """The manifest entry a file given by path is a byte-exact copy of (same size, same sha256), or None.
+
+    TPSMM's vox, taichi and ted files have the same shapes (and taichi and ted the same size): only the sha256
+    tells a downloaded ted.pth.tar from the others, and with it its 384-px config. Hashed once (cached).
+    """
+    if not path.is_file():
+        return None
+    size = path.stat().st_size
+    same_size = [e for e in manifest if e.get("size") == size and e.get("sha256")]
+    if not same_size:
+        return None
+    digest = sha256_cached(path)
+    return next((e for e in same_size if e["sha256"].lower() == digest), None)
 
 
 def _looks_like_path(text: str) -> bool:
@@ -138,7 +154,8 @@ def resolve_checkpoint(name_or_path=None, override_dir=None) -> ResolvedCheckpoi
     text = str(name_or_path)
     path = Path(text).expanduser()
     if path.exists():
-        return ResolvedCheckpoint(path)
+        entry = _published_copy(path, load_manifest(override_dir))
+        return ResolvedCheckpoint(path, entry.get("config"), entry) if entry else ResolvedCheckpoint(path)
     dirs = places.checkpoint_dirs(override_dir)
     manifest = load_manifest(override_dir)
     hit = _registered(text, dirs)

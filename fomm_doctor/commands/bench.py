@@ -1,5 +1,7 @@
-"""`fomm-doctor bench`: the original FOMM code against our exact and fast paths, same random weights and inputs."""
+"""`fomm-doctor bench`: the original FOMM or TPSMM code against our exact and fast paths, same random weights and
+inputs."""
 import json
+from typing import Optional
 
 import typer
 
@@ -8,14 +10,18 @@ from fomm_doctor.errors import UserError
 
 
 def bench(
-    config: str = typer.Option("vox-256", "--config", help="Shipped config name or YAML path."),
+    model: str = typer.Option("fomm", "--model", help="fomm or tpsmm (Thin-Plate Spline Motion Model): the family "
+                              "benchmarked, with its published vox config unless --config names another."),
+    config: Optional[str] = typer.Option(None, "--config", help="Shipped config name or YAML path "
+                                         "(vox-256, tpsmm-vox-256, tpsmm-ted-384, ...)."),
     size: int = typer.Option(256, "--size", help="Frame side in pixels (a multiple of 128 for vox)."),
     frames: int = typer.Option(4, "--frames", help="Driving frames per timed run."),
     runs: int = typer.Option(3, "--runs", help="Timed runs per path (the median is reported), after one warm-up."),
     threads: int = typer.Option(None, "--threads", help="torch threads (default: the CPU count, at most 4)."),
-    paths: str = typer.Option("reference,exact,bf16,int8,fast", "--paths",
-                              help="Comma-separated: reference, exact, bf16, int8, fast; ablations: cached, "
-                                   "exact-b1, fast-b1, fast-unfused, exact-compiled, fast-compiled."),
+    paths: Optional[str] = typer.Option(None, "--paths",
+                                        help="Comma-separated: reference, exact, bf16, int8 (FOMM only), fast "
+                                             "(default: all of these); ablations: cached, exact-b1, fast-b1, "
+                                             "fast-unfused, exact-compiled, fast-compiled."),
     weights: str = typer.Option("stress", "--weights", help="stress (random weights scaled so the picture spans "
                                 "0..1), random, or a checkpoint file (give its --config and --size)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps: where every path is timed "
@@ -28,9 +34,12 @@ def bench(
     require_torch()
     from fomm_core import bench as core
 
+    if model not in core.DEFAULT_CONFIG:
+        raise UserError(f"--model must be fomm or tpsmm, not '{model}'.")
+    config = config or core.DEFAULT_CONFIG[model]
     if smoke:
         size, frames, runs = 128, 2, 1
-    chosen = [p.strip() for p in paths.split(",") if p.strip()]
+    chosen = [p.strip() for p in paths.split(",") if p.strip()] if paths else None
     if as_json:
         report = core.run_benchmark(config, size, frames, runs, threads, chosen, weights=weights, device=device)
         typer.echo(json.dumps(report, indent=2))
@@ -42,8 +51,15 @@ def bench(
                                     on_path=lambda what: status.update(f"benchmark: {what}"))
     typer.echo(core.format_text(report))
     if not report["reference_available"]:
-        typer.echo("the reference (original code) is not installed: pip install --no-deps deep-animator to "
-                   "compare with it.", err=True)
+        typer.echo(_no_reference(core, config), err=True)
     failed = [r for r in report["rows"] if "error" in r]
     if failed:
         raise UserError(f"the {failed[0]['name']} path failed: {failed[0]['error']}")
+
+
+def _no_reference(core, config) -> str:
+    if core.family(config) == "tpsmm":
+        from fomm_core.reference import tpsmm_reference_dir
+        return (f"the original TPSMM code is not at {tpsmm_reference_dir()}: set FOMM_TPSMM_REFERENCE to a copy of "
+                "its repository to compare with it.")
+    return "the reference (original code) is not installed: pip install --no-deps deep-animator to compare with it."
