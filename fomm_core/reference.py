@@ -23,12 +23,16 @@ MODULES = ("util", "keypoint_detector", "dense_motion", "inpainting_network", "a
            "bg_motion_predictor")
 
 
-def tpsmm_reference_dir() -> Path:
-    """Where the original TPSMM code is looked for (it may not exist)."""
+def tpsmm_reference_dir() -> Path | None:
+    """Where the original TPSMM code is looked for (it may not exist): $FOMM_TPSMM_REFERENCE, else, in a source
+    checkout, shared/reference/tpsmm beside it; None for an installed package without the variable."""
     given = os.environ.get("FOMM_TPSMM_REFERENCE")
     if given:
         return Path(given).expanduser()
-    return Path(__file__).resolve().parents[2] / "shared" / "reference" / "tpsmm"
+    checkout = Path(__file__).resolve().parents[1]
+    if not (checkout / "pyproject.toml").is_file():
+        return None
+    return checkout.parent / "shared" / "reference" / "tpsmm"
 
 
 def _our_resnet18(pretrained=False, **kwargs):
@@ -45,7 +49,7 @@ def _torchvision_stand_in(resnet18) -> types.ModuleType:
 def load_tpsmm_reference(folder=None, resnet18=None):
     """The original TPSMM classes and demo functions as a namespace, or None when the folder has no modules/."""
     folder = Path(folder) if folder else tpsmm_reference_dir()
-    if not (folder / "modules" / "util.py").is_file():
+    if folder is None or not (folder / "modules" / "util.py").is_file():
         return None
     names = ["torchvision", "modules"] + [f"modules.{m}" for m in MODULES]
     saved = {n: sys.modules.pop(n) for n in names if n in sys.modules}

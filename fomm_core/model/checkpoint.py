@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fomm_core.model.config import (FAMILIES, build_networks, check_config, checkpoint_family, detect_config,
-                                    frame_size, load_config, matching_configs, state_shapes)
+                                    frame_size, held_modules, load_config, matching_configs, state_shapes)
 from fomm_core.errors import FommError
 from fomm_core.device import resolve_device
 
@@ -261,9 +261,8 @@ def load_model(config_path, checkpoint_path, device="cpu") -> Model:
     checkpoint = read_checkpoint(checkpoint_path)
     family = checkpoint_family(checkpoint)
     config, config_name = _choose_config(config_path, checkpoint, checkpoint_path, family)
-    required, optional = FAMILIES[family]
     networks = build_networks(config)
-    names = list(required) + [n for n in optional if isinstance(checkpoint.get(n), dict)]
+    names = held_modules(checkpoint)
     for name in names:
         try:
             networks[name].load_state_dict(checkpoint[name], strict=True)

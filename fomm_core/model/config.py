@@ -50,6 +50,12 @@ def checkpoint_family(data) -> str | None:
     return None
 
 
+def held_modules(checkpoint: dict) -> list[str]:
+    """The state dicts of a checkpoint's family that it holds: all the required ones, and the optional ones present."""
+    required, optional = FAMILIES[checkpoint_family(checkpoint)]
+    return list(required) + [n for n in optional if isinstance(checkpoint.get(n), dict)]
+
+
 def shipped_configs(family=None) -> list[str]:
     """Names of the configs in checkpoints/configs/: the published ones first, then ours, alphabetically; only
     those of `family` ('fomm' or 'tpsmm') when one is given."""
@@ -125,9 +131,9 @@ def frame_size(config) -> tuple[int, int]:
 
 def build_models(config, device=None):
     """(generator, kp_detector) built from a FOMM config dict, in training mode (call .eval() for inference)."""
-    networks = build_networks(config, device)
     if config_family(config) != "fomm":
         raise FommError("this is a TPSMM config; its networks are built by build_networks.")
+    networks = build_networks(config, device)
     return networks["generator"], networks["kp_detector"]
 
 
@@ -182,11 +188,9 @@ def config_shapes(name_or_path) -> dict:
     return _config_shapes(str(path), path.stat().st_mtime)
 
 
-def _fits(shapes: dict, checkpoint: dict, family: str) -> bool:
-    """Every state dict the family needs, and every optional one the checkpoint holds, has exactly these shapes."""
-    required, optional = FAMILIES[family]
-    names = list(required) + [n for n in optional if isinstance(checkpoint.get(n), dict)]
-    return all(n in shapes and state_shapes(checkpoint[n]) == shapes[n] for n in names)
+def _fits(shapes: dict, checkpoint: dict) -> bool:
+    """Every state dict the checkpoint holds (held_modules) has exactly these shapes."""
+    return all(n in shapes and state_shapes(checkpoint[n]) == shapes[n] for n in held_modules(checkpoint))
 
 
 def matching_configs(checkpoint: dict) -> list[str]:
@@ -198,7 +202,7 @@ def matching_configs(checkpoint: dict) -> list[str]:
     matches = []
     for name in shipped_configs():
         try:
-            if config_family(load_config(name)) == family and _fits(config_shapes(name), checkpoint, family):
+            if _shipped_family(name) == family and _fits(config_shapes(name), checkpoint):
                 matches.append(name)
         except FommError:  # a broken config file of someone else's must not stop detection
             continue

@@ -145,7 +145,7 @@ def recognise(checkpoint: dict, path, hint: Optional[str] = None) -> Optional[st
     """The config a read checkpoint (FOMM or TPSMM) fits, proved by a strict load: `hint` (a manifest entry's
     config) when it fits, else None when it carries its own config (ours do; loaders use that), else the shipped
     config its shapes fit."""
-    from fomm_core.model.config import (FAMILIES, build_networks, checkpoint_family, detect_config, load_config,
+    from fomm_core.model.config import (build_networks, checkpoint_family, detect_config, held_modules, load_config,
                                         matching_configs)
 
     family = checkpoint_family(checkpoint)
@@ -164,8 +164,7 @@ def recognise(checkpoint: dict, path, hint: Optional[str] = None) -> Optional[st
     if isinstance(config, dict) and "model_params" not in config:
         config = {"model_params": config}
     networks = build_networks(config)
-    required, optional = FAMILIES[family]
-    for label in list(required) + [n for n in optional if isinstance(checkpoint.get(n), dict)]:
+    for label in held_modules(checkpoint):
         try:
             networks[label].load_state_dict(checkpoint[label], strict=True)
         except RuntimeError as exc:

@@ -24,10 +24,9 @@ class Slimmed:
 def _slimmed(checkpoint: dict, half: bool) -> dict:
     """The state dicts the original demo loads (FOMM's two; TPSMM's three and avd_network) and the config the file
     carries, float weights halved when asked."""
-    from fomm_core.model.config import FAMILIES, checkpoint_family
-    required, optional = FAMILIES[checkpoint_family(checkpoint)]
+    from fomm_core.model.config import held_modules
     slimmed = {}
-    for key in list(required) + [n for n in optional if n != "bg_predictor" and isinstance(checkpoint.get(n), dict)]:
+    for key in [n for n in held_modules(checkpoint) if n != "bg_predictor"]:  # training only
         # float buffers and weights only; num_batches_tracked (int64) must stay an integer
         slimmed[key] = {k: v.half() if half and v.is_floating_point() else v for k, v in checkpoint[key].items()}
     if isinstance(checkpoint.get("config"), dict):

@@ -60,6 +60,7 @@ def bench(
 def _no_reference(core, config) -> str:
     if core.family(config) == "tpsmm":
         from fomm_core.reference import tpsmm_reference_dir
-        return (f"the original TPSMM code is not at {tpsmm_reference_dir()}: set FOMM_TPSMM_REFERENCE to a copy of "
-                "its repository to compare with it.")
+        where = tpsmm_reference_dir()
+        return (f"the original TPSMM code {f'is not at {where}' if where else 'was not found'}: set "
+                "FOMM_TPSMM_REFERENCE to a copy of its repository to compare with it.")
     return "the reference (original code) is not installed: pip install --no-deps deep-animator to compare with it."
