@@ -268,7 +268,7 @@ class Result:
     seq: int
     captured_at: float
     camera: np.ndarray     # the driving crop, size x size RGB
-    image: np.ndarray      # the animated source, size x size RGB
+    image: np.ndarray      # the animated source, size x size RGB (with paste-back: the whole photo's size)
     face: bool             # whether a face box was in use
 
 
@@ -361,7 +361,7 @@ class DrivingCropper:
 # Outputs: recording, virtual camera, window
 # ---------------------------------------------------------------------------------------------------------------
 
-def open_virtual_camera(size: int, fps: float):
+def open_virtual_camera(frame_size: tuple[int, int], fps: float):
     """(camera or None, sentence): pyvirtualcam where installed with a backend; a soft failure otherwise."""
     try:
         import pyvirtualcam
@@ -369,7 +369,7 @@ def open_virtual_camera(size: int, fps: float):
         return None, ('virtual camera off: pyvirtualcam is not installed (pip install "fomm-doctor[virtualcam]", '
                       "plus OBS or v4l2loopback as its backend)")
     try:
-        cam = pyvirtualcam.Camera(width=size, height=size, fps=fps)
+        cam = pyvirtualcam.Camera(width=frame_size[0], height=frame_size[1], fps=fps)
     except Exception as err:  # no backend: OBS / v4l2loopback / Unity Capture missing
         return None, f"virtual camera off: pyvirtualcam found no backend ({err})"
     return cam, f"virtual camera on: {cam.device}"
@@ -385,6 +385,7 @@ class LiveOptions:
     sources: list = field(default_factory=list)   # source image paths; n/p step through them
     size: int = 256
     crop: bool = True
+    paste_back: bool = False    # results put back into the whole photo (fomm_core.media.paste)
     window: bool = True
     output: Path | None = None
     max_frames: int | None = None
@@ -424,8 +425,11 @@ def window_problem() -> str | None:
 def compose_view(source, camera, result, stats: LiveStats, last_latency: float, face: bool) -> np.ndarray:
     """source | camera crop | result side by side (BGR, for cv2.imshow) with frames/s and latency written on."""
     import cv2
-    tiles = [t if t.shape[0] >= 256 else cv2.resize(t, (256, 256), interpolation=cv2.INTER_NEAREST)
-             for t in (source, camera, result)]   # small models: tiles big enough to see and to hold the text
+    height = max(256, camera.shape[0])   # small models: tiles big enough to see and to hold the text
+    tiles = [t if t.shape[0] == height else
+             cv2.resize(t, (round(t.shape[1] * height / t.shape[0]), height),
+                        interpolation=cv2.INTER_NEAREST if t.shape[0] < height else cv2.INTER_AREA)
+             for t in (source, camera, result)]   # a pasted-back result keeps its aspect
     panel = cv2.cvtColor(np.hstack(tiles), cv2.COLOR_RGB2BGR)
     text = (f"{stats.fps:4.1f} fps  latency {1000 * last_latency:4.0f} ms  dropped {stats.dropped}"
             + ("" if face else "  no face"))
@@ -435,6 +439,20 @@ def compose_view(source, camera, result, stats: LiveStats, last_latency: float, 
     cv2.putText(panel, "r/space: reference  n/p: source  q/Esc: quit", (8, panel.shape[0] - 8),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
     return panel
+
+
+def letterbox(image: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
+    """The image scaled to fit (w, h), its aspect kept, centred on black; unchanged when it is that size."""
+    import cv2
+    w, h = frame_size
+    if image.shape[1] == w and image.shape[0] == h:
+        return image
+    scale = min(w / image.shape[1], h / image.shape[0])
+    fw, fh = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
+    out = np.zeros((h, w, 3), np.uint8)
+    top, left = (h - fh) // 2, (w - fw) // 2
+    out[top:top + fh, left:left + fw] = cv2.resize(image, (fw, fh), interpolation=cv2.INTER_AREA)
+    return out
 
 
 class LiveOutputs:
@@ -447,14 +465,18 @@ class LiveOutputs:
         self.window = window
         self.writer = None
         self.vcam = None
+        self.frame_size = (0, 0)
 
-    def open(self, options: LiveOptions, fps: float, notes: list) -> None:
+    def open(self, options: LiveOptions, fps: float, notes: list, frame_size: tuple[int, int]) -> None:
+        """frame_size: (w, h) of every frame sent; a frame of another size (after n/p to a photo of another
+        shape, with paste-back) is fitted into it, its aspect kept."""
         import cv2
         from fomm_core.media.video import VideoWriter
+        self.frame_size = frame_size
         if options.output:
-            self.writer = VideoWriter(options.output, fps, (options.size, options.size))
+            self.writer = VideoWriter(options.output, fps, frame_size)
         if options.virtual_camera:
-            self.vcam, sentence = open_virtual_camera(options.size, fps)
+            self.vcam, sentence = open_virtual_camera(frame_size, fps)
             notes.append(sentence)
         if self.window:
             try:
@@ -464,6 +486,7 @@ class LiveOutputs:
                                 "record).") from None
 
     def send(self, image: np.ndarray, repeat: int) -> None:
+        image = letterbox(image, self.frame_size)
         if self.writer is not None:
             for _ in range(repeat):
                 self.writer.write(image)
@@ -504,6 +527,7 @@ class LiveSession:
         self.cropper = cropper or DrivingCropper(options.size, options.crop)
         self.source_index = 0
         self.source_rgb = None
+        self.paste = None                    # with paste-back: the current photo's PasteBack
         self._reference_requested = True     # the first frame is the reference
         self._reference = None               # the driving frame [1, 3, H, W] of the current reference pose
         self._source_changed = True
@@ -541,8 +565,11 @@ class LiveSession:
     def _load_source(self):
         from fomm_core.media.crop import source_square
         from fomm_core.media.images import frames_to_tensor
+        from fomm_core.media.paste import paste_back
         path = self.options.sources[self.source_index]
-        self.source_rgb = source_square(path, self.options.size, self.options.crop).image
+        cropped = source_square(path, self.options.size, self.options.crop)
+        self.source_rgb = cropped.image
+        self.paste = paste_back(cropped.photo, cropped.box) if self.options.paste_back else None
         self.animator.set_source(frames_to_tensor([self.source_rgb]))
         if self._reference is not None:  # a new photo keeps the reference pose the user chose
             self.animator.set_reference(self._reference)
@@ -559,6 +586,8 @@ class LiveSession:
             self.animator.set_reference(driving)
             self._reference, self._reference_requested = driving, False
         image = tensor_to_frames(self.animator.animate(driving))[0]
+        if self.paste is not None:
+            image = self.paste(image)
         with self._result_cond:
             self._result = Result(frame.seq, frame.captured_at, camera_rgb, image, face)
             self.stats.processed += 1
@@ -590,7 +619,8 @@ class LiveSession:
         capture.open()
         outputs, worker = LiveOutputs(self.options.window), None
         try:
-            outputs.open(self.options, capture.fps, self.notes)
+            size = self.paste.size if self.paste is not None else (self.options.size, self.options.size)
+            outputs.open(self.options, capture.fps, self.notes, size)
             worker = threading.Thread(target=self._infer_loop, args=(capture,), name="live-infer", daemon=True)
             self.stats.started = time.perf_counter()
             worker.start()

@@ -26,6 +26,7 @@ class AnimateResult:
     best_frame: int = 0
     note: str = ""          # how the start frame was chosen, when find_best_frame was asked for
     animate_seconds: float = 0.0  # the animation pass alone (decode, model, encode)
+    size: tuple = (0, 0)    # (width, height) of the video written
 
 
 def _batches(iterable, n: int):
@@ -89,14 +90,26 @@ def driving_face_crop(driving_path, info, size: int, increase: float = 0.1):
 
 
 def _source_and_fit(source_path, driving_path, info, size: int, crop: bool):
-    """(the source at model size, frame -> driving frame at model size): centre squares, or faces with `crop`."""
+    """(the source's ImageCrop, frame -> driving frame at model size): centre squares, or faces with `crop`."""
     from fomm_core.media.crop import source_square
     cropped = source_square(source_path, size, crop)
     if not crop:
-        return cropped.image, lambda frame: square_resize(frame, size)
+        return cropped, lambda frame: square_resize(frame, size)
     if not cropped.face_found:
         warnings.warn("no face found in the source image; used its centre square", stacklevel=3)
-    return cropped.image, driving_face_crop(driving_path, info, size)
+    return cropped, driving_face_crop(driving_path, info, size)
+
+
+def _composer(cropped, side_by_side: bool, paste_back: bool):
+    """((driving frame, result) -> the frame written, (width, height) of the video) for the output's layout."""
+    if paste_back:
+        from fomm_core.media.paste import paste_back as paste_plan
+        paste = paste_plan(cropped.photo, cropped.box)
+        return (lambda drv, out: paste(out)), paste.size
+    size = cropped.image.shape[0]
+    if side_by_side:
+        return (lambda drv, out: np.concatenate([cropped.image, drv, out], axis=1)), (3 * size, size)
+    return (lambda drv, out: out), (size, size)
 
 
 def _start_at_best_frame(animator, source, driving_path, size: int, batch_size: int, fit) -> tuple[int, str]:
@@ -111,13 +124,13 @@ def _start_at_best_frame(animator, source, driving_path, size: int, batch_size: 
     return best, note
 
 
-def _animate_frames(writer, animator, frames, source, batch_size: int, side_by_side: bool, progress, total):
+def _animate_frames(writer, animator, frames, compose, batch_size: int, progress, total):
     """Animate the driving frames batch by batch into the writer; returns how many were written."""
     done = 0
     for batch in _batches(frames, batch_size):
         results = tensor_to_frames(animator.animate(frames_to_tensor(batch)))
         for drv, out in zip(batch, results):
-            writer.write(np.concatenate([source, drv, out], axis=1) if side_by_side else out)
+            writer.write(compose(drv, out))
         done += len(batch)
         if progress is not None:
             progress(done, max(total, done))
@@ -126,30 +139,33 @@ def _animate_frames(writer, animator, frames, source, batch_size: int, side_by_s
 
 def animate_video(source_path, driving_path, output_path, animator, *, size: int, batch_size: int = 4,
                   side_by_side: bool = False, audio: bool = True, find_best_frame: bool = False,
-                  crop: bool = False, progress=None) -> AnimateResult:
+                  crop: bool = False, paste_back: bool = False, progress=None) -> AnimateResult:
     """Animate the image at `source_path` by the video at `driving_path` into `output_path` (mp4, H.264).
 
     Both inputs are centre-cropped to a square and resized to `size`; with `crop`, cropped to the face instead
     (the photo's largest face; one stable square over the video's longest face track, as `fomm-doctor crop`).
     The output keeps the driving fps and, with `audio`, its audio track. side_by_side: source | driving | result.
+    paste_back: each result is put back into the whole photo (fomm_core.media.paste), at the photo's size.
     progress(done, total_estimate) is called after each batch. The output appears only when complete
     (written beside it, then renamed).
     """
     if batch_size < 1:
         raise FommError("the batch size must be at least 1.")
+    if side_by_side and paste_back:
+        raise FommError("side by side and paste-back cannot be combined: choose one layout for the output.")
     started = time.perf_counter()
     info = probe_video(driving_path)
-    source, fit = _source_and_fit(source_path, driving_path, info, size, crop)
+    cropped, fit = _source_and_fit(source_path, driving_path, info, size, crop)
+    source = cropped.image
+    compose, frame_size = _composer(cropped, side_by_side, paste_back)
     animator.set_source(frames_to_tensor([source]))
     best, note = 0, ""
     if find_best_frame:
         best, note = _start_at_best_frame(animator, source, driving_path, size, batch_size, fit)
-    width = size * 3 if side_by_side else size
     start = time.perf_counter()
-    with VideoWriter(output_path, info.rate or info.fps, (width, size),
+    with VideoWriter(output_path, info.rate or info.fps, frame_size,
                      audio_from=driving_path if audio and info.has_audio else None) as writer:
         frames = (fit(f) for f in iter_frames(driving_path, info=info))
-        done = _animate_frames(writer, animator, frames, source, batch_size, side_by_side, progress,
-                               info.frame_count)
+        done = _animate_frames(writer, animator, frames, compose, batch_size, progress, info.frame_count)
     end = time.perf_counter()
-    return AnimateResult(done, info.fps, end - started, Path(output_path), best, note, end - start)
+    return AnimateResult(done, info.fps, end - started, Path(output_path), best, note, end - start, frame_size)

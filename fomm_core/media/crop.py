@@ -283,8 +283,15 @@ def crop_video(video_in, video_out, box: Box, size: int = 256, *, audio: bool = 
 @dataclass
 class ImageCrop:
     image: np.ndarray      # size x size, same channel order as the input
-    box: Box | None        # the square taken from the input image (None: resized whole, see source_square)
+    box: Box               # the square taken from the input image, in its pixels
     face_found: bool       # False: no face seen, the centre square was used (e.g. an already-cropped photo)
+    photo: np.ndarray | None = None   # the whole input image (source_square keeps it, for paste-back)
+
+
+def centre_square_box(width: int, height: int) -> Box:
+    """The largest centred square of a width x height image (the one `square_resize` takes)."""
+    side = min(width, height)
+    return Box(float((width - side) // 2), float((height - side) // 2), float(side), float(side))
 
 
 def crop_face_image(image: np.ndarray, size: int = 256, increase: float = 0.1,
@@ -299,16 +306,18 @@ def crop_face_image(image: np.ndarray, size: int = 256, increase: float = 0.1,
     if faces:
         box = square_box(faces[0], increase, image.shape)
     else:
-        side = min(h, w)
-        box = Box(float((w - side) // 2), float((h - side) // 2), float(side), float(side))
+        box = centre_square_box(w, h)
     return ImageCrop(crop_square(image, box, size), box, bool(faces))
 
 
 def source_square(path, size: int, crop: bool) -> ImageCrop:
     """A source photo at model size, as `animate` and `live` both take it: cropped to its largest face (its
-    centre square when none is found), or with crop=False its centre square. `box` is None without crop."""
+    centre square when none is found), or with crop=False its centre square; the whole photo is kept."""
     from fomm_core.media.images import load_image, square_resize
     image = load_image(path)   # non-ASCII paths, a pixel limit from the header, transparency on white
     if crop:
-        return crop_face_image(image, size)
-    return ImageCrop(square_resize(image, size), None, False)
+        cropped = crop_face_image(image, size)
+    else:
+        cropped = ImageCrop(square_resize(image, size), centre_square_box(image.shape[1], image.shape[0]), False)
+    cropped.photo = image
+    return cropped

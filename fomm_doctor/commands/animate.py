@@ -133,14 +133,19 @@ def animate(
     side_by_side: bool = typer.Option(False, "--side-by-side", help="Write source | driving | result."),
     crop: bool = typer.Option(False, "--crop", help="Crop the photo and the video to the face first "
                               "(as `fomm-doctor crop`), instead of taking their centre squares."),
+    paste_back: bool = typer.Option(False, "--paste-back", help="Put each result back into the whole photo "
+                                    "(soft edges, its colours kept): the video has the photo's size."),
 ) -> None:
     """Animate SOURCE by the motion in DRIVING and write OUT.mp4 (the driving video's fps and audio).
 
     Both the image and every video frame are centre-cropped to a square, then resized to the model's size
     (256x256 for the published checkpoints); with --crop, cropped around the face instead (the photo's largest
     face, and one steady square over the video's longest face track, as `fomm-doctor crop` does).
-    The video is streamed, so memory does not grow with its length.
+    The video is streamed, so memory does not grow with its length. With --paste-back the animated square is
+    put back into the full photo, so the result has the photo's resolution (best with --crop).
     """
+    if side_by_side and paste_back:
+        raise UserError("--side-by-side and --paste-back cannot be combined: choose one layout for the output.")
     info = _check_inputs(source, driving, output, mode, device, precision, batch_size)
     animator, size, resolved = load_model(checkpoint, config, device, precision, mode=mode,
                                           adapt_movement_scale=adapt_scale)
@@ -150,7 +155,8 @@ def animate(
                + (", with audio" if info.has_audio else ""), err=True)
     result, caught = _animate_with_progress(source, driving, output, animator, info, size=size,
                                             batch_size=batch_size, side_by_side=side_by_side, audio=audio,
-                                            find_best_frame=find_best_frame, crop=crop)
+                                            find_best_frame=find_best_frame, crop=crop,
+                                            paste_back=paste_back)
     _report(result, caught, find_best_frame, crop)
 
 
@@ -161,6 +167,6 @@ def _report(result, caught, find_best_frame: bool, crop: bool) -> None:
         typer.echo(f"started from driving frame {result.best_frame}", err=True)
     fps = result.frames / result.animate_seconds if result.animate_seconds > 0 else 0.0
     before = result.seconds - result.animate_seconds
-    typer.echo(f"wrote {result.path}: {result.frames} frames at {result.fps:g} fps in {result.seconds:.1f} s "
+    typer.echo(f"wrote {result.path} ({result.size[0]}x{result.size[1]}): {result.frames} frames at {result.fps:g} fps in {result.seconds:.1f} s "
                f"({before:.1f} s to prepare{', face tracking included' if crop else ''}, then "
                f"{fps:.2f} frames/s)")

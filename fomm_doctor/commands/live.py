@@ -36,6 +36,8 @@ def live(
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many animated frames."),
     virtual_camera: bool = typer.Option(False, "--virtual-camera", help="Also send the result to a virtual camera."),
     no_crop: bool = typer.Option(False, "--no-crop", help="Use the centre square instead of finding the face."),
+    paste_back: bool = typer.Option(False, "--paste-back", help="Put each result back into the whole photo: "
+                                    "the recording and the virtual camera get the photo's size."),
 ) -> None:
     """Animate a photo with your webcam: r/space new reference pose, n/p next/previous photo, q/Esc quit."""
     from fomm_core.device import check_device, check_precision
@@ -48,7 +50,7 @@ def live(
     sources = live_loop.list_sources(source)
     animator, size = load_animator(checkpoint, config, device, precision)
     options = live_loop.LiveOptions(camera=live_loop.parse_camera(camera), sources=sources, size=size,
-                                    crop=not no_crop, window=not no_window, output=output,
+                                    crop=not no_crop, paste_back=paste_back, window=not no_window, output=output,
                                     max_frames=max_frames, virtual_camera=virtual_camera)
     session = live_loop.LiveSession(animator, options)
     try:
