@@ -11,7 +11,7 @@ import typer
 import typer.main
 
 from fomm_doctor import __version__
-from fomm_doctor.commands import animate, bench, check, checkpoints, crop, demo, install, live
+from fomm_doctor.commands import animate, bench, check, checkpoints, crop, demo, install, live, ui
 from fomm_doctor.errors import ExitCode, UserError
 from fomm_doctor.net.redact import redact
 from fomm_core.errors import FommError
@@ -32,6 +32,7 @@ app.command("animate")(animate.animate)
 app.command("live")(live.live)
 app.command("crop")(crop.crop)
 app.command("bench")(bench.bench)
+app.command("ui")(ui.ui)
 app.add_typer(checkpoints.app, name="checkpoints")
 
 

@@ -25,6 +25,8 @@ MAY_IMPORT = {
     "fomm_doctor/errors.py": (),
     "fomm_doctor/report.py": (),
     "fomm_doctor/checkpoints": ("fomm_doctor.checkpoints", "fomm_doctor.net", "fomm_doctor.errors", "fomm_core"),
+    "fomm_doctor/ui": ("fomm_doctor.ui", "fomm_doctor.commands", "fomm_doctor.checkpoints", "fomm_doctor.checks",
+                       "fomm_doctor.net", "fomm_doctor.errors", "fomm_core"),
     "fomm_doctor": ("fomm_doctor", "fomm_core"),
 }
 

@@ -9,12 +9,13 @@ from fomm_doctor.commands import require_torch
 from fomm_doctor.errors import UserError
 
 
-def load_model(checkpoint, config, device="auto", precision="auto", **engine_options):
+def load_model(checkpoint, config, device="auto", precision="auto", on_step=None, **engine_options):
     """(animator, model size, ResolvedCheckpoint) from a checkpoint name or path of either family (FOMM or
     TPSMM, told apart by the file's state dicts), on the device asked for.
 
     Without a checkpoint: the best face model present; when that is only the bundled 64-px synthetic model, the
-    store's note saying so is printed to stderr, and the command goes on with it.
+    store's note saying so is printed to stderr, and the command goes on with it. on_step(done, total, what)
+    follows the one-time work of fast/int8 (default: a progress bar on stderr).
     """
     require_torch()
     from fomm_core.device import resolve_device
@@ -29,9 +30,9 @@ def load_model(checkpoint, config, device="auto", precision="auto", **engine_opt
     config = config or resolved.config             # a known checkpoint names the config it fits
     model = load_checkpoint(config, Path(resolved), dev)
     size = model.size
-    with _one_time_progress() as on_step:
-        animator = make_animator(model, device=dev, precision=precision, size=size, on_step=on_step,
-                                 **engine_options)
+    with _one_time_progress() as bar_step:
+        animator = make_animator(model, device=dev, precision=precision, size=size,
+                                 on_step=on_step or bar_step, **engine_options)
     if animator.note:
         typer.echo(animator.note, err=True)
     return animator, size, resolved
@@ -62,7 +63,7 @@ def _one_time_progress():
 MODES = ("relative", "absolute", "standard", "avd")
 
 
-def _check_inputs(source: Path, driving: Path, output: Path, mode: str, device: str, precision: str,
+def check_inputs(source: Path, driving: Path, output: Path, mode: str, device: str, precision: str,
                   batch_size: int):
     """The cheap checks (flags, output path, image, video) before the slow ones; -> the driving VideoInfo."""
     from fomm_core.device import check_device, check_precision
@@ -146,7 +147,7 @@ def animate(
     """
     if side_by_side and paste_back:
         raise UserError("--side-by-side and --paste-back cannot be combined: choose one layout for the output.")
-    info = _check_inputs(source, driving, output, mode, device, precision, batch_size)
+    info = check_inputs(source, driving, output, mode, device, precision, batch_size)
     animator, size, resolved = load_model(checkpoint, config, device, precision, mode=mode,
                                           adapt_movement_scale=adapt_scale)
     typer.echo(f"checkpoint {resolved} ({animator.FAMILY}) at {size}x{size}; inference path: {animator.path}",
@@ -165,8 +166,13 @@ def _report(result, caught, find_best_frame: bool, crop: bool) -> None:
         typer.echo(f"note: {w.message}", err=True)
     if find_best_frame:
         typer.echo(f"started from driving frame {result.best_frame}", err=True)
+    typer.echo(result_sentence(result, crop))
+
+
+def result_sentence(result, crop: bool) -> str:
+    """What was written, and how fast: the line `animate` ends with (the web page shows it too)."""
     fps = result.frames / result.animate_seconds if result.animate_seconds > 0 else 0.0
     before = result.seconds - result.animate_seconds
-    typer.echo(f"wrote {result.path} ({result.size[0]}x{result.size[1]}): {result.frames} frames at {result.fps:g} fps in {result.seconds:.1f} s "
-               f"({before:.1f} s to prepare{', face tracking included' if crop else ''}, then "
-               f"{fps:.2f} frames/s)")
+    return (f"wrote {result.path} ({result.size[0]}x{result.size[1]}): {result.frames} frames at {result.fps:g} "
+            f"fps in {result.seconds:.1f} s ({before:.1f} s to prepare{', face tracking included' if crop else ''}"
+            f", then {fps:.2f} frames/s)")
