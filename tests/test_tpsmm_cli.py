@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 from conftest import run_cli  # noqa: E402
 from fomm_core.media.video import iter_frames, probe_video  # noqa: E402
 
-FRAMES = 6
+FRAMES = 4
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +58,29 @@ def psnr(a, b):
     return 10 * np.log10(255 ** 2 / max(mse, 1e-12))
 
 
+@pytest.fixture(scope="module")
+def drive_clip(tmp_path_factory, ffmpeg_exe):
+    from conftest import make_clip
+    return make_clip(tmp_path_factory.mktemp("drv") / "drv.mp4", frames=FRAMES, size=(160, 120), fps=12,
+                     audio=True, ffmpeg=ffmpeg_exe)
+
+
+@pytest.fixture(scope="module")
+def engine_by_mode(networks, face_photo, drive_clip):
+    """mode -> the engine's frames for drive_clip, each mode computed once for the module."""
+    made = {}
+
+    def frames(mode):
+        if mode not in made:
+            made[mode] = engine_frames(networks, face_photo, drive_clip, mode)
+        return made[mode]
+    return frames
+
+
 @pytest.mark.parametrize("mode", ["relative", "avd"])
-def test_cli_animates_with_a_tpsmm_checkpoint_alone(tpsmm_checkpoint, networks, face_photo, clip_factory, tmp_path,
-                                                    mode):
-    clip = clip_factory("drv.mp4", frames=FRAMES, size=(160, 120), fps=12, audio=True)
+def test_cli_animates_with_a_tpsmm_checkpoint_alone(tpsmm_checkpoint, engine_by_mode, face_photo, drive_clip,
+                                                    tmp_path, mode):
+    clip = drive_clip
     out = tmp_path / "out.mp4"
     r = run_cli("animate", face_photo, clip, "-o", out, "--checkpoint", tpsmm_checkpoint, "--precision", "fp32",
                 "--mode", mode, timeout=600)
@@ -73,8 +92,7 @@ def test_cli_animates_with_a_tpsmm_checkpoint_alone(tpsmm_checkpoint, networks, 
     assert len(written) == FRAMES
     # H.264 (crf 18) of the engine's own frames: about 35 dB on these random-weight textures; the other mode's
     # frames, about 18 dB: the CLI ran this model, in this mode, on these inputs
-    expected = engine_frames(networks, face_photo, clip, mode)
-    other = engine_frames(networks, face_photo, clip, "absolute")
+    expected, other = engine_by_mode(mode), engine_by_mode("absolute")
     assert min(psnr(w, e) for w, e in zip(written, expected)) > 31
     assert max(psnr(w, e) for w, e in zip(written, other)) < 25
     assert max(psnr(written[0], w) for w in written[1:]) < 60  # the frames move
