@@ -36,11 +36,9 @@ def ui(
     """Start the web page: photo (upload or webcam), driving video, checkpoint (and fetch), mode, crop,
     paste-back, precision, the result with its audio and a download link; `check` on a tab of its own.
     Ctrl-C stops it."""
-    from fomm_doctor.commands import require_torch
     if not 0 < port < 65536:
         raise UserError(f"--port must be between 1 and 65535, not {port}.")
-    require_torch()
-    _require_gradio()
+    _require_gradio()   # torch is not needed to start: without it the check tab says how to get it
     from fomm_core.cache import user_cache_dir
     from fomm_doctor.ui.page import build_page
     folder = Path(results).expanduser() if results else user_cache_dir("ui-results")
