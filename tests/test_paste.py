@@ -9,6 +9,7 @@ torch = pytest.importorskip("torch")
 
 from conftest import run_cli  # noqa: E402
 from fomm_core.media.crop import source_square  # noqa: E402
+from fomm_core.media.face import Box  # noqa: E402
 from fomm_core.media.images import load_image  # noqa: E402
 from fomm_core.media.paste import FEATHER, MARGIN, MAX_PIXELS, paste_back  # noqa: E402
 from fomm_core.media.video import iter_frames, probe_video  # noqa: E402
@@ -65,12 +66,11 @@ def test_colour_is_kept_when_the_model_shifts_it():
 
 def test_a_square_on_the_photos_edge_is_not_faded_there_and_huge_photos_are_scaled_down():
     photo = np.zeros((300, 200, 3), np.uint8)
-    box = source_square(PORTRAIT, 64, crop=False).box            # any square; this one: the centre
-    edge = paste_back(photo, type(box)(0.0, 50.0, 200.0, 200.0))
+    edge = paste_back(photo, Box(0.0, 50.0, 200.0, 200.0))         # the centre square of a portrait photo
     assert edge.mask[100, 0, 0] == 1.0 and edge.mask[100, -1, 0] == 1.0   # the photo's own left and right edges
     assert edge.mask[0, 100, 0] == 0.0 and edge.mask[-1, 100, 0] == 0.0   # top and bottom lie inside the photo
     big = np.zeros((4001, 6001, 3), np.uint8)
-    huge = paste_back(big, type(box)(3000.0, 2000.0, 1000.0, 1000.0))
+    huge = paste_back(big, Box(3000.0, 2000.0, 1000.0, 1000.0))
     w, h = huge.size
     assert w * h <= MAX_PIXELS and w % 2 == 0 and h % 2 == 0 and abs(w / h - 6001 / 4001) < 0.01
     assert huge.box.x == pytest.approx(3000 * w / 6001, abs=1)
@@ -110,7 +110,6 @@ def test_cli_paste_back_with_crop_on_a_real_photo(face_clip, tiny_checkpoint, tm
         assert np.abs(centred).mean() < 4
         assert np.abs(got - photo[inner]).mean() > 15                       # and not the photo
     band = int((MARGIN + FEATHER) * side) + 2
-    from fomm_core.media.face import Box
     assert _crossing_steps(results[5], Box(x, y, side, side), band) < 25
 
 
@@ -131,3 +130,17 @@ def test_live_paste_back_records_at_the_photos_size(face_clip, tiny_checkpoint, 
     frame = next(iter_frames(out)).astype(np.float32)
     photo = load_image(PORTRAIT)[:382, :510].astype(np.float32)
     assert np.abs(frame[:, :60] - photo[:, :60]).mean() < 2.5       # far from the face: the photo itself
+
+
+def test_live_fits_a_photo_of_another_shape_into_the_recording():
+    """live --paste-back records at the first photo's size; n/p to a photo of another shape letterboxes it."""
+    from fomm_core.inference.live import letterbox
+    tall = np.full((300, 100, 3), 200, np.uint8)
+    fitted = letterbox(tall, (510, 382))
+    assert fitted.shape == (382, 510, 3)
+    lit = np.argwhere(fitted[:, :, 0] > 0)
+    (top, left), (bottom, right) = lit.min(axis=0), lit.max(axis=0)
+    assert (top, bottom) == (0, 381) and abs((right - left + 1) - 382 / 3) <= 1      # aspect kept
+    assert abs(left - (510 - (right + 1))) <= 1                                      # centred
+    same = np.zeros((382, 510, 3), np.uint8)
+    assert letterbox(same, (510, 382)) is same
