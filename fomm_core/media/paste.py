@@ -62,6 +62,7 @@ class PasteBack:
     photo: np.ndarray            # H x W x 3 uint8 RGB, even sides: the output frames' background
     box: Box
     mask: np.ndarray             # [bh, bw, 1] float32 0..1 over the part of `box` inside `photo`
+    under: np.ndarray            # [bh, bw, 3] float32: the photo under the mask, converted once
     shift: np.ndarray | None = None   # [3] levels added to the animation; measured on the first frame
 
     @property
@@ -90,7 +91,7 @@ class PasteBack:
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         top, bottom, left, right = self._region()
-        under = self.photo[top:bottom, left:right].astype(np.float32)
+        under = self.under
         animated = self._resized(frame)
         if self.shift is None:
             self.shift = self._measure_shift(animated, under)
@@ -122,4 +123,4 @@ def paste_back(photo: np.ndarray, box: Box) -> PasteBack:
     ramp_x = _ramp(bw, fade_start=x > 0, fade_end=x + side < w, side=side)
     ramp_y = _ramp(bh, fade_start=y > 0, fade_end=y + side < h, side=side)
     mask = (ramp_y[:, None] * ramp_x[None, :])[..., None]
-    return PasteBack(photo, box, mask)
+    return PasteBack(photo, box, mask, photo[y:y + bh, x:x + bw].astype(np.float32))

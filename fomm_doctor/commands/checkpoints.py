@@ -82,14 +82,20 @@ def fetch(name: str = typer.Argument(..., help="A name from `checkpoints list`, 
             "config": result.config, "verified_by": result.verified_by, "state": state, "already": result.already,
             "attempts": [{"url": u, "outcome": o} for u, o in result.attempts]}), indent=2))
         return
+    for url, outcome in result.attempts[:-1]:
+        typer.echo(redact(f"skipped {url}: {outcome}"), err=True)
+    typer.echo(fetched_sentence(result))
+
+
+def fetched_sentence(result) -> str:
+    """Where a fetched checkpoint is and how it was verified: the line `checkpoints fetch` ends with (the web
+    page shows it too)."""
     how = {"sha256": "sha256 verified", "md5": "md5 verified",
            "load": "loads, unverified: no published sha256 to compare it with"}[result.verified_by]
     if result.already:
         how = "already present, " + how
-    for url, outcome in result.attempts[:-1]:
-        typer.echo(redact(f"skipped {url}: {outcome}"), err=True)
-    typer.echo(f"{result.name}: {result.path} ({how}; config {result.config or 'stored in the file'}; "
-               f"sha256 {result.sha256})")
+    return (f"{result.name}: {result.path} ({how}; config {result.config or 'stored in the file'}; "
+            f"sha256 {result.sha256})")
 
 
 @app.command()

@@ -119,6 +119,7 @@ def fetchable() -> list[str]:
 def fetch_checkpoint(name: Optional[str], progress: Progress) -> str:
     """`fomm-doctor checkpoints fetch NAME`; -> the sentence saying where it is and how it was verified."""
     from fomm_doctor.checkpoints.fetch import fetch
+    from fomm_doctor.commands.checkpoints import fetched_sentence
     if not name:
         raise UserError("choose a checkpoint to fetch.")
 
@@ -126,9 +127,7 @@ def fetch_checkpoint(name: Optional[str], progress: Progress) -> str:
         mb = f"{done / 1e6:,.1f}" + (f" of {total / 1e6:,.1f} MB" if total else " MB")
         progress(done / total if total else None, f"fetching {name}: {mb}")
 
-    result = fetch(name, progress=on_bytes)
-    how = {"sha256": "sha256 verified", "md5": "md5 verified", "load": "loads, unverified"}[result.verified_by]
-    return f"{result.name}: {result.path} ({'already present, ' if result.already else ''}{how})"
+    return fetched_sentence(fetch(name, progress=on_bytes))
 
 
 CHECK_COLUMNS = ("check", "status", "what was found", "fix")
