@@ -123,9 +123,18 @@ def split_lines(text: str) -> list:
     return re.findall(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+", text)
 
 
+class _PipConfigParser(configparser.RawConfigParser):
+    """Option names as pip 26.3 and newer read them (its `_RawConfigParser`): normalised while the file is read,
+    so `index_url` and `index-url` in one section are the same option set twice, which pip refuses. Older pip
+    read such a file; a file we accept or write must stay readable by the pip a user upgrades to."""
+
+    def optionxform(self, optionstr: str) -> str:
+        return pip_key(optionstr)
+
+
 def parse_like_pip(text: str) -> configparser.RawConfigParser:
     """`text` parsed as pip parses a config file; raises configparser.Error where pip would refuse it."""
-    parser = configparser.RawConfigParser()
+    parser = _PipConfigParser()
     # A text-mode read hands configparser each line ending in "\n", whatever the file's own line ending.
     lines = (line.rstrip("\r\n") + "\n" if line.endswith(("\r", "\n")) else line for line in split_lines(text))
     parser.read_file(lines, source="<pip config>")
