@@ -11,7 +11,7 @@ import typer
 import typer.main
 
 from fomm_doctor import __version__
-from fomm_doctor.commands import animate, bench, check, checkpoints, crop, demo, install, live, ui
+from fomm_doctor.commands import animate, batch, bench, check, checkpoints, crop, demo, install, live, ui
 from fomm_doctor.errors import ExitCode, UserError
 from fomm_doctor.net.redact import redact
 from fomm_core.errors import FommError
@@ -29,6 +29,7 @@ app.command("check")(check.check)
 app.command("install")(install.install)
 app.command("demo")(demo.demo)
 app.command("animate")(animate.animate)
+app.command("batch")(batch.batch)
 app.command("live")(live.live)
 app.command("crop")(crop.crop)
 app.command("bench")(bench.bench)

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from fomm_core.errors import FommError
+from fomm_core.media.images import IMAGE_EXTENSIONS
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ import numpy as np
 
 from fomm_core.errors import FommError
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what a folder of photos holds
+
 # A few kilobytes of PNG or JPEG can declare 60000x60000 pixels (10 GB decoded): the size is read from the
 # header and refused before decoding. 64 megapixels is far beyond any photo the model (256 px) needs.
 MAX_PIXELS = 64_000_000

@@ -38,6 +38,8 @@ READ_STALL_SECONDS = 120.0      # the reader gives up after this long without a 
 CLOSE_TIMEOUT_SECONDS = 300.0   # for the writer's ffmpeg to finish (encoder flush, index moved to the front)
 STDERR_KEEP_BYTES = 64 * 1024   # the tail of ffmpeg's messages kept for the error sentence
 WRITABLE_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")  # containers that take H.264 + AAC
+# what a folder of driving videos holds (ffmpeg reads more; these are the names people give them)
+VIDEO_EXTENSIONS = WRITABLE_SUFFIXES + (".webm", ".flv", ".wmv", ".mpg", ".mpeg", ".ts", ".3gp", ".gif")
 
 
 def ffmpeg_exe() -> str:
@@ -297,25 +299,39 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def temp_path_for(path: Path) -> Path:
-    """A hidden file beside `path` with the same extension (ffmpeg picks the container by extension).
+def temp_path_for(path: Path, pid=None) -> Path:
+    """A hidden file beside `path` with the same extension (ffmpeg picks the container by extension), named after
+    the process writing it (`pid`, default this one; "*" gives a glob pattern for any process).
 
     Beside it, so that the final rename is atomic (same file system); every video this package writes goes there.
     """
-    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix or '.mp4'}")
+    path = Path(path)
+    return path.with_name(f".{path.stem}.partial-{os.getpid() if pid is None else pid}{path.suffix or '.mp4'}")
+
+
+def writer_temp_paths(path: Path, pid=None) -> tuple[Path, Path]:
+    """Every temp file a VideoWriter for `path` in process `pid` may leave if killed: the file it writes, and
+    the video-only file the audio is added to at close."""
+    path = Path(path)
+    return temp_path_for(path, pid), temp_path_for(path.with_name(path.stem + ".video.mp4"), pid)
 
 
 def _audio_args(audio_from, tone_hz) -> list:
-    """The writer's ffmpeg arguments for its audio track: another file's, a sine tone, or none."""
+    """The ffmpeg input arguments of the writer's audio track: another file's, a sine tone, or none."""
     if audio_from is not None:
-        source = ["-i", ffmpeg_file(audio_from)]
-    elif tone_hz is not None:
-        source = ["-f", "lavfi", "-i", f"sine=frequency={tone_hz:g}:sample_rate=44100"]
-    else:
-        return []
-    # apad + shortest: the audio is cut to the video, and padded with silence if it ends first
-    # (plain -shortest would cut the video at the end of a short audio track)
-    return source + ["-map", "0:v:0", "-map", "1:a:0?", "-af", "apad", "-c:a", "aac", "-shortest"]
+        return ["-i", ffmpeg_file(audio_from)]
+    if tone_hz is not None:
+        return ["-f", "lavfi", "-i", f"sine=frequency={tone_hz:g}:sample_rate=44100"]
+    return []
+
+
+def _mux_args(video: Path, audio_input: list, seconds: Fraction, out: Path) -> list:
+    """ffmpeg arguments that copy `video` and add the audio cut to `seconds` (padded with silence if it ends
+    first). The length is given, not left to -shortest: with the frames arriving through a pipe, -shortest cut
+    the audio at a point that depended on timing, so one job gave files of different lengths run to run."""
+    return ["-y", "-v", "error", "-i", ffmpeg_file(video), *audio_input, "-map", "0:v:0", "-map", "1:a:0?",
+            "-c:v", "copy", "-af", "apad", "-c:a", "aac", "-t", f"{float(seconds):.6f}",
+            "-movflags", "+faststart", ffmpeg_file(out)]
 
 
 class VideoWriter:
@@ -339,14 +355,16 @@ class VideoWriter:
             raise FommError(f"the folder {folder} is not writable; choose another output path.")
         if self.path.is_dir():
             raise FommError(f"{self.path} is a folder; give a file name such as out.mp4.")
-        self.tmp = temp_path_for(self.path)
-        rate = fps if isinstance(fps, str) else _rate_text(float(fps))
+        self.tmp, video_only = writer_temp_paths(self.path)
+        self.rate = fps if isinstance(fps, str) else _rate_text(float(fps))
+        self._audio = _audio_args(audio_from, tone_hz)
+        # with audio, the frames go to a video-only file first and the audio is added at close (_add_audio)
+        self._video = video_only if self._audio else self.tmp
         w, h = self.size
         cmd = [ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-               "-framerate", rate, "-i", "-"]
-        cmd += _audio_args(audio_from, tone_hz)
+               "-framerate", self.rate, "-i", "-"]
         cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "medium", "-crf", str(crf),
-                "-pix_fmt", "yuv420p", "-movflags", "+faststart", ffmpeg_file(self.tmp)]
+                "-pix_fmt", "yuv420p", "-movflags", "+faststart", ffmpeg_file(self._video)]
         self.frames = 0
         self._closed = False
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -383,12 +401,35 @@ class VideoWriter:
             self._remove_tmp()
             raise FommError(f"ffmpeg did not finish writing {self.path} within {self.close_timeout:g} s, so it was "
                             "stopped (a stalled drive or network share, or a hung encoder).")
-        if rc != 0 or self.frames == 0 or not self.tmp.exists():
+        if rc != 0 or self.frames == 0 or not self._video.exists():
             self._remove_tmp()
             why = "no frame was written" if self.frames == 0 else (self._errors.last_line() or f"exit code {rc}")
             raise FommError(f"could not write {self.path}: {why}.")
+        if self._audio:
+            self._add_audio()
         os.replace(self.tmp, self.path)
         return self.path
+
+    def _add_audio(self) -> None:
+        """Copy the video-only file into the temp file with the audio track, exactly as long as the frames."""
+        seconds = self.frames / Fraction(self.rate)
+        cmd = [ffmpeg_exe(), *_mux_args(self._video, self._audio, seconds, self.tmp)]
+        try:
+            done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  timeout=self.close_timeout)
+        except subprocess.TimeoutExpired:
+            self._remove_tmp()
+            raise FommError(f"ffmpeg did not finish adding the audio to {self.path} within {self.close_timeout:g} s, "
+                            "so it was stopped (a stalled drive or network share).") from None
+        except BaseException:  # Ctrl-C while the audio is added
+            self._remove_tmp()
+            raise
+        self._video.unlink(missing_ok=True)
+        if done.returncode != 0 or not self.tmp.exists():
+            self._remove_tmp()
+            lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise FommError(f"could not add the audio to {self.path}: "
+                            f"{lines[-1] if lines else f'exit code {done.returncode}'}.")
 
     def _finish(self) -> tuple[int, bool]:
         """End ffmpeg's input and wait for it to exit, killing it after close_timeout: (exit code, whether killed)."""
@@ -417,6 +458,7 @@ class VideoWriter:
 
     def _remove_tmp(self) -> None:
         self.tmp.unlink(missing_ok=True)
+        self._video.unlink(missing_ok=True)
 
     def __enter__(self):
         return self

@@ -23,18 +23,15 @@ Every error is a `DownloadError` with one sentence, credentials in URLs masked.
 
 No terminal output here: `progress(bytes_done, total)` is called as bytes arrive; the CLI draws the bar.
 """
-import errno
 import hashlib
 import json
 import os
 import random
 import re
 import shutil
-import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -45,6 +42,7 @@ import urllib3
 
 from fomm_core.cache import user_cache_dir
 from fomm_doctor.errors import ExitCode, NetworkError
+from fomm_doctor.filelock import locked
 from fomm_doctor.net.redact import redact
 
 CHUNK = 64 * 1024
@@ -55,46 +53,6 @@ AUTO_CONNECTIONS = 4  # enough to outrun a per-connection throttle without hamme
 MAX_AUTO_CONNECTIONS = 8
 MAX_SIZE = 64 * 1024 ** 3  # a file of unknown size is cut off here: far above any wheel or checkpoint
 LOCK_WAIT = 5.0  # seconds a second run of the same download waits for the first before saying so
-
-if sys.platform == "win32":
-    import msvcrt
-
-    _LOCK_AT = 1 << 20  # lock a byte past the recorded pid, so that a waiting run can still read it
-
-    def _try_lock(fd: int) -> bool:
-        os.lseek(fd, _LOCK_AT, os.SEEK_SET)
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-
-    def _unlock(fd: int):
-        try:
-            os.lseek(fd, _LOCK_AT, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-        except OSError:
-            pass  # closing the file lets go as well
-else:
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP):
-                return True  # a file system without locks (some network mounts): go on unguarded, as before
-            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                return False
-            raise
-        return True
-
-    def _unlock(fd: int):
-        try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        except OSError:
-            pass  # closing the file lets go as well
-
 
 class DownloadError(NetworkError):
     """A download failed for good (every mirror tried); the message says why in one sentence. `reason`: the
@@ -367,68 +325,6 @@ def _blocks(resp):
         yield from resp.raw.stream(CHUNK, decode_content=False)
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise _Retryable(short_reason(exc)) from None
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        a, b = os.fstat(fd), os.stat(path)
-    except OSError:
-        return False
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-
-
-def _lock_holder(path: Path) -> str:
-    try:
-        with open(path, "rb") as f:
-            pid = f.read(32).decode("ascii", "replace").strip()
-    except OSError:
-        pid = ""
-    return f"in process {pid}" if pid.isdigit() else "in another process"
-
-
-@contextmanager
-def _locked(path: Path, wait: float, name: str):
-    """Hold the OS lock on `path` (created if missing) for the block; wait up to `wait` seconds for another
-    process that holds it, then raise a DownloadError that names that process."""
-    deadline = time.monotonic() + max(0.0, wait)
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        if _try_lock(fd):
-            if _same_file(fd, path):
-                break
-            _unlock(fd)  # the holder removed the file as we opened it: lock the one now at `path`
-            os.close(fd)
-            continue
-        os.close(fd)
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise DownloadError(f"another download of {name} is running ({_lock_holder(path)}); let it finish, "
-                                f"then run this again.", ExitCode.USAGE, retryable=True)
-        time.sleep(min(0.1, left))
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, f"{os.getpid():<20}".encode())  # fixed width: no truncate, no leftover digits
-        yield
-    finally:
-        _release(fd, path)
-
-
-def _release(fd: int, path: Path):
-    """Remove the lock file and let go. On POSIX it is removed while still held, so a run that opened it
-    meanwhile notices (_same_file) and locks a fresh one; Windows cannot remove a file someone has open."""
-    if sys.platform != "win32":
-        _forget(path)
-    _unlock(fd)
-    os.close(fd)
-    if sys.platform == "win32":
-        _forget(path)
-
-
-def _forget(path: Path):
-    try:
-        path.unlink()
-    except OSError:
-        pass  # already gone, or (Windows) open in the run that waits for it: it takes it over
 
 
 class ResumableDownload:
@@ -977,7 +873,10 @@ class ResumableDownload:
             if self._already_there():
                 return DownloadResult(self.dest, self.sha256, 0, False, self.urls[0], 0)
             self._make_cache_dir()
-            with _locked(self.lock_file, self.lock_wait, self.dest.name):
+            busy = (lambda holder: DownloadError(f"another download of {self.dest.name} is running ({holder}); "
+                                                 f"let it finish, then run this again.", ExitCode.USAGE,
+                                                 retryable=True))
+            with locked(self.lock_file, self.lock_wait, busy):
                 if self._already_there():  # placed by the run this one waited for
                     return DownloadResult(self.dest, self.sha256, 0, False, self.urls[0], 0)
                 return self._run_locked()

@@ -1,0 +1,147 @@
+"""Jobs on this machine: N worker processes, each with its models loaded, fed one task at a time.
+
+Processes, not threads: each worker's torch owns its threads, and a job that crashes its process (a decoder
+fault, the kernel's out-of-memory killer) costs that job, not the batch; the worker is replaced. Workers are
+started with `spawn` (what Windows and macOS do anyway; forking a process that has started torch's threads is
+unsafe). Ctrl-C: the driver stops the workers with SIGTERM, which each turns into KeyboardInterrupt, so the
+video being written is removed by its writer; whatever remains of a worker that could not clean up is removed by
+the driver. A worker whose driver is gone (killed) stops by itself.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from contextlib import suppress
+from typing import Callable, Iterable
+
+from fomm_doctor.batch.manifest import ERROR
+from fomm_doctor.batch.worker import JobRunner, Outcome, RunSettings, Task, set_threads
+
+POLL_SECONDS = 0.5       # how often the driver looks for a dead worker while it waits
+STOP_SECONDS = 10.0      # a stopped worker's time to remove its partial video before it is killed
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _exit_with_parent() -> None:
+    """A thread that ends this worker when its driver dies (the driver's SIGKILL does not reach us)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch():
+        multiprocessing.connection.wait([parent.sentinel])
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler unwinds the job: its partial video is removed
+        time.sleep(STOP_SECONDS)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def worker_main(index: int, tasks, results, settings: RunSettings) -> None:
+    """A worker process: take (task id, Task) from `tasks` until None, put (index, task id, Outcome)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the whole group: the driver decides
+    signal.signal(signal.SIGTERM, _interrupt)
+    _exit_with_parent()
+    try:
+        set_threads(settings.threads)
+        runner = JobRunner(settings)
+        while True:
+            item = tasks.get()
+            if item is None:
+                return
+            task_id, task = item
+            results.put((index, task_id, runner.run(task)))
+    except KeyboardInterrupt:
+        return
+
+
+class LocalPool:
+    """`workers` processes; run(tasks, on_result) feeds them and calls on_result(task id, Task, Outcome) in the
+    driver as each task finishes."""
+
+    def __init__(self, workers: int, settings: RunSettings):
+        self.workers = max(1, int(workers))
+        self.settings = settings
+        self._ctx = multiprocessing.get_context("spawn")
+        self._results = self._ctx.Queue()
+        self._procs: list = [None] * self.workers
+        self._inboxes: list = [None] * self.workers
+
+    def _start(self, index: int) -> None:
+        inbox = self._ctx.Queue()
+        proc = self._ctx.Process(target=worker_main, args=(index, inbox, self._results, self.settings),
+                                 name=f"fomm-batch-{index}", daemon=True)
+        proc.start()
+        self._procs[index], self._inboxes[index] = proc, inbox
+
+    def run(self, tasks: Iterable[tuple[int, Task]], on_result: Callable[[int, Task, Outcome], None]) -> None:
+        todo = deque(tasks)
+        busy: dict[int, tuple[int, Task]] = {}
+        try:
+            for index in range(min(self.workers, len(todo))):
+                self._start(index)
+                self._give(index, todo, busy)
+            while busy:
+                self._collect(todo, busy, on_result)
+        finally:
+            self.stop()
+
+    def _give(self, index: int, todo: deque, busy: dict) -> None:
+        if todo:
+            busy[index] = todo.popleft()
+            self._inboxes[index].put(busy[index])
+
+    def _collect(self, todo: deque, busy: dict, on_result) -> None:
+        try:
+            index, task_id, outcome = self._results.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            self._replace_dead(todo, busy, on_result)
+            return
+        _, task = busy.pop(index)
+        on_result(task_id, task, outcome)
+        self._give(index, todo, busy)
+
+    def _replace_dead(self, todo: deque, busy: dict, on_result) -> None:
+        """A worker that died mid-job: its job is an ERROR (a rerun tries it again), and a new worker takes over."""
+        for index, (task_id, task) in list(busy.items()):
+            proc = self._procs[index]
+            if proc.is_alive():
+                continue
+            busy.pop(index)
+            _remove_partial(task, proc.pid)
+            code = proc.exitcode
+            why = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            on_result(task_id, task, Outcome(ERROR, error=f"the worker process stopped ({why}) during this job, "
+                                                          "likely out of memory; it is tried again on a rerun."))
+            self._start(index)
+            self._give(index, todo, busy)
+
+    def stop(self) -> None:
+        """Stop every worker: None to an idle one, SIGTERM to a busy one, a kill to one that does not stop."""
+        for index, proc in enumerate(self._procs):
+            if proc is not None and proc.is_alive():
+                with suppress(Exception):  # a full or broken queue: terminate() follows anyway
+                    self._inboxes[index].put(None)
+                proc.terminate()
+        deadline = time.monotonic() + STOP_SECONDS
+        for proc in self._procs:
+            if proc is not None:
+                proc.join(max(0.1, deadline - time.monotonic()))
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join(5)
+
+
+def _remove_partial(task: Task, pid) -> None:
+    """The temp files a killed worker's writer left beside the task's output."""
+    from fomm_core.media.video import writer_temp_paths
+    for partial in writer_temp_paths(task.output, pid):
+        partial.unlink(missing_ok=True)

@@ -1,0 +1,282 @@
+"""Jobs on a Ray cluster (`--ray auto|local|ADDRESS`, the optional extra `fomm-doctor[ray]`).
+
+One actor per worker, each a JobRunner with its models loaded, asking Ray for a GPU when jobs run on CUDA. The
+nodes need fomm-doctor and torch installed, nothing else: no shared folder.
+- Checkpoints travel once: the driver puts each file in Ray's object store, and an actor fetches it on its first
+  job that needs it (one copy per node, shared by that node's actors) into its scratch folder.
+- A job's photo and video travel with it (each file put once, however many jobs read it), and the finished
+  video comes back as bytes: the driver is the only writer of the output folder and the manifest, so its
+  guarantees (files appear whole, Ctrl-C leaves nothing half-written) hold whatever happens on the nodes.
+- An actor that dies (its node lost, out of memory) costs its job an `error` record, and a new actor takes over.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import tempfile
+from collections import Counter, deque
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+from fomm_doctor.batch.manifest import DONE, ERROR
+from fomm_doctor.batch.worker import JobRunner, Outcome, RunSettings, Task, set_threads
+from fomm_doctor.errors import ExitCode, UserError
+
+INSTALL_HINT = "pip install \"fomm-doctor[ray]\""
+CONNECT_SECONDS = 5.0  # for the head of a cluster to accept a connection
+CLOSE_SECONDS = 10.0  # for the actors to remove their scratch folders at the end
+
+
+def import_ray():
+    """The ray module, or a sentence saying how to get it."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError(f"--ray needs Ray, which is not installed here: {INSTALL_HINT}.") from None
+    return ray
+
+
+def connect(ray, address: str) -> bool:
+    """Join the cluster at `address`; True when this call started a Ray instance of its own (stopped at the end).
+
+    'local' starts a private instance on this machine (on 127.0.0.1); 'auto' joins the cluster this machine is
+    part of (`ray start`, or RAY_ADDRESS) and starts a local one where there is none; anything else is an
+    address such as 10.0.0.5:6379 or ray://head:10001.
+    """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no report to Ray's servers unless the user wants one
+    options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        if address == "local":
+            ray.init(address="local", _node_ip_address="127.0.0.1", **options)
+            return True
+        ray.init(address=None if address == "auto" else address, **options)
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:
+        raise UserError(f"could not join the Ray cluster at '{address}': {str(err).splitlines()[0][:200]}",
+                        ExitCode.NETWORK) from None
+    return address == "auto" and not os.environ.get("RAY_ADDRESS")
+
+
+def host_and_port(address: str) -> tuple:
+    """('10.0.0.5', 6379) from '10.0.0.5:6379' or 'ray://head:10001' (Ray's default port when none is given)."""
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, _, port = rest.rstrip("/").rpartition(":")
+    if not host:
+        return rest.rstrip("/"), 10001 if address.startswith("ray://") else 6379
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--ray {address}: the port must be a number (head:6379 or ray://head:10001).")
+    return host.strip("[]"), int(port)
+
+
+def check_reachable(address: str, timeout: float = CONNECT_SECONDS) -> None:
+    """Refuse an address nothing answers at, in seconds: Ray itself waits minutes for a head that is not there."""
+    host, port = host_and_port(address)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        raise UserError(f"nothing answers at {host}:{port} ({err.strerror or err}); start the cluster's head with "
+                        "`ray start --head` there, or check the address.", ExitCode.NETWORK) from None
+
+
+def wants_gpu(device: str, cluster: dict) -> bool:
+    """Whether each actor asks Ray for a GPU: cuda asked, or auto on a cluster that has GPUs."""
+    gpus = cluster.get("GPU", 0)
+    if device.startswith("cuda") and not gpus:
+        raise UserError(f"--device {device} asks for a GPU, but the Ray cluster has none; use --device cpu or auto.")
+    return device.startswith("cuda") or (device == "auto" and gpus > 0)
+
+
+def fit_workers(cluster: dict, gpu: bool, threads: int) -> int:
+    """As many actors as the cluster holds: one per GPU, else one per `threads` CPUs."""
+    if gpu:
+        return max(1, int(cluster.get("GPU", 0)))
+    return max(1, int(cluster.get("CPU", 1)) // max(1, threads))
+
+
+class RayWorker:
+    """A Ray actor: a JobRunner in a scratch folder, with the shipped checkpoints fetched on first use."""
+
+    def __init__(self, settings: RunSettings, shipped: dict):
+        set_threads(settings.threads)
+        self.runner = JobRunner(settings)
+        self.shipped = shipped            # {driver's path: [object ref]}: the list keeps Ray from fetching now
+        self.local: dict[str, str] = {}
+        self.scratch = Path(tempfile.mkdtemp(prefix="fomm-batch-"))
+
+    def _fetch(self, path: Optional[str]) -> Optional[str]:
+        """The local copy of a shipped file (a checkpoint or config), fetched once; other values pass through."""
+        if path is None or path not in self.shipped:
+            return path
+        if path not in self.local:
+            import ray
+            folder = self.scratch / f"shipped-{len(self.local)}"
+            folder.mkdir()
+            local = folder / Path(path).name
+            local.write_bytes(ray.get(self.shipped[path][0]))
+            self.local[path] = str(local)
+        return self.local[path]
+
+    def run(self, task: Task, source: Optional[bytes], driving: Optional[bytes]):
+        """-> (Outcome, the video's bytes or None). Inputs missing on the driver come as None, and the job's
+        own check reports them under their real names."""
+        job, here = task.job, self.scratch / "job"
+        shutil.rmtree(here, ignore_errors=True)
+        try:
+            src = _drop(here / "source", job.source, source)
+            drv = _drop(here / "driving", job.driving, driving)
+            out = here / "out" / Path(task.output).name
+            out.parent.mkdir(parents=True)
+            local = replace(task, job=replace(job, source=src, driving=drv), output=out,
+                            checkpoint=self._fetch(task.checkpoint), config=self._fetch(task.config))
+            outcome = self.runner.run(local)
+            names = {str(src): str(job.source), str(drv): str(job.driving), str(out): str(task.output)}
+            outcome.error = _rename(outcome.error, names)
+            outcome.notes = [_rename(n, names) for n in outcome.notes]
+            return outcome, (out.read_bytes() if outcome.status == DONE else None)
+        finally:
+            shutil.rmtree(here, ignore_errors=True)
+
+    def close(self) -> None:
+        """Remove the scratch folder (the shipped checkpoints with it); the driver calls it before the end."""
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _drop(folder: Path, original: Path, data: Optional[bytes]) -> Path:
+    if data is None:
+        return original
+    folder.mkdir(parents=True)
+    path = folder / original.name
+    path.write_bytes(data)
+    return path
+
+
+def _rename(text: str, names: dict) -> str:
+    for local, original in names.items():
+        text = text.replace(local, original)
+    return text
+
+
+def place(path: Path, data: bytes) -> None:
+    """Write a finished video beside its name and rename it into place: never half a file at `path`."""
+    from fomm_core.media.video import temp_path_for
+    tmp = temp_path_for(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class RayPool:
+    """run(tasks, on_result) as LocalPool does, with Ray actors for workers."""
+
+    def __init__(self, address: str, workers: int, settings: RunSettings):
+        self.address, self.workers, self.settings = address, workers, settings
+        self.ray = import_ray()
+        if address not in ("auto", "local"):
+            check_reachable(address)
+        self.started = False
+        self.actors: list = []
+        self.described = ""
+
+    def run(self, tasks: Iterable[tuple[int, Task]], on_result: Callable[[int, Task, Outcome], None]) -> None:
+        ray = self.ray
+        todo = deque(tasks)
+        self.started = connect(ray, self.address)
+        try:
+            cluster = ray.cluster_resources()
+            gpu = wants_gpu(self.settings.device, cluster)
+            threads = self.settings.threads or 1
+            count = min(self.workers or fit_workers(cluster, gpu, threads), max(1, len(todo)))
+            self.described = (f"Ray, {count} actor{'s' * (count != 1)} on {len(ray.nodes())} node(s) "
+                              f"({int(cluster.get('CPU', 0))} CPUs, {int(cluster.get('GPU', 0))} GPUs)")
+            shipped = self._ship(todo)
+            actor = ray.remote(RayWorker).options(num_cpus=threads, num_gpus=1 if gpu else 0, max_restarts=0)
+            self._make = lambda: actor.remote(replace(self.settings, threads=threads), shipped)
+            self.actors = [self._make() for _ in range(count)]
+            self._feed(todo, on_result)
+        finally:
+            self.stop()
+
+    def _ship(self, todo) -> dict:
+        """Each checkpoint and config file the tasks name, put in the object store once."""
+        files = {t.checkpoint for _, t in todo} | {t.config for _, t in todo if t.config and Path(t.config).is_file()}
+        return {path: [self.ray.put(Path(path).read_bytes())] for path in sorted(files)}
+
+    def _feed(self, todo: deque, on_result) -> None:
+        ray = self.ray
+        uses = Counter(p for _, t in todo for p in (t.job.source, t.job.driving))
+        refs: dict = {}
+        idle, inflight = deque(self.actors), {}
+        while todo or inflight:
+            while idle and todo:
+                task_id, task = todo.popleft()
+                actor = idle.popleft()
+                args = [self._input(p, refs, uses) for p in (task.job.source, task.job.driving)]
+                inflight[actor.run.remote(task, *args)] = (actor, task_id, task)
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            actor, task_id, task = inflight.pop(ready[0])
+            outcome, actor = self._receive(ready[0], actor, task)
+            idle.append(actor)
+            on_result(task_id, task, outcome)
+
+    def _input(self, path: Path, refs: dict, uses: Counter):
+        """The object ref of an input file (put on its first use, forgotten after its last), or None when the
+        driver cannot read it (the job's check then says why)."""
+        uses[path] -= 1
+        ref = refs.get(path)
+        if ref is None:
+            try:
+                ref = self.ray.put(path.read_bytes()) if path.is_file() else None
+            except OSError:
+                ref = None
+        if uses[path] > 0:
+            refs[path] = ref
+        else:
+            refs.pop(path, None)
+        return ref
+
+    def _receive(self, ref, actor, task: Task):
+        """(Outcome, the actor to use next): the video placed in the output folder, or the failure recorded."""
+        ray = self.ray
+        try:
+            outcome, data = ray.get(ref)
+        except ray.exceptions.RayActorError as err:
+            ray.kill(actor)
+            return Outcome(ERROR, error=f"the Ray worker stopped during this job ({_first(err)}); it is tried "
+                                        "again on a rerun."), self._make()
+        except ray.exceptions.RayError as err:
+            return Outcome(ERROR, error=f"Ray could not run this job: {_first(err)}"), actor
+        if data is not None:
+            if hashlib.sha256(data).hexdigest() != outcome.sha256:
+                return Outcome(ERROR, error="the video came back from the Ray worker damaged (its sha256 differs); "
+                                            "it is tried again on a rerun."), actor
+            place(Path(task.output), data)
+        return outcome, actor
+
+    def stop(self) -> None:
+        """Let each actor remove its scratch folder (a few seconds at most), then end it."""
+        try:
+            self.ray.get([actor.close.remote() for actor in self.actors], timeout=CLOSE_SECONDS)
+        except Exception:  # a dead actor or a lost node: its scratch is in its temp folder, which the OS clears
+            pass
+        for actor in self.actors:
+            try:
+                self.ray.kill(actor)
+            except Exception:  # already dead, or the cluster gone: nothing left to stop
+                pass
+        self.actors = []
+        if self.started:
+            self.ray.shutdown()
+        self.started = False
+
+
+def _first(err: BaseException) -> str:
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return (lines[0] if lines else type(err).__name__)[:200]

@@ -1,0 +1,160 @@
+"""`fomm-doctor batch JOBS -o OUTDIR`: many animations, resumable, on this machine or a Ray cluster."""
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fomm_doctor.errors import ExitCode, UserError
+
+
+def _defaults(checkpoint, config, mode, crop, paste_back, find_best_frame, adapt_scale, audio, side_by_side):
+    from fomm_doctor.batch.jobs import MODES, Job
+    mode = mode.strip().lower()
+    if mode not in MODES:
+        raise UserError(f"--mode must be relative, absolute (also called standard) or avd, not '{mode}'.")
+    if side_by_side and paste_back:
+        raise UserError("--side-by-side and --paste-back cannot be combined: choose one layout for the output.")
+    return Job(Path(), Path(), "", checkpoint=checkpoint, config=config, mode=mode, crop=crop, paste_back=paste_back,
+               find_best_frame=find_best_frame, adapt_scale=adapt_scale, audio=audio, side_by_side=side_by_side)
+
+
+def _jobs(jobs_file, sources, driving, defaults):
+    from fomm_doctor.batch.jobs import folder_jobs, read_jobs
+    if jobs_file is not None and (sources or driving):
+        raise UserError("give a jobs file or --sources and --driving, not both.")
+    if jobs_file is not None:
+        return read_jobs(jobs_file, defaults)
+    if sources is None or driving is None:
+        raise UserError("give a jobs file (.csv or .jsonl), or --sources DIR and --driving DIR for every pair.")
+    return folder_jobs(sources, driving, defaults)
+
+
+def _settings(device, precision, batch_size, workers, threads, on_ray):
+    """(RunSettings, workers): on this machine, workers x threads fill the cores unless told otherwise."""
+    from fomm_core.device import check_device, check_precision
+    from fomm_doctor.batch.worker import RunSettings
+    device, precision = check_device(device), check_precision(precision)
+    if batch_size < 1:
+        raise UserError("--batch-size must be at least 1.")
+    if workers is not None and workers < 1:
+        raise UserError("--workers must be at least 1.")
+    if threads is not None and threads < 1:
+        raise UserError("--threads must be at least 1.")
+    cores = os.cpu_count() or 1
+    gpu = device.startswith("cuda")
+    if not on_ray and workers is None:
+        workers = 1 if gpu else max(1, cores // (threads or 1))
+    if not on_ray and threads is None and not gpu:
+        threads = max(1, cores // workers)
+    return RunSettings(device, precision, batch_size, threads or 0), workers
+
+
+def _progress_bar():
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+    return Progress(TextColumn("batch"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                    TextColumn("{task.fields[failed]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                    TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+
+
+def _run_with_progress(plan, pool, backend: str):
+    from fomm_doctor.batch.run import run_plan
+    with _progress_bar() as bar:
+        task = bar.add_task("batch", total=None, rate="", failed="")
+
+        def on_progress(summary, record):
+            bad = summary.failed + summary.errors
+            bar.update(task, completed=summary.finished, total=max(summary.to_run, 1),
+                       rate=f"{summary.jobs_per_second:.2f} jobs/s" if summary.ran else "",
+                       failed=f"[red]{bad} failed[/red]" if bad else "")
+        return run_plan(plan, pool, on_progress, backend)
+
+
+def _report(summary, as_json: bool) -> None:
+    for failure in summary.failures:
+        typer.echo(f"{failure['status']}: {failure['where']} ({failure['job']}): {failure['error']}", err=True)
+    if as_json:
+        typer.echo(json.dumps(summary.as_dict(), indent=2))
+        return
+    typer.echo(f"{summary.done} done, {summary.failed} failed, {summary.errors} errors, {summary.skipped} already "
+               f"done, of {summary.jobs} jobs in {summary.seconds:.1f} s ({summary.jobs_per_second:.2f} jobs/s) on "
+               f"{summary.backend}; manifest: {summary.manifest}")
+
+
+def batch(
+    jobs_file: Optional[Path] = typer.Argument(None, metavar="[JOBS]", help="CSV (with a header) or JSON-lines file,"
+                                               " a job each: source, driving; optional: output, checkpoint, config, "
+                                               "mode, crop, paste_back, find_best_frame, adapt_scale, audio, "
+                                               "side_by_side (an empty cell takes the flag's value)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for the videos and manifest.jsonl (created)."),
+    sources: Optional[Path] = typer.Option(None, "--sources", help="Instead of JOBS: a folder of photos..."),
+    driving: Optional[Path] = typer.Option(None, "--driving", help="...and a folder of videos: every pair."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Workers, each with its model loaded (default: "
+                                          "one per core; on Ray one per GPU, or per --threads CPUs)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per worker (default: the cores "
+                                          "shared out; on Ray 1)."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Run on Ray: auto (this machine's cluster, else a local "
+                                      "one), local, or an address such as head:6379 (pip install "
+                                      "\"fomm-doctor[ray]\")."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Checkpoint name or path (default: the "
+                                             "best face model present)."),
+    config: Optional[str] = typer.Option(None, "--config", help="Config name or YAML (default: the checkpoint's)."),
+    mode: str = typer.Option("relative", "--mode", help="relative, absolute (standard), or avd (TPSMM)."),
+    crop: bool = typer.Option(False, "--crop", help="Crop photos and videos to the face first."),
+    paste_back: bool = typer.Option(False, "--paste-back", help="Put each result back into the whole photo."),
+    find_best_frame: bool = typer.Option(False, "--find-best-frame", help="Start from the best-matching frame."),
+    adapt_scale: Optional[bool] = typer.Option(None, "--adapt-scale/--no-adapt-scale",
+                                               help="Scale relative motion by face size (default: the model's)."),
+    audio: bool = typer.Option(True, "--audio/--no-audio", help="Keep the driving videos' audio."),
+    side_by_side: bool = typer.Option(False, "--side-by-side", help="Write source | driving | result."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 (exact: the same frames on every machine), "
+                                  "or fast, bf16, fp16, int8 (faster; may differ between machines)."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Driving frames animated together."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run again jobs that failed on bad input even "
+                                      "if their inputs have not changed."),
+    as_json: bool = typer.Option(False, "--json", help="End with a JSON summary on stdout."),
+) -> None:
+    """Animate many photos by many videos into OUTDIR, resumably: run it again to skip what is done.
+
+    Each job is one `fomm-doctor animate` with its guarantees (inputs checked, output written whole, audio kept).
+    OUTDIR/manifest.jsonl gets a line as each job finishes: status, seconds, the output's sha256, or the sentence
+    saying what was wrong. A failing job never stops the others; Ctrl-C or a killed run leaves no partial video,
+    and the same command goes on where it stopped. Exit code 1 when a job failed.
+    """
+    defaults = _defaults(checkpoint, config, mode, crop, paste_back, find_best_frame, adapt_scale, audio,
+                         side_by_side)
+    jobs = _jobs(jobs_file, sources, driving, defaults)
+    settings, workers = _settings(device, precision, batch_size, workers, threads, ray is not None)
+    summary = _run(jobs, output, _pool(ray, workers, settings), settings, retry_failed)
+    _report(summary, as_json)
+    if summary.failed or summary.errors:
+        raise typer.Exit(ExitCode.PROBLEM)
+
+
+def _run(jobs, output: Path, pool, settings, retry_failed: bool):
+    from fomm_doctor.batch.run import hold, make_plan
+    with hold(output):
+        plan = make_plan(jobs, output, settings, retry_failed)
+        try:
+            return _run_with_progress(plan, *pool)
+        except KeyboardInterrupt:
+            typer.echo(f"interrupted: what finished is in {output / 'manifest.jsonl'}; run the same command again "
+                       "to go on.", err=True)
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
+
+
+def _pool(ray, workers, settings):
+    if ray is not None:
+        from fomm_doctor.batch.on_ray import RayPool
+        return RayPool(ray.strip(), workers, settings), "Ray"
+    from fomm_doctor.batch.local import LocalPool
+    from fomm_doctor.commands import require_torch
+    require_torch()
+    pool = LocalPool(workers, settings)
+    threads = f", {settings.threads} thread{'s' * (settings.threads != 1)} each" if settings.threads else ""
+    pool.described = f"{workers} local worker{'s' * (workers != 1)}{threads}"
+    return pool, "local"

@@ -1,0 +1,285 @@
+"""`fomm-doctor batch` end to end: 40 real jobs (the bundled model, clips encoded here, three of them damaged) on
+local worker processes and on a local Ray instance, a rerun, a killed run, Ctrl-C, a worker that dies."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_clip, run_cli
+
+FRAMES = 6
+GOOD_JOBS = 37
+DAMAGED = ("random.mp4", "cut.mp4", "page.mp4")
+PORTRAIT = Path(__file__).parent / "data" / "faces" / "astronaut_portrait.jpg"
+
+
+def _photos(folder: Path) -> list:
+    """Four photos of the kinds people give: a real portrait, a PNG with alpha, a grey JPEG, a wide one."""
+    rng = np.random.RandomState(7)
+    out = [folder / "portrait.jpg"]
+    out[0].write_bytes(PORTRAIT.read_bytes())
+    Image.fromarray((rng.rand(90, 90, 4) * 255).astype("uint8"), "RGBA").save(folder / "alpha.png")
+    Image.fromarray((rng.rand(70, 70) * 255).astype("uint8"), "L").save(folder / "grey.jpg")
+    Image.fromarray((rng.rand(60, 140, 3) * 255).astype("uint8")).save(folder / "wide.png")
+    return out + [folder / "alpha.png", folder / "grey.jpg", folder / "wide.png"]
+
+
+def _clips(folder: Path, ffmpeg: str) -> list:
+    """Nine good clips (sizes, rates, with and without audio) and the three damaged ones."""
+    good = []
+    for i in range(9):
+        size = ((96, 64), (64, 64), (80, 120))[i % 3]
+        good.append(make_clip(folder / f"clip{i}.mp4", frames=FRAMES, size=size, fps=(25, 30, 24)[i % 3],
+                              audio=i % 2 == 0, ffmpeg=ffmpeg))
+    (folder / "random.mp4").write_bytes(np.random.RandomState(1).bytes(4096))
+    whole = make_clip(folder / "whole.mp4", frames=FRAMES, ffmpeg=ffmpeg)  # index at the end: a cut loses it
+    (folder / "cut.mp4").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    whole.unlink()
+    (folder / "page.mp4").write_text("<!DOCTYPE html><html><body>Quota exceeded</body></html>")
+    return good
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    """A jobs file of 40 rows: 37 good jobs and one for each damaged clip, paths relative to the file."""
+    import imageio_ffmpeg
+    root = tmp_path_factory.mktemp("batch")
+    (root / "photos").mkdir()
+    (root / "clips").mkdir()
+    photos, clips = _photos(root / "photos"), _clips(root / "clips", imageio_ffmpeg.get_ffmpeg_exe())
+    rows = [{"source": f"photos/{photos[i % 4].name}", "driving": f"clips/{clips[i % 9].name}",
+             "output": f"job{i:02d}.mp4", "crop": "no", "audio": ""} for i in range(GOOD_JOBS)]
+    rows += [{"source": "photos/portrait.jpg", "driving": f"clips/{name}", "output": f"bad-{name}", "crop": "",
+              "audio": "yes"} for name in DAMAGED]
+    with open(root / "jobs.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def batch_args(media: Path, out: Path, *more) -> list:
+    return ["batch", str(media / "jobs.csv"), "-o", str(out), "--checkpoint", "synth-64", "--json", *more]
+
+
+def _summary(proc) -> dict:
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def manifest(out: Path, torn: str = "") -> list:
+    """The manifest's records; every line must be one, but for a `torn` one the test wrote itself."""
+    lines = (out / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if not torn or line != torn]
+
+
+def no_partial_files(out: Path) -> list:
+    return [p.name for p in out.rglob("*") if ".partial-" in p.name]
+
+
+def check_outputs(media: Path, out: Path) -> dict:
+    """Every good job's video is there, whole, as the manifest says, with the clip's frames and audio."""
+    from fomm_core.media.video import iter_frames, probe_video
+    from fomm_doctor.net.download import file_sha256
+    done = {r["job"]: r for r in manifest(out) if r["status"] == "done"}
+    assert sorted(done) == [f"job{i:02d}.mp4" for i in range(GOOD_JOBS)]
+    for name, record in done.items():
+        path = out / name
+        assert file_sha256(path) == record["sha256"]
+        clip = probe_video(record["driving"])
+        assert sum(1 for _ in iter_frames(path)) == FRAMES == record["frames"]
+        assert probe_video(path).has_audio == clip.has_audio
+    assert not no_partial_files(out)
+    return {name: r["sha256"] for name, r in done.items()}
+
+
+def check_failures(summary: dict, out: Path) -> None:
+    """The three damaged clips failed with a sentence naming the file; no video was written for them."""
+    failures = {f["job"]: f for f in summary["failures"]}
+    assert sorted(failures) == sorted(f"bad-{name}" for name in DAMAGED)
+    for name in DAMAGED:
+        failure = failures[f"bad-{name}"]
+        assert failure["status"] == "failed" and name in failure["error"] and "\n" not in failure["error"]
+        assert failure["where"].startswith("row ")
+        assert not (out / f"bad-{name}").exists()
+
+
+@pytest.fixture(scope="module")
+def local_run(media):
+    out = media / "out-local"
+    proc = run_cli(*batch_args(media, out, "--workers", "2"), timeout=600)
+    return out, proc
+
+
+def test_forty_jobs_on_local_workers(media, local_run):
+    out, proc = local_run
+    assert proc.returncode == 1, proc.stderr[-2000:]  # a job failed: the exit code says so
+    summary = _summary(proc)
+    assert (summary["done"], summary["failed"], summary["errors"], summary["skipped"]) == (GOOD_JOBS, 3, 0, 0)
+    assert summary["ran"] == 40 and summary["jobs_per_second"] > 0
+    check_outputs(media, out)
+    check_failures(summary, out)
+    assert len(manifest(out)) == 40
+    workers = {r["worker"] for r in manifest(out)}
+    assert len(workers) == 2 and all("torch" in w for w in workers)  # both processes took jobs
+
+
+def test_a_rerun_does_nothing(media, local_run):
+    out, _ = local_run
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")}
+    lines = len(manifest(out))
+    proc = run_cli(*batch_args(media, out, "--workers", "2"), timeout=600)
+    summary = _summary(proc)
+    assert (summary["done"], summary["skipped"], summary["ran"]) == (0, GOOD_JOBS, 0)
+    assert summary["failed"] == 3 and proc.returncode == 1  # the damaged clips have not changed: still failed
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")} == before
+    assert len(manifest(out)) == lines
+
+
+def test_forty_jobs_on_ray_give_the_same_files(media, local_run):
+    pytest.importorskip("ray", reason="Ray is in the [test] extra: pip install '.[test]'")
+    out = media / "out-ray"
+    proc = run_cli(*batch_args(media, out, "--ray", "local", "--workers", "2", "--threads", "1"), timeout=600)
+    summary = _summary(proc)
+    assert proc.returncode == 1 and (summary["done"], summary["failed"]) == (GOOD_JOBS, 3), proc.stderr[-2000:]
+    assert summary["backend"].startswith("Ray, 2 actors")
+    ray_files = check_outputs(media, out)
+    check_failures(summary, out)
+    # deterministic: the exact path gives byte-identical videos in other processes, threads and transports
+    assert ray_files == check_outputs(media, local_run[0])
+
+
+def _start(args) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "fomm_doctor", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+
+
+def _wait_for_lines(out: Path, n: int, proc, limit: float = 300) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        path = out / "manifest.jsonl"
+        if path.exists() and len(path.read_text(encoding="utf-8").splitlines()) >= n:
+            return
+        assert proc.poll() is None, "the batch ended before it could be stopped"
+        time.sleep(0.05)
+    raise AssertionError(f"no {n} manifest lines within {limit} s")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+def test_a_killed_run_resumes(media):
+    out = media / "out-killed"
+    proc = _start(batch_args(media, out, "--workers", "2"))
+    _wait_for_lines(out, 10, proc)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver dies at once, with no chance to clean up
+    proc.wait(30)
+    before = manifest(out)
+    pids = {int(r["worker"].split(" pid ")[1].split(",")[0]) for r in before}
+    deadline = time.monotonic() + 30
+    while not all(map(_gone, pids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(map(_gone, pids)), "a worker outlived its killed driver"
+    proc = run_cli(*batch_args(media, out, "--workers", "2"), timeout=600)
+    summary = _summary(proc)
+    finished_before = sum(r["status"] == "done" for r in before)
+    assert summary["skipped"] == finished_before and summary["done"] == GOOD_JOBS - finished_before
+    check_outputs(media, out)
+    check_failures(summary, out)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a process group's SIGINT is how a POSIX terminal sends Ctrl-C")
+def test_ctrl_c_leaves_no_partial_video_and_the_rerun_finishes(media):
+    out = media / "out-interrupted"
+    proc = _start(batch_args(media, out, "--workers", "2"))
+    _wait_for_lines(out, 5, proc)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C: the whole foreground group
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr[-2000:]
+    assert not no_partial_files(out)
+    done = [r for r in manifest(out) if r["status"] == "done"]
+    assert 5 <= len(manifest(out)) < 40
+    proc = run_cli(*batch_args(media, out, "--workers", "2"), timeout=600)
+    summary = _summary(proc)
+    assert summary["skipped"] == len(done) and summary["done"] + summary["skipped"] == GOOD_JOBS
+    check_outputs(media, out)
+
+
+def test_a_second_batch_into_the_same_folder_is_refused(media, tmp_path):
+    from fomm_doctor.batch.run import hold
+    out = tmp_path / "busy"
+    with hold(out):
+        proc = run_cli(*batch_args(media, out))
+    assert proc.returncode == 2 and "another batch is writing to" in proc.stderr and str(os.getpid()) in proc.stderr
+    assert not (out / "manifest.jsonl").exists()
+
+
+def test_a_changed_input_or_a_damaged_output_is_done_again(media, local_run, tmp_path):
+    """Done means done with these inputs, and still the recorded file: touch a photo, spoil a video, run again."""
+    import shutil
+    root = tmp_path / "copy"
+    shutil.copytree(media / "photos", root / "photos")
+    shutil.copytree(media / "clips", root / "clips")
+    rows = "source,driving,output\nphotos/grey.jpg,clips/clip1.mp4,a.mp4\nphotos/wide.png,clips/clip2.mp4,b.mp4\n" \
+           "photos/alpha.png,clips/clip3.mp4,c.mp4\n"
+    (root / "jobs.csv").write_text(rows)
+    out = root / "out"
+    assert _summary(run_cli(*batch_args(root, out)))["done"] == 3
+    stamp = (root / "photos" / "grey.jpg").stat().st_mtime_ns + 5_000_000_000
+    os.utime(root / "photos" / "grey.jpg", ns=(stamp, stamp))
+    with open(out / "b.mp4", "r+b") as f:
+        f.seek(100)
+        f.write(b"\0" * 16)
+    torn = '{"job": "c.mp4", "status": "do'  # a line torn by a kill
+    with open(out / "manifest.jsonl", "a", encoding="utf-8") as f:
+        f.write(torn)
+    summary = _summary(run_cli(*batch_args(root, out)))
+    assert (summary["done"], summary["skipped"]) == (2, 1)
+    assert {r["job"] for r in manifest(out, torn)[-2:]} == {"a.mp4", "b.mp4"}
+
+
+def test_a_worker_that_dies_costs_its_job_only(media, tmp_path):
+    """SIGKILL a worker in the middle of a long job: that job is an `error`, a new worker does the next."""
+    import threading
+    from fomm_doctor.batch.jobs import Job
+    from fomm_doctor.batch.local import LocalPool
+    from fomm_doctor.batch.worker import RunSettings, Task
+    from fomm_doctor.checkpoints import resolve_checkpoint
+    import imageio_ffmpeg
+    long_clip = make_clip(tmp_path / "long.mp4", frames=400, size=(64, 64), ffmpeg=imageio_ffmpeg.get_ffmpeg_exe())
+    checkpoint = str(resolve_checkpoint("synth-64").path)
+    photo = media / "photos" / "grey.jpg"
+    tasks = [(0, Task(Job(photo, long_clip, "long.mp4"), tmp_path / "long-out.mp4", checkpoint, None, "k0")),
+             (1, Task(Job(photo, media / "clips" / "clip0.mp4", "short.mp4"), tmp_path / "short.mp4", checkpoint,
+                      None, "k1"))]
+    results = {}
+
+    def kill_the_writer():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            partial = [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+            if partial:
+                os.kill(int(partial[0].name.split(".partial-")[1].split(".")[0]), signal.SIGKILL)
+                return
+            time.sleep(0.01)
+    killer = threading.Thread(target=kill_the_writer)
+    killer.start()
+    LocalPool(1, RunSettings(threads=1)).run(tasks, lambda i, task, outcome: results.__setitem__(i, outcome))
+    killer.join()
+    assert results[0].status == "error" and "worker process stopped (signal 9)" in results[0].error
+    assert results[1].status == "done" and (tmp_path / "short.mp4").is_file()
+    assert not [p.name for p in tmp_path.iterdir() if ".partial-" in p.name]
