@@ -175,3 +175,31 @@ def test_short_audio_does_not_cut_the_video(ffmpeg_exe, tmp_path):
     info = probe_video(out)
     assert info.has_audio and len(list(iter_frames(out))) == 50
     assert abs(info.duration - 2.0) < 0.1
+
+
+def _audio_samples(ffmpeg_exe, path) -> int:
+    raw = subprocess.run([ffmpeg_exe, "-v", "error", "-i", str(path), "-map", "0:a", "-ac", "1", "-ar", "44100",
+                          "-f", "s16le", "-"], capture_output=True, check=True).stdout
+    return len(raw) // 2
+
+
+def test_audio_is_cut_to_the_frames_and_a_second_write_is_the_same_file(ffmpeg_exe, tmp_path):
+    """A driving clip with 3 s of audio under 10 frames: the audio ends with the tenth frame (0.4 s), every time.
+    With -shortest and frames arriving through a pipe, the cut depended on timing: 0.2 s in one run, 0.5 s in
+    the next, so the same job gave different files."""
+    from fomm_doctor.net.download import file_sha256
+    drv = tmp_path / "long_audio.mp4"
+    subprocess.run([ffmpeg_exe, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=32x32:rate=25:duration=0.4",
+                    "-f", "lavfi", "-i", "sine=duration=3", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+                    str(drv)], check=True)
+    frames = list(iter_frames(drv))
+    digests = set()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        with VideoWriter(tmp_path / name, 25, (32, 32), audio_from=drv) as w:
+            for f in frames:
+                w.write(f)
+                time.sleep(0.02)  # frames arrive as a model makes them: slowly
+        assert abs(_audio_samples(ffmpeg_exe, tmp_path / name) - 0.4 * 44100) <= 1024  # within one AAC frame
+        digests.add(file_sha256(tmp_path / name))
+    assert len(digests) == 1
+    assert [p.name for p in tmp_path.iterdir() if ".partial-" in p.name] == []

@@ -93,7 +93,7 @@ def check_output_name(name: str, where: str) -> str:
     of a video this writes ('.mp4' is added to a name without one)."""
     text = str(name).strip().replace("\\", "/")
     parts = PurePosixPath(text).parts
-    if (not text or PurePosixPath(text).is_absolute() or PureWindowsPath(str(name)).drive
+    if (not parts or PurePosixPath(text).is_absolute() or PureWindowsPath(str(name)).drive
             or any(p in ("..", ".") or p.startswith(".") for p in parts)):
         raise UserError(f"{where}: the output name '{name}' must be a file name inside the output folder "
                         "(no absolute path, drive, '..' or name starting with a dot).")

@@ -1,0 +1,150 @@
+"""Reading a batch's jobs: the files people write (Excel's CSV, JSON lines, comments) and the ones they should
+not be trusted with (names that leave the folder, two jobs on one file, a typo in a column)."""
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from fomm_doctor.batch.jobs import Job, check_output_name, default_output, folder_jobs, read_jobs
+from fomm_doctor.batch.manifest import ManifestWriter, Record, read_manifest, verified
+from fomm_doctor.errors import UserError
+
+DEFAULTS = Job(Path(), Path(), "")
+
+
+def write(tmp_path, name, text, encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_excel_csv_with_bom_comments_blank_rows_and_defaults(tmp_path):
+    text = ("\ufeffSource,Driving,Output,Paste-Back,Crop,Mode\r\n# a comment row\r\n"
+            "a.jpg,v.mp4,,yes,,\r\n,,,,,\r\nsub/b.png,/abs/w.mov,named,No,TRUE,Absolute\r\n")
+    jobs = read_jobs(write(tmp_path, "jobs.csv", text), DEFAULTS)
+    assert len(jobs) == 2
+    a, b = jobs
+    assert (a.source, a.driving, a.output) == (tmp_path / "a.jpg", tmp_path / "v.mp4", "a__v.mp4")
+    assert (a.paste_back, a.crop, a.mode, a.row) == (True, False, "relative", 3)
+    assert (b.source, b.driving, b.output) == (tmp_path / "sub" / "b.png", Path("/abs/w.mov"), "named.mp4")
+    assert (b.paste_back, b.crop, b.mode, b.row) == (False, True, "absolute", 5)
+
+
+def test_json_lines_take_json_types_and_flag_defaults(tmp_path):
+    lines = [{"source": "a.jpg", "driving": "v.mp4", "crop": True, "audio": False},
+             {"source": "b.jpg", "driving": "v.mp4", "find-best-frame": "1", "checkpoint": "vox"}]
+    path = write(tmp_path, "jobs.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n\n")
+    a, b = read_jobs(path, Job(Path(), Path(), "", mode="avd", checkpoint="tpsmm-vox"))
+    assert (a.crop, a.audio, a.mode, a.checkpoint, a.row) == (True, False, "avd", "tpsmm-vox", 1)
+    assert (b.find_best_frame, b.checkpoint) == (True, "vox")
+
+
+def test_a_checkpoint_beside_the_jobs_file_is_found_there(tmp_path):
+    (tmp_path / "my.pth.tar").write_bytes(b"x")
+    path = write(tmp_path, "jobs.csv", "source,driving,checkpoint\na.jpg,v.mp4,my.pth.tar\na.jpg,w.mp4,vox\n")
+    a, b = read_jobs(path, DEFAULTS)
+    assert a.checkpoint == str(tmp_path / "my.pth.tar") and b.checkpoint == "vox"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("source,driving,colour\na.jpg,v.mp4,red\n", "row 2: unknown column 'colour'"),
+    ("source,driving,crop\na.jpg,v.mp4,maybe\n", "row 2: crop must be yes or no"),
+    ("source,driving,mode\na.jpg,v.mp4,sideways\n", "row 2: mode must be relative"),
+    ("source,driving\na.jpg,\n", "row 2: no driving given"),
+    ("photo,video\na.jpg,v.mp4\n", "the first row must name the columns"),
+    ("source,driving\na.jpg,v.mp4,extra\n", "3 cells under 2 column names"),
+    ("source,driving,side_by_side,paste_back\na.jpg,v.mp4,yes,yes\n", "cannot be combined"),
+    ("source,driving\n", "holds no job"),
+    ("source,driving,output\na.jpg,v.mp4,X.mp4\nb.jpg,v.mp4,x.MP4\n", "row 2 and row 3 would both write x.MP4"),
+    ("source,driving\na.jpg,v.mp4\nb/a.png,v.mp4\n", "would both write a__v.mp4"),
+])
+def test_a_file_that_cannot_be_trusted_is_refused_whole_with_its_row(tmp_path, text, words):
+    with pytest.raises(UserError) as err:
+        read_jobs(write(tmp_path, "jobs.csv", text), DEFAULTS)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("line, words", [
+    ('{"source": "a.jpg", "driving": "v.mp4"', "line 1 is not a JSON object"),
+    ('["a.jpg", "v.mp4"]', "line 1 is not a JSON object but list"),
+    ('{"source": "a.jpg", "driving": 7}', "driving must be text"),
+])
+def test_bad_json_lines(tmp_path, line, words):
+    with pytest.raises(UserError) as err:
+        read_jobs(write(tmp_path, "jobs.jsonl", line + "\n"), DEFAULTS)
+    assert words in str(err.value)
+
+
+def test_a_jobs_file_in_a_chinese_excel_encoding_gets_a_sentence(tmp_path):
+    path = write(tmp_path, "jobs.csv", "source,driving\n照片.jpg,视频.mp4\n", encoding="gbk")
+    with pytest.raises(UserError, match="not UTF-8 text.*CSV UTF-8"):
+        read_jobs(path, DEFAULTS)
+    assert read_jobs(write(tmp_path, "ok.csv", "source,driving\n照片.jpg,视频.mp4\n"), DEFAULTS)[0].output == \
+        "照片__视频.mp4"
+
+
+@pytest.mark.parametrize("name", ["../x.mp4", "/etc/x.mp4", "C:\\x.mp4", "C:x.mp4", "a/../../x.mp4", ".hidden.mp4",
+                                  "a/.b/x.mp4", "x.mp4.exe", "x.txt", "a|b.mp4", "", "  ", "x\x00.mp4", "\\\\srv\\x.mp4"])
+def test_output_names_stay_inside_the_folder(name):
+    with pytest.raises(UserError):
+        check_output_name(name, "row 2")
+
+
+@pytest.mark.parametrize("name, kept", [("clip", "clip.mp4"), ("a/b/c.mov", "a/b/c.mov"), ("a\\b.mkv", "a/b.mkv"),
+                                        ("a//b.mp4", "a/b.mp4"), (" x.mp4 ", "x.mp4")])
+def test_output_names_that_are_fine(name, kept):
+    assert check_output_name(name, "row 2") == kept
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(min_size=1, max_size=30))
+def test_no_accepted_output_name_leaves_the_folder(name):
+    try:
+        kept = check_output_name(name, "row 2")
+    except UserError:
+        return
+    root = Path("/out")
+    assert (root / kept).resolve().is_relative_to(root) and not Path(kept).is_absolute()
+    assert ".." not in Path(kept).parts
+
+
+def test_folders_give_every_pair_in_name_order(tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "d").mkdir()
+    for name in ("b.png", "a.JPG", "notes.txt"):
+        (tmp_path / "s" / name).write_bytes(b"x")
+    for name in ("y.mov", "x.mp4", "readme.md"):
+        (tmp_path / "d" / name).write_bytes(b"x")
+    jobs = folder_jobs(tmp_path / "s", tmp_path / "d", Job(Path(), Path(), "", crop=True))
+    assert [j.output for j in jobs] == ["a__x.mp4", "a__y.mp4", "b__x.mp4", "b__y.mp4"]
+    assert all(j.crop and j.source.is_absolute() for j in jobs)
+    assert jobs[0].where == "a.JPG with x.mp4"
+    with pytest.raises(UserError, match="holds no videos"):
+        folder_jobs(tmp_path / "s", tmp_path / "s", DEFAULTS)
+    with pytest.raises(UserError, match="does not exist"):
+        folder_jobs(tmp_path / "nope", tmp_path / "d", DEFAULTS)
+
+
+def test_default_output_names_the_photo_and_the_video():
+    assert default_output(Path("p/alice.jpg"), Path("v/talk.1.mp4")) == "alice__talk.1.mp4"
+
+
+def test_manifest_keeps_the_last_record_and_skips_torn_or_foreign_lines(tmp_path):
+    video = tmp_path / "a.mp4"
+    video.write_bytes(b"video bytes")
+    import hashlib
+    digest = hashlib.sha256(b"video bytes").hexdigest()
+    with ManifestWriter(tmp_path) as m:
+        m.add(Record("a.mp4", "failed", "k1", error="bad"))
+        m.add(Record("a.mp4", "done", "k1", sha256=digest))
+    with open(tmp_path / "manifest.jsonl", "ab") as f:
+        f.write(b'["not", "a record"]\n{"job": 5, "status": "done", "key": "k"}\n\xff\xfe\n{"job": "b.mp4", "sta')
+    with ManifestWriter(tmp_path) as m:  # appends on a fresh line after the torn one
+        m.add(Record("b.mp4", "error", "k2", error="worker died"))
+    records = read_manifest(tmp_path)
+    assert sorted(records) == ["a.mp4", "b.mp4"] and records["b.mp4"].status == "error"
+    assert verified(records["a.mp4"], tmp_path, "k1")
+    assert not verified(records["a.mp4"], tmp_path, "k2")      # other settings or inputs
+    video.write_bytes(b"video bytez")
+    assert not verified(records["a.mp4"], tmp_path, "k1")      # the file is not the one recorded
