@@ -182,9 +182,12 @@ def _gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-def test_a_killed_run_resumes(media):
-    out = media / "out-killed"
-    proc = _start(batch_args(media, out, "--workers", "2"))
+@pytest.mark.parametrize("backend", [["--workers", "2"], ["--ray", "local", "--workers", "2"]], ids=["local", "ray"])
+def test_a_killed_run_resumes(media, backend):
+    if "--ray" in backend:
+        pytest.importorskip("ray", reason="Ray is in the [test] extra: pip install '.[test]'")
+    out = media / f"out-killed-{backend[1]}"
+    proc = _start(batch_args(media, out, *backend))
     _wait_for_lines(out, 10, proc)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver dies at once, with no chance to clean up
     proc.wait(30)
@@ -194,12 +197,15 @@ def test_a_killed_run_resumes(media):
     while not all(map(_gone, pids)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert all(map(_gone, pids)), "a worker outlived its killed driver"
-    proc = run_cli(*batch_args(media, out, "--workers", "2"), timeout=600)
+    proc = run_cli(*batch_args(media, out, *backend), timeout=600)
     summary = _summary(proc)
     finished_before = sum(r["status"] == "done" for r in before)
     assert summary["skipped"] == finished_before and summary["done"] == GOOD_JOBS - finished_before
     check_outputs(media, out)
     check_failures(summary, out)
+    import tempfile
+    left = [p.name for pid in pids for p in Path(tempfile.gettempdir()).glob(f"fomm-batch-{pid}-*")]
+    assert not left, "a killed actor's scratch folder was not swept by the next run"
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a process group's SIGINT is how a POSIX terminal sends Ctrl-C")

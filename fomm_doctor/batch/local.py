@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from contextlib import suppress
 from typing import Callable, Iterable
 
@@ -52,7 +53,7 @@ def worker_main(index: int, tasks, results, settings: RunSettings) -> None:
     _exit_with_parent()
     try:
         set_threads(settings.threads)
-        runner = JobRunner(settings)
+        runner = JobRunner(gpu_of(settings, index))
         while True:
             item = tasks.get()
             if item is None:
@@ -61,6 +62,18 @@ def worker_main(index: int, tasks, results, settings: RunSettings) -> None:
             results.put((index, task_id, runner.run(task)))
     except KeyboardInterrupt:
         return
+
+
+def gpu_of(settings: RunSettings, index: int) -> RunSettings:
+    """Worker `index`'s settings: on a machine with several GPUs, 'cuda' (or 'auto') means its own, cuda:index."""
+    if settings.device not in ("auto", "cuda"):
+        return settings
+    try:
+        import torch
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # no usable CUDA: the device stays as asked, and the job's check says why
+        count = 0
+    return replace(settings, device=f"cuda:{index % count}") if count > 1 else settings
 
 
 class LocalPool:

@@ -2,8 +2,8 @@
 
 One actor per worker, each a JobRunner with its models loaded, asking Ray for a GPU when jobs run on CUDA. The
 nodes need fomm-doctor and torch installed, nothing else: no shared folder.
-- Checkpoints travel once: the driver puts each file in Ray's object store, and an actor fetches it on its first
-  job that needs it (one copy per node, shared by that node's actors) into its scratch folder.
+- Checkpoints travel once: the driver puts each file in Ray's object store, and the first actor on a node that
+  needs it stores it in the node's temp folder by sha256, where the node's other actors (and later batches) find it.
 - A job's photo and video travel with it (each file put once, however many jobs read it), and the finished
   video comes back as bytes: the driver is the only writer of the output folder and the manifest, so its
   guarantees (files appear whole, Ctrl-C leaves nothing half-written) hold whatever happens on the nodes.
@@ -15,6 +15,7 @@ import hashlib
 import os
 import shutil
 import socket
+import sys
 import tempfile
 from collections import Counter, deque
 from dataclasses import replace
@@ -24,10 +25,13 @@ from typing import Callable, Iterable, Optional
 from fomm_doctor.batch.manifest import DONE, ERROR
 from fomm_doctor.batch.worker import JobRunner, Outcome, RunSettings, Task, set_threads
 from fomm_doctor.errors import ExitCode, UserError
+from fomm_doctor.net.download import file_sha256
 
 INSTALL_HINT = "pip install \"fomm-doctor[ray]\""
 CONNECT_SECONDS = 5.0  # for the head of a cluster to accept a connection
 CLOSE_SECONDS = 10.0  # for the actors to remove their scratch folders at the end
+SCRATCH = "fomm-batch-"             # an actor's folder in the node's temp folder: fomm-batch-PID-xxxx
+SHIPPED = "fomm-batch-checkpoints"  # the node's copies of shipped checkpoints, by sha256
 
 
 def import_ray():
@@ -96,25 +100,28 @@ def fit_workers(cluster: dict, gpu: bool, threads: int) -> int:
 
 
 class RayWorker:
-    """A Ray actor: a JobRunner in a scratch folder, with the shipped checkpoints fetched on first use."""
+    """A Ray actor: a JobRunner with a scratch folder for its job's files; the shipped checkpoints are kept in a
+    cache shared by the node's actors (and by later batches: a file already there is not fetched again)."""
 
     def __init__(self, settings: RunSettings, shipped: dict):
         set_threads(settings.threads)
         self.runner = JobRunner(settings)
-        self.shipped = shipped            # {driver's path: [object ref]}: the list keeps Ray from fetching now
+        self.shipped = shipped            # {driver's path: [object ref, sha256]}: in a list, Ray does not fetch it now
         self.local: dict[str, str] = {}
-        self.scratch = Path(tempfile.mkdtemp(prefix="fomm-batch-"))
+        _sweep_scratch()
+        self.scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{os.getpid()}-"))
 
     def _fetch(self, path: Optional[str]) -> Optional[str]:
-        """The local copy of a shipped file (a checkpoint or config), fetched once; other values pass through."""
+        """The node's copy of a shipped file (a checkpoint or config), fetched once; other values pass through."""
         if path is None or path not in self.shipped:
             return path
         if path not in self.local:
-            import ray
-            folder = self.scratch / f"shipped-{len(self.local)}"
-            folder.mkdir()
-            local = folder / Path(path).name
-            local.write_bytes(ray.get(self.shipped[path][0]))
+            ref, digest = self.shipped[path]
+            local = Path(tempfile.gettempdir()) / SHIPPED / digest / Path(path).name
+            if not (local.is_file() and file_sha256(local) == digest):
+                import ray
+                local.parent.mkdir(parents=True, exist_ok=True)
+                place(local, ray.get(ref))  # whole or not at all: another actor may be reading it
             self.local[path] = str(local)
         return self.local[path]
 
@@ -139,8 +146,28 @@ class RayWorker:
             shutil.rmtree(here, ignore_errors=True)
 
     def close(self) -> None:
-        """Remove the scratch folder (the shipped checkpoints with it); the driver calls it before the end."""
+        """Remove the scratch folder; the driver calls it before the end."""
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _sweep_scratch() -> None:
+    """Remove the scratch folders of actors that are gone (killed with their batch, so they could not)."""
+    if sys.platform == "win32":
+        return  # os.kill(pid, 0) is not a liveness test there; the OS's temp cleaning does it
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH}*-*"):
+        pid = folder.name[len(SCRATCH):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process
+    return True
 
 
 def _drop(folder: Path, original: Path, data: Optional[bytes]) -> Path:
@@ -192,7 +219,7 @@ class RayPool:
         try:
             cluster = ray.cluster_resources()
             gpu = wants_gpu(self.settings.device, cluster)
-            threads = self.settings.threads or 1
+            threads = self.settings.threads
             count = min(self.workers or fit_workers(cluster, gpu, threads), max(1, len(todo)))
             self.described = (f"Ray, {count} actor{'s' * (count != 1)} on {len(ray.nodes())} node(s) "
                               f"({int(cluster.get('CPU', 0))} CPUs, {int(cluster.get('GPU', 0))} GPUs)")
@@ -205,9 +232,13 @@ class RayPool:
             self.stop()
 
     def _ship(self, todo) -> dict:
-        """Each checkpoint and config file the tasks name, put in the object store once."""
+        """Each checkpoint and config file the tasks name, put in the object store once, with its sha256."""
         files = {t.checkpoint for _, t in todo} | {t.config for _, t in todo if t.config and Path(t.config).is_file()}
-        return {path: [self.ray.put(Path(path).read_bytes())] for path in sorted(files)}
+        shipped = {}
+        for path in sorted(files):
+            data = Path(path).read_bytes()
+            shipped[path] = [self.ray.put(data), hashlib.sha256(data).hexdigest()]
+        return shipped
 
     def _feed(self, todo: deque, on_result) -> None:
         ray = self.ray

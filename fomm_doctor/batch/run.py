@@ -158,7 +158,7 @@ def _record(job: Job, key: str, outcome: Outcome) -> Record:
     return Record(job=job.output, status=outcome.status, key=key, seconds=outcome.seconds, sha256=outcome.sha256,
                   frames=outcome.frames, error=outcome.error, source=str(job.source), driving=str(job.driving),
                   row=job.row, worker=outcome.worker, notes=list(outcome.notes),
-                  finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                  finished=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
 
 
 def run_plan(plan: Plan, pool, on_progress: Optional[Callable[[Summary, Optional[Record]], None]] = None,

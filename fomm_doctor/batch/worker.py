@@ -32,7 +32,7 @@ class RunSettings:
     device: str = "auto"
     precision: str = "fp32"
     batch_size: int = 4
-    threads: int = 0         # torch threads in each worker; 0 leaves torch's default
+    threads: int = 1         # torch threads in each worker (the same in all: the count changes float sums)
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,8 @@ class JobRunner:
     def describe(self) -> str:
         """'host pid 4242, torch 2.13.0+cpu, cpu': which worker wrote a manifest line."""
         import torch
-        return f"{platform.node() or 'host'} pid {os.getpid()}, torch {torch.__version__}, {self.device()}"
+        return (f"{platform.node() or 'host'} pid {os.getpid()}, torch {torch.__version__}, {self.device()}, "
+                f"{torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}")
 
     def device(self):
         if self._device is None:

@@ -31,24 +31,47 @@ def _jobs(jobs_file, sources, driving, defaults):
     return folder_jobs(sources, driving, defaults)
 
 
+# one worker's peak memory animating at 256 px in fp32 (measured about 1.0 GB with ffmpeg), with a margin
+WORKER_MEMORY = 1.25 * 2 ** 30
+
+
 def _settings(device, precision, batch_size, workers, threads, on_ray):
-    """(RunSettings, workers): on this machine, workers x threads fill the cores unless told otherwise."""
+    """(RunSettings, workers). One torch thread per worker by default: on a CPU, N single-thread workers beat one
+    N-thread worker (benchmarks/batch_scaling.py), and the thread count changes float sums, so one count
+    everywhere keeps every worker's files byte-identical. Locally: a worker per core (per GPU on CUDA), as many
+    as the free memory holds."""
     from fomm_core.device import check_device, check_precision
     from fomm_doctor.batch.worker import RunSettings
     device, precision = check_device(device), check_precision(precision)
-    if batch_size < 1:
-        raise UserError("--batch-size must be at least 1.")
-    if workers is not None and workers < 1:
-        raise UserError("--workers must be at least 1.")
-    if threads is not None and threads < 1:
-        raise UserError("--threads must be at least 1.")
-    cores = os.cpu_count() or 1
-    gpu = device.startswith("cuda")
+    for flag, value in (("--batch-size", batch_size), ("--workers", workers), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be at least 1.")
     if not on_ray and workers is None:
-        workers = 1 if gpu else max(1, cores // (threads or 1))
-    if not on_ray and threads is None and not gpu:
-        threads = max(1, cores // workers)
-    return RunSettings(device, precision, batch_size, threads or 0), workers
+        workers = _local_workers(device, threads or 1)
+    return RunSettings(device, precision, batch_size, threads or 1), workers
+
+
+def _local_workers(device: str, threads: int) -> int:
+    from fomm_doctor.checks.system import probe_ram
+    gpus = _gpu_count() if device in ("auto", "cuda") else int(device.startswith("cuda"))
+    if gpus:
+        return gpus
+    cores = max(1, (os.cpu_count() or 1) // threads)
+    free = probe_ram().get("available_bytes")
+    fits = max(1, int(free // WORKER_MEMORY)) if free else cores
+    if fits < cores:
+        typer.echo(f"note: {fits} worker{'s' * (fits != 1)}, not {cores}: each needs about "
+                   f"{WORKER_MEMORY / 2 ** 30:.1f} GB and {free / 2 ** 30:.1f} GB is free (--workers to choose).",
+                   err=True)
+    return min(cores, fits)
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # no torch, or a broken CUDA install: the CPU count decides, and the job says the rest
+        return 0
 
 
 def _progress_bar():
@@ -94,8 +117,8 @@ def batch(
     driving: Optional[Path] = typer.Option(None, "--driving", help="...and a folder of videos: every pair."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Workers, each with its model loaded (default: "
                                           "one per core; on Ray one per GPU, or per --threads CPUs)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per worker (default: the cores "
-                                          "shared out; on Ray 1)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per worker (default 1: one count "
+                                          "for all keeps their files byte-identical)."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Run on Ray: auto (this machine's cluster, else a local "
                                       "one), local, or an address such as head:6379 (pip install "
                                       "\"fomm-doctor[ray]\")."),
