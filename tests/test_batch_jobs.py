@@ -148,3 +148,35 @@ def test_manifest_keeps_the_last_record_and_skips_torn_or_foreign_lines(tmp_path
     assert not verified(records["a.mp4"], tmp_path, "k2")      # other settings or inputs
     video.write_bytes(b"video bytez")
     assert not verified(records["a.mp4"], tmp_path, "k1")      # the file is not the one recorded
+
+
+@pytest.mark.parametrize("address, expected", [("10.0.0.5:6379", ("10.0.0.5", 6379)), ("ray://head:10001", ("head", 10001)),
+                                               ("head", ("head", 6379)), ("ray://head", ("head", 10001)),
+                                               ("[::1]:6379", ("::1", 6379))])
+def test_ray_addresses(address, expected):
+    from fomm_doctor.batch.on_ray import host_and_port
+    assert host_and_port(address) == expected
+
+
+def test_a_ray_address_with_a_bad_port_or_nobody_listening_is_one_sentence():
+    import socket
+    from fomm_doctor.batch.on_ray import check_reachable, host_and_port
+    with pytest.raises(UserError, match="the port must be a number"):
+        host_and_port("head:port")
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(UserError, match=f"nothing answers at 127.0.0.1:{port}") as err:
+        check_reachable(f"127.0.0.1:{port}", timeout=2)
+    assert err.value.exit_code == 3
+
+
+def test_ray_actors_fit_the_cluster():
+    from fomm_doctor.batch.on_ray import fit_workers, wants_gpu
+    assert wants_gpu("auto", {"CPU": 64, "GPU": 8}) and not wants_gpu("auto", {"CPU": 64})
+    assert not wants_gpu("cpu", {"CPU": 64, "GPU": 8}) and wants_gpu("cuda", {"GPU": 1})
+    with pytest.raises(UserError, match="the Ray cluster has none"):
+        wants_gpu("cuda:0", {"CPU": 8})
+    assert fit_workers({"CPU": 64, "GPU": 8}, True, 1) == 8
+    assert fit_workers({"CPU": 64}, False, 1) == 64 and fit_workers({"CPU": 64}, False, 4) == 16
+    assert fit_workers({"CPU": 1}, False, 4) == 1

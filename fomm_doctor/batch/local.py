@@ -106,6 +106,8 @@ class LocalPool:
                 self._collect(todo, busy, on_result)
         finally:
             self.stop()
+            for index, (_, task) in busy.items():  # a worker that could not clean up (Windows: no SIGTERM)
+                _remove_partial(task, self._procs[index].pid)
 
     def _give(self, index: int, todo: deque, busy: dict) -> None:
         if todo:

@@ -22,7 +22,7 @@ from fomm_doctor.batch.manifest import (DONE, ERROR, FAILED, MANIFEST, ManifestW
                                         read_manifest, verified)
 from fomm_doctor.batch.worker import Outcome, RunSettings, Task
 from fomm_doctor.errors import UserError
-from fomm_doctor.filelock import locked
+from fomm_doctor.oslock import locked
 
 LOCK = ".fomm-batch.lock"
 

@@ -42,7 +42,7 @@ import urllib3
 
 from fomm_core.cache import user_cache_dir
 from fomm_doctor.errors import ExitCode, NetworkError
-from fomm_doctor.filelock import locked
+from fomm_doctor.oslock import locked
 from fomm_doctor.net.redact import redact
 
 CHUNK = 64 * 1024
