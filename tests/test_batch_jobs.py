@@ -180,3 +180,4 @@ def test_ray_actors_fit_the_cluster():
     assert fit_workers({"CPU": 64, "GPU": 8}, True, 1) == 8
     assert fit_workers({"CPU": 64}, False, 1) == 64 and fit_workers({"CPU": 64}, False, 4) == 16
     assert fit_workers({"CPU": 1}, False, 4) == 1
+    assert fit_workers({"CPU": 64, "memory": 16 * 2 ** 30}, False, 1) == 12  # 1.25 GB each

@@ -115,14 +115,17 @@ class LocalPool:
             self._inboxes[index].put(busy[index])
 
     def _collect(self, todo: deque, busy: dict, on_result) -> None:
+        """Take one result (or wait POLL_SECONDS for one), then look for workers that died."""
         try:
             index, task_id, outcome = self._results.get(timeout=POLL_SECONDS)
         except queue.Empty:
-            self._replace_dead(todo, busy, on_result)
-            return
-        _, task = busy.pop(index)
-        on_result(task_id, task, outcome)
-        self._give(index, todo, busy)
+            index, task_id = None, None
+        if index is not None and busy.get(index, (None,))[0] == task_id:
+            _, task = busy.pop(index)
+            on_result(task_id, task, outcome)
+            self._give(index, todo, busy)
+        # else: a worker's last words after it was declared dead and replaced: its job is already an error
+        self._replace_dead(todo, busy, on_result)
 
     def _replace_dead(self, todo: deque, busy: dict, on_result) -> None:
         """A worker that died mid-job: its job is an ERROR (a rerun tries it again), and a new worker takes over."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from fomm_doctor.batch.manifest import DONE, ERROR
-from fomm_doctor.batch.worker import JobRunner, Outcome, RunSettings, Task, set_threads
+from fomm_doctor.batch.worker import WORKER_MEMORY, JobRunner, Outcome, RunSettings, Task, set_threads
 from fomm_doctor.errors import ExitCode, UserError
 from fomm_doctor.net.download import file_sha256
 
@@ -93,10 +93,13 @@ def wants_gpu(device: str, cluster: dict) -> bool:
 
 
 def fit_workers(cluster: dict, gpu: bool, threads: int) -> int:
-    """As many actors as the cluster holds: one per GPU, else one per `threads` CPUs."""
+    """As many actors as the cluster holds: one per GPU, else one per `threads` CPUs, as far as its memory goes
+    (Ray places them by the memory each reserves, so a node is never packed past it)."""
     if gpu:
         return max(1, int(cluster.get("GPU", 0)))
-    return max(1, int(cluster.get("CPU", 1)) // max(1, threads))
+    cpus = int(cluster.get("CPU", 1)) // max(1, threads)
+    memory = int(cluster.get("memory", 0)) // WORKER_MEMORY if cluster.get("memory") else cpus
+    return max(1, min(cpus, memory))
 
 
 class RayWorker:
@@ -224,7 +227,8 @@ class RayPool:
             self.described = (f"Ray, {count} actor{'s' * (count != 1)} on {len(ray.nodes())} node(s) "
                               f"({int(cluster.get('CPU', 0))} CPUs, {int(cluster.get('GPU', 0))} GPUs)")
             shipped = self._ship(todo)
-            actor = ray.remote(RayWorker).options(num_cpus=threads, num_gpus=1 if gpu else 0, max_restarts=0)
+            actor = ray.remote(RayWorker).options(num_cpus=threads, num_gpus=1 if gpu else 0, max_restarts=0,
+                                                  memory=WORKER_MEMORY)
             self._make = lambda: actor.remote(replace(self.settings, threads=threads), shipped)
             self.actors = [self._make() for _ in range(count)]
             self._feed(todo, on_result)

@@ -51,10 +51,12 @@ class Plan:
     refused: list = field(default_factory=list)        # [(Job, key, sentence)]: fail before running (checkpoint)
     done: list = field(default_factory=list)           # [(Job, Record)] done earlier and verified
     failed: list = field(default_factory=list)         # [(Job, Record)] failed earlier, inputs unchanged
+    notes: list = field(default_factory=list)          # sentences for the user (the checkpoint store's)
 
 
-def _resolver(resolve):
-    """resolve(name) memoised: {name: (path, config) or the UserError sentence}."""
+def _resolver(resolve, notes: list):
+    """resolve(name) memoised: {name: (path, config) or the UserError sentence}; the store's notes (the bundled
+    model standing in for a face model) are added to `notes` once each."""
     seen: dict = {}
 
     def lookup(name):
@@ -62,6 +64,8 @@ def _resolver(resolve):
             try:
                 found = resolve(name)
                 seen[name] = (str(found.path), found.config)
+                if getattr(found, "note", None) and found.note not in notes:
+                    notes.append(found.note)
             except UserError as err:
                 seen[name] = str(err)
         return seen[name]
@@ -75,9 +79,9 @@ def make_plan(jobs: list[Job], outdir: Path, settings: RunSettings, retry_failed
     if resolve is None:
         from fomm_doctor.checkpoints import resolve_checkpoint
         resolve = resolve_checkpoint
-    lookup = _resolver(resolve)
     records = read_manifest(outdir)
     plan = Plan(Path(outdir), list(jobs))
+    lookup = _resolver(resolve, plan.notes)
     for job in jobs:
         found = lookup(job.checkpoint)
         checkpoint, config = found if isinstance(found, tuple) else (None, None)

@@ -23,6 +23,9 @@ from fomm_doctor.errors import UserError
 
 MODELS_KEPT = 2      # checkpoints loaded at once in a worker: a batch mixing a few models does not reload per job
 ANIMATORS_KEPT = 4   # (checkpoint, mode, scale) combinations kept ready
+# one worker's peak memory animating at 256 px in fp32 (measured about 1.0 GB, ffmpeg included), with a margin:
+# how many workers a machine holds, and what each Ray actor reserves
+WORKER_MEMORY = int(1.25 * 2 ** 30)
 
 
 @dataclass(frozen=True)

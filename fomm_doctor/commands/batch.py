@@ -31,10 +31,6 @@ def _jobs(jobs_file, sources, driving, defaults):
     return folder_jobs(sources, driving, defaults)
 
 
-# one worker's peak memory animating at 256 px in fp32 (measured about 1.0 GB with ffmpeg), with a margin
-WORKER_MEMORY = 1.25 * 2 ** 30
-
-
 def _settings(device, precision, batch_size, workers, threads, on_ray):
     """(RunSettings, workers). One torch thread per worker by default: on a CPU, N single-thread workers beat one
     N-thread worker (benchmarks/batch_scaling.py), and the thread count changes float sums, so one count
@@ -52,6 +48,7 @@ def _settings(device, precision, batch_size, workers, threads, on_ray):
 
 
 def _local_workers(device: str, threads: int) -> int:
+    from fomm_doctor.batch.worker import WORKER_MEMORY
     from fomm_doctor.checks.system import probe_ram
     gpus = _gpu_count() if device in ("auto", "cuda") else int(device.startswith("cuda"))
     if gpus:
@@ -162,6 +159,8 @@ def _run(jobs, output: Path, pool, settings, retry_failed: bool):
     from fomm_doctor.batch.run import hold, make_plan
     with hold(output):
         plan = make_plan(jobs, output, settings, retry_failed)
+        for note in plan.notes:
+            typer.echo(f"note: {note}", err=True)
         try:
             return _run_with_progress(plan, *pool)
         except KeyboardInterrupt:
