@@ -25,9 +25,9 @@ from typing import Optional
 
 from fomm_core.media.images import IMAGE_EXTENSIONS
 from fomm_core.media.video import VIDEO_EXTENSIONS, WRITABLE_SUFFIXES
+from fomm_doctor.commands.animate import MODES
 from fomm_doctor.errors import UserError
 
-MODES = ("relative", "absolute", "standard", "avd")
 MAX_JOBS_FILE = 256 * 1024 * 1024  # a jobs file is text: a gigabyte is a wrong file, not a long list
 TRUE = ("1", "true", "yes", "y", "on")
 FALSE = ("0", "false", "no", "n", "off")
@@ -86,6 +86,14 @@ def _boolean(value, column: str, where: str) -> Optional[bool]:
     if text in FALSE:
         return False
     raise UserError(f"{where}: {column} must be yes or no (or true/false, 1/0), not '{value}'.")
+
+
+def check_mode(mode: str, what: str) -> str:
+    """The motion mode, lower-cased, or a sentence starting with `what` ('--mode', 'jobs.csv row 3: mode')."""
+    word = str(mode).strip().lower()
+    if word not in MODES:
+        raise UserError(f"{what} must be relative, absolute (also called standard) or avd, not '{mode}'.")
+    return word
 
 
 def check_output_name(name: str, where: str) -> str:
@@ -151,10 +159,7 @@ def job_from_fields(values: dict, base: Path, row: int, defaults: Job, where: st
         if required not in changes:
             raise UserError(f"{where}: no {required} given; every job needs a source image and a driving video.")
     source, driving = _near(base, changes.pop("source")), _near(base, changes.pop("driving"))
-    mode = changes.get("mode", defaults.mode).lower()
-    if mode not in MODES:
-        raise UserError(f"{where}: mode must be relative, absolute (also called standard) or avd, not '{mode}'.")
-    changes["mode"] = mode
+    changes["mode"] = check_mode(changes.get("mode", defaults.mode), f"{where}: mode")
     if changes.get("side_by_side", defaults.side_by_side) and changes.get("paste_back", defaults.paste_back):
         raise UserError(f"{where}: side_by_side and paste_back cannot be combined: choose one layout.")
     changes["output"] = check_output_name(changes.get("output") or default_output(source, driving), where)

@@ -10,10 +10,8 @@ from fomm_doctor.errors import ExitCode, UserError
 
 
 def _defaults(checkpoint, config, mode, crop, paste_back, find_best_frame, adapt_scale, audio, side_by_side):
-    from fomm_doctor.batch.jobs import MODES, Job
-    mode = mode.strip().lower()
-    if mode not in MODES:
-        raise UserError(f"--mode must be relative, absolute (also called standard) or avd, not '{mode}'.")
+    from fomm_doctor.batch.jobs import Job, check_mode
+    mode = check_mode(mode, "--mode")
     if side_by_side and paste_back:
         raise UserError("--side-by-side and --paste-back cannot be combined: choose one layout for the output.")
     return Job(Path(), Path(), "", checkpoint=checkpoint, config=config, mode=mode, crop=crop, paste_back=paste_back,
@@ -177,6 +175,6 @@ def _pool(ray, workers, settings):
     from fomm_doctor.commands import require_torch
     require_torch()
     pool = LocalPool(workers, settings)
-    threads = f", {settings.threads} thread{'s' * (settings.threads != 1)} each" if settings.threads else ""
-    pool.described = f"{workers} local worker{'s' * (workers != 1)}{threads}"
+    pool.described = (f"{workers} local worker{'s' * (workers != 1)}, {settings.threads} "
+                      f"thread{'s' * (settings.threads != 1)} each")
     return pool, "local"
