@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 def stress_checkpoint(folder: Path) -> Path:
     import torch
-    from fomm_core.bench import our_models
+    from fomm_core.bench.weights import our_models
     from fomm_core.model.config import load_config
     generator, kp_detector = our_models("vox-256", weights="stress")
     path = folder / "vox-stress.pth.tar"
@@ -68,7 +68,8 @@ def run_animate(photo, clip, out, checkpoint, precision, env) -> tuple[float, fl
 
 def reference_fps(frames: int = 6) -> float:
     import torch
-    from fomm_core.bench import make_runner, reference_available
+    from fomm_core.bench.reference import reference_available
+    from fomm_core.bench.runners import make_runner
     if not reference_available():
         return 0.0
     torch.set_num_threads(min(os.cpu_count() or 1, 4))

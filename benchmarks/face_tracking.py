@@ -7,9 +7,9 @@ pasted into a textured room-like scene (shelves of books, a window, a poster wit
 and slowly growing and shrinking along a known smooth path, encoded as H.264 by the bundled ffmpeg. Then times
 
   old: the cascade searching the whole frame at every checked frame (every fps/8-th), what `track_faces`
-       did before it tracked (now rescan=0), with every frame read as BGR as `find_face_tracks` read them;
+       did before it tracked (now rescan=0), on every frame as `iter_frames` decodes it;
   new: `find_face_tracks` as `crop` runs it: searches near the followed face, the whole frame every 2 s,
-       and decodes a few frames ahead in a thread (frames between checks are decoded but not converted).
+       and reads ffmpeg's frames a few ahead in a thread (frames between checks are not queued).
 
 both with decoding (the honest figure) and on frames decoded beforehand, and checks that both give the same
 tracks and how well the boxes match the true face boxes. Prints frames/s and the ratio.
@@ -99,17 +99,9 @@ def write_clip(path: Path, size: tuple[int, int], seconds: float, fps: int = 25)
 
 
 def read_all(path: Path):
-    """Every frame as BGR, as find_face_tracks read them before it tracked."""
-    import cv2
-    cap = cv2.VideoCapture(str(path))
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                return
-            yield frame
-    finally:
-        cap.release()
+    """Every frame (RGB), decoded by the one reader `find_face_tracks` uses too."""
+    from fomm_core.media.video import iter_frames
+    return iter_frames(path)
 
 
 def timed(fn, repeat: int):

@@ -2,33 +2,31 @@
 (Zhao & Zhang, 2022) — models, motion transfer, video I/O.
 
     model/      the networks (FOMM's; TPSMM's in model/tpsmm/) and their configs and checkpoints
-    inference/  the engine, the fused fast path, relative motion, the video pipeline, the webcam loop
-    media/      video through ffmpeg, images, faces and crops
+    inference/  the engines (one module per family), the path factory, fused networks, int8, relative motion,
+                the video pipeline
+    live/       the webcam loop: a camera (or a video file) drives a photo in real time
+    media/      video through ffmpeg, images, faces (the Haar cascade in media/haar.py) and crops
     train/      training, its losses and the synthetic clips
+    bench/      the original code against our engines (`python -m fomm_core.bench`)
 
-A library: it never imports `fomm_doctor`. torch is imported lazily by the modules that need it.
+A library: it never imports `fomm_doctor`. torch is imported lazily by the modules that need it, so the public
+names below are looked up on first use.
 """
 __version__ = "0.1.0"
 
-
-def load_checkpoints(config_path, checkpoint_path, device="cpu"):
-    """Drop-in for the original demo's `load_checkpoints`: returns `(generator, kp_detector)` in eval mode."""
-    from fomm_core.model.checkpoint import load_checkpoints as _load
-    return _load(config_path, checkpoint_path, device=device)
-
-
-def load_model(checkpoint_path, config=None, device="cpu"):
-    """A FOMM or TPSMM checkpoint loaded strictly: a Model with .family, .networks, .config, .size."""
-    from fomm_core.model.checkpoint import load_model as _load
-    return _load(config, checkpoint_path, device=device)
+# public name -> the module that defines it
+_PUBLIC = {
+    "load_model": "fomm_core.model.checkpoint",        # load_model(checkpoint, config=None, device="cpu")
+    "load_checkpoints": "fomm_core.model.checkpoint",  # the original demo's (config, checkpoint, device)
+    "make_animator": "fomm_core.inference.factory",
+    "Animator": "fomm_core.inference.fomm",
+    "TpsAnimator": "fomm_core.inference.tpsmm",
+}
 
 
 def __getattr__(name):
-    """`fomm_core.Animator`, `TpsAnimator` and `make_animator` without importing torch until they are asked for."""
-    if name in ("Animator", "make_animator"):
-        from fomm_core.inference import engine
-        return getattr(engine, name)
-    if name == "TpsAnimator":
-        from fomm_core.inference.tpsmm import TpsAnimator
-        return TpsAnimator
-    raise AttributeError(f"module 'fomm_core' has no attribute {name!r}")
+    """The public names without importing torch until one of them is asked for."""
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'fomm_core' has no attribute {name!r}")
+    import importlib
+    return getattr(importlib.import_module(_PUBLIC[name]), name)

@@ -21,3 +21,9 @@ def user_cache_dir(*parts: str) -> Path:
     else:
         root = Path(PlatformDirs("fomm-doctor", appauthor=False, opinion=False).user_cache_dir)
     return root.joinpath(*parts)
+
+
+def downloads_dir() -> Path:
+    """Where partial downloads wait to be resumed: one folder for wheels and checkpoints alike, so a file keyed
+    by its sha256 continues whichever command began it."""
+    return user_cache_dir("downloads")

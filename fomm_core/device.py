@@ -1,12 +1,14 @@
 """One device and precision policy for the library and every command.
 
     device = resolve_device("auto")              # torch.device: CUDA when usable, then Apple MPS, then CPU
-    precision = choose_precision(device, "auto")  # 'fp32' on CPU (exact), 'fp16' on CUDA
+    precision = choose_precision(device, "auto")  # 'fast' on CPU (measured), 'fp16' on CUDA
 
 A device is spelled `auto`, `cpu`, `cuda`, `cuda:N` or `mps`; anything else, or a GPU this torch cannot use,
-is one FommError sentence. "Usable" means a tiny operation on the device succeeds: a CUDA build can see a GPU
-it has no kernels for, or a driver too old for it, and then `auto` falls back instead of failing mid-video.
-Nothing here changes a process-wide setting.
+is one FommError sentence (its `setting` names the device to use instead). "Usable" means a tiny operation on the
+device succeeds: a CUDA build can see a GPU it has no kernels for, or a driver too old for it, and then `auto`
+falls back instead of failing mid-video.
+The CPU's own facts (`cpu_flags`, `cpu_name`, `cpu_has_fast_bf16`) are here too. Nothing here changes a
+process-wide setting.
 """
 from __future__ import annotations
 
@@ -55,19 +57,25 @@ def resolve_device(text="auto"):
             return torch.device("cuda")
         return torch.device("mps" if mps_usable(torch) else "cpu")
     if word.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise FommError(f"device {word} was asked for but this torch ({torch.__version__}) cannot use a GPU; "
-                            "use --device cpu, or run `fomm-doctor install` for a CUDA build.")
-        index = int(word.split(":")[1]) if ":" in word else 0
-        if index >= torch.cuda.device_count():
-            raise FommError(f"device {word} was asked for but this machine has {torch.cuda.device_count()} "
-                            "CUDA device(s), numbered from 0.")
-        if not _works(torch, word):
-            raise FommError(f"torch sees {word} but cannot run on it (no kernels for this GPU, or the driver is "
-                            "too old); run `fomm-doctor check` to see why.")
+        _check_cuda(torch, word)
     if word == "mps" and not mps_usable(torch):
-        raise FommError("the Apple GPU (mps) was asked for but is not available; use --device cpu.")
+        raise FommError("the Apple GPU (mps) was asked for but is not available; run on the CPU instead.",
+                        setting=("device", "cpu"))
     return torch.device(word)
+
+
+def _check_cuda(torch, word) -> None:
+    if not torch.cuda.is_available():
+        raise FommError(f"device {word} was asked for but this torch ({torch.__version__}) cannot use a GPU; run on "
+                        "the CPU instead, or install a CUDA build of torch.", setting=("device", "cpu"))
+    index = int(word.split(":")[1]) if ":" in word else 0
+    if index >= torch.cuda.device_count():
+        raise FommError(f"device {word} was asked for but this machine has {torch.cuda.device_count()} CUDA "
+                        "device(s), numbered from 0; ask for one of them.", setting=("device", "cuda:0"))
+    if not _works(torch, word):
+        raise FommError(f"torch sees {word} but cannot run on it (no kernels for this GPU, or the driver is too "
+                        "old); run on the CPU instead, or install a torch build and driver for this GPU.",
+                        setting=("device", "cpu"))
 
 
 def check_precision(text) -> str:
@@ -81,9 +89,10 @@ def check_precision(text) -> str:
 def choose_precision(device, requested: str = "auto") -> str:
     """The precision asked of the engine: 'fp32' (exact), 'bf16', 'fp16', 'int8', or 'fast' (measured on the CPU).
 
-    auto is fast: on the CPU the fastest path that meets the quality bar on this machine (measured on first use:
-    fomm_core.inference.choice), fp16 on CUDA, exact float32 on Apple's GPU (its half precision is not faster
-    for these convolutions everywhere, and exact is the safe default there).
+    auto is fast: on the CPU the fastest path that meets the quality bar on this machine (measured on first use by
+    fomm_core.inference.factory.make_animator, with fomm_core.inference.choice), fp16 on CUDA, exact float32 on
+    Apple's GPU (its half precision is not faster for these convolutions everywhere, and exact is the safe default
+    there).
     fp16 asked for on a CPU becomes bf16 (CPUs have no fast fp16 convolutions); bf16 on CUDA stays bf16.
     int8 runs on the CPU only (OpenVINO).
     """
@@ -95,5 +104,40 @@ def choose_precision(device, requested: str = "auto") -> str:
     if requested == "fp16" and kind != "cuda":
         return "bf16"
     if requested == "int8" and kind != "cpu":
-        raise FommError(f"int8 runs on the CPU (OpenVINO); use --device cpu with it, or fp16 on {kind}.")
+        raise FommError(f"int8 runs on the CPU only (OpenVINO); run it on the CPU, or use fp16 on {kind}.",
+                        setting=("device", "cpu"))
     return requested
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The CPU's facts: what a measured path choice is keyed by, and whether bf16 has hardware behind it
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where unreadable, e.g. not Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what `platform` says ('' when nothing does)."""
+    import platform
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_has_fast_bf16(flags=None) -> bool:
+    flags = cpu_flags() if flags is None else flags
+    return bool({"avx512_bf16", "amx_bf16"} & flags)

@@ -12,7 +12,7 @@ import typer.main
 
 from fomm_doctor import __version__
 from fomm_doctor.commands import animate, batch, bench, check, checkpoints, crop, demo, install, live, ui
-from fomm_doctor.errors import ExitCode, UserError
+from fomm_doctor.errors import ExitCode, UserError, core_sentence
 from fomm_doctor.net.redact import redact
 from fomm_core.errors import FommError
 
@@ -89,7 +89,7 @@ def main(argv=None) -> None:
         print(f"error: {redact(str(err))}", file=sys.stderr)
         sys.exit(int(err.exit_code))
     except FommError as err:
-        print(f"error: {redact(str(err))}", file=sys.stderr)
+        print(f"error: {redact(core_sentence(err))}", file=sys.stderr)
         sys.exit(ExitCode.USAGE)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

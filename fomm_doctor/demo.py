@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from fomm_doctor.report import CheckResult
+from fomm_doctor.units import byte_size
 
 # Training uses clips with seeds 1000..1199 (fomm_core.train.synthetic.synthetic_pairs); this one was never seen.
 HELDOUT_SEED = 999_001
@@ -107,7 +108,7 @@ def _checkpoint_step(results, checkpoint):
     """The checkpoint found, and its sha256 compared with the manifest's; -> the ResolvedCheckpoint."""
     started = time.perf_counter()
     from fomm_doctor.checkpoints import resolve_checkpoint
-    from fomm_doctor.net.download import file_sha256
+    from fomm_doctor.net.digests import file_sha256
     resolved = resolve_checkpoint(checkpoint)
     path, entry = Path(resolved.path), resolved.entry or {}
     want = entry.get("sha256")
@@ -148,7 +149,7 @@ def _animate_step(results, generator, kp_detector, size, dev):
     started = time.perf_counter()
     import torch
 
-    from fomm_core.inference.engine import Animator
+    from fomm_core.inference.fomm import Animator
     from fomm_core.media.images import frames_to_tensor
     from fomm_core.train.synthetic import make_clip
     if size[0] != size[1]:
@@ -181,7 +182,7 @@ def _encode_step(results, clip, animated, output: Path):
         encode(frames, output)
     except (FommError, OSError) as err:
         raise _Stop(_row("encode", "fail", f"could not write {output}: {err}", started)) from None
-    results.append(_row("encode", "ok", f"{output} written ({output.stat().st_size // 1024} KiB, with audio)",
+    results.append(_row("encode", "ok", f"{output} written ({byte_size(output.stat().st_size)}, with audio)",
                         started, output=str(output), width=frames.shape[2], height=frames.shape[1]))
     return frames, output
 

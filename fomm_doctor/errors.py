@@ -25,3 +25,17 @@ class UserError(Exception):
 class NetworkError(UserError):
     """The network failed us (unreachable, timed out, a wrong or endless answer): exit 3, not a usage error."""
     exit_code = ExitCode.NETWORK
+
+
+def core_sentence(err: BaseException) -> str:
+    """A library error's sentence with the flag that applies its way out, e.g. '... instead (--device cpu).'
+
+    fomm_core's errors describe the way out in words and name the setting as `err.setting` (name, value); the
+    flag is the command line's spelling of it (a value of '' means the flag alone, e.g. ('no_window', ''))."""
+    text = str(err)
+    setting = getattr(err, "setting", None)
+    if not setting:
+        return text
+    name, value = setting
+    flag = f"--{name.replace('_', '-')}" + (f" {value}" if value else "")
+    return f"{text.rstrip('.')} ({flag})."

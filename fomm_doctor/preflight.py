@@ -64,16 +64,26 @@ def recommended_python(index):
     return min(releases[0]["python"], key=version_key)
 
 
-def default_lang():
-    """'zh' when the locale says Chinese (environment first, then the OS), else 'en'."""
+LANGS = ("en", "zh")  # the languages of every sentence we print: `tr(lang, en, zh)` where it is written
+
+
+def default_lang(env=None):
+    """'zh' when the locale says Chinese (FOMM_DOCTOR_LANG, LC_ALL, LC_MESSAGES, LANG, LANGUAGE, then the OS),
+    else 'en'."""
+    env = os.environ if env is None else env
     for var in ("FOMM_DOCTOR_LANG", "LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
-        if os.environ.get(var):
-            return "zh" if os.environ[var].lower().startswith("zh") else "en"
+        if env.get(var):
+            return _lang_of(env[var])
     try:
         import locale
-        name = (locale.getlocale()[0] or "").lower()
+        name = locale.getlocale()[0] or ""
     except Exception:
         name = ""
+    return _lang_of(name)
+
+
+def _lang_of(name):
+    name = name.lower()
     return "zh" if name.startswith("zh") or "chinese" in name else "en"
 
 
@@ -97,22 +107,25 @@ def emit(line):
 
 
 def tr(lang, en, zh):
+    """The sentence for `lang`; both are written side by side where they are used."""
     return zh if lang == "zh" else en
 
 
 def install_hint(system, want, lang="en"):
-    """How to get a usable Python and put fomm-doctor into a fresh virtual environment of it."""
-    if system == "Windows":
+    """How to get a usable Python `want` on `system` (platform.system()'s 'Windows', 'Darwin', 'Linux', or
+    'windows', 'macos', 'linux') and put fomm-doctor into a fresh virtual environment of it: the one sentence."""
+    osn = system.lower()
+    if osn.startswith("win"):
         get, py, activate = (tr(lang, "`winget install Python.Python.%s` (64-bit; or the python.org installer)",
                                 "`winget install Python.Python.%s`（64 位；或 python.org 安装包）") % want,
                              "py -%s" % want, "fomm-env\\Scripts\\activate")
-    elif system == "Darwin":
-        get, py, activate = (tr(lang, "`brew install python@%s` (or the python.org installer)",
-                                "`brew install python@%s`（或 python.org 安装包）") % want, "python%s" % want,
+    elif osn in ("darwin", "macos"):
+        get, py, activate = (tr(lang, "`brew install python@%s` (64-bit; or the python.org installer)",
+                                "`brew install python@%s`（64 位；或 python.org 安装包）") % want, "python%s" % want,
                              "source fomm-env/bin/activate")
     else:
-        get, py, activate = (tr(lang, "your package manager or `pyenv install %s`",
-                                "系统包管理器或 `pyenv install %s`") % want, "python%s" % want,
+        get, py, activate = (tr(lang, "your package manager or `pyenv install %s` (64-bit)",
+                                "系统包管理器或 `pyenv install %s`（64 位）") % want, "python%s" % want,
                              "source fomm-env/bin/activate")
     return tr(lang, "Install Python %s with %s, then in the fomm-doctor folder: `%s -m venv fomm-env`, `%s`, "
                     "`python -m pip install .`" % (want, get, py, activate),

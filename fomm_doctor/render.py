@@ -107,19 +107,28 @@ def _verdict_text(results, console, look: _Look):
     return Text(_fit(console, line), style=style)
 
 
-def render_table(results, title, console, lang: str = "en", verbose: bool = False) -> None:
-    """Print one row per result (status, id, what was found with its fix beneath) and the verdict line."""
+def new_table(console, title: str, columns: list):
+    """A rich Table drawn with lines this console can print (ASCII where it cannot show box characters), its
+    title and headers fitted to the console's encoding. columns: header strings, or (header, add_column options)."""
     from rich import box
     from rich.table import Table
+    boxes = box.HEAVY_HEAD if _can_print(console, "┏━┳┃┡╇│└┴┘") else box.ASCII
+    table = Table(title=_fit(console, title), show_lines=False, expand=False, box=boxes)
+    for column in columns:
+        header, options = (column, {}) if isinstance(column, str) else column
+        table.add_column(_fit(console, header), **options)
+    return table
+
+
+def render_table(results, title, console, lang: str = "en", verbose: bool = False) -> None:
+    """Print one row per result (status, id, what was found with its fix beneath) and the verdict line."""
     from rich.text import Text
 
     look = _look(console, lang)
     headers = ("", "检查", "结果") if look.zh else ("", "check", "found")
-    boxes = box.HEAVY_HEAD if _can_print(console, "┏━┳┃┡╇│└┴┘") else box.ASCII
-    table = Table(title=_fit(console, title), show_lines=False, expand=False, box=boxes)
-    table.add_column(headers[0], no_wrap=True)
-    table.add_column(headers[1], no_wrap=True, style="bold")
-    table.add_column(headers[2], overflow="fold")
+    table = new_table(console, title, [(headers[0], {"no_wrap": True}),
+                                       (headers[1], {"no_wrap": True, "style": "bold"}),
+                                       (headers[2], {"overflow": "fold"})])
     for r in results:
         table.add_row(Text(look.symbols[r.status], style=_STYLES[r.status]), _fit(console, r.id),
                       _found_cell(r, console, look, verbose))

@@ -89,7 +89,7 @@ def no_partial_files(out: Path) -> list:
 def check_outputs(media: Path, out: Path) -> dict:
     """Every good job's video is there, whole, as the manifest says, with the clip's frames and audio."""
     from fomm_core.media.video import iter_frames, probe_video
-    from fomm_doctor.net.download import file_sha256
+    from fomm_doctor.net.digests import file_sha256
     done = {r["job"]: r for r in manifest(out) if r["status"] == "done"}
     assert sorted(done) == [f"job{i:02d}.mp4" for i in range(GOOD_JOBS)]
     for name, record in done.items():

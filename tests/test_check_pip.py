@@ -176,7 +176,7 @@ def test_require_torch_names_the_pip_command_of_this_platform(monkeypatch):
     """One spelling of 'pip in this Python' (checks.common.pip_cmd), also in the sentence for a missing torch."""
     import sys
     from fomm_doctor.checks.common import pip_cmd
-    from fomm_doctor.commands import require_torch
+    from fomm_doctor.animation import require_torch
     from fomm_doctor.errors import UserError
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ModuleNotFoundError
     with pytest.raises(UserError) as err:

@@ -38,7 +38,7 @@ def test_ram_judge():
     assert system.judge_ram({"total_bytes": 3 * GB, "available_bytes": 2.5 * GB}).status == "warn"
     assert system.judge_ram({"total_bytes": 16 * GB, "available_bytes": 1 * GB}).status == "warn"
     fail = system.judge_ram({"total_bytes": 1.5 * GB, "available_bytes": 1 * GB})
-    assert fail.status == "fail" and fail.fix and "1.5 GB RAM" in fail.summary
+    assert fail.status == "fail" and fail.fix and "1.6 GB RAM" in fail.summary  # 1.5 GiB, in decimal units
     unknown = system.judge_ram({"total_bytes": None, "available_bytes": None, "error": "psutil is not installed"})
     assert unknown.status == "skipped" and "psutil is not installed" in unknown.summary
 

@@ -115,10 +115,10 @@ def test_model_size_from_the_config_given_or_carried(tmp_path, small_config, leg
     config["dataset_params"] = {"frame_shape": [96, 96, 3]}
     torch.save({"generator": generator.state_dict(), "kp_detector": kp_detector.state_dict(), "config": config},
                carrying, _use_new_zipfile_serialization=not legacy)
-    assert load_model(small_config, carrying).size == SMALL["dataset_params"]["frame_shape"][0] == 64  # given wins
-    assert load_model(None, carrying).size == 96  # carried, in either file format
-    assert load_model("vox-256", write_shipped_shapes(tmp_path, "vox-256")).size == 256
-    assert load_model("tpsmm-ted-384", write_shipped_shapes(tmp_path, "tpsmm-vox-256")).size == 384
+    assert load_model(carrying, small_config).size == SMALL["dataset_params"]["frame_shape"][0] == 64  # given wins
+    assert load_model(carrying).size == 96  # carried, in either file format
+    assert load_model(write_shipped_shapes(tmp_path, "vox-256"), "vox-256").size == 256
+    assert load_model(write_shipped_shapes(tmp_path, "tpsmm-vox-256"), config="tpsmm-ted-384").size == 384
 
 
 def write_shipped_shapes(tmp_path, name):

@@ -131,10 +131,10 @@ def test_fetch_through_confirmation_and_drop_then_use_by_name(vox_file, env, tmp
     for key, module in (("generator", generator), ("kp_detector", kp_detector)):
         got = module.state_dict()
         assert all(torch.equal(got[k], v) for k, v in states[key].items())
-    # a command that takes --checkpoint NAME (live; animate when it lands) finds it the same way
-    from fomm_doctor.commands.live import load_animator
-    _, size = load_animator("vox", None, precision="fp32")  # fp32: no one-time measuring of the fast path
-    assert size == 256
+    # every command that takes --checkpoint NAME loads through one service, which finds it the same way
+    from fomm_doctor.animation import ModelChoice, Models
+    loaded = Models().load(ModelChoice("vox", precision="fp32"))  # fp32: no one-time measuring of the fast path
+    assert loaded.size == 256 and loaded.name == "vox"
     listed = json.loads(run_cli("checkpoints", "list", "--json", env=env).stdout)
     row = next(r for r in listed["checkpoints"] if r["name"] == "vox")
     assert row["present"][0]["verified"] is True and row["present"][0]["size"] == len(data)

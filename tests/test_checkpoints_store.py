@@ -21,6 +21,7 @@ from conftest import run_cli  # noqa: E402
 from fomm_core.model.config import build_models, config_shapes, load_config, shipped_configs  # noqa: E402
 from fomm_doctor.checkpoints import add, files, manifest, places, store  # noqa: E402
 from fomm_doctor.errors import UserError  # noqa: E402
+from fomm_doctor.net.digests import file_sha256  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -108,7 +109,7 @@ def test_no_name_means_the_best_face_model_present_else_the_bundled_one(shapes_o
     bundled = store.resolve_checkpoint(None)
     assert bundled.path == places.project_dir() / "fomm-synth-64.pth.tar" and bundled.config == "synth-64"
     assert "64x64" in bundled.note and "`fomm-doctor checkpoints fetch vox`" in bundled.note
-    assert "~730 MB" in bundled.note  # vox's published size, rounded
+    assert "(728.8 MB)" in bundled.note  # vox's published size
     explicit = store.resolve_checkpoint(store.BUNDLED)  # what the demo asks for
     assert explicit.path == bundled.path and explicit.note is None
     # a model of one's own has vox-256's shapes whatever it shows: only the manifest says what is a face
@@ -134,12 +135,11 @@ def test_sha256_cache_is_keyed_by_size_and_mtime(tmp_path, monkeypatch):
     f.write_bytes(b"a" * 1000)
     first = files.sha256_cached(f)
     calls = []
-    real = files.download.file_sha256
-    monkeypatch.setattr(files.download, "file_sha256", lambda p: calls.append(p) or real(p))
+    monkeypatch.setattr(files, "file_sha256", lambda p: calls.append(p) or file_sha256(p))
     assert files.sha256_cached(f) == first and calls == []  # served from the cache
     f.write_bytes(b"b" * 1001)
     assert files.sha256_cached(f) != first and len(calls) == 1  # a changed file is hashed again
-    assert files.verify(f, files.download.file_sha256(f).upper()) is True
+    assert files.verify(f, file_sha256(f).upper()) is True
     assert files.verify(f, "0" * 64) is False
     assert files.verify(f, None) is None
 
@@ -153,7 +153,7 @@ def test_add_recognises_each_shipped_config(shapes_only, tmp_path, home):
         # shapes decide: the config found builds exactly these shapes and loads strictly (checked inside add)
         assert config_shapes(added.config) == config_shapes(name), name
         assert added.path == home / src.name and added.path.read_bytes() == src.read_bytes()
-        assert added.sha256 == files.download.file_sha256(src)
+        assert added.sha256 == file_sha256(src)
         assert Path(store.resolve_checkpoint(added.name)) == added.path
     # the configs whose shapes are unique are named exactly
     assert add.add(tmp_path / "mgif-256-mine.pth.tar").config == "mgif-256"

@@ -56,3 +56,19 @@ def test_help_shows_no_type_for_flags():
         assert out.returncode == 0, out.stderr
         assert "--help" in out.stdout and "<bool>" not in out.stdout, args
     assert "<float>" in run_cli("check", "--help").stdout  # options that take a value keep their type
+
+
+def test_shared_options_have_one_help_text_in_every_command():
+    """--device, --config, --checkpoint, --precision and --mode are spelled once (fomm_doctor.commands.options)."""
+    import typer.main
+
+    from fomm_doctor.cli import app
+    command = typer.main.get_command(app)
+    helps = {}
+    for name in ("animate", "live", "batch", "demo"):
+        for param in command.commands[name].params:
+            if param.opts[0] in ("--device", "--config", "--checkpoint", "--precision", "--mode"):
+                # the part before a command's own reason for its default, and without that default
+                helps.setdefault(param.opts[0], set()).add(param.help.split("(default:")[0].split(". ")[0].rstrip("."))
+    assert set(helps) == {"--device", "--config", "--checkpoint", "--precision", "--mode"}
+    assert all(len(texts) == 1 for texts in helps.values()), helps

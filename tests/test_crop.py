@@ -10,6 +10,7 @@ from conftest import run_cli  # noqa: E402
 from fomm_core.media.crop import (crop_face_image, crop_video, ffmpeg_crop_command, find_face_tracks,  # noqa: E402
                             stable_crop_box)
 from fomm_core.media.face import Box, FaceDetector, iou  # noqa: E402
+from fomm_core.media.video import iter_frames  # noqa: E402
 from test_face import background, encode_clip, paste_face, planted_frame, write_face_clip  # noqa: E402
 
 
@@ -116,7 +117,7 @@ def test_searching_near_the_faces_gives_what_searching_everywhere_gives(leaving_
 
 
 def test_live_cropper_follows_the_face_by_searching_near_it(leaving_clip):
-    from fomm_core.inference.live import DrivingCropper
+    from fomm_core.live.tracking import DrivingCropper
     path, truth = leaving_clip
 
     class Counting(FaceDetector):
@@ -131,12 +132,11 @@ def test_live_cropper_follows_the_face_by_searching_near_it(leaving_clip):
 
     cropper = DrivingCropper(64, background=False, budget=float("inf"))   # no pacing: detect at every frame
     cropper.detector = Counting(max_side=240, min_face=0.15)
-    cap = cv2.VideoCapture(str(path))
+    frames = iter_frames(path)                                    # as live reads a video file
     for i in range(40):                                           # the sway, before the face leaves
-        ok, frame = cap.read()
-        _, found = cropper(frame)
-        assert ok and found
-    cap.release()
+        _, found = cropper(next(frames))
+        assert found
+    frames.close()
     assert cropper.detector.whole == 1 and cropper.detector.near == 39
     assert iou(cropper.tracker.box, truth[39]) >= 0.6
 
@@ -159,8 +159,39 @@ def test_frames_read_ahead_in_a_thread_arrive_in_order_errors_included():
         list(_read_ahead(items(3, fail=True)))
     early = _read_ahead(items(1000), depth=4)
     assert next(early)[0] == 0
-    early.close()                        # the reader stops and the source is closed (the capture released)
+    early.close()                        # the reader stops and the source is closed (ffmpeg ended)
     assert closed == [50, 3, 1000]
+
+
+def test_a_phone_clip_is_tracked_in_the_frames_animate_and_crop_use(tmp_path, ffmpeg_exe):
+    """A portrait phone clip stores its frames sideways plus a rotation tag. The faces are found in the frames as
+    shown (rotation applied: upright), the very frames `animate` decodes, and ffmpeg's crop cuts the face out
+    of them; the stored sideways frames hold no face the detector could find."""
+    from fomm_core.media.crop import default_detect_every, track_faces
+    upright, truth = zip(*(planted_frame(320, 240, 20 + 2 * i, 60, 0.8, seed=1) for i in range(20)))
+    sideways = encode_clip(tmp_path / "sideways.mp4", [np.rot90(f) for f in upright], audio=True)
+    phone = tmp_path / "phone.mp4"
+    subprocess.run([ffmpeg_exe, "-y", "-v", "error", "-display_rotation", "-90", "-i", str(sideways), "-c", "copy",
+                    str(phone)], check=True)
+    shown = next(iter_frames(phone))
+    assert shown.shape == (320, 240, 3)
+    assert np.abs(shown.astype(int) - cv2.cvtColor(upright[0], cv2.COLOR_BGR2RGB)).mean() < 3   # upright
+    assert find_face_tracks(sideways).tracks == []
+    faces = find_face_tracks(phone)
+    assert faces.frame_shape == (320, 240) and faces.frame_count == 20
+    animated = track_faces(iter_frames(phone), 25)                              # what `animate --crop` tracks
+    assert [(t.start, t.end, t.boxes) for t in faces.tracks] == [(t.start, t.end, t.boxes) for t in animated.tracks]
+    track = faces.longest()
+    assert len(faces.tracks) == 1 and (track.start, track.end) == (0, 19)
+    every = default_detect_every(25)
+    for i, found in enumerate(track.boxes):
+        assert iou(found, truth[i * every]) >= 0.5, (i, found)
+    out = tmp_path / "phone-crop.mp4"
+    r = run_cli("crop", phone, "-o", out, "--size", "96")
+    assert r.returncode == 0, r.stderr
+    big = cv2.resize(next(iter_frames(out)), (256, 256))
+    found = FaceDetector().detect(big)
+    assert found and found[0].w > 256 * 0.5                    # the face, upright, filling the crop
 
 
 def test_crop_video_writes_square_clip_with_audio(face_clip, tmp_path):
@@ -186,11 +217,7 @@ def test_cli_crop_end_to_end(face_clip, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "wrote" in r.stdout and probe(out) == (20, 96, 96, True)
     # the cropped frames show the face: the detector finds it filling most of the frame
-    cap = cv2.VideoCapture(str(out))
-    ok, frame = cap.read()
-    cap.release()
-    big = cv2.resize(frame, (256, 256))
-    from fomm_core.media.face import FaceDetector
+    big = cv2.resize(next(iter_frames(out)), (256, 256))
     found = FaceDetector().detect(big)
     assert found and found[0].w > 256 * 0.5
 
@@ -229,7 +256,6 @@ def test_animate_crop_uses_the_face_in_the_photo_and_the_video(face_clip, tmp_pa
     steady face crop (not the centre squares a plain `animate` takes)."""
     from fomm_core.media.face import crop_square
     from fomm_core.media.images import square_resize
-    from fomm_core.media.video import iter_frames
     path, truth = face_clip
     photo_bgr, _ = planted_frame(480, 640, 380, 200, 1.0, seed=2)    # face far from the centre
     photo = tmp_path / "photo.png"

@@ -28,8 +28,15 @@ def test_auto_is_the_best_device_that_works_here():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a usable CUDA device")
 def test_cuda_asked_for_without_a_gpu_build_is_a_sentence():
-    with pytest.raises(FommError, match="cannot use a GPU"):
+    with pytest.raises(FommError, match="cannot use a GPU; run on the CPU instead") as caught:
         resolve_device("cuda:0")
+    assert caught.value.setting == ("device", "cpu") and "--device" not in str(caught.value)
+
+
+def test_int8_asked_of_a_gpu_names_the_cpu_as_the_way_out():
+    with pytest.raises(FommError, match="int8 runs on the CPU only") as caught:
+        choose_precision("cuda", "int8")
+    assert caught.value.setting == ("device", "cpu") and "--device" not in str(caught.value)
 
 
 def test_precision_policy():

@@ -5,8 +5,11 @@ import socket
 
 import pytest
 
-from fomm_doctor.net.download import (AUTO_CONNECTIONS, ChecksumMismatch, DownloadError, HtmlInsteadOfFile, download, partial_paths,
-                                  retry_after_seconds)
+from fomm_doctor.net.download import download
+from fomm_doctor.net.failures import ChecksumMismatch, DownloadError, HtmlInsteadOfFile
+from fomm_doctor.net.headers import retry_after_seconds
+from fomm_doctor.net.job import AUTO_CONNECTIONS
+from fomm_doctor.net.partfile import partial_paths
 from httpfaults import Corrupt, FaultServer, Html, IgnoreRange, Pass, Reply, Reset, Stall, Status
 
 FAST = {"backoff": 0.01, "max_wait": 0.5, "timeout": 1.0}
@@ -369,16 +372,15 @@ def test_auto_html_in_first_range_is_caught(tmp_path):
     assert list((tmp_path / "c").iterdir()) == [] and not (tmp_path / "big").exists()
 
 
-def test_default_cache_dir_keeps_the_linux_paths_and_the_override(monkeypatch, tmp_path):
+def test_downloads_dir_keeps_the_linux_paths_and_the_override(monkeypatch, tmp_path):
     import platformdirs.unix
     import fomm_core.cache
-    from fomm_doctor.net import download as dl
     monkeypatch.setattr(fomm_core.cache, "PlatformDirs", platformdirs.unix.Unix)
     monkeypatch.delenv("FOMM_DOCTOR_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert dl.default_cache_dir() == tmp_path / "xdg" / "fomm-doctor" / "downloads"
+    assert fomm_core.cache.downloads_dir() == tmp_path / "xdg" / "fomm-doctor" / "downloads"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert dl.default_cache_dir() == tmp_path / "home" / ".cache" / "fomm-doctor" / "downloads"
+    assert fomm_core.cache.downloads_dir() == tmp_path / "home" / ".cache" / "fomm-doctor" / "downloads"
     monkeypatch.setenv("FOMM_DOCTOR_CACHE", str(tmp_path / "mine"))
-    assert dl.default_cache_dir() == tmp_path / "mine" / "downloads"
+    assert fomm_core.cache.downloads_dir() == tmp_path / "mine" / "downloads"

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from fomm_doctor.net.download import DownloadError, download, parse_content_range, partial_paths, retry_after_seconds
+from fomm_doctor.net.download import download
+from fomm_doctor.net.failures import DownloadError
+from fomm_doctor.net.headers import parse_content_range, retry_after_seconds
+from fomm_doctor.net.partfile import partial_paths
 from httpfaults import FaultServer, RawServer, Reply, Status, endless_answer, fixed_answer, gzip_zeros
 from test_download import FAST, blob, sha
 
@@ -236,7 +239,8 @@ def test_dest_that_is_no_file_name_is_refused(tmp_path, dest, monkeypatch):
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from fomm_doctor.net.download import DownloadError, download
+from fomm_doctor.net.download import download
+from fomm_doctor.net.failures import DownloadError
 url, dest, cache, ready, go, lock_wait, sha = sys.argv[1:]
 Path(ready).touch()
 for _ in range(3000):  # both children start downloading together

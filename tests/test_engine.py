@@ -3,21 +3,23 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="torch is not installed")
 
-from fomm_core import bench  # noqa: E402
-from fomm_core.inference.engine import Animator, choose_precision  # noqa: E402
+from fomm_core.bench import reference as bench_reference, weights as bench_weights  # noqa: E402
+from fomm_core.device import choose_precision  # noqa: E402
+from fomm_core.inference.fomm import Animator  # noqa: E402
 from fomm_core.errors import FommError  # noqa: E402
+from fomm_core.media.images import psnr  # noqa: E402
 
 SIZE, FRAMES = 128, 3
 
 
 @pytest.fixture(scope="module")
 def models():
-    return bench.our_models("vox-256")
+    return bench_weights.our_models("vox-256")
 
 
 @pytest.fixture(scope="module")
 def data():
-    return bench.inputs(SIZE, FRAMES)
+    return bench_weights.inputs(SIZE, FRAMES)
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +30,9 @@ def exact_out(models, data):
 
 
 def test_exact_path_matches_the_original_code(exact_out, data):
-    if not bench.reference_available():
+    if not bench_reference.reference_available():
         pytest.skip("the reference FOMM code is missing: pip install --no-deps deep-animator")
-    reference = bench.reference_animate(*bench.reference_models("vox-256"), *data)
+    reference = bench_reference.reference_animate(*bench_reference.reference_models("vox-256"), *data)
     assert exact_out.shape == reference.shape == (FRAMES, 3, SIZE, SIZE)
     assert exact_out.dtype == torch.float32 and exact_out.device.type == "cpu"
     assert (exact_out - reference).abs().max() <= 1e-4
@@ -67,7 +69,7 @@ def test_fast_path_agrees_with_exact_path(models, data, exact_out):
     animator.set_source(data[0])
     fast = animator.animate(data[1])
     assert fast.dtype == torch.float32
-    assert bench.psnr(fast, exact_out) >= 35
+    assert psnr(fast, exact_out) >= 35
 
 
 def test_user_modules_are_left_alone(models):
@@ -88,6 +90,52 @@ def test_choose_precision_and_bad_options():
         choose_precision("cpu", "int4")
     with pytest.raises(FommError, match="mode"):
         Animator(torch.nn.Identity(), torch.nn.Identity(), mode="sideways")
+
+
+def test_an_engine_runs_a_settled_precision_only(models):
+    for asked in ("fast", "auto"):
+        with pytest.raises(FommError, match=f"not '{asked}'; make_animator settles"):
+            Animator(*models, precision=asked)
+    with pytest.raises(FommError, match="OpenVINO runner"):
+        Animator(*models, precision="int8")
+    with pytest.raises(FommError, match="avd .* belongs to TPSMM"):
+        Animator(*models, mode="avd")
+
+
+@pytest.fixture(scope="module")
+def fomm_model(models):
+    from fomm_core.model.checkpoint import Model
+    from fomm_core.model.config import load_config
+    return Model("fomm", {"generator": models[0], "kp_detector": models[1]}, load_config("vox-256"), "vox-256")
+
+
+def test_make_animator_builds_the_family_engine_at_the_settled_path(fomm_model, data, exact_out):
+    from fomm_core.inference.factory import make_animator
+    animator = make_animator(fomm_model, precision="fp32")
+    assert type(animator) is Animator and animator.FAMILY == "FOMM" and animator.precision == "fp32"
+    assert animator.note == "" and animator.choice_table == [] and animator.path.startswith("cpu fp32 exact")
+    animator.set_source(data[0])
+    assert (animator.animate(data[1]) - exact_out).abs().max() <= 1e-6
+    half = make_animator(fomm_model, precision="fp16", mode="absolute")  # fp16 asked of a CPU runs bf16
+    assert (half.precision, half.mode) == ("bf16", "absolute")
+
+
+def test_make_animator_checks_its_options_before_measuring_anything(fomm_model, monkeypatch):
+    from fomm_core.inference import factory
+    from fomm_core.model.checkpoint import Model
+
+    def measured(*args, **kwargs):
+        raise AssertionError("a path was measured for options that cannot run")
+    monkeypatch.setattr(factory, "settle_path", measured)
+    with pytest.raises(FommError, match="unknown mode 'sideways' for a FOMM model"):
+        factory.make_animator(fomm_model, precision="fast", mode="sideways")
+    with pytest.raises(FommError, match="unknown precision 'int4'"):
+        factory.make_animator(fomm_model, precision="int4")
+    with pytest.raises(FommError, match="unknown device"):
+        factory.make_animator(fomm_model, precision="fast", device="gpu")
+    other = Model("other", fomm_model.networks, fomm_model.config, "other")
+    with pytest.raises(FommError, match="no engine animates other models; .*FOMM and TPSMM"):
+        factory.make_animator(other, precision="fast")
 
 
 def _tf32_flags():
@@ -140,7 +188,7 @@ def test_the_engine_switches_tf32_only_around_its_own_cuda_calls(tf32_saved, mod
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_subpixel_up_block_equals_upsample_then_conv(channels_last):
     from fomm_core.model.blocks import UpBlock2d
-    from fomm_core.inference.fast import fused_copy, SubpixelUpBlock
+    from fomm_core.inference.fusion import fused_copy, SubpixelUpBlock
     torch.manual_seed(0)
     block = UpBlock2d(6, 5).eval()
     with torch.no_grad():

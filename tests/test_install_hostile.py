@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from conftest import run_cli
 from fomm_doctor.errors import UserError
-from fomm_doctor.install import execute, plan as installer
+from fomm_doctor.install import execute, hashes
+from fomm_doctor.install import plan as installer
 from fomm_doctor.install.index import (IndexFile, IndexUnavailable, folder_files, parse_html_page, parse_json_page,
                                        read_find_links, read_project)
 from httpfaults import FaultServer, Reply, Status, build_wheel, fake_torch_wheel
@@ -202,28 +203,29 @@ def test_which_sha256_vouches_for_the_wheel():
     best = SimpleNamespace(filename="torch-1.0.0-py3-none-any.whl")
 
     def listing(kind, sha, host="mirror.example"):
-        return installer.Listing(source=kind, source_url=f"https://{host}/simple/", url=f"https://{host}/f/t.whl",
+        return hashes.Listing(source=kind, source_url=f"https://{host}/simple/", url=f"https://{host}/f/t.whl",
                                  sha256=sha, size=None, kind=kind, best=kind != "official")
     a, b = "a" * 64, "b" * 64
-    official = {"url": "https://pypi.example/simple/torch/", "listed": True, "error": None}
+    def official(sha256, listed=True, error=None):
+        return hashes.OfficialWord("https://pypi.example/simple/torch/", sha256, listed, error)
     cases = [
-        ([listing("mirror", a)], dict(official, sha256=a), a, "match"),
-        ([listing("mirror", None)], dict(official, sha256=a), a, "official hash used"),
-        ([listing("mirror", a)], dict(official, sha256=None, listed=False), a, "not listed"),
-        ([listing("mirror", None)], dict(official, sha256=None, listed=False, error="gone."), None, "not read"),
+        ([listing("mirror", a)], official(a), a, "match"),
+        ([listing("mirror", None)], official(a), a, "official hash used"),
+        ([listing("mirror", a)], official(None, listed=False), a, "not listed"),
+        ([listing("mirror", None)], official(None, listed=False, error="gone."), None, "not read"),
         ([listing("mirror", None)], None, None, "off"),
         ([listing("mirror", None), listing("official", a, "pypi.example")], None, a, "official"),
         ([listing("local", None)], None, None, "local"),
     ]
     for listings, looked, sha, outcome in cases:
-        got = installer.settle_hash(best, listings, looked)
+        got = hashes.settle_hash(best, listings, looked)
         assert (got.sha256, got.check.outcome) == (sha, outcome)
-    assert installer.verification(None, ["file:///w/t.whl", "https://m/t.whl"]) == "local"
-    assert installer.verification(None, ["https://m/t.whl"]) == "none"
-    assert installer.verification(a, ["https://m/t.whl"]) == "sha256"
-    with pytest.raises(installer.HashMismatch, match=r"on mirror\.example but bbbbbbbbbbbbbbbb\.\.\. on the official "
+    assert hashes.verification(None, ["file:///w/t.whl", "https://m/t.whl"]) == "local"
+    assert hashes.verification(None, ["https://m/t.whl"]) == "none"
+    assert hashes.verification(a, ["https://m/t.whl"]) == "sha256"
+    with pytest.raises(hashes.HashMismatch, match=r"on mirror\.example but bbbbbbbbbbbbbbbb\.\.\. on the official "
                                                      r"index pypi\.example"):
-        installer.settle_hash(best, [listing("mirror", a), listing("official", b, "pypi.example")], None)
+        hashes.settle_hash(best, [listing("mirror", a), listing("official", b, "pypi.example")], None)
 
 
 class _Trickle:

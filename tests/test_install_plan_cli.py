@@ -10,6 +10,11 @@ import pytest
 from conftest import run_cli
 from fomm_doctor.errors import UserError
 from fomm_doctor.install import execute, metadata
+from fomm_doctor.install.backend import Backend
+from fomm_doctor.install.hashes import HashCheck
+from fomm_doctor.install.machine import Gpus, Interpreter, Machine
+from fomm_doctor.install.plan import Plan, TorchPlan
+from fomm_doctor.install.sources import Mirror
 from httpfaults import FaultServer, Reply, fake_torch_wheel
 
 DATA = Path(__file__).parent / "data"
@@ -82,13 +87,16 @@ def test_bad_target_options_are_one_sentence(args, sentence):
     ({"platform": "win32", "machine": "AMD64", "version": "3.11.7"}, "cpu"),
 ])
 def test_real_torch_metadata_says_which_build(py, build):
-    assert metadata.build_from_requires(metadata.requires_dist(META_CUDA.read_text()), py) == build
-    assert metadata.build_from_requires(metadata.requires_dist(META_CPU.read_text()), py) == "cpu"
+    py = Interpreter.from_facts(py)
+    assert str(metadata.build_from_requires(metadata.requires_dist(META_CUDA.read_text()), py)) == build
+    assert str(metadata.build_from_requires(metadata.requires_dist(META_CPU.read_text()), py)) == "cpu"
 
 
 def _plan_for(wheel, backend):
-    return {"python": {"platform": "linux", "machine": "aarch64", "version": "3.11.7"},
-            "torch": {"file": wheel.name, "backend": backend, "backend_from": "table"}}
+    """A plan for a Linux aarch64 machine whose torch wheel's build was judged from the table."""
+    torch = TorchPlan("2.14.1", Backend.parse(backend), "table", "", wheel.name, (), None, "local",
+                      HashCheck("off", None, None), None, (), ())
+    return Plan(Machine(Interpreter("3.11.7", "linux", "aarch64")), Mirror("pip", None, None), None, (), torch)
 
 
 def test_a_plain_wheel_is_checked_by_its_own_metadata_before_install(tmp_path):
@@ -97,9 +105,8 @@ def test_a_plain_wheel_is_checked_by_its_own_metadata_before_install(tmp_path):
     with pytest.raises(UserError, match=r"is a cu130 build by its own metadata, not the cpu build planned; nothing "
                                         r"was installed"):
         execute.check_build(wheel, _plan_for(wheel, "cpu"))
-    plan = _plan_for(wheel, "cu132")  # same CUDA major: accepted, and the plan takes the metadata's word
-    execute.check_build(wheel, plan)
-    assert (plan["torch"]["backend"], plan["torch"]["backend_from"]) == ("cu130", "metadata")
+    checked = execute.check_build(wheel, _plan_for(wheel, "cu132"))  # same CUDA major: the metadata's word wins
+    assert (str(checked.backend), checked.backend_from) == ("cu130", "metadata")
     (tmp_path / "junk.whl").write_bytes(b"not a zip")
     with pytest.raises(UserError, match="is not a readable wheel"):
         execute.check_build(tmp_path / "junk.whl", _plan_for(tmp_path / "junk.whl", "cpu"))
@@ -118,14 +125,16 @@ def test_pep_658_metadata_decides_a_plain_wheel(tmp_path):
                 f'<a href="/f/{cpu.replace("+", "%2B")}#sha256={"b" * 64}">{cpu}</a></body></html>').encode()
     from fomm_doctor.install import plan as installer
     from fomm_doctor.install.index import parse_html_page
+    from fomm_doctor.install.options import InstallOptions
     from fomm_doctor.install.target import facts_from_platform_tag
     py = facts_from_platform_tag("manylinux_2_28_aarch64", "3.11")
     for sha, expect in ((hashlib.sha256(body).hexdigest(), "metadata"), ("c" * 64, "table")):
         with FaultServer({f"/f/{name}.metadata": body}) as srv:
             files = parse_html_page(page(sha).decode(), srv.url("/simple/torch/"))
             src = installer.mirrors.Source("URL", "index", srv.url("/simple/"), "pypi")
-            opts = installer.InstallOptions(only=["torch"], platform="manylinux_2_28_aarch64", python_version="3.11")
-            cands, picked = installer._choose([(src, files)], installer.target.machine(opts, py=py, gpus={}), opts, None)
+            opts = InstallOptions(only=("torch",), platform="manylinux_2_28_aarch64", python_version="3.11")
+            machine = installer.target.machine(opts, lambda: Gpus(), py=py)
+            cands, picked = installer._choose([(src, files)], machine, opts, None)
         plain = next(c for c in cands if c.filename == name)
-        assert plain.backend_from == expect and plain.backend == "cu130"
+        assert plain.backend_from == expect and str(plain.backend) == "cu130"
         assert picked.best.filename == cpu

@@ -14,12 +14,13 @@ torch = pytest.importorskip("torch", reason="torch is not installed")
 pytest.importorskip("openvino", reason="OpenVINO is not installed: pip install '.[openvino]' to test the int8 path")
 
 from conftest import REPO, TINY_MODEL, run_cli  # noqa: E402
-from fomm_core.bench import stress  # noqa: E402
+from fomm_core.bench.weights import stress  # noqa: E402
 from fomm_core.inference import choice, int8  # noqa: E402
 from fomm_core.inference.calibration import face_pairs  # noqa: E402
-from fomm_core.inference.engine import Animator  # noqa: E402
+from fomm_core.inference.factory import make_animator  # noqa: E402
+from fomm_core.inference.fomm import Animator, exact_engine  # noqa: E402
 from fomm_core.media.images import psnr  # noqa: E402
-from fomm_core.model.checkpoint import load_checkpoints  # noqa: E402
+from fomm_core.model.checkpoint import Model, load_checkpoints  # noqa: E402
 from fomm_core.model.config import build_models  # noqa: E402
 
 SYNTH = REPO / "checkpoints" / "fomm-synth-64.pth.tar"
@@ -31,6 +32,16 @@ def tiny(seed=0):
     generator, kp_detector = build_models(TINY_MODEL)
     stress(generator.eval(), kp_detector.eval())
     return generator, kp_detector
+
+
+def model(generator, kp_detector):
+    return Model("fomm", {"generator": generator, "kp_detector": kp_detector}, TINY_MODEL, "tiny")
+
+
+def load_or_build(generator, kp_detector, **how):
+    """The int8 runner at 64 px, checked against the exact FOMM engine as make_animator checks it."""
+    return int8.load_or_build(generator, kp_detector, 64, make_exact=lambda: exact_engine(generator, kp_detector),
+                              **how)
 
 
 @pytest.fixture
@@ -47,7 +58,7 @@ def steps():
 def test_int8_build_is_checked_cached_and_reloaded(cache):
     generator, kp_detector = tiny()
     seen, on_step = steps()
-    runner = int8.load_or_build(generator, kp_detector, 64, on_step=on_step)
+    runner = load_or_build(generator, kp_detector, on_step=on_step)
     assert any("quantising" in s for s in seen) and seen[-1] == "int8: ready"
     folders = list((cache / "int8").iterdir())
     assert len(folders) == 1 and not folders[0].name.startswith(".")
@@ -63,46 +74,46 @@ def test_int8_build_is_checked_cached_and_reloaded(cache):
     assert psnr(fast.animate(driving), exact.animate(driving)) >= int8.MIN_PSNR
     # a cache hit builds nothing
     seen2, on_step2 = steps()
-    int8.load_or_build(generator, kp_detector, 64, on_step=on_step2)
+    load_or_build(generator, kp_detector, on_step=on_step2)
     assert seen2 == [] and list((cache / "int8").iterdir()) == folders
     # other weights are another model
     other_g, other_k = tiny(seed=1)
     seen3, on_step3 = steps()
-    int8.load_or_build(other_g, other_k, 64, on_step=on_step3)
+    load_or_build(other_g, other_k, on_step=on_step3)
     assert seen3 and len(list((cache / "int8").iterdir())) == 2
 
 
 def test_int8_refused_by_the_quality_check_falls_back_with_a_sentence(cache):
     """Our trained 64-px synthetic-face model loses too much in int8 (measured: about 26 dB): refused, cached."""
     generator, kp_detector = load_checkpoints("synth-64", SYNTH, "cpu")
-    animator = Animator(generator, kp_detector, precision="int8", size=64)
+    animator = make_animator(model(generator, kp_detector), precision="int8", size=64)
     assert animator.precision in ("fp32", "bf16")
     assert "below the 35 dB bar" in animator.note and f"using {animator.precision} instead" in animator.note
     verdict = json.loads(next((cache / "int8").iterdir()).joinpath("check.json").read_text())
     assert verdict["accepted"] is False and verdict["psnr"] < int8.MIN_PSNR
     seen, on_step = steps()
     with pytest.raises(int8.Int8Refused, match="below the 35 dB bar"):
-        int8.load_or_build(generator, kp_detector, 64, on_step=on_step)
+        load_or_build(generator, kp_detector, on_step=on_step)
     assert seen == []  # the verdict is cached: no rebuild
 
 
 def test_without_openvino_int8_says_how_to_install_and_another_path_runs(cache, monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)
     generator, kp_detector = tiny()
-    animator = Animator(generator, kp_detector, precision="int8", size=64)
+    animator = make_animator(model(generator, kp_detector), precision="int8", size=64)
     assert animator.precision in ("fp32", "bf16")
     assert "fomm-doctor[openvino]" in animator.note and "instead" in animator.note
 
 
 def test_damaged_cache_is_removed_and_rebuilt(cache):
     generator, kp_detector = tiny()
-    int8.load_or_build(generator, kp_detector, 64)
+    load_or_build(generator, kp_detector)
     folder = next((cache / "int8").iterdir())
     (folder / "render.xml").write_text("<not a model")
     with pytest.raises(int8.Int8Refused, match="could not be loaded"):
-        int8.load_or_build(generator, kp_detector, 64)
+        load_or_build(generator, kp_detector)
     assert not folder.exists()
-    assert int8.load_or_build(generator, kp_detector, 64).check["accepted"]
+    assert load_or_build(generator, kp_detector).check["accepted"]
 
 
 def test_an_interrupted_build_leaves_nothing_behind(cache, monkeypatch):
@@ -111,13 +122,13 @@ def test_an_interrupted_build_leaves_nothing_behind(cache, monkeypatch):
     monkeypatch.setattr(int8, "_quality", interrupted)
     generator, kp_detector = tiny()
     with pytest.raises(KeyboardInterrupt):
-        int8.load_or_build(generator, kp_detector, 64)
+        load_or_build(generator, kp_detector)
     assert list((cache / "int8").iterdir()) == []
 
 
 def test_fast_is_measured_once_and_cached(cache, monkeypatch):
     generator, kp_detector = tiny()
-    first = Animator(generator, kp_detector, precision="fast", size=64)
+    first = make_animator(model(generator, kp_detector), precision="fast", size=64)
     assert first.precision in ("fp32", "bf16", "int8") and first.note.startswith(f"fast = {first.precision}")
     names = {row.precision for row in first.choice_table}
     assert names == {"fp32", "bf16", "int8"} and all(row.fps > 0 for row in first.choice_table)
@@ -126,7 +137,7 @@ def test_fast_is_measured_once_and_cached(cache, monkeypatch):
     def measure_again(*args, **kwargs):
         raise AssertionError("measured again despite the cache")
     monkeypatch.setattr(choice, "measure", measure_again)
-    second = Animator(generator, kp_detector, precision="fast", size=64)
+    second = make_animator(model(generator, kp_detector), precision="fast", size=64)
     assert second.precision == first.precision and second.note == first.note
 
 

@@ -11,10 +11,17 @@ torch = pytest.importorskip("torch")
 
 from conftest import TINY_MODEL as TINY, run_cli  # noqa: E402
 from fomm_core.errors import FommError  # noqa: E402
-from fomm_core.inference.live import (LatestFrameCapture, LiveOptions, LiveSession, LiveStats,  # noqa: E402
-                                      parse_camera)
+from fomm_core.live.capture import LatestFrameCapture, parse_camera  # noqa: E402
+from fomm_core.live.session import LiveOptions, LiveSession  # noqa: E402
+from fomm_core.live.stats import LiveStats  # noqa: E402
 from fomm_core.media.crop import source_square  # noqa: E402
-from fomm_doctor.commands.live import load_animator  # noqa: E402
+from fomm_doctor.animation import ModelChoice, Models  # noqa: E402
+
+
+def load_animator(checkpoint, config):
+    """(animator, size) as `live` loads them: relative motion, the default precision."""
+    loaded = Models().load(ModelChoice(checkpoint, config, mode="relative"))
+    return loaded.animator, loaded.size
 from test_face import FACE_JPG, write_face_clip  # noqa: E402
 
 
@@ -172,6 +179,38 @@ def test_cli_bad_inputs(tmp_path, moving_face_clip, tiny_checkpoint):
     r = run_cli("live", "--no-window", "--source", FACE_JPG, "--camera", tmp_path / "missing.mp4",
                 "--checkpoint", tiny_checkpoint)
     assert r.returncode == 2 and "neither a camera index nor an existing video" in r.stderr
+    assert "(--camera 0)" in r.stderr                     # the library names the setting, the CLI its flag
+
+
+def test_core_sentences_name_the_setting_not_a_flag(monkeypatch):
+    """The library describes the way out; the setting that takes it travels with the error (err.setting)."""
+    from fomm_core.live.window import check_window
+    monkeypatch.setenv("DISPLAY", "")
+    with pytest.raises(FommError) as err:
+        check_window()      # no display here (or an OpenCV without windows): either way, run without one
+    assert err.value.setting == ("no_window", "") and "--" not in str(err.value)
+    with pytest.raises(FommError) as err:
+        LiveSession(None, LiveOptions(sources=[], window=False)).run()
+    assert err.value.setting == ("source", "IMG") and "--" not in str(err.value)
+    with pytest.raises(FommError) as err:
+        LatestFrameCapture("missing.mp4", stats=LiveStats()).open()
+    assert err.value.setting == ("camera", "0") and "--" not in str(err.value)
+
+
+def test_a_video_file_as_the_camera_is_read_as_every_video_file(moving_face_clip, tmp_path, ffmpeg_exe):
+    """A file standing in for a camera goes through the reader `animate` and `crop` use: rotation applied, RGB."""
+    from fomm_core.media.video import iter_frames
+    phone = tmp_path / "phone.mp4"
+    subprocess.run([ffmpeg_exe, "-y", "-v", "error", "-display_rotation", "90", "-i", str(moving_face_clip),
+                    "-c", "copy", str(phone)], check=True)
+    cap = LatestFrameCapture(str(phone), stats=LiveStats())
+    cap.open()
+    try:
+        first = cap.latest(0, timeout=5)
+    finally:
+        cap.close()
+    assert cap.size == (240, 320)                          # as shown: the 320x240 clip turned upright
+    assert np.array_equal(first.image, list(iter_frames(phone))[first.seq - 1])
 
 
 def test_virtual_camera_soft_failure(moving_face_clip, tiny_checkpoint, tiny_config, tmp_path):
@@ -200,15 +239,16 @@ def test_fast_model_detects_faces_less_often_than_it_animates(moving_face_clip, 
 
 
 def test_face_box_follows_a_moving_face_from_the_background_thread(tmp_path):
-    from fomm_core.inference.live import DrivingCropper
+    from fomm_core.live.tracking import DrivingCropper
     from fomm_core.media.face import iou
     from test_face import planted_frame
     cropper = DrivingCropper(64)
     try:
         first, truth0 = planted_frame(h=240, w=320, x=20, y=40, scale=0.8)
-        _, found = cropper(first)
+        _, found = cropper(cv2.cvtColor(first, cv2.COLOR_BGR2RGB))     # camera frames reach it as RGB
         assert found and cropper.detections == 1      # first frame: detected in line
         moved, truth1 = planted_frame(h=240, w=320, x=140, y=40, scale=0.8)
+        moved = cv2.cvtColor(moved, cv2.COLOR_BGR2RGB)
         calls = 0
         deadline = time.perf_counter() + 120           # a guard against a hang, not a speed claim
         while iou(cropper.tracker.box, truth1) < 0.5 and time.perf_counter() < deadline:
@@ -276,7 +316,7 @@ def test_device_default_is_auto():
     from fomm_doctor.commands.live import live
     assert inspect.signature(live).parameters["device"].default.default == "auto"
     r = run_cli("live", "--help", env={"COLUMNS": "200"})
-    assert r.returncode == 0 and "auto, cpu, cuda, cuda:N or mps" in " ".join(r.stdout.split())
+    assert r.returncode == 0 and all(f" {d}" in r.stdout for d in ("auto", "cpu", "cuda:N", "mps"))
 
 
 def test_without_checkpoint_the_bundled_model_is_used_with_a_note(moving_face_clip, tmp_path, monkeypatch):

@@ -79,7 +79,7 @@ def test_damaged_video_through_the_animate_pipeline(damaged_clip, tmp_path):
     torch = pytest.importorskip("torch")
     from conftest import TINY_MODEL
     from fomm_core.model.config import build_models
-    from fomm_core.inference.engine import Animator
+    from fomm_core.inference.fomm import Animator
     from fomm_core.inference.pipeline import animate_video
     from fomm_core.media.video import probe_video
     torch.manual_seed(0)
@@ -356,8 +356,8 @@ def planted(tmp_path, monkeypatch, ffmpeg_exe):
 @pytest.mark.skipif(sys.platform == "win32", reason="shell scripts as planted programs")
 def test_checks_never_run_a_program_planted_in_the_current_folder(planted, monkeypatch):
     from fomm_doctor.checks import ffmpeg as ffchk
-    from fomm_doctor.checks.gpu import nvidia_smi_candidates
-    from fomm_doctor.checks.gpu_vendors import rocminfo_candidates
+    from fomm_doctor.checks.gpu.nvidia import nvidia_smi_candidates
+    from fomm_doctor.checks.gpu.amd import rocminfo_candidates
     bin_dir, mark = planted
     facts = ffchk.probe_path()
     assert facts["path"] == str(bin_dir / "ffmpeg") and facts["version"], facts
@@ -372,13 +372,13 @@ def test_checks_never_run_a_program_planted_in_the_current_folder(planted, monke
 
 
 def test_windows_gpu_listing_runs_powershell_by_its_full_path():
-    from fomm_doctor.checks import gpu_vendors as gv
+    from fomm_doctor.checks.gpu.intel import probe_intel
     ran = []
 
     def run(cmd, **kw):
         ran.append(cmd[0])
         raise FileNotFoundError(cmd[0])
-    res = gv.probe_intel(run=run, platform="win32")
+    res = probe_intel(run=run, platform="win32")
     assert ran and ran[0].lower().endswith(r"\system32\windowspowershell\v1.0\powershell.exe"), ran
     assert res["errors"] == ["powershell: not found"]
 

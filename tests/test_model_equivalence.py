@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch is not installed")
 F = torch.nn.functional
 
+from fomm_core.bench.weights import randomise  # noqa: E402
 from fomm_core.model.config import build_models, load_config, shipped_configs  # noqa: E402
 
 TOL = 1e-4
@@ -49,33 +50,6 @@ def reference_models(ref, config):
     generator = ref.generator.OcclusionAwareGenerator(**params["generator_params"], **params["common_params"])
     kp_detector = ref.kp_detector.KPDetector(**params["kp_detector_params"], **params["common_params"])
     return generator, kp_detector
-
-
-def randomise(*modules, seed=0):
-    """Make every weight matter: perturb BN affine/statistics and give the Jacobian head random weights."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in modules:
-            for name, tensor in module.state_dict().items():
-                if not tensor.is_floating_point():
-                    continue
-                noise = torch.randn(tensor.shape, generator=gen)
-                if name.endswith("running_var"):
-                    tensor.copy_(0.5 + torch.rand(tensor.shape, generator=gen))
-                elif name.endswith("running_mean") or (".norm" in name and name.endswith("bias")):
-                    tensor.copy_(0.1 * noise)
-                elif ".norm" in name and name.endswith("weight"):
-                    tensor.copy_(1 + 0.1 * noise)
-                elif name == "jacobian.weight":
-                    tensor.copy_(0.01 * noise)
-                elif name == "jacobian.bias":
-                    tensor.add_(0.1 * noise)
-                elif name.endswith("down.weight"):
-                    continue  # the fixed Gaussian kernel
-                elif tensor.dim() == 1:  # conv biases
-                    tensor.copy_(0.05 * noise)
-                else:  # conv weights: keep the default init's scale, new random values
-                    tensor.copy_(noise * tensor.std())
 
 
 def twin_models(ref, config, seed=0):

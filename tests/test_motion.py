@@ -106,8 +106,8 @@ def test_find_best_frame_without_landmarks_says_so():
     except ImportError:
         pass
     frames = torch.rand(3, 3, 32, 32)
-    index, how = find_best_frame(torch.rand(1, 3, 32, 32), frames)
-    assert index == 0 and "face_alignment" in how and "first frame" in how
+    index, how, stand_in = find_best_frame(torch.rand(1, 3, 32, 32), frames)
+    assert index == 0 and stand_in and "face_alignment" in how
 
     def detector(images):  # a stand-in keypoint detector: keypoints = the mean colour, scaled per frame
         b = images.shape[0]
@@ -115,5 +115,5 @@ def test_find_best_frame_without_landmarks_says_so():
         return {"value": base.expand(b, 4, 2) * (1 + images.mean()) + images.mean(dim=(1, 2, 3)).view(b, 1, 1)
                 * torch.tensor([[0, 0], [0, 0], [0, 0], [0.0, 5]])}
     frames = torch.stack([torch.full((3, 8, 8), v) for v in (0.9, 0.0, 0.5)])
-    index, how = find_best_frame(torch.zeros(1, 3, 8, 8), frames, kp_detector=detector)
-    assert index == 1 and "keypoints" in how
+    index, how, stand_in = find_best_frame(torch.zeros(1, 3, 8, 8), frames, kp_detector=detector)
+    assert index == 1 and stand_in and "keypoints" in how

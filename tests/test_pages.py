@@ -128,7 +128,7 @@ def test_connection_refused_is_one_sentence_without_the_password():
     with pytest.raises(PageError) as err:
         read_page(f"http://alice:s3cret@127.0.0.1:{port}/p", timeout=5.0)
     text = str(err.value)
-    assert "connection refused" in text and "alice:****@" in text and "s3cret" not in text and one_sentence(text)
+    assert "connection was refused" in text and "alice:****@" in text and "s3cret" not in text and one_sentence(text)
 
 
 def test_silent_server_is_cut_off_at_the_deadline_not_the_socket_timeout():

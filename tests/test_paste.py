@@ -134,7 +134,7 @@ def test_live_paste_back_records_at_the_photos_size(face_clip, tiny_checkpoint, 
 
 def test_live_fits_a_photo_of_another_shape_into_the_recording():
     """live --paste-back records at the first photo's size; n/p to a photo of another shape letterboxes it."""
-    from fomm_core.inference.live import letterbox
+    from fomm_core.live.outputs import letterbox
     tall = np.full((300, 100, 3), 200, np.uint8)
     fitted = letterbox(tall, (510, 382))
     assert fitted.shape == (382, 510, 3)

@@ -45,3 +45,22 @@ def test_empty_folder_is_one_sentence(tmp_path):
     from fomm_core.errors import FommError
     with pytest.raises(FommError, match="no readable video"):
         folder_pairs(tmp_path, size=32)
+
+
+def test_training_reads_a_phone_clip_as_shown(tmp_path, clip_factory, ffmpeg_exe):
+    """Video files for training are read as every video file is (`iter_frames`): a rotation tag is applied."""
+    import subprocess
+
+    from fomm_core.train.synthetic import read_video_frames
+    plain = clip_factory("plain.mp4", frames=6, size=(96, 64), audio=False)
+    turned = tmp_path / "turned.mp4"
+    subprocess.run([ffmpeg_exe, "-y", "-v", "error", "-display_rotation", "90", "-i", str(plain), "-c", "copy",
+                    str(turned)], check=True)
+    upright, shown = read_video_frames(plain, 32).astype(int), read_video_frames(turned, 32, max_frames=4).astype(int)
+    assert upright.shape == (6, 32, 32, 3) and shown.shape == (4, 32, 32, 3)
+
+    def gap(a, b):
+        return float(np.abs(a - b).mean())
+    as_turned = min(gap(np.rot90(upright[:4], k, axes=(1, 2)), shown) for k in (1, 3))
+    # the pictures match once turned (up to scaling noise), and are far apart as stored
+    assert as_turned < 30 < gap(upright[:4], shown), (as_turned, gap(upright[:4], shown))

@@ -3,6 +3,7 @@ index (tests/data/index/pypi_torch.json, every release to 2.15.0) and PyTorch-in
 published build matrix (tests/data/index/make_pages.py, each row's source in fomm_doctor/install/torch_builds.json).
 """
 import sys
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 
@@ -10,8 +11,11 @@ import pytest
 
 from fomm_doctor.install import plan as installer
 from fomm_doctor.install import sources as mirrors
+from fomm_doctor.install.backend import Backend
 from fomm_doctor.install.choose import NoFit
 from fomm_doctor.install.index import parse_html_page, parse_json_page
+from fomm_doctor.install.machine import AmdGpu, Gpus, Interpreter, Nvidia, NvidiaGpu
+from fomm_doctor.install.options import InstallOptions, Probes
 from fomm_doctor.install.target import compute_tags, probe_interpreter
 from fomm_doctor.resources import load_wheels_index
 
@@ -24,7 +28,7 @@ def py(version="3.12.3", platform="linux", machine="x86_64", bits=64, glibc="2.3
     facts = {"version": version, "platform": platform, "machine": machine, "bits": bits, "glibc": glibc,
              "macos": macos, "implementation": "cpython", "executable": "/target/python", "in_venv": True}
     facts["tags"] = compute_tags(facts)
-    return facts
+    return Interpreter.from_facts(facts)
 
 
 WIN = dict(platform="win32", machine="AMD64", glibc=None)
@@ -34,8 +38,15 @@ INTEL_MAC = dict(platform="darwin", machine="x86_64", glibc=None, macos="13.6")
 
 
 def gpus(driver=None, *cards, amd=()):
-    return {"nvidia": {"driver_version": driver, "gpus": [{"name": n, "compute_capability": cc} for n, cc in cards]},
-            "amd": {"gpus": [{"name": n, "gfx": g} for n, g in amd]}, "intel": {"gpus": []}}
+    return Gpus(Nvidia(driver, tuple(NvidiaGpu(n, cc) for n, cc in cards)), tuple(AmdGpu(n, g) for n, g in amd))
+
+
+def no_mirror_probe(urls, timeout):
+    raise AssertionError("no mirror is probed unless --mirror auto")
+
+
+def probes(g):
+    return Probes(gpus=lambda: g, mirrors=no_mirror_probe)
 
 
 @lru_cache(maxsize=None)
@@ -53,9 +64,9 @@ def recorded(sources, timeout, retries):
 
 
 def plan(p, g=None, backend="auto", torch=None):
-    opts = installer.InstallOptions(backend=backend, torch=torch, only=["torch"])
-    return installer.make_plan(opts, py=p, gpus=g or gpus(), pip_cfg=PIP, idx=IDX, read=recorded,
-                               installed=lambda exe: None)["torch"]
+    opts = InstallOptions(backend=None if backend == "auto" else Backend.parse(backend), torch=torch, only=("torch",))
+    return installer.make_plan(opts, probes(g or gpus()), py=p, pip_cfg=PIP, idx=IDX, read=recorded,
+                               installed=lambda exe: None).torch
 
 
 RTX3060, RTX2060, RTX4090, RTX5090 = ("RTX 3060", "8.6"), ("RTX 2060", "7.5"), ("RTX 4090", "8.9"), ("RTX 5090", "12.0")
@@ -118,18 +129,23 @@ MACHINES = [
 @pytest.mark.parametrize("what,p,g,version,backend,file", MACHINES, ids=[m[0] for m in MACHINES])
 def test_machine(what, p, g, version, backend, file):
     t = plan(p, g)
-    assert (t["version"], t["backend"]) == (version, backend), t["why"]
+    assert (t.version, str(t.backend)) == (version, backend), t.why
     if file:
-        assert t["file"] == file
-    assert t["why"] and t["urls"] and all(s["ok"] for s in t["sources"])
+        assert t.file == file
+    assert t.why and t.urls and all(s.ok for s in t.sources)
 
 
 NO_FIT = [
-    ("32-bit Windows", py(bits=32, **WIN), gpus(), {}, r"^Torch has no wheels for 32-bit Python; install 64-bit Python 3\.11\.$"),
+    # the reason, then how to install the Python that works, the platform's way
+    ("32-bit Windows", py(bits=32, **WIN), gpus(), {},
+     r"^Torch has no wheels for 32-bit Python\. Install Python 3\.11 with `winget install Python\.Python\.3\.11` "
+     r"\(64-bit.*`py -3\.11 -m venv fomm-env`"),
     ("Intel Mac 3.13", py("3.13.0", **INTEL_MAC), gpus(), {},
-     r"^The last torch for Intel Macs \(2\.2\) supports Python up to 3\.12, not 3\.13; install Python 3\.12\.$"),
+     r"^The last torch for Intel Macs \(2\.2\) supports Python up to 3\.12, not 3\.13\. Install Python 3\.12 with "
+     r"`brew install python@3\.12`"),
     ("Python 3.16", py("3.16.0"), gpus(), {}, r"^Python 3\.16 is newer than any torch release supports yet \(newest 2\.15\)"),
-    ("Python 3.5", py("3.5.10"), gpus(), {}, r"^Python 3\.5 is older than any torch we know supports; install Python 3\.11\.$"),
+    ("Python 3.5", py("3.5.10"), gpus(), {},
+     r"^Python 3\.5 is older than any torch we know supports\. Install Python 3\.11 with .*`python3\.11 -m venv"),
     ("3.8 asks for 2.6", py("3.8.18"), gpus(), {"torch": "2.6.0"},
      r"^Python 3\.8 is older than any torch >= 2\.5 supports: the newest you can have is 2\.4 \(`--torch 2\.4`\)"),
     ("cu130 on driver 535", py(), gpus("535.104.05", RTX3060), {"backend": "cu130"},
@@ -151,36 +167,36 @@ def test_nothing_fits_says_why(what, p, g, kw, sentence):
 
 def test_the_issue_machine_with_torch_2_14_1_gets_cuda_not_cpu():
     t = plan(py(), gpus("535.104.05", RTX3060), torch="2.14.1")
-    assert (t["version"], t["backend"]) == ("2.14.1+cu126", "cu126")
+    assert (t.version, str(t.backend)) == ("2.14.1+cu126", "cu126")
     t = plan(py(), gpus("580.82.07", RTX3060), torch="2.14")
-    assert t["version"] == "2.14.1+cu132"  # the newest build the driver runs
+    assert t.version == "2.14.1+cu132"  # the newest build the driver runs
 
 
 def test_a_re_uploaded_wheel_beats_the_first_upload():
     # PyPI re-uploaded 2.10.0's Linux x86_64 wheels with build tag 3 (recorded page)
     t = plan(py("3.11.9"), gpus("580.82.07", RTX4090), backend="cu128", torch="2.10")
-    assert t["file"] == "torch-2.10.0-3-cp311-cp311-manylinux_2_28_x86_64.whl" and t["backend_from"] == "table"
+    assert t.file == "torch-2.10.0-3-cp311-cp311-manylinux_2_28_x86_64.whl" and t.backend_from == "table"
 
 
 def test_why_names_the_fact_that_ruled_out_the_newer_release():
     t = plan(py(), gpus("580.82.07", GTX1060))
-    assert "2.15.0 was ruled out" in t["why"] and "no kernels for the GTX 1060 (compute capability 6.1" in t["why"]
+    assert "2.15.0 was ruled out" in t.why and "no kernels for the GTX 1060 (compute capability 6.1" in t.why
     t = plan(py(), gpus("535.104.05", RTX3060))
-    assert "2.15.0 was ruled out" in t["why"] and "needs NVIDIA driver 580.65.06 or newer, this one is 535" in t["why"]
+    assert "2.15.0 was ruled out" in t.why and "needs NVIDIA driver 580.65.06 or newer, this one is 535" in t.why
     t = plan(py(), gpus("418.87.01", K80))
-    assert t["why"].startswith("no GPU build fits: 2.15.0: its CUDA 13.2 needs NVIDIA driver 580.65.06")
+    assert t.why.startswith("no GPU build fits: 2.15.0: its CUDA 13.2 needs NVIDIA driver 580.65.06")
     t = plan(py(**WIN), gpus(amd=[("Radeon RX 7900 XTX", "gfx1100")]))
-    assert t["why"] == "no GPU build fits: ROCm builds of torch are for Linux only; CPU build"
+    assert t.why == "no GPU build fits: ROCm builds of torch are for Linux only; CPU build"
 
 
 def test_only_pages_that_could_fit_are_read():
-    opts = installer.InstallOptions(only=["torch"])
+    opts = InstallOptions(only=("torch",))
     seen = []
 
     def spy(sources, timeout, retries):
         seen.extend(s.url for s in sources)
         return recorded(sources, timeout, retries)
-    installer.make_plan(opts, py=py(), gpus=gpus("535.104.05", RTX3060), pip_cfg=PIP, idx=IDX, read=spy,
+    installer.make_plan(opts, probes(gpus("535.104.05", RTX3060)), py=py(), pip_cfg=PIP, idx=IDX, read=spy,
                         installed=lambda exe: None)
     pages = {u.rstrip("/").rsplit("/", 1)[1] for u in seen if "pytorch.org" in u}
     assert {"cu126", "cu128", "cu129", "cu118", "cpu"} <= pages
@@ -195,24 +211,24 @@ def test_an_unreadable_page_is_a_note_not_a_wrong_answer():
             if s.url.endswith("/cu126/"):
                 errors[s.url] = "HTTP 503 after 4 tries"
         return [(s, [] if s.url in errors else f) for s, f in found], errors
-    opts = installer.InstallOptions(only=["torch"])
-    t = installer.make_plan(opts, py=py(), gpus=gpus("535.104.05", RTX3060), pip_cfg=PIP, idx=IDX, read=half,
-                            installed=lambda exe: None)["torch"]
-    assert t["version"] == "2.13.0+cu129"  # the best that the readable pages hold
-    assert [s["error"] for s in t["sources"] if not s["ok"]] == ["HTTP 503 after 4 tries"]
+    opts = InstallOptions(only=("torch",))
+    t = installer.make_plan(opts, probes(gpus("535.104.05", RTX3060)), py=py(), pip_cfg=PIP, idx=IDX, read=half,
+                            installed=lambda exe: None).torch
+    assert t.version == "2.13.0+cu129"  # the best that the readable pages hold
+    assert [s.error for s in t.sources if not s.ok] == ["HTTP 503 after 4 tries"]
 
 
 def test_mirror_names_and_urls():
-    m = mirrors.resolve_mirror("tsinghua", IDX, PIP)
-    src = mirrors.torch_sources(m, ["cpu"], py(), PIP)
+    m = mirrors.resolve_mirror("tsinghua", IDX, PIP, no_mirror_probe)
+    src = mirrors.torch_sources(m, [Backend.parse("cpu")], PIP)
     assert [s.url for s in src] == ["https://pypi.tuna.tsinghua.edu.cn/simple/", "https://download.pytorch.org/whl/cpu/"]
-    m = mirrors.resolve_mirror("aliyun-pytorch", IDX, PIP)
-    src = mirrors.torch_sources(m, ["cu121"], py(), PIP)
+    m = mirrors.resolve_mirror("aliyun-pytorch", IDX, PIP, no_mirror_probe)
+    src = mirrors.torch_sources(m, [Backend.parse("cu121")], PIP)
     assert src[-1].kind == "find-links" and src[-1].url == "https://mirrors.aliyun.com/pytorch-wheels/cu121/"
-    m = mirrors.with_pytorch_index(mirrors.resolve_mirror(None, IDX, PIP), "http://127.0.0.1:9/whl")
-    assert mirrors.torch_sources(m, ["cu126"], py(), PIP)[-1].url == "http://127.0.0.1:9/whl/cu126/"
+    m = mirrors.with_pytorch_index(mirrors.resolve_mirror(None, IDX, PIP, no_mirror_probe), "http://127.0.0.1:9/whl")
+    assert mirrors.torch_sources(m, [Backend.parse("cu126")], PIP)[-1].url == "http://127.0.0.1:9/whl/cu126/"
     with pytest.raises(Exception, match="not a mirror we know"):
-        mirrors.resolve_mirror("nope", IDX, PIP)
+        mirrors.resolve_mirror("nope", IDX, PIP, no_mirror_probe)
 
 
 def test_auto_mirror_takes_the_fastest_that_answers():
@@ -220,14 +236,15 @@ def test_auto_mirror_takes_the_fastest_that_answers():
         lat = {"tsinghua": 40, "official": 300, "ustc": 25, "sjtug-pytorch": 60, "pytorch": 500}
         return {n: {"ok": True, "latency_ms": lat[n], "status": 200} if n in lat
                 else {"ok": False, "latency_ms": None, "status": None} for n in urls}
-    m = mirrors.resolve_mirror("auto", IDX, PIP, probe=probe)
-    assert m["pypi_name"] == "ustc" and m["pytorch"]["name"] == "sjtug-pytorch"
+    m = mirrors.resolve_mirror("auto", IDX, PIP, probe)
+    assert m.pypi_name == "ustc" and m.pytorch.name == "sjtug-pytorch"
 
 
 def test_tags_computed_like_packaging_for_this_interpreter():
     facts = probe_interpreter(sys.executable)
-    assert facts["tags_source"] == "packaging"
-    assert compute_tags(facts) == facts["tags"] or set(compute_tags(facts)) == set(facts["tags"])
+    assert facts.tags_source == "packaging"
+    computed = compute_tags(asdict(facts))
+    assert computed == list(facts.tags) or set(computed) == set(facts.tags)
 
 
 def test_old_interpreter_without_packaging_still_answers():
@@ -235,5 +252,5 @@ def test_old_interpreter_without_packaging_still_answers():
     if not old.exists():
         pytest.skip("pyenv 3.8 not installed")
     facts = probe_interpreter(str(old))
-    assert facts["version"].startswith("3.8.") and facts["bits"] == 64
-    assert any(t.startswith("cp38-cp38-manylinux") for t in facts["tags"])
+    assert facts.version.startswith("3.8.") and facts.bits == 64
+    assert any(t.startswith("cp38-cp38-manylinux") for t in facts.tags)

@@ -13,7 +13,7 @@ FRAMES = 4
 
 @pytest.fixture(scope="module")
 def networks():
-    from fomm_core.bench import randomise_tpsmm
+    from fomm_core.bench.weights import randomise_tpsmm
     from fomm_core.model.config import build_networks, load_config
     torch.manual_seed(0)
     nets = build_networks(load_config("tpsmm-vox-256"))
@@ -126,10 +126,10 @@ def test_checkpoints_add_recognises_a_tpsmm_file(tpsmm_checkpoint, tmp_path):
 
 
 def test_a_ted_file_animates_at_384_with_its_config(networks, tmp_path):
-    from fomm_core.inference.engine import make_animator
+    from fomm_core.inference.factory import make_animator
     from fomm_core.model.checkpoint import load_model
     path = save_published_layout(tmp_path / "ted.pth.tar", networks, without=("bg_predictor",))
-    model = load_model("tpsmm-ted-384", path)
+    model = load_model(path, "tpsmm-ted-384")
     assert model.family == "tpsmm" and model.size == 384 and "bg_predictor" not in model.networks
     animator = make_animator(model, precision="fp32", mode="absolute")
     gen = torch.Generator().manual_seed(0)
@@ -178,7 +178,7 @@ TINY_TPSMM = {"dataset_params": {"frame_shape": [64, 64, 3]},
 
 
 def test_int8_asked_of_a_tpsmm_model_runs_the_measured_fast_path_and_says_why():
-    from fomm_core.inference.engine import make_animator
+    from fomm_core.inference.factory import make_animator
     from fomm_core.model.checkpoint import Model
     from fomm_core.model.config import build_networks
     torch.manual_seed(0)

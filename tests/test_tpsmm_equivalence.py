@@ -1,7 +1,7 @@
 """Our TPSMM networks against the original code (../shared/reference/tpsmm), on the same seeded random weights.
 
 The original imports torchvision's resnet18; tests/tpsmm_oracle.py rebuilds it the way torchvision does, apart
-from our ResNet-18, so that the ResNet is compared too. Weights: fomm_core.bench.randomise_tpsmm with stress
+from our ResNet-18, so that the ResNet is compared too. Weights: fomm_core.bench.weights.randomise_tpsmm with stress
 and contrast x30 (keypoints spread over the frame, a picture spanning 0..1), so that every difference shows.
 """
 import pytest
@@ -9,10 +9,11 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch is not installed")
 
 import tpsmm_oracle  # noqa: E402
-from fomm_core.bench import randomise_tpsmm  # noqa: E402
+from fomm_core.bench.weights import randomise_tpsmm  # noqa: E402
 from fomm_core.model.config import build_networks, load_config  # noqa: E402
 from fomm_core.model.tpsmm.resnet import ResNet18  # noqa: E402
-from fomm_core.reference import load_tpsmm_reference, tpsmm_reference_dir, tpsmm_reference_networks  # noqa: E402
+from fomm_core.bench.reference import (load_tpsmm_reference, tpsmm_reference_dir,  # noqa: E402
+                                       tpsmm_reference_networks)
 
 TOL = 1e-4
 CONFIGS = ("tpsmm-vox-256", "tpsmm-ted-384")

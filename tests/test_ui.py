@@ -165,7 +165,7 @@ def test_fetch_upload_animate_download(page, site, face_clip, tmp_path):
     page.locator("#result video").wait_for(timeout=30000)
     _shot(page, "3-result")
     status = page.locator("#status").inner_text()
-    assert "(510x382): 12 frames at 25 fps" in status and "checkpoint lab-tiny.pth.tar (FOMM)" in status
+    assert "(510x382): 12 frames at 25 fps" in status and "checkpoint lab-tiny (FOMM)" in status
     with page.expect_download() as done:
         link.click()
     got = tmp_path / "downloaded.mp4"

@@ -187,7 +187,7 @@ def test_audio_is_cut_to_the_frames_and_a_second_write_is_the_same_file(ffmpeg_e
     """A driving clip with 3 s of audio under 10 frames: the audio ends with the tenth frame (0.4 s), every time.
     With -shortest and frames arriving through a pipe, the cut depended on timing: 0.2 s in one run, 0.5 s in
     the next, so the same job gave different files."""
-    from fomm_doctor.net.download import file_sha256
+    from fomm_doctor.net.digests import file_sha256
     drv = tmp_path / "long_audio.mp4"
     subprocess.run([ffmpeg_exe, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=32x32:rate=25:duration=0.4",
                     "-f", "lavfi", "-i", "sine=duration=3", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",

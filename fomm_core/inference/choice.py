@@ -1,16 +1,19 @@
-"""Which path is `fast` on this machine: measured on first use, then cached.
+"""Which path is `fast` on this machine: measured on first use, then cached. Any model family: the family gives
+the engines to measure, this module knows none of them.
 
-    choice = resolve_path("fast", generator, kp_detector, size=256, threads=2, on_step=None)
+    choice = settle("fast", make, fingerprint, size=256, threads=2, int8=None, int8_refusal="...")
     choice.precision   # 'int8', 'bf16' or 'fp32': what runs
-    choice.runner      # the Int8Runner when int8 runs, else None
+    choice.runner      # the int8 runner when int8 runs, else None
     choice.note        # one sentence: why this path (or why the one asked for is not used)
-    choice.table       # the measured rows (fast only)
+    choice.table       # the measured rows
 
-A speed claim holds for the CPU it was measured on: bf16 autocast is 3x the original code on an AMD EPYC with
-AVX512-BF16 and slower than float32 on an Intel Xeon without AMX. So each candidate (fp32 exact, bf16, int8)
-animates the same few frames of a shipped face on this machine, interleaved, and `fast` is the fastest that
-keeps PSNR >= MIN_PSNR against float32; exact float32 wins unless another path is at least FASTER_BY faster.
-The table is cached in the user cache folder, keyed by the weights, frame size, threads, CPU and library versions.
+make(precision) builds a CPU engine of the family at that precision; int8() the family's int8 runner (None for a
+family without an int8 build). A speed claim holds for the CPU it was measured on: bf16 autocast is 3x the
+original code on an AMD EPYC with AVX512-BF16 and slower than float32 on an Intel Xeon without AMX. So each
+candidate (fp32 exact, bf16, and int8 where the family has it) animates the same few frames of a shipped face on
+this machine, interleaved, and `fast` is the fastest that keeps PSNR >= MIN_PSNR against float32; exact float32
+wins unless another path is at least FASTER_BY faster. The table is cached in the user cache folder, keyed by the
+weights, frame size, threads, CPU and library versions.
 """
 from __future__ import annotations
 
@@ -21,10 +24,11 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from fomm_core.cache import user_cache_dir
-from fomm_core.inference.int8 import MIN_PSNR, Int8Refused, load_or_build, weights_fingerprint
+from fomm_core.device import cpu_flags, cpu_name
+from fomm_core.inference.int8 import MIN_PSNR, Int8Refused
 
 FASTER_BY = 1.10       # a path that is not exact must beat exact float32 by this factor to be chosen
-CANDIDATES = ("fp32", "bf16", "int8")
+FLOAT_CANDIDATES = ("fp32", "bf16")  # every family's; int8 where the family has an int8 build
 TABLE_VERSION = 2  # raised when an engine changes what a path costs: tables measured before are stale
 
 
@@ -74,7 +78,6 @@ def pick_fast(rows) -> tuple[str, str]:
 def _key(fingerprint: str, size: int, threads: int) -> str:
     import torch
     from importlib.metadata import PackageNotFoundError, version
-    from fomm_core.inference.engine import cpu_flags, cpu_name
     try:
         ov = version("openvino")  # the version string only: importing OpenVINO is not needed for a key
     except PackageNotFoundError:
@@ -82,20 +85,6 @@ def _key(fingerprint: str, size: int, threads: int) -> str:
     facts = [fingerprint, str(size), str(threads), cpu_name(), " ".join(sorted(cpu_flags())), torch.__version__,
              ov, str(TABLE_VERSION)]
     return hashlib.sha256("\n".join(facts).encode()).hexdigest()[:32]
-
-
-def _fomm_factory(generator, kp_detector, size, threads, on_step, runner, fingerprint=None):
-    """precision -> a FOMM Animator on the CPU (building or loading the int8 model when asked for it)."""
-    from fomm_core.inference.engine import Animator
-    state = {"runner": runner}
-
-    def make(precision):
-        if precision == "int8" and state["runner"] is None:
-            state["runner"] = load_or_build(generator, kp_detector, size, threads=threads, on_step=on_step,
-                                            fingerprint=fingerprint)
-        return Animator(generator, kp_detector, device="cpu", precision=precision,
-                        int8_runner=state["runner"] if precision == "int8" else None)
-    return make
 
 
 def _animators(make, candidates):
@@ -117,15 +106,9 @@ def _time(animator, source, driving):
     return time.perf_counter() - start, out
 
 
-def measure(generator, kp_detector, size: int, threads: int, on_step=None, runner=None, rounds: int = 2,
-            fingerprint=None) -> list:
-    """Rows for every FOMM candidate, timed interleaved on the same frames of a shipped face (after a warm-up)."""
-    make = _fomm_factory(generator, kp_detector, size, threads, on_step, runner, fingerprint)
-    return measure_paths(make, CANDIDATES, size, on_step, rounds)
-
-
-def measure_paths(make, candidates, size: int, on_step=None, rounds: int = 2) -> list:
-    """Rows for the animators make(precision) builds, timed interleaved on the same frames of a shipped face."""
+def measure(make, candidates, size: int, on_step=None, rounds: int = 2) -> list:
+    """Rows for the animators make(precision) builds, timed interleaved on the same frames of a shipped face
+    (after a warm-up)."""
     from fomm_core.inference.calibration import face_pairs
     from fomm_core.media.images import psnr
     built, errors = _animators(make, candidates)
@@ -156,17 +139,8 @@ def _save_table(path, rows) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     rows_json = [dict(asdict(r), psnr=min(r.psnr, 999.0)) for r in rows]  # JSON has no infinity
-    from fomm_core.inference.engine import cpu_name
     tmp.write_text(json.dumps({"rows": rows_json, "cpu": cpu_name()}, indent=2), encoding="utf-8")
     os.replace(tmp, path)
-
-
-def measured_table(generator, kp_detector, size: int, threads: int, on_step=None, runner=None,
-                   fingerprint=None) -> list:
-    """The cached rows for these FOMM weights on this machine, measured now when there are none."""
-    fingerprint = fingerprint or weights_fingerprint(generator, kp_detector)
-    return cached_rows(fingerprint, size, threads,
-                       lambda: measure(generator, kp_detector, size, threads, on_step, runner, fingerprint=fingerprint))
 
 
 def cached_rows(fingerprint: str, size: int, threads: int, measure_now) -> list:
@@ -179,43 +153,30 @@ def cached_rows(fingerprint: str, size: int, threads: int, measure_now) -> list:
     return rows
 
 
-def resolve_float_path(requested: str, make, fingerprint: str, size: int, *, threads: int, on_step=None,
-                       int8_refusal: str = "") -> Choice:
-    """`fast` among the torch paths only (fp32, bf16), for a model without an int8 build; int8 asked for runs
-    the fast pick, with `int8_refusal` saying why."""
-    rows = cached_rows(fingerprint, size, threads,
-                       lambda: measure_paths(make, ("fp32", "bf16"), size, on_step))
-    precision, why = pick_fast(rows)
-    if requested == "int8":
-        return Choice(precision, note=f"{int8_refusal.rstrip('.')}; using {precision} instead ({why}).",
-                      table=rows)
-    return Choice(precision, note=why + ".", table=rows)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # The policy
 
 
-def _without_int8(generator, kp_detector, size, threads, on_step, fingerprint) -> str:
-    rows = measured_table(generator, kp_detector, size, threads, on_step, fingerprint=fingerprint)
-    rows = [r for r in rows if r.precision != "int8"]
-    return pick_fast(rows)[0]
+def settle(requested: str, make, fingerprint: str, size: int, *, threads: int, int8=None, int8_refusal: str = "",
+           on_step=None) -> Choice:
+    """What runs on the CPU for `requested` ('fast' or 'int8'), with the sentence that says why.
 
+    make(precision) -> a CPU engine at that precision (int8 included where the family has it); int8() -> the
+    family's int8 runner (Int8Refused says why not), or None for a family without one, `int8_refusal` saying so.
+    """
+    candidates = FLOAT_CANDIDATES + (("int8",) if int8 is not None else ())
 
-def resolve_path(requested: str, generator, kp_detector, size: int, *, threads: int, on_step=None) -> Choice:
-    """What runs on the CPU for `requested` ('fast' or 'int8'), with the sentence that says why."""
-    fingerprint = weights_fingerprint(generator, kp_detector)  # once: it keys both caches
+    def rows():
+        return cached_rows(fingerprint, size, threads, lambda: measure(make, candidates, size, on_step))
     if requested == "int8":
         try:
-            return Choice("int8", runner=load_or_build(generator, kp_detector, size, threads=threads,
-                                                       on_step=on_step, fingerprint=fingerprint))
+            if int8 is None:
+                raise Int8Refused(int8_refusal)
+            return Choice("int8", runner=int8())
         except Int8Refused as err:
-            fallback = _without_int8(generator, kp_detector, size, threads, on_step, fingerprint)
-            return Choice(fallback, note=f"{str(err).rstrip('.')}; using {fallback} instead.")
-    rows = measured_table(generator, kp_detector, size, threads, on_step, fingerprint=fingerprint)
-    precision, why = pick_fast(rows)
-    runner = None
-    if precision == "int8":
-        runner = load_or_build(generator, kp_detector, size, threads=threads, on_step=on_step,
-                               fingerprint=fingerprint)
-    return Choice(precision, note=why + ".", runner=runner, table=rows)
+            table = rows()
+            fallback, why = pick_fast([r for r in table if r.precision != "int8"])
+            return Choice(fallback, note=f"{str(err).rstrip('.')}; using {fallback} instead ({why}).", table=table)
+    table = rows()
+    precision, why = pick_fast(table)
+    return Choice(precision, note=why + ".", runner=int8() if precision == "int8" else None, table=table)

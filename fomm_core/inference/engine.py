@@ -1,60 +1,24 @@
-"""The inference engine: one source image animated by batches of driving frames, as fast as the device allows.
+"""What every model family's engine shares: device and a settled precision, the call context, frame preparation,
+the relative-motion reference, and the per-batch loop with its GPU fail-soft.
 
-    animator = Animator(generator, kp_detector, device="cpu")     # precision "auto": exact float32 on CPU
-    animator.set_source(source)                                   # [1, 3, H, W] float in 0..1
-    for batch in frames:                                          # [B, 3, H, W]
-        out = animator.animate(batch)                             # [B, 3, H, W] float32 0..1 on the CPU
+    animator.set_source(source)          # [1, 3, H, W] float in 0..1: what depends on the source, computed once
+    for batch in frames:                 # [B, 3, H, W]
+        out = animator.animate(batch)    # [B, 3, H, W] float32 0..1 on the CPU
 
-What it does differently from the original demo (same maths, run by the model's own step methods:
-DenseMotionNetwork.source_parts / create_* / heads / dense_flow, OcclusionAwareGenerator.encode_source /
-warp_features / decode, fomm_core.inference.motion.normalize_kp):
-- the source's keypoints, encoder features, anti-aliased copy and heatmaps are computed once (`set_source`);
-- the reference frame's inverse Jacobians and the movement scale once per video (`set_reference`);
-- closed-form 2x2 inverses; no visualisation-only full-resolution 'deformed' warp; inference_mode;
-- batch-norm folded into the convolutions of a private copy of the networks, channels-last memory, and
-  nearest-upsample + 3x3 conv computed as a sub-pixel 2x2 conv (16/36 of the work; fomm_core/inference/fast.py);
-- fast paths: bf16 (CPU) / fp16 (CUDA) autocast for the convolutions, with the keypoints, the flow field and
-  every grid_sample kept in float32 (half-precision sampling coordinates visibly misplace pixels).
-Nothing is kept between `animate` calls except the source and reference: memory does not grow with a video.
+A family's engine (fomm_core.inference.fomm's Animator, fomm_core.inference.tpsmm's TpsAnimator) supplies its
+networks' steps. An engine runs the precision it is given (fp32, bf16, fp16, or int8 with its runner); `fast`,
+measured on this machine, is settled before an engine is built (fomm_core.inference.factory.make_animator).
+Half-precision paths autocast the convolutions only: keypoints, flow fields and every grid_sample stay float32
+(half-precision sampling coordinates visibly misplace pixels). Nothing is kept between `animate` calls except the
+source and reference, so memory does not grow with a video.
 """
 from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager, nullcontext, suppress
 
+from fomm_core.device import cpu_has_fast_bf16
 from fomm_core.errors import FommError
-from fomm_core.device import choose_precision
-from fomm_core.inference.motion import inverse_2x2, movement_scale, normalize_kp
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where unreadable, e.g. not Linux)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo, else what `platform` says ('' when nothing does)."""
-    import platform
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_has_fast_bf16(flags=None) -> bool:
-    flags = cpu_flags() if flags is None else flags
-    return bool({"avx512_bf16", "amx_bf16"} & flags)
 
 
 @contextmanager
@@ -80,16 +44,16 @@ def tf32_off():
                 s.allow_tf32 = allowed
 
 
-def _can_compile() -> bool:
+def can_compile() -> bool:
     import torch
     return hasattr(torch, "compile")
 
 
-def _compiled(fn):
+def compiled(fn):
     """torch.compile(fn), falling back to fn for good at the first failure (no C++ compiler, unsupported op...)."""
     import torch
     try:
-        compiled = torch.compile(fn)
+        compiled_fn = torch.compile(fn)
     except Exception:
         return fn
     state = {"ok": True}
@@ -97,7 +61,7 @@ def _compiled(fn):
     def call(*args, **kwargs):
         if state["ok"]:
             try:
-                return compiled(*args, **kwargs)
+                return compiled_fn(*args, **kwargs)
             except Exception:
                 state["ok"] = False
         return fn(*args, **kwargs)
@@ -105,27 +69,36 @@ def _compiled(fn):
 
 
 class Engine:
-    """What every model family's animator shares: device and precision, the call context, frame preparation, the
-    relative-motion reference, and the per-batch loop with its GPU fail-soft. A family supplies `MODES`,
-    `_torch_keypoints` (keypoints as a dict), `_source_parts`, `_set_reference_kp`, `transfer` and `_render`."""
+    """The shared base. A family supplies `FAMILY`, `MODES`, `_torch_keypoints` (keypoints as a dict),
+    `_source_parts`, `_set_reference_kp`, `transfer` and `_render`; `note` and `choice_table` say why its path
+    runs (set by whoever settled it)."""
 
     MODES = ("relative", "absolute")
+    PRECISIONS = ("fp32", "bf16", "fp16")  # settled precisions this family's engine runs
     FAMILY = ""
     FUSED = "BN folded, sub-pixel up blocks"  # what fuse=True does, in words
 
-    def _init_common(self, device, precision, mode, adapt_movement_scale) -> str:
-        """Set the shared state; -> the precision asked of the engine (choose_precision's answer)."""
+    def __init__(self, networks: dict, *, device, precision, mode, adapt_movement_scale):
         import torch
-        mode = {"standard": "absolute"}.get(mode, mode)  # TPSMM's demo calls absolute motion 'standard'
-        if mode not in self.MODES:
-            raise FommError(f"unknown mode '{mode}' for a {self.FAMILY} model; use {' or '.join(self.MODES)}.")
+        self.mode = self.check_mode(mode, networks)
+        if precision not in self.PRECISIONS:
+            raise FommError(f"a {self.FAMILY} engine runs a settled precision ({', '.join(self.PRECISIONS)}), not "
+                            f"'{precision}'; make_animator settles auto, fast and int8 (measured on this machine) "
+                            "before it builds one.")
         self.device = torch.device(device)
-        self.mode = mode
+        self.precision = precision
         self.adapt_movement_scale = adapt_movement_scale
         self.note, self.choice_table = "", []
         self._int8 = None
         self._source = None
-        return choose_precision(self.device, precision)
+
+    @classmethod
+    def check_mode(cls, mode, networks=None) -> str:
+        """The mode as this family names it, or a FommError sentence (networks: those it would run, when known)."""
+        mode = {"standard": "absolute"}.get(mode, mode)  # TPSMM's demo calls absolute motion 'standard'
+        if mode not in cls.MODES:
+            raise FommError(f"unknown mode '{mode}' for a {cls.FAMILY} model; use {' or '.join(cls.MODES)}.")
+        return mode
 
     @property
     def path(self) -> str:
@@ -141,6 +114,12 @@ class Engine:
         if self.compiled:
             extras.append("torch.compile")
         return f"{self.device.type} {what} ({', '.join(extras)}), {self.mode} motion"
+
+    def _wrap(self, compile_asked):
+        """Set `compiled`; -> what wraps a network's call (torch.compile, or nothing)."""
+        # torch.compile: ~5-10% on CPU after a 10-20 s first call, so opt-in (long videos, not the webcam)
+        self.compiled = bool(compile_asked) and can_compile()
+        return compiled if self.compiled else (lambda fn: fn)
 
     def _autocast(self):
         import torch
@@ -176,8 +155,6 @@ class Engine:
             src = self._prepare(image)
             if src.shape[0] != 1:
                 raise FommError("set_source takes one image ([1, 3, H, W]).")
-            if self._pending:
-                self._resolve(src.shape[-1])
             self._source = self._source_parts(src, self._torch_keypoints(src))
         self.reset_reference()
 
@@ -215,159 +192,3 @@ class Engine:
                 self.precision = "fp32"
                 warnings.warn(self.note, UserWarning, stacklevel=2)  # the CLI shows warnings as notes
                 return self._render(kp, frames.shape[0])
-
-
-class Animator(Engine):
-    """Animates one source image by driving frames with a FOMM model (relative or absolute motion, as the
-    original demo)."""
-
-    FAMILY = "FOMM"
-
-    def __init__(self, generator, kp_detector, *, device="cpu", precision="auto", mode="relative",
-                 adapt_movement_scale=False, use_relative_jacobian=True, fuse=True, channels_last=None,
-                 compile=False, size=None, on_step=None, int8_runner=None):
-        """precision: fp32 (exact), bf16, fp16, int8, or fast/auto (measured on this CPU: fomm_core.inference.choice).
-
-        fast and int8 need the frame size: give `size`, or the first `set_source` decides. on_step(done, total,
-        what) reports the one-time int8 build and measurement. `note` says why a path other than the one asked
-        for runs (or why `fast` picked what it did).
-        """
-        if mode == "avd":
-            raise FommError("mode avd (animation via disentanglement) belongs to TPSMM models; this is a FOMM "
-                            "checkpoint: use relative or absolute.")
-        requested = self._init_common(device, precision, mode, adapt_movement_scale)
-        self.use_relative_jacobian = use_relative_jacobian
-        self._int8 = int8_runner
-        self._pending = None
-        if requested in ("fast", "int8") and int8_runner is None:
-            self._pending = (requested, generator, kp_detector, on_step)  # resolved once the frame size is known
-        self.precision = "int8" if int8_runner is not None else ("fp32" if self._pending else requested)
-        self._build_torch(generator, kp_detector, fuse, channels_last, compile)
-        self.reset_reference()
-        if self._pending and size:
-            self._resolve(size)
-
-    def _build_torch(self, generator, kp_detector, fuse, channels_last, compile):
-        if channels_last is None:
-            channels_last = fuse
-        if fuse:
-            from fomm_core.inference.fast import fused_copy
-            self.generator = fused_copy(generator, channels_last).to(self.device)
-            self.kp_detector = fused_copy(kp_detector, channels_last).to(self.device)
-        else:
-            self.generator = generator.eval().to(self.device)
-            self.kp_detector = kp_detector.eval().to(self.device)
-        self.channels_last = channels_last
-        self.fused = fuse
-        # torch.compile: ~5-10% on CPU here after a 10-20 s first call, so opt-in (long videos, not the webcam)
-        self.compiled = bool(compile) and _can_compile()
-        wrap = _compiled if self.compiled else (lambda fn: fn)
-        self._run_kp = wrap(self.kp_detector)
-        self._run_decode = wrap(self.generator.decode)
-        dm = self.generator.dense_motion_network
-        self._run_hourglass = wrap(dm.hourglass) if dm is not None else None
-
-    def _resolve(self, size):
-        """Settle `fast`/`int8` for this frame size: measured (and cached) on first use."""
-        import torch
-        from fomm_core.inference.choice import resolve_path
-        requested, generator, kp_detector, on_step = self._pending
-        self._pending = None
-        choice = resolve_path(requested, generator, kp_detector, int(size), threads=torch.get_num_threads(),
-                              on_step=on_step)
-        self.precision, self.note, self.choice_table, self._int8 = (choice.precision, choice.note, choice.table,
-                                                                     choice.runner)
-
-    # -- description --------------------------------------------------------------------------------------------
-
-    @property
-    def path(self) -> str:
-        if self._int8 is not None:
-            return f"cpu int8 (OpenVINO, source cached in float32), {self.mode} motion"
-        return super().path
-
-    def _torch_keypoints(self, images):
-        # float32 always: cheap, and the Jacobians' inverses are precision-sensitive
-        kp = self._run_kp(images)
-        return {k: v.float() for k, v in kp.items()}
-
-    def keypoints(self, images) -> dict:
-        """Keypoints of images ([3, H, W] or [B, 3, H, W], 0..1): {'value': [B, K, 2], 'jacobian': [B, K, 2, 2]}."""
-        with self._running():
-            return self._keypoints(self._prepare(images))
-
-    # -- state ----------------------------------------------------------------------------------------------------
-
-    def _source_parts(self, src, kp) -> dict:
-        """Everything that depends on the source only: keypoints, encoder features, the dense motion's parts."""
-        with self._autocast():
-            features = self.generator.encode_source(src)
-        dm = self.generator.dense_motion_network
-        motion = dm.source_parts(src, kp) if dm is not None else None
-        return {"kp": kp, "features": features, "motion": motion}
-
-    def _set_reference_kp(self, kp):
-        self._reference = kp
-        self._inv_reference_jacobian = inverse_2x2(kp["jacobian"]) if "jacobian" in kp else None
-        self._scale = (movement_scale(self._source["kp"], kp)
-                       if self.adapt_movement_scale and self._source is not None else 1.0)
-
-    # -- per frame ------------------------------------------------------------------------------------------------
-
-    def transfer(self, kp_driving):
-        """Driving keypoints -> the keypoints to animate the source with (relative or absolute motion)."""
-        return normalize_kp(self._source["kp"], kp_driving, self._reference,
-                            use_relative_movement=self.mode == "relative",
-                            use_relative_jacobian=self.use_relative_jacobian,
-                            scale=self._scale, inv_initial_jacobian=self._inv_reference_jacobian)
-
-    def _dense_motion(self, kp_driving):
-        """The dense motion network's steps on the cached source: flow [B, h, w, 2], occlusion [B, 1, h, w] or None."""
-        import torch
-        dm, source = self.generator.dense_motion_network, self._source["motion"]
-        heatmaps = dm.create_heatmap_representations(source, kp_driving)
-        sparse = dm.create_sparse_motions(source["image"].shape[2:], kp_driving, self._source["kp"], inverse_2x2)
-        x = dm.hourglass_input(heatmaps, dm.create_deformed_source_image(source["image"], sparse))
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
-            logits = dm.heads(self._run_hourglass(x))
-        motion = dm.dense_flow(sparse, *logits)  # float32: the flow's coordinates must not be rounded
-        return motion["deformation"], motion.get("occlusion_map")
-
-    def _warped_features(self, kp_driving, batch):
-        """The cached source features warped by the driving motion (float32 warp), for `batch` frames."""
-        import torch
-        features = self._source["features"]
-        if self.generator.dense_motion_network is not None:
-            flow, occlusion = self._dense_motion(kp_driving)
-            # the warp in float32 (features may be half): sampling coordinates must not be rounded
-            features = self.generator.warp_features(features.float().expand(batch, -1, -1, -1), flow, occlusion)
-        else:
-            features = features.expand(batch, -1, -1, -1)
-        if self.channels_last:
-            features = features.contiguous(memory_format=torch.channels_last)
-        return features
-
-    def _render(self, kp, batch):
-        """Decoded frames for driving keypoints, by the torch networks (float32 warp, autocast decoder)."""
-        features = self._warped_features(self.transfer(kp), batch)
-        with self._autocast():
-            out = self._run_decode(features)
-        return out.float().clamp_(0, 1).contiguous().cpu()
-
-
-def make_animator(model, *, adapt_movement_scale=None, **options):
-    """An animator for a checkpoint of either family loaded by fomm_core.model.checkpoint.load_model.
-
-    options: those of Animator / TpsAnimator (device, precision, mode, size, on_step, ...). adapt_movement_scale
-    None keeps each family's demo default: off for FOMM, on for TPSMM (its demo always scales relative motion).
-    """
-    if adapt_movement_scale is not None:
-        options["adapt_movement_scale"] = adapt_movement_scale
-    if model.family == "tpsmm":
-        from fomm_core.inference.tpsmm import TpsAnimator
-        options.pop("use_relative_jacobian", None)
-        options.pop("int8_runner", None)
-        return TpsAnimator(model.networks, **options)
-    return Animator(model.networks["generator"], model.networks["kp_detector"], **options)

@@ -1,6 +1,7 @@
 """The int8 path: the per-frame work run by OpenVINO with int8 weights and activations (NNCF quantisation).
 
-    runner = load_or_build(generator, kp_detector, size, threads=2, on_step=print)  # Int8Refused: why not
+    runner = load_or_build(generator, kp_detector, size, make_exact=lambda: exact_engine(generator, kp_detector),
+                           threads=2, on_step=print)      # Int8Refused: why not (exact_engine: inference.fomm)
     kp = runner.keypoints(frames)              # frames [B, 3, S, S] -> {'value' [B, K, 2], 'jacobian' [B, K, 2, 2]}
     out = runner.render(kp_driving, source)    # normalised keypoints + the engine's cached source -> [B, 3, S, S]
 
@@ -11,7 +12,7 @@ Why it is built this way (measured side by side with the original code; see the 
   original code on an Intel Xeon without AMX and about 8x on an AMD EPYC with AVX512-BF16.
 - Inference precision is set to f32: on CPUs with AVX512-BF16 or AMX OpenVINO's default is bf16, which changes
   the numbers and was slower than f32 where the CPU has no AMX.
-- The unfused modules are exported: OpenVINO folds batch-norm itself, while our sub-pixel up block (fast.py)
+- The unfused modules are exported: OpenVINO folds batch-norm itself, while our sub-pixel up block (fusion.py)
   becomes a slow ScatterNDUpdate. 2x2 inverses are closed-form (torch.inverse does not export).
 - Calibrated on frames of several faces shipped with the package (never the clip being animated) and checked on
   held-out pairs against the exact float32 engine: below MIN_PSNR the model is refused with a sentence. The model
@@ -260,14 +261,15 @@ def cache_folder(fingerprint: str, size: int, versions: dict) -> Path:
     return user_cache_dir("int8", name)
 
 
-def build(generator, kp_detector, size: int, folder: Path, versions: dict, on_step=None) -> dict:
+def build(generator, kp_detector, size: int, folder: Path, versions: dict, make_exact, on_step=None) -> dict:
     """Export, quantise and check into `folder` (which must not exist yet); -> the check's verdict.
+
+    make_exact() -> the exact float32 engine of these networks that calibrates the model and checks it.
 
     Everything is written to a temporary folder beside it and renamed into place last, so a build that is
     interrupted, fails, or races another process never leaves a half-written model behind.
     """
     from fomm_core.inference.calibration import face_pairs
-    from fomm_core.inference.engine import Animator
     step = on_step or (lambda done, total, what: None)
     started = time.perf_counter()
     try:
@@ -275,7 +277,7 @@ def build(generator, kp_detector, size: int, folder: Path, versions: dict, on_st
     except Exception as err:  # a broken NNCF install (its metadata was there)
         raise Int8Refused(f"NNCF cannot be imported to build the int8 model ({type(err).__name__}: {err}); "
                           f"reinstall it with: {INSTALL_HINT}") from None
-    exact = Animator(generator, kp_detector, device="cpu", precision="fp32", fuse=False)
+    exact = make_exact()
     step(0, 5, "int8: exact float32 keypoints and features of the calibration faces")
     samples = _samples(exact, face_pairs(size, seed=0, frames=CALIBRATION_FRAMES))
     step(1, 5, "int8: exporting to OpenVINO")
@@ -320,8 +322,10 @@ def refusal(verdict: dict) -> str:
             f"faces, below the {verdict['min_psnr']:g} dB bar, so it is not used")
 
 
-def load_or_build(generator, kp_detector, size: int, *, threads=None, on_step=None, fingerprint=None) -> Int8Runner:
-    """The int8 runner of these weights at this frame size: from the cache, else built (and cached) now.
+def load_or_build(generator, kp_detector, size: int, *, make_exact, threads=None, on_step=None,
+                  fingerprint=None) -> Int8Runner:
+    """The int8 runner of these weights at this frame size: from the cache, else built (and cached) now, checked
+    against the engine make_exact() builds (exact float32 on the same networks).
 
     Int8Refused (one sentence) when OpenVINO/NNCF are missing, the model has no dense motion or Jacobians,
     or the int8 model fails the quality bar (a verdict that is cached as well, so it is not rebuilt each run).
@@ -334,7 +338,7 @@ def load_or_build(generator, kp_detector, size: int, *, threads=None, on_step=No
     verdict = _verdict(folder)
     if verdict is None:
         shutil.rmtree(folder, ignore_errors=True)  # a damaged cache entry: rebuilt
-        verdict = build(generator, kp_detector, size, folder, versions, on_step)
+        verdict = build(generator, kp_detector, size, folder, versions, make_exact, on_step)
     if not verdict.get("accepted"):
         raise Int8Refused(refusal(verdict) + ".")
     try:

@@ -6,8 +6,16 @@ torch is imported lazily so that `import fomm_core.inference.motion` costs nothi
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
+
+
+class BestFrame(NamedTuple):
+    """The driving frame relative motion should start from, and how it was chosen."""
+    index: int
+    how: str            # the method, in words
+    stand_in: bool      # the original's landmark matching could not run: worth telling the user
 
 
 def inverse_2x2(m):
@@ -98,8 +106,8 @@ def closest_shape(source_points, driving_points) -> int:
     return int(np.argmin(dists)) if dists else 0
 
 
-def find_best_frame(source, driving_frames, kp_detector=None) -> tuple[int, str]:
-    """(index, how) of the driving frame whose pose best matches the source, where relative motion should start.
+def find_best_frame(source, driving_frames, kp_detector=None) -> BestFrame:
+    """The BestFrame (index, how, stand_in) of the driving frame whose pose best matches the source, where relative motion should start.
 
     source: [1, 3, H, W] tensor or HxWx3 array in 0..1; driving_frames: a sequence of the same (or [N, 3, H, W]).
     The original compares face_alignment's 68 landmarks. With that library installed we do the same; without it,
@@ -109,7 +117,7 @@ def find_best_frame(source, driving_frames, kp_detector=None) -> tuple[int, str]
     """
     frames = list(driving_frames)
     if not frames:
-        return 0, "no driving frames"
+        return BestFrame(0, "no driving frames", False)
     try:
         import face_alignment  # noqa: F401  (optional, heavy: downloads its own weights)
     except ImportError:
@@ -122,12 +130,12 @@ def find_best_frame(source, driving_frames, kp_detector=None) -> tuple[int, str]
     else:
         reason = "no landmark library (face_alignment) installed"
     if kp_detector is None:
-        return 0, f"{reason}; starting from the first frame"
+        return BestFrame(0, f"{reason}; starting from the first frame", True)
     import torch
     with torch.inference_mode():
         src_kp = kp_detector(_as_tensor(source))["value"][0].float().cpu().numpy()
         drv_kp = [kp_detector(_as_tensor(f))["value"][0].float().cpu().numpy() for f in frames]
-    return closest_shape(src_kp, drv_kp), f"{reason}; matched the model's keypoints instead"
+    return BestFrame(closest_shape(src_kp, drv_kp), f"{reason}; matched the model's keypoints instead", True)
 
 
 def _as_tensor(image):
@@ -161,4 +169,4 @@ def _best_by_landmarks(face_alignment, source, frames):
         dist = float(((_normalised_shape(marks[0]) - src_n) ** 2).sum())
         if dist < best_dist:
             best, best_dist = i, dist
-    return best, "face_alignment landmarks (as the original)"
+    return BestFrame(best, "face_alignment landmarks (as the original)", False)

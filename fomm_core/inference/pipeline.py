@@ -6,13 +6,13 @@ about 1 GB a minute). `find_best_frame` makes two passes over the file instead o
 from __future__ import annotations
 
 import time
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fomm_core.errors import FommError
+from fomm_core.inference.motion import BestFrame
 from fomm_core.media.images import frames_to_tensor, square_resize, tensor_to_frames
 from fomm_core.media.video import VideoWriter, iter_frames, probe_video
 
@@ -24,9 +24,9 @@ class AnimateResult:
     seconds: float          # the whole run: probing, face tracking (crop), best frame search, animation
     path: Path
     best_frame: int = 0
-    note: str = ""          # how the start frame was chosen, when find_best_frame was asked for
     animate_seconds: float = 0.0  # the animation pass alone (decode, model, encode)
     size: tuple = (0, 0)    # (width, height) of the video written
+    notes: list = field(default_factory=list)  # sentences worth telling: no face found, a stand-in method, ...
 
 
 def _batches(iterable, n: int):
@@ -41,8 +41,8 @@ def _batches(iterable, n: int):
 
 
 def best_start_frame(animator, source, driving_path, size: int, batch_size: int = 4,
-                     fit=None) -> tuple[int, np.ndarray, str]:
-    """(index, frame, how) of the driving frame to start relative motion from, in one streamed pass.
+                     fit=None) -> tuple[BestFrame, np.ndarray]:
+    """(BestFrame, the frame itself) of the driving frame to start relative motion from, in one streamed pass.
 
     With face_alignment installed the original's landmark matching runs over the frames (kept only at model size
     for that library's sake); without it the model's own keypoints are compared (fomm_core.inference.motion's stand-in),
@@ -58,8 +58,8 @@ def best_start_frame(animator, source, driving_path, size: int, batch_size: int 
         have_landmarks = False
     if have_landmarks:  # the library wants the frames themselves; model size keeps this to 192 KB a frame
         frames = [fit(f) for f in iter_frames(driving_path)]
-        index, how = find_best_frame(frames_to_tensor([source]), frames_to_tensor(frames), animator.keypoints)
-        return index, frames[index], how
+        best = find_best_frame(frames_to_tensor([source]), frames_to_tensor(frames), animator.keypoints)
+        return best, frames[best.index]
     src_kp = animator.keypoints(frames_to_tensor([source]))["value"][0].cpu().numpy()
     best, best_pts, best_frame, index = 0, None, None, 0
     for batch in _batches((fit(f) for f in iter_frames(driving_path)), batch_size):
@@ -70,34 +70,35 @@ def best_start_frame(animator, source, driving_path, size: int, batch_size: int 
                 best, best_pts, best_frame = index, pts, frame.copy()
             index += 1
     how = "no landmark library (face_alignment) installed; matched the model's keypoints instead"
-    return best, best_frame, how
+    return BestFrame(best, how, stand_in=True), best_frame
 
 
-def driving_face_crop(driving_path, info, size: int, increase: float = 0.1):
+def driving_face_crop(driving_path, info, size: int, increase: float = 0.1, notes=None):
     """frame -> size x size crop around the video's longest face track (one fixed square, so no jitter).
 
-    A video where no face is found falls back to the centre square, with a warning.
+    A video where no face is found falls back to the centre square, and `notes` gets a sentence saying so.
     """
     from fomm_core.media.crop import stable_crop_box, track_faces
     from fomm_core.media.face import crop_square
     faces = track_faces(iter_frames(driving_path, info=info), info.fps or 25.0)
     track = faces.longest() if faces is not None else None
     if track is None:
-        warnings.warn("no face found in the driving video; used its centre square", stacklevel=4)
+        if notes is not None:
+            notes.append("no face found in the driving video; used its centre square")
         return lambda frame: square_resize(frame, size)
     box = stable_crop_box(track, increase, faces.frame_shape)
     return lambda frame: crop_square(frame, box, size)
 
 
-def _source_and_fit(source_path, driving_path, info, size: int, crop: bool):
+def _source_and_fit(source_path, driving_path, info, size: int, crop: bool, notes: list):
     """(the source's ImageCrop, frame -> driving frame at model size): centre squares, or faces with `crop`."""
     from fomm_core.media.crop import source_square
     cropped = source_square(source_path, size, crop)
     if not crop:
         return cropped, lambda frame: square_resize(frame, size)
     if not cropped.face_found:
-        warnings.warn("no face found in the source image; used its centre square", stacklevel=3)
-    return cropped, driving_face_crop(driving_path, info, size)
+        notes.append("no face found in the source image; used its centre square")
+    return cropped, driving_face_crop(driving_path, info, size, notes=notes)
 
 
 def _composer(cropped, side_by_side: bool, paste_back: bool):
@@ -112,16 +113,14 @@ def _composer(cropped, side_by_side: bool, paste_back: bool):
     return (lambda drv, out: out), (size, size)
 
 
-def _start_at_best_frame(animator, source, driving_path, size: int, batch_size: int, fit) -> tuple[int, str]:
-    """Make the best-matching driving frame the reference of relative motion; (its index, how it was chosen)."""
-    best, best_frame, note = best_start_frame(animator, source, driving_path, size, batch_size, fit)
+def _start_at_best_frame(animator, source, driving_path, size: int, batch_size: int, fit) -> BestFrame:
+    """Make the best-matching driving frame the reference of relative motion; -> how it was chosen."""
+    best, best_frame = best_start_frame(animator, source, driving_path, size, batch_size, fit)
     if best_frame is not None:
         # relative motion of every frame depends only on itself and the start frame, so animating in file
         # order with that reference gives the original's backward+forward result without reordering
         animator.set_reference(frames_to_tensor([best_frame]))
-    if "instead" in note or "first frame" in note:  # the original's method could not run: say so
-        warnings.warn(note, stacklevel=3)
-    return best, note
+    return best
 
 
 def _animate_frames(writer, animator, frames, compose, batch_size: int, progress, total):
@@ -154,18 +153,25 @@ def animate_video(source_path, driving_path, output_path, animator, *, size: int
     if side_by_side and paste_back:
         raise FommError("side by side and paste-back cannot be combined: choose one layout for the output.")
     started = time.perf_counter()
+    notes: list = []
     info = probe_video(driving_path)
-    cropped, fit = _source_and_fit(source_path, driving_path, info, size, crop)
+    cropped, fit = _source_and_fit(source_path, driving_path, info, size, crop, notes)
     source = cropped.image
     compose, frame_size = _composer(cropped, side_by_side, paste_back)
     animator.set_source(frames_to_tensor([source]))
-    best, note = 0, ""
+    best = BestFrame(0, "", False)
     if find_best_frame:
-        best, note = _start_at_best_frame(animator, source, driving_path, size, batch_size, fit)
+        best = _start_at_best_frame(animator, source, driving_path, size, batch_size, fit)
+        if best.stand_in:  # the original's method could not run: say so
+            notes.append(best.how)
+    engine_note = animator.note
     start = time.perf_counter()
     with VideoWriter(output_path, info.rate or info.fps, frame_size,
                      audio_from=driving_path if audio and info.has_audio else None) as writer:
         frames = (fit(f) for f in iter_frames(driving_path, info=info))
         done = _animate_frames(writer, animator, frames, compose, batch_size, progress, info.frame_count)
     end = time.perf_counter()
-    return AnimateResult(done, info.fps, end - started, Path(output_path), best, note, end - start, frame_size)
+    if animator.note != engine_note:  # the engine changed path on the way (a GPU without half kernels)
+        notes.append(animator.note)
+    return AnimateResult(done, info.fps, end - started, Path(output_path), best.index, end - start, frame_size,
+                         notes)

@@ -5,23 +5,21 @@
     out = animator.animate(frames)                                           # [B, 3, H, W] float32 0..1
 
 The same maths as the original demo's make_animation (fomm_core.model.tpsmm's step methods), and the FOMM
-engine's economies (fomm_core.inference.engine):
+engine's economies (fomm_core.inference.fomm):
 - the source's keypoints, its downsampled copy and Gaussians, and all four encoder levels are computed once;
 - on the CPU the frames of a batch are rendered one at a time (see `_render`: faster there than batched);
 - the original's second, detached warp of every level (a training-only output) is not computed;
-- batch norms folded (the ResNet-18), sub-pixel up blocks, channels-last memory (fomm_core.inference.fast);
+- batch norms folded (the ResNet-18), sub-pixel up blocks, channels-last memory (fomm_core.inference.fusion);
 - bf16 (CPU) / fp16 (CUDA) autocast for the convolutions, with keypoints, TPS warps, flow and every grid_sample
-  in float32. `fast` is measured on this machine between fp32 and bf16 (no int8 build for TPSMM).
+  in float32. No int8 build: make_animator measures `fast` between fp32 and bf16.
 Relative motion scales the keypoint motion by sqrt(source hull area / reference hull area), as the original demo
 always does (adapt_movement_scale=False turns it off).
 """
 from __future__ import annotations
 
 from fomm_core.errors import FommError
-from fomm_core.inference.engine import Engine, _compiled, _can_compile
+from fomm_core.inference.engine import Engine
 from fomm_core.inference.motion import hull_area
-
-INT8_REFUSAL = "int8 is built for FOMM models only; a TPSMM model runs in torch"
 
 
 class TpsAnimator(Engine):
@@ -31,24 +29,25 @@ class TpsAnimator(Engine):
     FAMILY = "TPSMM"
     FUSED = "ResNet BN folded, sub-pixel up blocks"  # instance norms cannot be folded
 
-    def __init__(self, networks: dict, *, device="cpu", precision="auto", mode="relative",
-                 adapt_movement_scale=True, fuse=True, channels_last=None, compile=False, size=None,
-                 on_step=None):
+    def __init__(self, networks: dict, *, device="cpu", precision="fp32", mode="relative",
+                 adapt_movement_scale=True, fuse=True, channels_last=None, compile=False):
         """networks: {'kp_detector', 'dense_motion_network', 'inpainting_network', 'avd_network' (for avd)}, as
-        fomm_core.model.checkpoint.load_model gives them. precision as the FOMM Animator's (int8 runs `fast`)."""
-        requested = self._init_common(device, precision, mode, adapt_movement_scale)
-        if mode == "avd" and networks.get("avd_network") is None:
-            raise FommError("this TPSMM checkpoint holds no avd_network, so mode avd cannot run; "
-                            "use relative or absolute.")
-        self._pending = (requested, networks, on_step) if requested in ("fast", "int8") else None
-        self.precision = "fp32" if self._pending else requested
+        fomm_core.model.checkpoint.load_model gives them. precision: fp32 (exact), bf16 or fp16."""
+        super().__init__(networks, device=device, precision=precision, mode=mode,
+                         adapt_movement_scale=adapt_movement_scale)
         self._build_torch(networks, fuse, channels_last, compile)
         self.reset_reference()
-        if self._pending and size:
-            self._resolve(size)
+
+    @classmethod
+    def check_mode(cls, mode, networks=None) -> str:
+        mode = super().check_mode(mode, networks)
+        if mode == "avd" and networks is not None and networks.get("avd_network") is None:
+            raise FommError("this TPSMM checkpoint holds no avd_network, so mode avd cannot run; "
+                            "use relative or absolute.")
+        return mode
 
     def _build_torch(self, networks, fuse, channels_last, compile):
-        from fomm_core.inference.fast import fused_copy
+        from fomm_core.inference.fusion import fused_copy
         channels_last = fuse if channels_last is None else channels_last
         copy = (lambda m: fused_copy(m, channels_last)) if fuse else (lambda m: m.eval())
         self.kp_detector = copy(networks["kp_detector"]).to(self.device)
@@ -57,26 +56,10 @@ class TpsAnimator(Engine):
         avd = networks.get("avd_network")
         self.avd = avd.eval().to(self.device) if avd is not None else None
         self.channels_last, self.fused = channels_last, fuse
-        self.compiled = bool(compile) and _can_compile()
-        wrap = _compiled if self.compiled else (lambda fn: fn)
+        wrap = self._wrap(compile)
         self._run_kp = wrap(self.kp_detector)
         self._run_hourglass = wrap(self.dense_motion.hourglass)
         self._run_decode = wrap(self.inpainting.decode)
-
-    def _resolve(self, size):
-        """Settle `fast` (and int8, which TPSMM has not) for this frame size: measured and cached on first use."""
-        import torch
-        from fomm_core.inference.choice import resolve_float_path
-        from fomm_core.inference.int8 import weights_fingerprint
-        requested, networks, on_step = self._pending
-        self._pending = None
-        parts = [networks[k] for k in ("kp_detector", "dense_motion_network", "inpainting_network")]
-
-        def make(precision):
-            return TpsAnimator(networks, device="cpu", precision=precision, mode="absolute")
-        choice = resolve_float_path(requested, make, weights_fingerprint(*parts), int(size),
-                                    threads=torch.get_num_threads(), on_step=on_step, int8_refusal=INT8_REFUSAL)
-        self.precision, self.note, self.choice_table = choice.precision, choice.note, choice.table
 
     # -- keypoints and the source ---------------------------------------------------------------------------------
 

@@ -3,12 +3,16 @@
 The original script tracks faces through the video, takes for each track the union of its boxes grown by an
 `increase` margin and made square, and *prints* an ffmpeg command per track. Here the same steps return data,
 and `crop_video` runs the command with the ffmpeg that imageio-ffmpeg bundles, keeping the audio.
+
+Faces are searched in the frames `video.iter_frames` decodes, rotation applied: the frames `animate` animates
+and the picture ffmpeg's crop filter cuts (it rotates first too), so a box fits both.
 """
 from __future__ import annotations
 
 import os
 import shlex
 import subprocess
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +20,7 @@ import numpy as np
 
 from fomm_core.errors import FommError
 from fomm_core.media.face import Box, FaceDetector, crop_square, iou, square_box
+from fomm_core.media.video import ffmpeg_exe, ffmpeg_file, iter_frames, probe_video, temp_path_for
 
 RESCAN_SECONDS = 2.0   # while faces are followed, the whole frame is searched for new ones this often
 
@@ -44,38 +49,18 @@ class VideoFaces:
         return max(self.tracks, key=lambda t: t.frames, default=None)
 
 
-def _open_video(path):
-    import cv2
-    path = Path(path)
-    if not path.is_file():
-        raise FommError(f"video {path} does not exist; check the path.")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise FommError(f"{path} cannot be read as a video (OpenCV could not open it); convert it to mp4.")
-    return cap
-
-
-def _checked_frames(cap, detect_every: int):
-    """(index, frame) for every frame of an open capture, the frame None between checks: those are decoded
-    (grab) but not converted to BGR, which saves a good part of reading them."""
-    index = 0
-    try:
-        while True:
-            if index % detect_every == 0:
-                ok, frame = cap.read()
-            else:
-                ok, frame = cap.grab(), None
-            if not ok:
-                return
-            yield index, frame
-            index += 1
-    finally:
-        cap.release()
+def _checked_frames(frames, detect_every: int):
+    """(index, frame) for every frame, the frame None between checks: the read-ahead then holds only the
+    frames searched, not a queue of whole frames nobody looks at."""
+    with closing(frames):
+        for index, frame in enumerate(frames):
+            yield index, (frame if index % detect_every == 0 else None)
 
 
 def _read_ahead(items, depth: int = 8):
-    """The items of a generator, made by a thread up to `depth` items ahead. OpenCV decodes with Python's lock
-    released, so the next frames decode on the other core while this one searches the current frame."""
+    """The items of a generator, made by a thread up to `depth` items ahead. The thread keeps ffmpeg's pipe
+    drained (reading releases Python's lock), so ffmpeg decodes the next frames on the other core instead of
+    waiting on a full pipe while this one searches the current frame."""
     import queue
     import threading
     ahead: queue.Queue = queue.Queue(maxsize=depth)
@@ -119,20 +104,17 @@ def _read_ahead(items, depth: int = 8):
 def find_face_tracks(video_path, *, detect_every: int | None = None, iou_with_initial: float = 0.25,
                      min_frames: int = 1, detector: FaceDetector | None = None,
                      rescan: float = RESCAN_SECONDS) -> VideoFaces:
-    """Follow every face through the video file (decoded by OpenCV, a few frames ahead in a thread); see
-    `track_faces`."""
-    import cv2
-    cap = _open_video(video_path)
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    every = detect_every or default_detect_every(fps)
-    frames = _read_ahead(_checked_frames(cap, every))
+    """Follow every face through the video file (its frames as `iter_frames` decodes them, read a few frames
+    ahead in a thread); see `track_faces`."""
+    info = probe_video(video_path)
+    every = detect_every or default_detect_every(info.fps)
+    frames = _read_ahead(_checked_frames(iter_frames(video_path, info=info), every))
     try:
-        faces = _track(frames, fps, every, _Book(detector, iou_with_initial, fps, every, rescan), min_frames)
+        book = _Book(detector, iou_with_initial, info.fps, every, rescan)
+        faces = _track(frames, info.fps, every, book, min_frames)
     finally:
-        frames.close()   # stops the reading thread if the search failed half way
-    if faces is None:
-        raise FommError(f"{video_path} has no readable video frames.")
-    return faces
+        frames.close()   # stops the reading thread (and ffmpeg) if the search failed half way
+    return faces   # never None: iter_frames raises on a file without a frame
 
 
 def default_detect_every(fps: float) -> int:
@@ -264,7 +246,6 @@ def crop_video(video_in, video_out, box: Box, size: int = 256, *, audio: bool = 
         raise FommError(f"video {video_in} does not exist; check the path.")
     if out.parent and not out.parent.exists():
         raise FommError(f"the folder {out.parent} does not exist; create it or choose another output path.")
-    from fomm_core.media.video import ffmpeg_exe, ffmpeg_file, temp_path_for
     tmp = temp_path_for(out)
     # file: names, so that a name like 12:30.mp4 is not read as a protocol
     args = ffmpeg_crop_args(ffmpeg_file(video_in), ffmpeg_file(tmp), box, size, audio=audio, start=start,

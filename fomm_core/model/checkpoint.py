@@ -249,25 +249,25 @@ def _choose_config(config_path, checkpoint, checkpoint_path, family):
     return load_config(name), f"'{name}'"
 
 
-def load_model(config_path, checkpoint_path, device="cpu") -> Model:
-    """A FOMM or TPSMM checkpoint (told apart by its state dicts) loaded strictly onto `device`, in eval mode.
+def load_model(checkpoint, config=None, device="cpu") -> Model:
+    """A FOMM or TPSMM checkpoint file (told apart by its state dicts) loaded strictly onto `device`, in eval mode.
 
-    config_path: a shipped config's name ('vox-256', 'tpsmm-ted-384'), a YAML path, or None to use the config the
+    config: a shipped config's name ('vox-256', 'tpsmm-ted-384'), a YAML path, or None to use the config the
     checkpoint carries (ours do) or else the shipped config its shapes fit. Optional state dicts (TPSMM's
     avd_network) are loaded when the file holds them; the background predictor, used only in training, is
     checked by a strict load and then dropped.
     """
     device = resolve_device(device)
-    checkpoint = read_checkpoint(checkpoint_path)
-    family = checkpoint_family(checkpoint)
-    config, config_name = _choose_config(config_path, checkpoint, checkpoint_path, family)
+    states = read_checkpoint(checkpoint)
+    family = checkpoint_family(states)
+    config, config_name = _choose_config(config, states, checkpoint, family)
     networks = build_networks(config)
-    names = held_modules(checkpoint)
+    names = held_modules(states)
     for name in names:
         try:
-            networks[name].load_state_dict(checkpoint[name], strict=True)
+            networks[name].load_state_dict(states[name], strict=True)
         except RuntimeError:
-            raise _mismatch(checkpoint_path, config_name, checkpoint, name, state_shapes(networks[name])) from None
+            raise _mismatch(checkpoint, config_name, states, name, state_shapes(networks[name])) from None
     loaded = {n: networks[n].to(device).eval() for n in names if n != "bg_predictor"}
     return Model(family, loaded, config, config_name)
 
@@ -279,7 +279,7 @@ def load_checkpoints(config_path, checkpoint_path, device="cpu"):
     carries (ours do) or else the shipped config its shapes fit. A TPSMM checkpoint is refused with a sentence
     (`load_model` loads either family).
     """
-    model = load_model(config_path, checkpoint_path, device)
+    model = load_model(checkpoint_path, config_path, device)
     if model.family != "fomm":
         raise FommError(f"{checkpoint_path} is a Thin-Plate Spline Motion Model checkpoint, not FOMM; "
                         "load it with fomm_core.model.checkpoint.load_model.")

@@ -3,14 +3,18 @@
 The head moves with smooth translation, rotation and scale; the eyes blink and the mouth opens (non-rigid parts),
 so a model has to learn both rigid and local motion. Everything follows from the seed (numpy Generator), drawing
 is cv2 at 4x resolution then downsampled (anti-aliased). Also: datasets of (source, driving) frame pairs, from
-synthetic clips or from a folder of the user's own video files.
+synthetic clips or from a folder of the user's own video files (read as every video file is: `iter_frames`).
 """
 from __future__ import annotations
 
+from itertools import islice
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from fomm_core.errors import FommError
+from fomm_core.media.video import VIDEO_EXTENSIONS, iter_frames
 
 SUPERSAMPLE = 4
 
@@ -107,19 +111,13 @@ def make_clip(seed: int, frames: int = 32, size: int = 64) -> np.ndarray:
 
 
 def read_video_frames(path, size: int, max_frames: int = 300) -> np.ndarray:
-    """Frames of a video file resized to size x size: uint8 [T, size, size, 3] RGB (cv2 decoder)."""
-    cap = cv2.VideoCapture(str(path))
-    frames = []
+    """The first `max_frames` frames of a video file as shown (rotation applied), scaled by ffmpeg to
+    size x size: uint8 [T, size, size, 3] RGB. Raises FommError for a file ffmpeg cannot decode."""
+    frames = iter_frames(path, size=(size, size))
     try:
-        while len(frames) < max_frames:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frame = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        return np.stack(list(islice(frames, max_frames)))
     finally:
-        cap.release()
-    return np.stack(frames) if frames else np.zeros((0, size, size, 3), np.uint8)
+        frames.close()   # ends ffmpeg when the video is longer than max_frames
 
 
 class PairSampler:
@@ -154,11 +152,19 @@ def synthetic_pairs(size: int = 64, num_clips: int = 256, frames: int = 32, seed
     return PairSampler(clip, num_clips, seed)
 
 
+def _readable_clip(path, size: int) -> np.ndarray | None:
+    """The clip's frames, or None when ffmpeg cannot decode it (a damaged file among good ones is left out)."""
+    try:
+        return read_video_frames(path, size)
+    except FommError:
+        return None
+
+
 def folder_pairs(folder, size: int = 64, seed: int = 0):
-    """Pairs from every video file in a folder (mp4/mov/avi/mkv/webm), frames resized to size x size."""
-    from fomm_core.errors import FommError
-    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in {".mp4", ".mov", ".avi", ".mkv", ".webm"})
-    clips = [c for c in (read_video_frames(p, size) for p in paths) if len(c) >= 2]
+    """Pairs from every video file in a folder (the extensions in media.video.VIDEO_EXTENSIONS), frames scaled
+    to size x size."""
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
+    clips = [c for c in (_readable_clip(p, size) for p in paths) if c is not None and len(c) >= 2]
     if not clips:
         raise FommError(f"no readable video with at least 2 frames in {folder}; give a folder of mp4 clips.")
     return PairSampler(lambda i: clips[i], len(clips), seed)

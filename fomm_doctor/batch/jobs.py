@@ -25,8 +25,9 @@ from typing import Optional
 
 from fomm_core.media.images import IMAGE_EXTENSIONS
 from fomm_core.media.video import VIDEO_EXTENSIONS, WRITABLE_SUFFIXES
-from fomm_doctor.commands.animate import MODES
+from fomm_doctor.animation import check_mode
 from fomm_doctor.errors import UserError
+from fomm_doctor.units import byte_size
 
 MAX_JOBS_FILE = 256 * 1024 * 1024  # a jobs file is text: a gigabyte is a wrong file, not a long list
 TRUE = ("1", "true", "yes", "y", "on")
@@ -88,11 +89,10 @@ def _boolean(value, column: str, where: str) -> Optional[bool]:
     raise UserError(f"{where}: {column} must be yes or no (or true/false, 1/0), not '{value}'.")
 
 
-def check_mode(mode: str, what: str) -> str:
-    """The motion mode, lower-cased, or a sentence starting with `what` ('--mode', 'jobs.csv row 3: mode')."""
+def mode_word(mode: str, what: str) -> str:
+    """The motion mode lower-cased (a spreadsheet cell may say 'Relative'), checked as animate checks it."""
     word = str(mode).strip().lower()
-    if word not in MODES:
-        raise UserError(f"{what} must be relative, absolute (also called standard) or avd, not '{mode}'.")
+    check_mode(word, what)
     return word
 
 
@@ -159,7 +159,7 @@ def job_from_fields(values: dict, base: Path, row: int, defaults: Job, where: st
         if required not in changes:
             raise UserError(f"{where}: no {required} given; every job needs a source image and a driving video.")
     source, driving = _near(base, changes.pop("source")), _near(base, changes.pop("driving"))
-    changes["mode"] = check_mode(changes.get("mode", defaults.mode), f"{where}: mode")
+    changes["mode"] = mode_word(changes.get("mode", defaults.mode), f"{where}: mode")
     if changes.get("side_by_side", defaults.side_by_side) and changes.get("paste_back", defaults.paste_back):
         raise UserError(f"{where}: side_by_side and paste_back cannot be combined: choose one layout.")
     changes["output"] = check_output_name(changes.get("output") or default_output(source, driving), where)
@@ -174,7 +174,7 @@ def _read_text(path: Path) -> str:
         raise UserError(f"the jobs file {path} does not exist." if not path.exists() else
                         f"{path} is a folder; give a jobs file (.csv or .jsonl), or use --sources and --driving.")
     if path.stat().st_size > MAX_JOBS_FILE:
-        raise UserError(f"the jobs file {path} is over {MAX_JOBS_FILE >> 20} MB: not a list of jobs.")
+        raise UserError(f"the jobs file {path} is over {byte_size(MAX_JOBS_FILE)}: not a list of jobs.")
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")  # Excel's 'CSV UTF-8' starts with a byte-order mark

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from fomm_doctor.net.download import file_sha256
+from fomm_doctor.net.digests import file_sha256
 
 MANIFEST = "manifest.jsonl"
 DONE, FAILED, ERROR = "done", "failed", "error"

@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Optional
 from fomm_doctor.batch.manifest import DONE, ERROR
 from fomm_doctor.batch.worker import WORKER_MEMORY, JobRunner, Outcome, RunSettings, Task, set_threads
 from fomm_doctor.errors import ExitCode, UserError
-from fomm_doctor.net.download import file_sha256
+from fomm_doctor.net.digests import file_sha256
 
 INSTALL_HINT = "pip install \"fomm-doctor[ray]\""
 CONNECT_SECONDS = 5.0  # for the head of a cluster to accept a connection

@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import platform
 import time
-import warnings
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from fomm_core.errors import FommError
+from fomm_doctor import animation
 from fomm_doctor.batch.jobs import Job
 from fomm_doctor.batch.manifest import DONE, ERROR, FAILED
 from fomm_doctor.errors import UserError
@@ -77,9 +76,11 @@ class JobRunner:
     """Runs tasks in this process; keeps the last few models and animators loaded."""
 
     def __init__(self, settings: RunSettings):
+        from fomm_doctor.checkpoints import ResolvedCheckpoint
         self.settings = settings
-        self._models: OrderedDict = OrderedDict()
-        self._animators: OrderedDict = OrderedDict()
+        # a task names a file the run already resolved (or shipped to this node): it is loaded as it is
+        self.models = animation.Models(MODELS_KEPT, ANIMATORS_KEPT,
+                                       resolve=lambda path: ResolvedCheckpoint(Path(path)))
         self._device = None
 
     def describe(self) -> str:
@@ -109,48 +110,16 @@ class JobRunner:
         outcome.worker = self.describe()
         return outcome
 
+    def choice(self, task: Task) -> animation.ModelChoice:
+        return animation.ModelChoice(task.checkpoint, task.config, str(self.device()), self.settings.precision,
+                                     task.job.mode, task.job.adapt_scale)
+
     def _animate(self, task: Task) -> Outcome:
-        from fomm_core.inference.pipeline import animate_video
-        from fomm_doctor.commands.animate import check_inputs
-        from fomm_doctor.net.download import file_sha256
+        from fomm_doctor.net.digests import file_sha256
         job, settings = task.job, self.settings
-        check_inputs(job.source, job.driving, task.output, job.mode, settings.device, settings.precision,
-                     settings.batch_size)
-        animator, size = self.animator(task)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            result = animate_video(job.source, job.driving, task.output, animator, size=size,
-                                   batch_size=settings.batch_size, side_by_side=job.side_by_side,
-                                   audio=job.audio, find_best_frame=job.find_best_frame, crop=job.crop,
-                                   paste_back=job.paste_back)
-        notes = [str(w.message) for w in caught]
-        return Outcome(DONE, sha256=file_sha256(result.path), frames=result.frames, notes=notes)
-
-    def animator(self, task: Task):
-        """(animator, model size) for the task's checkpoint, mode and scale, loaded once and kept."""
-        from fomm_core.inference.engine import make_animator
-        job = task.job
-        key = (task.checkpoint, task.config, job.mode, job.adapt_scale)
-        if key not in self._animators:
-            model = self._model(task.checkpoint, task.config)
-            animator = make_animator(model, device=self.device(), precision=self.settings.precision,
-                                     size=model.size, mode=job.mode, adapt_movement_scale=job.adapt_scale)
-            _keep(self._animators, key, (animator, model.size), ANIMATORS_KEPT)
-        self._animators.move_to_end(key)
-        return self._animators[key]
-
-    def _model(self, checkpoint: str, config: Optional[str]):
-        from fomm_core.model.checkpoint import load_model
-        key = (checkpoint, config)
-        if key not in self._models:
-            _keep(self._models, key, load_model(config, Path(checkpoint), self.device()), MODELS_KEPT)
-            for old in [k for k in self._animators if k[:2] not in self._models]:
-                del self._animators[old]  # an animator holds its model: drop both together
-        self._models.move_to_end(key)
-        return self._models[key]
-
-
-def _keep(cache: OrderedDict, key, value, limit: int) -> None:
-    cache[key] = value
-    while len(cache) > limit:
-        cache.popitem(last=False)
+        layout = animation.Layout(settings.batch_size, job.side_by_side, job.audio, job.find_best_frame, job.crop,
+                                  job.paste_back)
+        choice = self.choice(task)
+        animation.check_request(job.source, job.driving, task.output, choice, layout)
+        done = animation.animate(job.source, job.driving, task.output, self.models.load(choice), layout)
+        return Outcome(DONE, sha256=file_sha256(done.result.path), frames=done.result.frames, notes=done.notes)

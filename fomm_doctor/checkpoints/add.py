@@ -15,7 +15,8 @@ from fomm_doctor.checkpoints.files import CHECKPOINT_SUFFIXES, read, recognise, 
 from fomm_doctor.checkpoints.manifest import find_entry, load_manifest, published_checks
 from fomm_doctor.checkpoints.store import make_record, register
 from fomm_doctor.errors import UserError
-from fomm_doctor.net.download import file_digest, looks_like_html
+from fomm_doctor.net.digests import file_digest
+from fomm_doctor.net.sniff import looks_like_html
 
 
 @dataclass

@@ -15,7 +15,8 @@ from fomm_doctor.checkpoints.files import OK, judge_file, read, recognise, sha25
 from fomm_doctor.checkpoints.manifest import find_entry, load_manifest, published_checks
 from fomm_doctor.checkpoints.store import load_registry, make_record, register
 from fomm_doctor.errors import NetworkError, UserError
-from fomm_doctor.net.download import file_digest
+from fomm_core.cache import downloads_dir
+from fomm_doctor.net.digests import file_digest
 from fomm_doctor.net.redact import redact, redact_data
 
 PAGE_CAP = 4 * 1024 * 1024  # a Drive listing or confirmation page is ~10 KB, a Yandex API answer ~1 KB
@@ -32,6 +33,15 @@ class Fetched:
     verified_by: str  # "sha256", "md5" (a source's published md5) or "load"
     attempts: list  # [(url, outcome)] in the order tried, credentials masked
     already: bool = False  # it was present and verified: nothing downloaded
+
+    def sentence(self) -> str:
+        """Where the file is and how it was verified: the line `checkpoints fetch` ends with (the page's too)."""
+        how = {"sha256": "sha256 verified", "md5": "md5 verified",
+               "load": "loads, unverified: no published sha256 to compare it with"}[self.verified_by]
+        if self.already:
+            how = "already present, " + how
+        return (f"{self.name}: {self.path} ({how}; config {self.config or 'stored in the file'}; "
+                f"sha256 {self.sha256})")
 
 
 # ---------------------------------------------------------------- where a source leads
@@ -175,8 +185,9 @@ def fetch(name: str, mirror: Optional[str] = None, override_dir=None, progress: 
     session = session or requests.Session()
     session.headers.setdefault("User-Agent", "fomm-doctor")
     job = _FetchJob(entry, dest, session, timeout, PAGE_DEADLINE if page_deadline is None else page_deadline,
-                    dict(retries=retries, timeout=timeout, connections=connections, cache_dir=cache_dir,
-                         progress=progress, expect_binary=True, session=session, **tuning))
+                    dict(retries=retries, timeout=timeout, connections=connections,
+                         cache_dir=cache_dir or downloads_dir(), progress=progress, expect_binary=True,
+                         session=session, **tuning))
     for source in sources:
         fetched = job.try_source(source)
         if fetched is not None:
@@ -230,7 +241,8 @@ class _FetchJob:
     def _ask(self, url: str, source: dict, seen: set) -> "_Hop":
         """One request for the file: the file, a confirmation page that leads somewhere new, or why not."""
         from fomm_doctor.net import cloud_drive as cd
-        from fomm_doctor.net.download import DownloadError, HtmlInsteadOfFile, download
+        from fomm_doctor.net.download import download
+        from fomm_doctor.net.failures import DownloadError, HtmlInsteadOfFile
         size, sha = _expected(self.entry, source)
         # download into a side folder: a file that fails the checks must never sit at `dest`
         tmp = self.dest.parent / ".incoming" / self.dest.name
@@ -280,7 +292,7 @@ def _host(url: str) -> str:
 def _reason(exc: Exception) -> str:
     """A few words on why a source failed, credentials masked (the sentence names the host)."""
     import requests
-    from fomm_doctor.net.download import DownloadError, short_reason
+    from fomm_doctor.net.failures import DownloadError, short_reason
     if isinstance(exc, requests.RequestException):
         return redact(short_reason(exc))
     if isinstance(exc, DownloadError):

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 from fomm_doctor.checkpoints import places
 from fomm_doctor.checkpoints.manifest import published_checks
 from fomm_doctor.errors import UserError
-from fomm_doctor.net import download
+from fomm_doctor.net.digests import file_sha256
 
 SHA_CACHE = "sha256-cache.json"
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".tar", ".ckpt")
@@ -44,7 +44,7 @@ def sha256_cached(path) -> str:
     hit = cache.get(key)
     if isinstance(hit, dict) and hit.get("stamp") == stamp and hit.get("sha256"):
         return hit["sha256"]
-    digest = download.file_sha256(path)
+    digest = file_sha256(path)
     cache[key] = {"stamp": stamp, "sha256": digest}
     try:
         places.write_json(cache_path, cache)

@@ -18,6 +18,7 @@ from fomm_doctor.checkpoints.files import CHECKPOINT_SUFFIXES, WRONG, judge_file
 from fomm_doctor.checkpoints.manifest import face_rank, find_entry, load_manifest
 from fomm_doctor.errors import UserError
 from fomm_doctor.net.redact import redact, redact_data
+from fomm_doctor.units import byte_size
 
 REGISTRY = "registry.json"
 BUNDLED = "synth-64"  # the name of the bundled, self-trained model: resolve_checkpoint(BUNDLED) asks for it
@@ -126,7 +127,7 @@ def _face_models(dirs: list, manifest: list):
 
 def _bundled_note(manifest: list) -> str:
     face = find_entry(FACE_DEFAULT, manifest) or {}
-    size = f" (~{round(face['size'] / 1e6, -1):,.0f} MB)" if face.get("size") else ""
+    size = f" ({byte_size(face['size'])})" if face.get("size") else ""
     return (f"only the bundled 64-px synthetic model is here, so the result is 64x64; "
             f"`fomm-doctor checkpoints fetch {FACE_DEFAULT}` gets the face model{size}.")
 

@@ -3,8 +3,7 @@ CheckResult). Probes live beside their judges, one module per area:
 
   python.py       python.version, python.bits, python.implementation, python.venv
   pip.py          pip.version, pip.index            (config reading: fomm_doctor/install/pip_config.py)
-  gpu.py          gpu.driver, gpu.torch_cuda
-  gpu_vendors.py  gpu.other (AMD ROCm, Intel XPU, Apple MPS)
+  gpu/            gpu.driver, gpu.torch_cuda (nvidia.py); gpu.other (AMD ROCm, Intel XPU, Apple MPS)
   torch.py        torch.import                      (child process, time limit)
   opencv.py       opencv.import                     (child process, time limit)
   ffmpeg.py       ffmpeg.bundled, ffmpeg.path
@@ -17,10 +16,11 @@ CheckResult). Probes live beside their judges, one module per area:
 """
 from concurrent.futures import ThreadPoolExecutor
 
-from fomm_doctor.i18n import tr
+from fomm_doctor.preflight import tr
 from fomm_doctor.report import CheckResult
-from fomm_doctor.checks import (checkpoints, ffmpeg, gpu, gpu_vendors, mirrors, opencv, pip, python, system)
+from fomm_doctor.checks import checkpoints, ffmpeg, gpu, mirrors, opencv, pip, python, system
 from fomm_doctor.checks import torch as torch_check
+from fomm_doctor.checks.gpu import nvidia
 
 
 def _safe(fn, *args):
@@ -39,8 +39,8 @@ def gather_facts(offline: bool = False, timeout: float = mirrors.DEFAULT_TIMEOUT
     jobs = {
         "torch": (torch_check.probe_torch,),
         "opencv": (opencv.probe_opencv,),
-        "nvidia": (gpu.probe_nvidia,),
-        "other_gpus": (gpu_vendors.probe_other_gpus,),
+        "nvidia": (nvidia.probe_nvidia,),
+        "other_gpus": (gpu.probe_other_gpus,),
         "ffmpeg_bundled": (ffmpeg.probe_bundled,),
         "ffmpeg_path": (ffmpeg.probe_path,),
         "checkpoints": (checkpoints.probe_checkpoints,),
@@ -89,10 +89,10 @@ def judge_all(facts: dict, index: dict, lang: str = "en") -> list:
     rows += _judge("python.venv", python.judge_venv, p, index, lang=lang)
     rows += _judge("pip.version", pip.judge_version, facts["pip_version"], p, index, lang=lang)
     rows += _judge("pip.index", pip.judge_index, facts["pip_index"], p, lang=lang)
-    rows += _judge("gpu.driver", gpu.judge_driver, facts["nvidia"], p, index, lang=lang)
-    rows += _judge("gpu.torch_cuda", gpu.judge_torch_cuda, facts["torch"], facts["nvidia"], p, index, lang=lang)
+    rows += _judge("gpu.driver", nvidia.judge_driver, facts["nvidia"], p, index, lang=lang)
+    rows += _judge("gpu.torch_cuda", nvidia.judge_torch_cuda, facts["torch"], facts["nvidia"], p, index, lang=lang)
     if "other_gpus" in facts:
-        rows += _judge("gpu.other", gpu_vendors.judge_other_gpus, facts["other_gpus"], p, lang=lang)
+        rows += _judge("gpu.other", gpu.judge_other_gpus, facts["other_gpus"], p, lang=lang)
     rows += _judge("torch.import", torch_check.judge_import, facts["torch"], p, lang=lang)
     rows += _judge("opencv.import", opencv.judge_import, facts["opencv"], p, lang=lang)
     rows += _judge("ffmpeg.bundled", ffmpeg.judge_bundled, facts["ffmpeg_bundled"], p, lang=lang)

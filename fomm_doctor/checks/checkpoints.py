@@ -10,9 +10,9 @@ checkpoints are; `judge_checkpoints` is pure (facts -> rows).
 """
 import os
 
-from fomm_doctor.i18n import tr
+from fomm_doctor.preflight import tr
 from fomm_doctor.report import CheckResult
-from fomm_doctor.checks.common import human_bytes
+from fomm_doctor.units import byte_size
 
 PREFERRED_FIRST = "vox"  # the usual choice for portraits: what the "fetch one" fix names when it is missing
 
@@ -77,11 +77,11 @@ def _wrong_summary(row: dict, bad: dict, lang: str) -> str:
     """What is wrong with a copy: its size when that contradicts the published one, else its sha256."""
     path, size = bad["path"], bad.get("size")
     if row.get("size") and size != row["size"]:
-        return tr(lang, f"{path} is {human_bytes(size)}, not the {human_bytes(row['size'])} it should be: "
+        return tr(lang, f"{path} is {byte_size(size)}, not the {byte_size(row['size'])} it should be: "
                         "incomplete or corrupt.",
-                  f"{path} 大小为 {human_bytes(size)}，应为 {human_bytes(row['size'])}：文件不完整或已损坏。")
-    return tr(lang, f"{path} ({human_bytes(size)}) does not match its sha256: corrupt, incomplete or another file.",
-              f"{path}（{human_bytes(size)}）sha256 不符：文件损坏、不完整或并非该模型。")
+                  f"{path} 大小为 {byte_size(size)}，应为 {byte_size(row['size'])}：文件不完整或已损坏。")
+    return tr(lang, f"{path} ({byte_size(size)}) does not match its sha256: corrupt, incomplete or another file.",
+              f"{path}（{byte_size(size)}）sha256 不符：文件损坏、不完整或并非该模型。")
 
 
 def _wrong_fix(row: dict, bad: dict, project, lang: str) -> str:

@@ -7,7 +7,7 @@ import os
 import subprocess
 import tempfile
 
-from fomm_doctor.i18n import tr
+from fomm_doctor.preflight import tr
 from fomm_doctor.report import CheckResult
 from fomm_doctor.checks.common import pip_cmd
 from fomm_core.tools import find_tool, resolve_tool

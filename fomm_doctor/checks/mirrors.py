@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from fomm_doctor.i18n import tr
+from fomm_doctor.preflight import tr
 from fomm_doctor.install.pip_config import PYPI_SIMPLE
 from fomm_doctor.net.redact import redact
 from fomm_doctor.report import CheckResult

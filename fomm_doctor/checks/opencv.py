@@ -3,7 +3,7 @@ OpenCV distributions are installed at once (opencv-python beside -headless: a cl
 
 id: opencv.import
 """
-from fomm_doctor.i18n import tr
+from fomm_doctor.preflight import tr
 from fomm_doctor.report import CheckResult
 from fomm_doctor.checks.common import pip_cmd
 from fomm_doctor.checks.subprocess_probe import import_script, judge_failed_import, probe_import

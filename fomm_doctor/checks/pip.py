@@ -2,7 +2,7 @@
 
 ids: pip.version, pip.index
 """
-from fomm_doctor.i18n import tr
+from fomm_doctor.preflight import tr
 from fomm_doctor.net.redact import redact
 from fomm_doctor.install.pip_config import pip_config_files, read_pip_index_config
 from fomm_doctor.report import CheckResult

@@ -7,12 +7,11 @@ import platform as _platform
 import struct
 import sys
 
-from fomm_doctor.i18n import tr
 from fomm_doctor.report import CheckResult
 from fomm_doctor.checks.common import python_cmd
 from fomm_doctor.install import builds
 from fomm_doctor.install.builds import os_name, version_key
-from fomm_doctor.preflight import MIN_PYTHON
+from fomm_doctor.preflight import MIN_PYTHON, install_hint, tr
 
 _ENV_KEYS = ("PIP_CONFIG_FILE", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "XDG_CONFIG_HOME",
              "XDG_CONFIG_DIRS", "APPDATA", "LOCALAPPDATA", "PROGRAMDATA", "ALLUSERSPROFILE", "VIRTUAL_ENV",
@@ -43,20 +42,9 @@ def torch_releases_for(py_version: str, facts: dict) -> list:
                                                                        facts.get("machine", "")))
 
 
-def _install_python_hint(facts: dict, lang: str, want: str) -> str:
-    osn = facts.get("os")
-    if osn == "windows":
-        return tr(lang, f"Install 64-bit Python {want} (winget install Python.Python.{want}, or the python.org "
-                        f"installer), then: py -{want} -m venv fomm-env",
-                  f"安装 64 位 Python {want}（winget install Python.Python.{want}，或 python.org 安装包），"
-                  f"然后：py -{want} -m venv fomm-env")
-    if osn == "macos":
-        return tr(lang, f"Install 64-bit Python {want} (brew install python@{want}, or the python.org installer), then: "
-                        f"python{want} -m venv fomm-env",
-                  f"安装 64 位 Python {want}（brew install python@{want}，或 python.org 安装包），然后：python{want} -m venv fomm-env")
-    return tr(lang, f"Install 64-bit Python {want} (your package manager, or `pyenv install {want}`), then: "
-                    f"python{want} -m venv fomm-env",
-              f"安装 64 位 Python {want}（系统包管理器，或 `pyenv install {want}`），然后：python{want} -m venv fomm-env")
+def _install_python(facts: dict, lang: str) -> str:
+    """The fix: how to get the Python to recommend on this OS, and put fomm-doctor into a venv of it."""
+    return install_hint(facts.get("os") or os_name(facts.get("platform", "linux")), builds.recommended_python(), lang)
 
 
 def judge_version(facts: dict, index: dict, lang: str = "en") -> CheckResult:
@@ -67,7 +55,7 @@ def judge_version(facts: dict, index: dict, lang: str = "en") -> CheckResult:
     newest_any = torch_releases_for(want, facts) or [builds.newest_release()]
     details = {"version": version, "newest_torch": releases[0] if releases else None,
                "recommended_python": want}
-    fix = _install_python_hint(facts, lang, want)
+    fix = _install_python(facts, lang)
     if vt[:2] < MIN_PYTHON:
         need = ".".join(map(str, MIN_PYTHON))
         newest = tr(lang, f"its newest torch is {releases[0]}", f"它最多能装 torch {releases[0]}") \
@@ -94,11 +82,10 @@ def judge_bits(facts: dict, index: dict, lang: str = "en") -> CheckResult:
     details = {"bits": bits, "machine": facts.get("machine")}
     if bits == 64:
         return CheckResult("python.bits", "ok", tr(lang, "64-bit interpreter.", "64 位解释器。"), details)
-    want = builds.recommended_python()
     return CheckResult("python.bits", "fail", tr(
         lang, f"{bits}-bit Python: no {bits}-bit torch wheels exist, so pip finds only a broken 2017 sdist.",
         f"{bits} 位 Python：torch 从来没有 {bits} 位安装包，pip 只能找到 2017 年的坏源码包。"),
-        details, _install_python_hint(dict(facts, bits=64), lang, want))
+        details, _install_python(facts, lang))
 
 
 def judge_implementation(facts: dict, index: dict, lang: str = "en") -> CheckResult:
@@ -106,10 +93,9 @@ def judge_implementation(facts: dict, index: dict, lang: str = "en") -> CheckRes
     details = {"implementation": impl}
     if impl == "CPython":
         return CheckResult("python.implementation", "ok", "CPython.", details)
-    want = builds.recommended_python()
     return CheckResult("python.implementation", "fail", tr(
         lang, f"{impl}: torch publishes wheels for CPython only.", f"{impl}：torch 只提供 CPython 的安装包。"),
-        details, _install_python_hint(facts, lang, want))
+        details, _install_python(facts, lang))
 
 
 def judge_venv(facts: dict, index: dict, lang: str = "en") -> CheckResult:

@@ -11,7 +11,7 @@ import textwrap
 import time
 from typing import Callable, Optional
 
-from fomm_doctor.i18n import tr
+from fomm_doctor.preflight import tr
 from fomm_doctor.report import CheckResult
 
 MARK = "FOMM_PROBE_JSON:"

@@ -7,9 +7,9 @@ import shutil
 import sys
 import tempfile
 
-from fomm_doctor.i18n import tr
+from fomm_doctor.preflight import tr
 from fomm_doctor.report import CheckResult
-from fomm_doctor.checks.common import human_bytes
+from fomm_doctor.units import byte_size
 from fomm_doctor.install.builds import os_name
 
 GB = 1024 ** 3
@@ -80,8 +80,8 @@ def judge_disk(places: list, lang: str = "en") -> CheckResult:
         return CheckResult("disk.space", "skipped", tr(lang, "Could not read free disk space.", "无法读取磁盘剩余空间。"),
                            details)
     low = min(known, key=lambda p: p["free_bytes"])
-    listing = "; ".join(f"{p['purpose']}: {human_bytes(p['free_bytes'])} free" for p in known)
-    listing_zh = "；".join(f"{p['purpose']}：剩余 {human_bytes(p['free_bytes'])}" for p in known)
+    listing = "; ".join(f"{p['purpose']}: {byte_size(p['free_bytes'])} free" for p in known)
+    listing_zh = "；".join(f"{p['purpose']}：剩余 {byte_size(p['free_bytes'])}" for p in known)
     fix = tr(lang, f"Free space on the disk holding {low['path']} (a CUDA torch needs about 5 GB, each "
                    "checkpoint 240 MB), or `pip cache purge`.",
              f"清理 {low['path']} 所在磁盘（CUDA 版 torch 约需 5 GB，每个模型 240 MB），或运行 `pip cache purge`。")
@@ -100,8 +100,8 @@ def judge_ram(facts: dict, lang: str = "en") -> CheckResult:
     if total is None:
         return CheckResult("memory.ram", "skipped", tr(lang, f"RAM unknown: {facts.get('error')}.",
                                                        f"内存未知：{facts.get('error')}。"), details)
-    text = tr(lang, f"{human_bytes(total)} RAM, {human_bytes(avail)} available",
-              f"内存 {human_bytes(total)}，可用 {human_bytes(avail)}")
+    text = tr(lang, f"{byte_size(total)} RAM, {byte_size(avail)} available",
+              f"内存 {byte_size(total)}，可用 {byte_size(avail)}")
     if total < RAM_FAIL:
         return CheckResult("memory.ram", "fail", text + tr(lang, ": too little for the model (needs 2 GB+).",
                                                            "：不够运行模型（至少 2 GB）。"), details,

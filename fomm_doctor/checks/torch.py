@@ -1,9 +1,9 @@
 """torch check: installed, version, CUDA or CPU build, cuda.is_available(), a tiny tensor op — all in a child
 Python with a time limit (a broken install is a failed row, not a crash of the doctor).
 
-id: torch.import   (the build-vs-driver fit is gpu.torch_cuda, in checks/gpu.py)
+id: torch.import   (the build-vs-driver fit is gpu.torch_cuda, in checks/gpu/nvidia.py)
 """
-from fomm_doctor.i18n import tr
+from fomm_doctor.preflight import tr
 from fomm_doctor.report import CheckResult
 from fomm_doctor.checks.subprocess_probe import import_script, judge_failed_import, probe_import
 

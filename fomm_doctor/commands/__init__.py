@@ -2,21 +2,39 @@
 
 What every command shares is here.
 """
-import sys
+from contextlib import contextmanager
 
-from fomm_doctor.checks.common import pip_cmd
-from fomm_doctor.errors import UserError
+import typer
+
+from fomm_doctor import animation
 
 
-def require_torch():
-    """Import torch, or raise a UserError that names the command that installs the right build."""
+def load(choice: animation.ModelChoice) -> animation.Loaded:
+    """The model for `choice`, with a progress bar on stderr for the one-time work of fast/int8; its notes said."""
+    with _one_time_progress() as bar_step:
+        loaded = animation.Models().load(choice, on_step=bar_step)
+    for note in loaded.notes:
+        typer.echo(note, err=True)
+    return loaded
+
+
+@contextmanager
+def _one_time_progress():
+    """A progress bar on stderr for the one-time work of --precision fast/int8 (int8 build, path measurement);
+    nothing is shown when that work is already cached."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                   console=Console(stderr=True), transient=True)
+    task = None
+
+    def on_step(done, total, what):
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task(what, total=total)
+        bar.update(task, completed=done, total=total, description=what)
     try:
-        import torch  # noqa: F401
-    except Exception as exc:  # ImportError, or a broken install ("DLL load failed")
-        reason = "is not installed" if isinstance(exc, ModuleNotFoundError) else f"failed to import ({exc})"
-        extra = pip_cmd(sys.platform, 'install "fomm-doctor[torch]"')
-        raise UserError(
-            f"PyTorch {reason}; run `fomm-doctor install --yes` to install the right build for this machine "
-            f"(or `{extra}`).",
-        ) from None
-    return torch
+        yield on_step
+    finally:
+        bar.stop()

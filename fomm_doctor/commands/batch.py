@@ -6,12 +6,13 @@ from typing import Optional
 
 import typer
 
+from fomm_doctor.commands import options
 from fomm_doctor.errors import ExitCode, UserError
 
 
 def _defaults(checkpoint, config, mode, crop, paste_back, find_best_frame, adapt_scale, audio, side_by_side):
-    from fomm_doctor.batch.jobs import Job, check_mode
-    mode = check_mode(mode, "--mode")
+    from fomm_doctor.batch.jobs import Job, mode_word
+    mode = mode_word(mode, "--mode")
     if side_by_side and paste_back:
         raise UserError("--side-by-side and --paste-back cannot be combined: choose one layout for the output.")
     return Job(Path(), Path(), "", checkpoint=checkpoint, config=config, mode=mode, crop=crop, paste_back=paste_back,
@@ -48,6 +49,7 @@ def _settings(device, precision, batch_size, workers, threads, on_ray):
 def _local_workers(device: str, threads: int) -> int:
     from fomm_doctor.batch.worker import WORKER_MEMORY
     from fomm_doctor.checks.system import probe_ram
+    from fomm_doctor.units import byte_size
     gpus = _gpu_count() if device in ("auto", "cuda") else int(device.startswith("cuda"))
     if gpus:
         return gpus
@@ -56,7 +58,7 @@ def _local_workers(device: str, threads: int) -> int:
     fits = max(1, int(free // WORKER_MEMORY)) if free else cores
     if fits < cores:
         typer.echo(f"note: {fits} worker{'s' * (fits != 1)}, not {cores}: each needs about "
-                   f"{WORKER_MEMORY / 2 ** 30:.1f} GB and {free / 2 ** 30:.1f} GB is free (--workers to choose).",
+                   f"{byte_size(WORKER_MEMORY)} and {byte_size(free)} is free (--workers to choose).",
                    err=True)
     return min(cores, fits)
 
@@ -117,10 +119,9 @@ def batch(
     ray: Optional[str] = typer.Option(None, "--ray", help="Run on Ray: auto (this machine's cluster, else a local "
                                       "one), local, or an address such as head:6379 (pip install "
                                       "\"fomm-doctor[ray]\")."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Checkpoint name or path (default: the "
-                                             "best face model present)."),
-    config: Optional[str] = typer.Option(None, "--config", help="Config name or YAML (default: the checkpoint's)."),
-    mode: str = typer.Option("relative", "--mode", help="relative, absolute (standard), or avd (TPSMM)."),
+    checkpoint: Optional[str] = options.checkpoint(),
+    config: Optional[str] = options.config(),
+    mode: str = options.mode(),
     crop: bool = typer.Option(False, "--crop", help="Crop photos and videos to the face first."),
     paste_back: bool = typer.Option(False, "--paste-back", help="Put each result back into the whole photo."),
     find_best_frame: bool = typer.Option(False, "--find-best-frame", help="Start from the best-matching frame."),
@@ -128,9 +129,9 @@ def batch(
                                                help="Scale relative motion by face size (default: the model's)."),
     audio: bool = typer.Option(True, "--audio/--no-audio", help="Keep the driving videos' audio."),
     side_by_side: bool = typer.Option(False, "--side-by-side", help="Write source | driving | result."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 (exact: the same frames on every machine), "
-                                  "or fast, bf16, fp16, int8 (faster; may differ between machines)."),
+    device: str = options.device(),
+    precision: str = options.precision("fp32", why="fp32 by default: the same frames on every machine; the "
+                                       "others are faster and may differ between machines."),
     batch_size: int = typer.Option(4, "--batch-size", help="Driving frames animated together."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run again jobs that failed on bad input even "
                                       "if their inputs have not changed."),
@@ -172,7 +173,7 @@ def _pool(ray, workers, settings):
         from fomm_doctor.batch.on_ray import RayPool
         return RayPool(ray.strip(), workers, settings), "Ray"
     from fomm_doctor.batch.local import LocalPool
-    from fomm_doctor.commands import require_torch
+    from fomm_doctor.animation import require_torch
     require_torch()
     pool = LocalPool(workers, settings)
     pool.described = (f"{workers} local worker{'s' * (workers != 1)}, {settings.threads} "

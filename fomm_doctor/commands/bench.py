@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from fomm_doctor.commands import require_torch
+from fomm_doctor.animation import require_torch
 from fomm_doctor.errors import UserError
 
 
@@ -32,34 +32,36 @@ def bench(
     """Frames/s, peak memory and accuracy of each inference path against the original code, and which path
     `fast` picks on this machine and why."""
     require_torch()
-    from fomm_core import bench as core
+    from fomm_core.bench.report import format_text, run_benchmark
+    from fomm_core.bench.runners import DEFAULT_CONFIG
 
-    if model not in core.DEFAULT_CONFIG:
+    if model not in DEFAULT_CONFIG:
         raise UserError(f"--model must be fomm or tpsmm, not '{model}'.")
-    config = config or core.DEFAULT_CONFIG[model]
+    config = config or DEFAULT_CONFIG[model]
     if smoke:
         size, frames, runs = 128, 2, 1
     chosen = [p.strip() for p in paths.split(",") if p.strip()] if paths else None
     if as_json:
-        report = core.run_benchmark(config, size, frames, runs, threads, chosen, weights=weights, device=device)
+        report = run_benchmark(config, size, frames, runs, threads, chosen, weights=weights, device=device)
         typer.echo(json.dumps(report, indent=2))
         return
     from rich.console import Console
     console = Console(stderr=True)
     with console.status("benchmark") as status:
-        report = core.run_benchmark(config, size, frames, runs, threads, chosen, weights=weights, device=device,
-                                    on_path=lambda what: status.update(f"benchmark: {what}"))
-    typer.echo(core.format_text(report))
+        report = run_benchmark(config, size, frames, runs, threads, chosen, weights=weights, device=device,
+                               on_path=lambda what: status.update(f"benchmark: {what}"))
+    typer.echo(format_text(report))
     if not report["reference_available"]:
-        typer.echo(_no_reference(core, config), err=True)
+        typer.echo(_no_reference(config), err=True)
     failed = [r for r in report["rows"] if "error" in r]
     if failed:
         raise UserError(f"the {failed[0]['name']} path failed: {failed[0]['error']}")
 
 
-def _no_reference(core, config) -> str:
-    if core.family(config) == "tpsmm":
-        from fomm_core.reference import tpsmm_reference_dir
+def _no_reference(config) -> str:
+    from fomm_core.bench.weights import family
+    if family(config) == "tpsmm":
+        from fomm_core.bench.reference import tpsmm_reference_dir
         where = tpsmm_reference_dir()
         return (f"the original TPSMM code {f'is not at {where}' if where else 'was not found'}: set "
                 "FOMM_TPSMM_REFERENCE to a copy of its repository to compare with it.")

@@ -19,7 +19,7 @@ def check(
 
     Exit code 0 when nothing failed, 1 when a check failed, 2 for a usage error.
     """
-    from fomm_doctor.i18n import LANGS, default_lang
+    from fomm_doctor.preflight import LANGS, default_lang
 
     lang = lang or default_lang()
     if lang not in LANGS:

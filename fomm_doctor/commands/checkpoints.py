@@ -6,13 +6,11 @@ from typing import Optional
 
 import typer
 
+from fomm_doctor.units import byte_size
+
 app = typer.Typer(help="Find, fetch, verify and register FOMM and TPSMM checkpoints.", no_args_is_help=True)
 
 DIR_HELP = "Checkpoint folder to use instead of the per-user one (also: env FOMM_CHECKPOINTS_DIR)."
-
-
-def _mb(n) -> str:
-    return "?" if n is None else f"{n / 1e6:,.1f} MB"
 
 
 def _file_state(item: dict) -> str:
@@ -44,16 +42,15 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Machine-readable o
         typer.echo(json.dumps(facts, indent=2))
         return
     from rich.console import Console
-    from rich.table import Table
-    table = Table(title="Checkpoints (FOMM and TPSMM)")
-    for col in ("name", "config", "file", "size", "state", "where"):
-        table.add_column(col)
+
+    from fomm_doctor.render import new_table
+    console = Console()
+    table = new_table(console, "Checkpoints (FOMM and TPSMM)", ["name", "config", "file", "size", "state", "where"])
     for row in facts["checkpoints"]:
         here = row["present"][0] if row["present"] else None
         table.add_row(row["name"], row["config"] or "?", row["file"],
-                      _mb(here["size"] if here else row["size"]), _state(row),
+                      byte_size(here["size"] if here else row["size"]), _state(row),
                       here["path"] if here else f"{row['sources']} source(s) to fetch from")
-    console = Console()
     console.print(table)
     console.print(f"searched: {', '.join(facts['dirs'])}")
     console.print(f"new checkpoints go to: {facts['store']}")
@@ -84,18 +81,7 @@ def fetch(name: str = typer.Argument(..., help="A name from `checkpoints list`, 
         return
     for url, outcome in result.attempts[:-1]:
         typer.echo(redact(f"skipped {url}: {outcome}"), err=True)
-    typer.echo(fetched_sentence(result))
-
-
-def fetched_sentence(result) -> str:
-    """Where a fetched checkpoint is and how it was verified: the line `checkpoints fetch` ends with (the web
-    page shows it too)."""
-    how = {"sha256": "sha256 verified", "md5": "md5 verified",
-           "load": "loads, unverified: no published sha256 to compare it with"}[result.verified_by]
-    if result.already:
-        how = "already present, " + how
-    return (f"{result.name}: {result.path} ({how}; config {result.config or 'stored in the file'}; "
-            f"sha256 {result.sha256})")
+    typer.echo(result.sentence())
 
 
 @app.command()
@@ -109,7 +95,7 @@ def add(path: Path = typer.Argument(..., help="The .pth.tar you downloaded (do n
     checked = ("loads, unverified" if result.verified_by == "load"
                else f"matches the published {result.verified_by}")
     typer.echo(f"added {result.name}: {result.path} ({result.placed}; config {result.config or 'stored in the file'}; "
-               f"{_mb(result.size)}; {checked}; sha256 {result.sha256})")
+               f"{byte_size(result.size)}; {checked}; sha256 {result.sha256})")
     for note in result.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"use it with: fomm-doctor animate --checkpoint {result.name} ...")
@@ -123,7 +109,7 @@ def slim(name: str = typer.Argument(..., help="A checkpoint name or path."),
     """Write an inference-only copy (generator + keypoint detector), loadable by the original code too."""
     from fomm_doctor.checkpoints.slim import slim as do_slim
     result = do_slim(name, half=half, out=out, override_dir=dir)
-    typer.echo(f"wrote {result.path}: {_mb(result.size)} (from {_mb(result.original_size)}; "
+    typer.echo(f"wrote {result.path}: {byte_size(result.size)} (from {byte_size(result.original_size)}; "
                f"config {result.config or 'stored in the file'}{'; float16 storage' if half else ''})")
 
 

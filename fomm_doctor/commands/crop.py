@@ -26,7 +26,7 @@ def crop(
     out = output or video.with_name(f"{video.stem}-crop.mp4")
     if not print_ffmpeg:  # before the face search, which reads the whole video
         check_output_path(out, inputs=(video,))
-    # absolute paths: OpenCV and ffmpeg read a relative name like `12:30.mp4` as the protocol '12'
+    # absolute paths: ffmpeg reads a relative name like `12:30.mp4` as the protocol '12'
     faces = cropping.find_face_tracks(video.absolute())
     track = faces.longest()
     if track is None:

@@ -5,15 +5,14 @@ from typing import Optional
 
 import typer
 
+from fomm_doctor.commands import options
 from fomm_doctor.errors import ExitCode, UserError
 
 
 def demo(
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint",
-                                             help="Checkpoint name or path (default: the bundled synthetic one)."),
-    config: Optional[str] = typer.Option(None, "--config", help="Config name or YAML path (default: the checkpoint's own)."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when usable, then MPS, then CPU), cpu, cuda, "
-                                                        "cuda:N or mps."),
+    checkpoint: Optional[str] = options.checkpoint("the bundled synthetic one"),
+    config: Optional[str] = options.config(),
+    device: str = options.device(),
     output: str = typer.Option("fomm-demo.mp4", "--output", "-o", help="Where to write the side-by-side video."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
 ) -> None:

@@ -1,14 +1,20 @@
-"""`fomm-doctor install`: parse options, show the plan, draw the progress bar (the work is fomm_doctor.install.plan)."""
+"""`fomm-doctor install`: parse the options into an InstallOptions, hand install/ this machine's probes (check's
+own: install/ never imports checks/), show the plan, draw the progress bar (the work is fomm_doctor.install)."""
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from fomm_doctor.errors import ExitCode, UserError
+from fomm_doctor.install.backend import Backend, Kind
+from fomm_doctor.install.hashes import VERIFIED_WORDS
+from fomm_doctor.install.options import InstallOptions, Probes
 from fomm_doctor.install.pip_persist import public_change
 from fomm_doctor.net.redact import redact, redact_data
+from fomm_doctor.units import byte_size
 
 
 # The command's options, one place each: `install` below lists them in this order.
@@ -51,10 +57,18 @@ _OPTIONS = {
     "official_pytorch": typer.Option(None, "--official-pytorch", help="The same for +cpu/+cuXXX builds (default "
                                      "https://download.pytorch.org/whl/; none: do not compare)."),
 }
-# What `_options` hands to InstallOptions; the rest steer the command itself.
-_PLAN_OPTIONS = ("python", "backend", "torch", "mirror", "only", "retries", "timeout", "connections",
-                 "pytorch_index", "platform", "python_version", "driver", "gpu_arch", "cache_dir",
-                 "allow_unverified", "official_pypi", "official_pytorch")
+
+
+@dataclass(frozen=True)
+class CommandOptions:
+    """The command line, parsed and checked: what to install, and what the command does with the plan."""
+    install: InstallOptions
+    dry_run: bool = False  # print the plan, change nothing
+    as_json: bool = False
+    yes: bool = False
+    persist: bool = False
+    download_only: Optional[Path] = None
+    from_dir: Optional[Path] = None
 
 
 def install(
@@ -88,7 +102,14 @@ def install(
     retries and mirror failover; verifies sha256; installs with pip; checks the result in a fresh process.
     """
     try:
-        _install(locals())
+        _run(CommandOptions(
+            _install_options(python=python, backend=backend, torch=torch, mirror=mirror, only=only, retries=retries,
+                             timeout=timeout, connections=connections, pytorch_index=pytorch_index,
+                             platform=platform, python_version=python_version, driver=driver, gpu_arch=gpu_arch,
+                             dry_run=dry_run or download_only is not None, cache_dir=cache_dir,
+                             allow_unverified=allow_unverified, official_pypi=official_pypi,
+                             official_pytorch=official_pytorch),
+            dry_run, as_json, yes, persist, download_only, from_dir))
     except UserError as err:
         # one rule for every sentence that leaves this command: credentials in URLs are masked
         err.args = (redact(str(err)),) + err.args[1:]
@@ -98,44 +119,49 @@ def install(
         raise UserError(f"{what}: {err.strerror or type(err).__name__}.") from None
 
 
-def _install(a: dict) -> None:
-    from fomm_doctor.install import execute
-    from fomm_doctor.install import plan as installer
+def _probes() -> Probes:
+    """This machine's GPUs and mirror latencies, by check's probes."""
+    from fomm_doctor.checks.gpu import probe_gpus
+    from fomm_doctor.checks.mirrors import probe_mirrors
+    return Probes(gpus=probe_gpus, mirrors=probe_mirrors)
 
-    if a["from_dir"] is not None:
-        _install_from(execute, a["from_dir"], a["python"], a["as_json"])
+
+def _run(c: CommandOptions) -> None:
+    from fomm_doctor.install import bundle, execute
+    from fomm_doctor.install.plan import make_plan
+
+    if c.from_dir is not None:
+        _install_from(bundle, c.from_dir, c.install.python, c.as_json)
         return
-    download_only = a["download_only"]
-    opts = _options(installer, dry_run=a["dry_run"] or download_only is not None,
-                    **{k: a[k] for k in _PLAN_OPTIONS})
-    _check_folders(execute, opts, a["dry_run"], download_only)
-    console = None if a["as_json"] else _console()
-    plan = installer.make_plan(opts)
+    _check_folders(c)
+    console = None if c.as_json else _console()
+    plan = make_plan(c.install, _probes())
     if console:
         _show_plan(console, plan)
-    change = _persist_change(plan, a["persist"])
+    change = _persist_change(plan, c.persist)
     if console and change:
         from fomm_doctor.install.pip_persist import describe_change
         _say(console, "pip config (--persist):\n" + describe_change(change))
-    if download_only is not None:
-        _download_bundle(execute, plan, opts, download_only, console)
+    if c.download_only is not None:
+        _download_bundle(bundle, plan, c.install, c.download_only, console)
         return
-    if a["dry_run"]:
-        if a["as_json"]:
-            _echo_json({"plan": plan, "persist": public_change(change), "dry_run": True})
+    if c.dry_run:
+        if c.as_json:
+            _echo_json({"plan": plan.to_json(), "persist": public_change(change), "dry_run": True})
         raise typer.Exit(ExitCode.OK)
-    if not a["yes"]:
+    if not c.yes:
         _confirm()
-    _carry_out(execute, plan, opts, change, console)
+    _carry_out(execute, plan, c.install, change, console)
 
 
-def _check_folders(execute, opts, dry_run: bool, download_only: Optional[Path]) -> None:
+def _check_folders(c: CommandOptions) -> None:
     """A folder a download will write to must be usable before any network work."""
-    if download_only is not None:
-        execute.check_folder("--download-only", download_only)
-    if not dry_run or download_only is not None:
-        from fomm_doctor.net import download as dl
-        execute.check_folder("--cache-dir", opts.cache_dir or dl.default_cache_dir())
+    from fomm_doctor.install.execute import check_folder
+    if c.download_only is not None:
+        check_folder("--download-only", c.download_only)
+    if not c.dry_run or c.download_only is not None:
+        from fomm_core.cache import downloads_dir
+        check_folder("--cache-dir", c.install.cache_dir or downloads_dir())
 
 
 def _console():
@@ -154,14 +180,14 @@ def _confirm() -> None:
         raise typer.Exit(ExitCode.PROBLEM)
 
 
-def _carry_out(execute, plan: dict, opts, change, console) -> None:
+def _carry_out(execute, plan, opts: InstallOptions, change, console) -> None:
     """Install what the plan says, then write the pip config change (--persist) and report."""
     outcome = _execute(execute, plan, opts, console)
     if change:
         from fomm_doctor.install.pip_persist import apply_change
         apply_change(change)
     if console is None:
-        _echo_json({"plan": plan, "outcome": outcome, "persist": public_change(change)})
+        _echo_json({"plan": outcome.plan.to_json(), "outcome": outcome.to_json(), "persist": public_change(change)})
         return
     _show_outcome(console, outcome)
 
@@ -177,124 +203,133 @@ def _say(console, text: str, style: Optional[str] = None) -> None:
     console.print(Text(redact(text), style=style or ""))
 
 
-def _show_outcome(console, outcome: dict) -> None:
-    from fomm_doctor.install.plan import VERIFIED_WORDS
-    v = outcome.get("verify") or {}
-    t = outcome.get("torch") or {}
-    checked = f"; {VERIFIED_WORDS[t['verified']]}" if t.get("verified") in VERIFIED_WORDS else ""
+def _show_outcome(console, outcome) -> None:
+    v, t = outcome.verify, outcome.torch
+    checked = f"; {VERIFIED_WORDS[t.fetched.verified]}" if t and t.fetched else ""
     if v:
-        console.print(f"[green]✓[/green] torch {v.get('version')} ({t.get('action')}{checked}) imports and computes"
-                      + (f"; CUDA available: {v.get('cuda_available')}" if "cuda_available" in v else ""))
-    if outcome.get("packages"):
-        console.print(f"[green]✓[/green] {', '.join(outcome['packages']['list'])}")
+        console.print(f"[green]✓[/green] torch {v.version} ({t.action}{checked}) imports and computes"
+                      + (f"; CUDA available: {v.facts['cuda_available']}" if "cuda_available" in v.facts else ""))
+    if outcome.packages:
+        console.print(f"[green]✓[/green] {', '.join(outcome.packages)}")
     console.print("next: [bold]fomm-doctor demo[/bold]")
 
 
-def _download_bundle(execute, plan: dict, opts, folder: Path, console) -> None:
-    bundle = execute.download_bundle(plan, opts, folder)
+def _download_bundle(bundle, plan, opts: InstallOptions, folder: Path, console) -> None:
+    made = bundle.download_bundle(plan, opts, folder)
     if console is None:
-        _echo_json({"plan": plan, "bundle": bundle})
+        _echo_json({"plan": made.plan.to_json(), "bundle": made.to_json()})
         return
-    from fomm_doctor.install.plan import VERIFIED_WORDS
-    _say(console, f"✓ {len(bundle['files'])} wheels in {bundle['folder']} (torch: "
-                  f"{VERIFIED_WORDS[bundle['verified']]}); on the other machine: "
-                  f"fomm-doctor install --from {bundle['folder']}")
+    _say(console, f"✓ {len(made.files)} wheels in {made.folder} (torch: {VERIFIED_WORDS[made.verified]}); on the "
+                  f"other machine: fomm-doctor install --from {made.folder}")
 
 
-def _install_from(execute, folder: Path, python: Optional[str], as_json: bool) -> None:
-    from fomm_doctor.install.plan import VERIFIED_WORDS
-    outcome = execute.install_bundle(folder, python or sys.executable)
+def _install_from(bundle, folder: Path, python: Optional[str], as_json: bool) -> None:
+    outcome = bundle.install_bundle(folder, python or sys.executable)
     if as_json:
-        _echo_json({"outcome": outcome})
+        _echo_json({"outcome": outcome.to_json()})
         return
-    v = outcome["verify"] or {}
-    typer.echo(redact(f"✓ torch {v.get('version')} installed from {folder} (no network; "
-                      f"{VERIFIED_WORDS[outcome['torch']['verified']]}) imports and computes"))
+    version = outcome.verify.version if outcome.verify else None
+    typer.echo(redact(f"✓ torch {version} installed from {folder} (no network; {VERIFIED_WORDS['local']}) "
+                      f"imports and computes"))
 
 
-def _options(installer, **kw):
+# ---- the options, checked before any facts are gathered ------------------------------------------------------
+
+def _install_options(*, backend: str, only: Optional[str], **kw) -> InstallOptions:
     """Check the options that need no facts (one sentence each) and bundle them."""
-    kw["backend"] = kw["backend"].strip().lower()
-    _check_values(kw)
-    _check_locations(kw)
-    kw["only"] = [p.strip() for p in kw["only"].split(",") if p.strip()] if kw["only"] else None
-    return installer.InstallOptions(**kw)
+    opts = InstallOptions(backend=_backend(backend), only=_names(only), **kw)
+    _check_values(opts)
+    _check_locations(opts)
+    return opts
 
 
-def _check_values(kw: dict) -> None:
-    import re
-    if not re.fullmatch(r"auto|cpu|xpu|cu\d{3}|rocm\d+(\.\d+){1,2}", kw["backend"]):
+def _backend(text: str) -> Optional[Backend]:
+    """`--backend`: auto (None) or a build torch publishes (a CUDA build names its version)."""
+    text = text.strip().lower()
+    if text == "auto":
+        return None
+    build = Backend.from_label(text)
+    if build is None or (build.kind is Kind.CUDA and not build.version):
         raise UserError(f"--backend must be auto, cpu, a CUDA build like cu126, a ROCm build like rocm6.4, or xpu; "
-                        f"not {kw['backend']!r}.")
-    if (kw["platform"] or kw["python_version"]) and not kw["dry_run"]:
+                        f"not {text!r}.")
+    return build
+
+
+def _names(only: Optional[str]) -> Optional[tuple]:
+    """`--only torch,rich` -> ("torch", "rich"); nothing -> None (everything)."""
+    return tuple(p.strip() for p in only.split(",") if p.strip()) if only else None
+
+
+def _check_values(opts: InstallOptions) -> None:
+    if opts.other_machine and not opts.dry_run:
         raise UserError("--platform and --python-version plan for another machine: add --dry-run or "
                         "--download-only DIR.")
-    if kw["connections"] is not None and not 1 <= kw["connections"] <= 16:
-        raise UserError(f"--connections must be between 1 and 16, not {kw['connections']}.")
-    if kw["retries"] < 1 or not 0 < kw["timeout"] <= 600:
+    if opts.connections is not None and not 1 <= opts.connections <= 16:
+        raise UserError(f"--connections must be between 1 and 16, not {opts.connections}.")
+    if opts.retries < 1 or not 0 < opts.timeout <= 600:
         raise UserError("--retries must be at least 1 and --timeout between 0 and 600 seconds.")
 
 
-def _check_locations(kw: dict) -> None:
+def _check_locations(opts: InstallOptions) -> None:
     """Every location from the command line is checked before any network work: one sentence, no retries."""
     from fomm_doctor.install.sources import check_url
-    if kw["mirror"] and ("://" in kw["mirror"] or kw["mirror"].startswith("/")):
-        check_url("--mirror", kw["mirror"])
-    for option, key in (("--pytorch-index", "pytorch_index"), ("--official-pypi", "official_pypi"),
-                        ("--official-pytorch", "official_pytorch")):
-        if kw[key] and kw[key].strip().lower() != "none":
-            check_url(option, kw[key])
-    if kw["cache_dir"] is not None:
+    if opts.mirror and ("://" in opts.mirror or opts.mirror.startswith("/")):
+        check_url("--mirror", opts.mirror)
+    for option, value in (("--pytorch-index", opts.pytorch_index), ("--official-pypi", opts.official_pypi),
+                          ("--official-pytorch", opts.official_pytorch)):
+        if value and value.strip().lower() != "none":
+            check_url(option, value)
+    if opts.cache_dir is not None:
         from fomm_doctor.install.execute import check_folder
-        check_folder("--cache-dir", kw["cache_dir"])
+        check_folder("--cache-dir", opts.cache_dir)
 
 
-def _persist_change(plan: dict, persist: bool):
+# ---- the plan on a terminal ---------------------------------------------------------------------------------
+
+def _persist_change(plan, persist: bool):
     if not persist:
         return None
-    dep = plan.get("dependency_index")
-    if not dep:
+    if not plan.dependency_index:
         raise UserError("--persist needs a mirror to write: add --mirror tsinghua (or auto, or a URL).")
     import os
     from fomm_doctor.install.pip_persist import persist_change
-    facts = {"platform": plan["python"]["platform"], "env": dict(os.environ), "home": str(Path.home())}
-    return persist_change(dep["index_url"], facts)
+    facts = {"platform": plan.machine.py.platform, "env": dict(os.environ), "home": str(Path.home())}
+    return persist_change(plan.dependency_index.index_url, facts)
 
 
-def _show_plan(console, plan: dict) -> None:
-    py = plan["python"]
-    _say(console, f"python   {py['executable'] or 'another machine: ' + plan['platform_key']} ({py['version']}, "
-                  f"{py['bits']}-bit, {py['platform']} {py['machine']}; tags {', '.join(plan['tags'][:2])}, ...)")
-    nv = plan["nvidia"]
-    gpus = ", ".join(f"{g['name']} ({g['compute_capability']})" for g in nv["gpus"]) or "none"
-    _say(console, f"nvidia   driver {nv['driver_version'] or 'not found'}; GPUs {gpus}")
-    m = plan["mirror"]
-    _say(console, f"mirror   {m['name']}: {m['pypi'] or ''}" + (f" + {m['pytorch']}" if m.get("pytorch") else ""))
-    if plan.get("torch"):
-        _show_torch(console, plan["torch"])
-    for w in plan.get("warnings") or []:
+def _show_plan(console, plan) -> None:
+    m, py = plan.machine, plan.machine.py
+    _say(console, f"python   {py.executable or 'another machine: ' + m.pkey} ({py.version}, {py.bits}-bit, "
+                  f"{py.platform} {py.machine}; tags {', '.join(py.tags[:2])}, ...)")
+    gpus = ", ".join(f"{g.name} ({g.compute_capability})" for g in m.nvidia_gpus) or "none"
+    _say(console, f"nvidia   driver {m.driver or 'not found'}; GPUs {gpus}")
+    mirror = plan.mirror
+    _say(console, f"mirror   {mirror.name}: {mirror.pypi or ''}"
+                  + (f" + {mirror.pytorch.url}" if mirror.pytorch else ""))
+    if plan.torch:
+        _show_torch(console, plan.torch)
+    for w in plan.warnings:
         _say(console, f"warning  {w}", "yellow")
-    if plan["packages"]:
-        _say(console, f"packages {', '.join(plan['packages'])}")
+    if plan.packages:
+        _say(console, f"packages {', '.join(plan.packages)}")
 
 
-def _show_torch(console, t: dict) -> None:
-    from fomm_doctor.install.plan import VERIFIED_WORDS
-    size = f"{t['size'] / 1e6:.0f} MB" if t.get("size") else "size unknown"
-    check = f"sha256 {t['sha256'][:16]}..." if t["sha256"] else VERIFIED_WORDS[t["verified"]]
-    _say(console, f"torch    {t['version']} [{t['backend']}] ({t['why']})")
-    _say(console, f"wheel    {t['file']} ({size}, {check})")
-    _say(console, f"from     {t['urls'][0]}" + (f" (+{len(t['urls']) - 1} more)" if len(t["urls"]) > 1 else ""))
-    for x in (x for x in t.get("sources", []) if not x["ok"]):
-        _say(console, f"note     {x['url']} could not be read: {x['error'] or ''}", "yellow")
-    if t.get("links_elsewhere"):
-        _say(console, f"note     the index links to {', '.join(t['links_elsewhere'])}: the download goes "
+def _show_torch(console, t) -> None:
+    size = byte_size(t.size) if t.size else "size unknown"
+    check = f"sha256 {t.sha256[:16]}..." if t.sha256 else VERIFIED_WORDS[t.verified]
+    _say(console, f"torch    {t.version} [{t.backend}] ({t.why})")
+    _say(console, f"wheel    {t.file} ({size}, {check})")
+    _say(console, f"from     {t.urls[0]}" + (f" (+{len(t.urls) - 1} more)" if len(t.urls) > 1 else ""))
+    for x in (x for x in t.sources if not x.ok):
+        _say(console, f"note     {x.url} could not be read: {x.error or ''}", "yellow")
+    if t.links_elsewhere:
+        _say(console, f"note     the index links to {', '.join(t.links_elsewhere)}: the download goes "
                       f"there, not to the mirror", "yellow")
-    if t["already_installed"]:
+    if t.already_installed:
         _say(console, "torch is already installed in this build: no download", "green")
 
 
-def _execute(execute, plan, opts, console):
+def _execute(execute, plan, opts: InstallOptions, console):
     if console is None:
         return execute.execute(plan, opts)
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,

@@ -4,14 +4,9 @@ from typing import Optional
 
 import typer
 
+from fomm_doctor import animation
+from fomm_doctor.commands import load, options
 from fomm_doctor.errors import UserError
-
-
-def load_animator(checkpoint, config, device="auto", precision="auto"):
-    """(Animator in relative mode, model size) from a checkpoint name or path; None: the best face model present."""
-    from fomm_doctor.commands.animate import load_model
-    animator, size, _ = load_model(checkpoint, config, device, precision, mode="relative")
-    return animator, size
 
 
 def _summary(stats) -> str:
@@ -24,13 +19,10 @@ def _summary(stats) -> str:
 def live(
     source: Path = typer.Option(..., "--source", "-s", help="Source image, or a folder of images (n/p switch)."),
     camera: str = typer.Option("0", "--camera", "-c", help="Camera index, or a video file / stream URL."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint",
-                                             help="Checkpoint name or path (default: the best face model present)."),
-    config: Optional[str] = typer.Option(None, "--config", help="Config name or YAML (default: from the checkpoint)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    precision: str = typer.Option("auto", "--precision",
-                                  help="auto (= fast on CPU, fp16 on CUDA), fast, fp32 (exact), bf16, fp16, "
-                                       "int8 (OpenVINO)."),
+    checkpoint: Optional[str] = options.checkpoint(),
+    config: Optional[str] = options.config(),
+    device: str = options.device(),
+    precision: str = options.precision(),
     no_window: bool = typer.Option(False, "--no-window", help="No window (machines without a display)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Record the result to this mp4."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many animated frames."),
@@ -41,18 +33,21 @@ def live(
 ) -> None:
     """Animate a photo with your webcam: r/space new reference pose, n/p next/previous photo, q/Esc quit."""
     from fomm_core.device import check_device, check_precision
-    from fomm_core.inference import live as live_loop
+    from fomm_core.live.capture import parse_camera
+    from fomm_core.live.session import LiveOptions, LiveSession
+    from fomm_core.live.sources import list_sources
 
     if max_frames is not None and max_frames < 1:
         raise UserError("--max-frames must be at least 1.")
     check_device(device)
     check_precision(precision)
-    sources = live_loop.list_sources(source)
-    animator, size = load_animator(checkpoint, config, device, precision)
-    options = live_loop.LiveOptions(camera=live_loop.parse_camera(camera), sources=sources, size=size,
-                                    crop=not no_crop, paste_back=paste_back, window=not no_window, output=output,
-                                    max_frames=max_frames, virtual_camera=virtual_camera)
-    session = live_loop.LiveSession(animator, options)
+    sources = list_sources(source)
+    loaded = load(animation.ModelChoice(checkpoint, config, device, precision, mode="relative"))
+    animator, size = loaded.animator, loaded.size
+    options = LiveOptions(camera=parse_camera(camera), sources=sources, size=size, crop=not no_crop,
+                          paste_back=paste_back, window=not no_window, output=output, max_frames=max_frames,
+                          virtual_camera=virtual_camera)
+    session = LiveSession(animator, options)
     try:
         stats = session.run()
     finally:

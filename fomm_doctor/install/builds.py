@@ -2,7 +2,8 @@
 supports, which builds it publishes per platform, the NVIDIA driver a CUDA version needs, and which GPU
 architectures each CUDA / ROCm build carries kernels for.
 
-Pure functions of the table and plain facts; `check` and `install` ask here.
+Pure functions of the table and plain facts; `check` and `install` ask here. The table spells builds as
+labels ("cu126"); they are read as `Backend`s here, and every question about a build takes one.
 A release newer than the table (2.16 when the table stops at 2.15) is answered from the nearest release the
 table knows, and the answer says so (`Answer.nearest`).
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from fomm_doctor import preflight
+from fomm_doctor.install.backend import Backend, Kind
 # The version parser and the Python policy (MIN_PYTHON, which torch a Python can have, the Python to recommend)
 # live in the preflight, which must run alone; this module answers through them.
 from fomm_doctor.preflight import version_key
@@ -89,16 +91,15 @@ def recommended_python(table: Optional[dict] = None) -> str:
 
 # ---- NVIDIA ------------------------------------------------------------------------------------------------
 
-def cuda_version(build: str) -> str:
-    """'cu126' -> '12.6'; 'cu102' -> '10.2'."""
-    digits = build[2:]
-    return f"{digits[:-1]}.{digits[-1]}" if build.startswith("cu") and len(digits) >= 2 else ""
+def release_builds(row: dict, pkey: str) -> list:
+    """The builds a release row publishes for a platform, as Backends."""
+    return [Backend.parse(b) for b in row["builds"].get(pkey, [])]
 
 
-def driver_minimum(build: str, driver_os: str, table: Optional[dict] = None) -> Optional[str]:
-    """The NVIDIA driver a cuNNN build needs on 'linux' or 'windows' (minor-version compatibility: the
+def driver_minimum(build: Backend, driver_os: str, table: Optional[dict] = None) -> Optional[str]:
+    """The NVIDIA driver a CUDA build needs on 'linux' or 'windows' (minor-version compatibility: the
     minimum of the CUDA major, or of the exact version where no such compatibility existed)."""
-    cuda = cuda_version(build)
+    cuda = build.cuda
     if not cuda:
         return None
     rows = {r["cuda"]: r for r in (table or load())["cuda_driver"]}
@@ -106,15 +107,15 @@ def driver_minimum(build: str, driver_os: str, table: Optional[dict] = None) -> 
     return row.get(driver_os) if row else None
 
 
-def driver_runs(build: str, driver: Optional[str], driver_os: str, table: Optional[dict] = None) -> bool:
+def driver_runs(build: Backend, driver: Optional[str], driver_os: str, table: Optional[dict] = None) -> bool:
     need = driver_minimum(build, driver_os, table)
     return bool(need and driver) and version_key(driver) >= version_key(need)
 
 
-def _rows_for(rows: list, version: str, build: str, pkey: str, table: dict) -> tuple:
+def _rows_for(rows: list, version: str, build: Backend, pkey: str, table: dict) -> tuple:
     """(rows of `build` for this release and platform, nearest release used or None)."""
     def same(r):  # a row may cover several builds ("cu130/cu132"); ROCm rows are per release, whatever the tag
-        return build.startswith("rocm") or build in r["build"].split("/")
+        return build.kind is Kind.ROCM or str(build) in r["build"].split("/")
 
     def pick(minor):
         return [r for r in rows if same(r) and minor in r["torch"]
@@ -131,20 +132,21 @@ def _rows_for(rows: list, version: str, build: str, pkey: str, table: dict) -> t
     return [], None
 
 
-def newest_cuda_for_driver(driver: Optional[str], driver_os: str, table: Optional[dict] = None) -> Optional[str]:
-    """The newest CUDA build tag any release publishes that this driver runs ('cu129' for 570), or None."""
-    tags = {b for r in (table or load())["releases"] for bs in r["builds"].values() for b in bs if b.startswith("cu")}
-    runs = [t for t in tags if driver_runs(t, driver, driver_os, table)]
-    return max(runs, key=build_order) if runs else None
+def newest_cuda_for_driver(driver: Optional[str], driver_os: str, table: Optional[dict] = None) -> Optional[Backend]:
+    """The newest CUDA build any release publishes that this driver runs (cu129 for 570), or None."""
+    table = table or load()
+    builds = {b for r in table["releases"] for pkey in r["builds"] for b in release_builds(r, pkey)}
+    runs = [b for b in builds if b.kind is Kind.CUDA and driver_runs(b, driver, driver_os, table)]
+    return max(runs, key=Backend.sort_key) if runs else None
 
 
 def newest_release_for_driver(driver: Optional[str], driver_os: str, pkey: str,
                               table: Optional[dict] = None) -> tuple:
     """(torch minor, its newest CUDA build this driver runs) for the newest release that has one; (None, None)."""
     for r in (table or load())["releases"]:
-        runs = [b for b in r["builds"].get(pkey, []) if b.startswith("cu") and driver_runs(b, driver, driver_os, table)]
+        runs = [b for b in release_builds(r, pkey) if b.kind is Kind.CUDA and driver_runs(b, driver, driver_os, table)]
         if runs:
-            return r["torch"], max(runs, key=build_order)
+            return r["torch"], max(runs, key=Backend.sort_key)
     return None, None
 
 
@@ -161,7 +163,7 @@ def kernels_for(cc, sass: list, ptx: list) -> bool:
         any(version_key(p)[:2] <= have for p in ptx)
 
 
-def cuda_arch(version: str, build: str, pkey: str, table: Optional[dict] = None) -> tuple:
+def cuda_arch(version: str, build: Backend, pkey: str, table: Optional[dict] = None) -> tuple:
     """(sass list, ptx list, nearest release used or None); ([], [], None) when the table has no row."""
     table = table or load()
     rows, nearest = _rows_for(table["cuda_arch"], version, build, pkey, table)
@@ -170,7 +172,7 @@ def cuda_arch(version: str, build: str, pkey: str, table: Optional[dict] = None)
     return rows[0].get("sass", []), rows[0].get("ptx", []), nearest
 
 
-def cuda_covers(version: str, build: str, pkey: str, cc, table: Optional[dict] = None) -> Optional[bool]:
+def cuda_covers(version: str, build: Backend, pkey: str, cc, table: Optional[dict] = None) -> Optional[bool]:
     """Does this CUDA build of this release carry kernels for compute capability `cc`? None when unknown
     (no capability reported, or no row)."""
     if len(cc_key(cc)) < 2:
@@ -192,34 +194,15 @@ def arch_words(sass: list, ptx: list) -> str:
 
 # ---- AMD ---------------------------------------------------------------------------------------------------
 
-def rocm_gfx(version: str, build: str, table: Optional[dict] = None) -> tuple:
+def rocm_gfx(version: str, build: Backend, table: Optional[dict] = None) -> tuple:
     """(gfx targets of this ROCm build of this release, nearest release used or None)."""
     table = table or load()
     rows, nearest = _rows_for(table.get("rocm_arch", []), version, build, "linux-x86_64", table)
     return (rows[0]["gfx"] if rows else []), nearest
 
 
-def rocm_covers(version: str, build: str, gfx: Optional[str], table: Optional[dict] = None) -> Optional[bool]:
+def rocm_covers(version: str, build: Backend, gfx: Optional[str], table: Optional[dict] = None) -> Optional[bool]:
     if not gfx:
         return None
     targets, _ = rocm_gfx(version, build, table)
     return (gfx in targets) if targets else None
-
-
-# ---- every build a platform has had ------------------------------------------------------------------------
-
-def builds_on(pkey: str, table: Optional[dict] = None) -> list:
-    """Every build tag the table lists for this platform, in any release (the pages worth reading)."""
-    seen = []
-    for r in (table or load())["releases"]:
-        for b in r["builds"].get(pkey, []):
-            if b not in seen:
-                seen.append(b)
-    return seen
-
-
-def build_order(build: str) -> tuple:
-    """Sort key among builds of one release: a GPU build above CPU, newer CUDA/ROCm above older."""
-    if build == "cpu":
-        return (0,)
-    return (1,) + version_key(build)

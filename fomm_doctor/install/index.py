@@ -28,7 +28,7 @@ from urllib.request import url2pathname
 from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
-from fomm_doctor.net.download import is_sha256
+from fomm_doctor.net.digests import is_sha256
 from fomm_doctor.errors import NetworkError
 from fomm_doctor.net.pages import PAGE_LIMIT, PageError, read_page
 from fomm_doctor.net.redact import redact

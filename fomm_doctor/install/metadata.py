@@ -12,6 +12,9 @@ from typing import Optional
 from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 
+from fomm_doctor.install.backend import CPU, Backend
+from fomm_doctor.install.machine import Interpreter
+
 MAX_METADATA = 4 * 1024 * 1024  # a METADATA file is kilobytes; more is not a metadata file
 
 
@@ -30,19 +33,17 @@ def wheel_metadata(path: Path) -> str:
         return z.read(names[0]).decode("utf-8", "replace")
 
 
-def marker_env(py: dict) -> dict:
+def marker_env(py: Interpreter) -> dict:
     """PEP 508 marker variables of the target interpreter (which may not be the one running us)."""
-    plat = py.get("platform", "linux")
-    system = {"win32": "Windows", "darwin": "Darwin"}.get(plat, "Linux")
-    machine = py.get("machine") or ""
+    system = {"win32": "Windows", "darwin": "Darwin"}.get(py.platform, "Linux")
+    machine = py.machine
     if system == "Linux" and machine.lower() == "arm64":
         machine = "aarch64"
-    version = py.get("version", "3.11.0")
-    return {"platform_system": system, "sys_platform": plat, "platform_machine": machine,
-            "python_version": ".".join(version.split(".")[:2]), "python_full_version": version,
-            "implementation_name": py.get("implementation", "cpython"), "os_name": "nt" if plat == "win32" else "posix",
+    return {"platform_system": system, "sys_platform": py.platform, "platform_machine": machine,
+            "python_version": py.minor, "python_full_version": py.version,
+            "implementation_name": py.implementation, "os_name": "nt" if py.platform == "win32" else "posix",
             "platform_python_implementation": "CPython", "platform_release": "", "platform_version": "",
-            "implementation_version": version, "extra": ""}
+            "implementation_version": py.version, "extra": ""}
 
 
 def _applies(req: Requirement, env: dict) -> bool:
@@ -54,19 +55,20 @@ def _applies(req: Requirement, env: dict) -> bool:
         return False
 
 
-def _pinned_cuda(req: Requirement) -> Optional[str]:
-    """'cuda-toolkit[...]==13.0.3' or 'nvidia-cuda-runtime-cu12==12.4.127' -> 'cu130' / 'cu124'."""
+def _pinned_cuda(req: Requirement) -> Optional[Backend]:
+    """'cuda-toolkit[...]==13.0.3' or 'nvidia-cuda-runtime-cu12==12.4.127' -> cu130 / cu124."""
     for spec in req.specifier:
         if spec.operator in ("==", "===", "~="):
             parts = re.findall(r"\d+", spec.version)
             if len(parts) >= 2:
-                return f"cu{parts[0]}{parts[1]}"
+                return Backend.parse(f"cu{parts[0]}{parts[1]}")
     return None
 
 
-def build_from_requires(reqs: list, py: dict) -> str:
-    """The build the requirements make for this target: 'cpu' when no CUDA package applies, else 'cuNNN'
-    (from the pinned CUDA runtime or toolkit; 'cuNN0' from a `-cuNN` package name when nothing is pinned)."""
+def build_from_requires(reqs: list, py: Interpreter) -> Backend:
+    """The build the requirements make for this target: CPU when no CUDA package applies, else cuNNN (from the
+    pinned CUDA runtime or toolkit; cuNN0 from a `-cuNN` package name; a CUDA build of unknown version from an
+    unpinned toolkit)."""
     env = marker_env(py)
     exact, family = None, None
     for text in reqs:
@@ -82,5 +84,5 @@ def build_from_requires(reqs: list, py: dict) -> str:
             exact = exact or _pinned_cuda(req)
         m = re.match(r"nvidia-.+-cu(\d+)$", name)
         if m or name == "cuda-toolkit":
-            family = family or (f"cu{m.group(1)}0" if m else "cuda")
-    return exact or family or "cpu"
+            family = family or Backend.parse(f"cu{m.group(1)}0" if m else "cuda")
+    return exact or family or CPU

@@ -5,11 +5,12 @@ and on some machines (this one) the only source that holds the CPU build.
 Know what a mirror carries: PyPI mirrors (Tsinghua, USTC, Aliyun, ...) never carry the PyTorch wheel index,
 so a `+cpu` Linux build or a CUDA build on Windows comes from the PyTorch index or a mirror of it.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 from urllib.parse import urlsplit
 
 from fomm_doctor.errors import UserError
+from fomm_doctor.install.backend import Backend
 from fomm_doctor.install.pip_config import PYPI_SIMPLE
 from fomm_doctor.net.redact import redact
 
@@ -93,6 +94,23 @@ class Source:
     role: str  # "pip" | "pypi" | "pytorch"
 
 
+@dataclass(frozen=True)
+class PytorchIndex:
+    """The PyTorch wheel index, or a mirror of it: one page per build at <url>/<build>/."""
+    name: str
+    url: str
+    flat: bool = False  # the build pages are flat listings of files (pip's find-links), not simple indexes
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """Where the packages come from: `name` is "pip" (pip's own index), "auto", "URL" or a known mirror's name."""
+    name: str
+    pypi: Optional[str]  # the PyPI index (or mirror) for plain wheels and everything else
+    pytorch: Optional[PytorchIndex]  # None: the PyPI index is all there is (--mirror URL)
+    pypi_name: Optional[str] = None  # --mirror auto: the known PyPI mirror it took, None when none answered
+
+
 def _slash(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
@@ -102,39 +120,41 @@ def _pip_index(pip_cfg: dict) -> str:
     return pip_cfg.get("index_url") or _slash(PYPI_SIMPLE)
 
 
-def pytorch_index_url(mirror: dict, backend: str) -> str:
+def pytorch_index_url(index: PytorchIndex, backend: Backend) -> str:
     """The per-backend page of a PyTorch wheel index (or its mirror): <base>/<backend>/."""
-    return _slash(mirror["url"]) + backend + "/"
+    return _slash(index.url) + str(backend) + "/"
 
 
-def resolve_mirror(choice: Optional[str], idx: dict, pip_cfg: dict, probe: Optional[Callable] = None,
-                   timeout: float = 3.0) -> dict:
-    """-> {"name", "pypi": url or None, "pytorch": mirror entry or None, "measured": {...}}.
+def _pytorch_index(name: str, entry: dict) -> PytorchIndex:
+    """A PyTorch-index mirror of wheels_index.json."""
+    return PytorchIndex(name, entry["url"], entry["kind"] == "pytorch-flat")
 
-    None: pip's own index for PyPI packages and the official PyTorch index. 'auto': probe the known mirrors
-    concurrently and take the fastest PyPI mirror and the fastest PyTorch-index mirror that answer.
-    """
+
+def resolve_mirror(choice: Optional[str], idx: dict, pip_cfg: dict, probe: Callable, timeout: float = 3.0) -> Mirror:
+    """None: pip's own index for PyPI packages and the official PyTorch index. 'auto': `probe` the known
+    mirrors concurrently and take the fastest PyPI mirror and the fastest PyTorch-index mirror that answer."""
     mirrors = idx["mirrors"]
-    official_pt = dict(mirrors["pytorch"], name="pytorch")
+    official_pt = _pytorch_index("pytorch", mirrors["pytorch"])
     if choice in (None, "", "pip"):
-        return {"name": "pip", "pypi": _pip_index(pip_cfg), "pytorch": official_pt, "measured": {}}
+        return Mirror("pip", _pip_index(pip_cfg), official_pt)
     if choice == "auto":
-        return _fastest_mirrors(mirrors, pip_cfg, probe or _default_probe, timeout, official_pt)
+        return _fastest_mirrors(mirrors, pip_cfg, probe, timeout, official_pt)
     if choice in mirrors:
         m = mirrors[choice]
         if m["kind"] == "pypi":
-            return {"name": choice, "pypi": m["url"], "pytorch": official_pt, "measured": {}}
-        return {"name": choice, "pypi": _slash(PYPI_SIMPLE), "pytorch": dict(m, name=choice), "measured": {}}
+            return Mirror(choice, m["url"], official_pt)
+        return Mirror(choice, _slash(PYPI_SIMPLE), _pytorch_index(choice, m))
     if "://" in choice or choice.startswith("/"):
         check_url("--mirror", choice)
         url = choice if "://" in choice else "file://" + choice
-        return {"name": "URL", "pypi": _slash(url), "pytorch": None, "measured": {}}
+        return Mirror("URL", _slash(url), None)
     names = ", ".join(sorted(mirrors))
     raise UserError(f"--mirror {choice} is not a mirror we know; use one of {names}, auto, or the URL of a "
                     f"simple index.")
 
 
-def _fastest_mirrors(mirrors: dict, pip_cfg: dict, probe: Callable, timeout: float, official_pt: dict) -> dict:
+def _fastest_mirrors(mirrors: dict, pip_cfg: dict, probe: Callable, timeout: float,
+                     official_pt: PytorchIndex) -> Mirror:
     """`--mirror auto`: the fastest answering PyPI mirror and PyTorch-index mirror (pip's index and the official
     PyTorch index where none answers)."""
     # a tiny page on each mirror (the index root may be megabytes on PyPI mirrors)
@@ -147,50 +167,51 @@ def _fastest_mirrors(mirrors: dict, pip_cfg: dict, probe: Callable, timeout: flo
         return min(cands, key=lambda n: measured[n].get("latency_ms") or 1e9) if cands else None
     pypi = fastest(("pypi",))
     pt = fastest(("pytorch", "pytorch-flat"))
-    return {"name": "auto", "pypi": mirrors[pypi]["url"] if pypi else _pip_index(pip_cfg),
-            "pypi_name": pypi, "pytorch": dict(mirrors[pt], name=pt) if pt else official_pt, "measured": measured}
+    return Mirror("auto", mirrors[pypi]["url"] if pypi else _pip_index(pip_cfg),
+                  _pytorch_index(pt, mirrors[pt]) if pt else official_pt, pypi)
 
 
-def _default_probe(urls: dict, timeout: float) -> dict:
-    from fomm_doctor.checks.mirrors import probe_mirrors
-    return probe_mirrors(urls, timeout)
-
-
-def torch_sources(mirror: dict, backends: list, py: dict, pip_cfg: dict) -> list:
+def torch_sources(mirror: Mirror, backends: list, pip_cfg: dict) -> list:
     """Where to look for the torch wheel, in preference order: pip's own find-links and index, then one
     PyTorch-index page per build worth reading (all are read; the best file wins, ties go to the earlier)."""
     out = []
     for loc in pip_cfg.get("find_links") or []:
         out.append(Source("pip find-links", "find-links", loc, "pip"))
-    if mirror["name"] == "URL":
-        out.append(Source("URL", "index", mirror["pypi"], "pypi"))
-    elif mirror["name"] != "pip" and mirror.get("pypi"):
-        out.append(Source(mirror.get("pypi_name") or mirror["name"], "index", mirror["pypi"], "pypi"))
+    if mirror.name == "URL":
+        out.append(Source("URL", "index", mirror.pypi, "pypi"))
+    elif mirror.name != "pip" and mirror.pypi:
+        out.append(Source(mirror.pypi_name or mirror.name, "index", mirror.pypi, "pypi"))
     else:
-        out.append(Source("pip index-url", "index", mirror["pypi"], "pip"))
-    if mirror["name"] != "URL":
+        out.append(Source("pip index-url", "index", mirror.pypi, "pip"))
+    if mirror.name != "URL":
         for url in pip_cfg.get("extra_index_urls") or []:
             out.append(Source("pip extra-index-url", "index", url, "pip"))
-    pt = mirror.get("pytorch")
+    pt = mirror.pytorch
     for backend in backends if pt else []:
-        kind = "find-links" if pt.get("kind") == "pytorch-flat" else "index"
-        out.append(Source(pt.get("name", "pytorch"), kind, pytorch_index_url(pt, backend), "pytorch"))
+        out.append(Source(pt.name, "find-links" if pt.flat else "index", pytorch_index_url(pt, backend), "pytorch"))
     return out
 
 
-def with_pytorch_index(mirror: dict, url: Optional[str]) -> dict:
+def with_pytorch_index(mirror: Mirror, url: Optional[str]) -> Mirror:
     """`--pytorch-index URL`: any mirror of the PyTorch wheel index (`<URL>/<build>/torch/`)."""
     if not url:
         return mirror
     if "://" not in url and not url.startswith("/"):
         raise UserError(f"--pytorch-index must be a URL such as https://mirror.example/whl/, not {redact(url)!r}.")
     check_url("--pytorch-index", url)
-    return dict(mirror, pytorch={"kind": "pytorch", "url": url if "://" in url else "file://" + url, "name": "URL"})
+    return replace(mirror, pytorch=PytorchIndex("URL", url if "://" in url else "file://" + url))
 
 
-def dependency_indexes(mirror: dict, pip_cfg: dict) -> dict:
+@dataclass(frozen=True)
+class DependencyIndex:
+    """pip's index options for everything but the torch wheel."""
+    index_url: str
+    extra_index_urls: tuple = ()
+    find_links: tuple = ()
+
+
+def dependency_indexes(mirror: Mirror, pip_cfg: dict) -> DependencyIndex:
     """pip options for torch's dependencies and the project's other packages: the chosen PyPI index, keeping
     pip's configured extra indexes and find-links (a machine may depend on them)."""
-    return {"index_url": mirror.get("pypi") or _pip_index(pip_cfg),
-            "extra_index_urls": list(pip_cfg.get("extra_index_urls") or []),
-            "find_links": list(pip_cfg.get("find_links") or [])}
+    return DependencyIndex(mirror.pypi or _pip_index(pip_cfg), tuple(pip_cfg.get("extra_index_urls") or ()),
+                           tuple(pip_cfg.get("find_links") or ()))

@@ -11,6 +11,7 @@ import sys
 from typing import Optional
 
 from fomm_doctor.errors import UserError
+from fomm_doctor.install.machine import AmdGpu, Gpus, Interpreter, Machine, Nvidia, NvidiaGpu
 
 MARK = "FOMM_INTERP_JSON:"
 
@@ -51,7 +52,7 @@ print("FOMM_INTERP_JSON:" + json.dumps(out))
 """
 
 
-def probe_interpreter(python: Optional[str] = None, timeout: float = 30.0) -> dict:
+def probe_interpreter(python: Optional[str] = None, timeout: float = 30.0) -> Interpreter:
     """Facts of `python` (default: this interpreter). Raises UserError when it cannot be run."""
     exe = python or sys.executable
     try:
@@ -67,7 +68,7 @@ def probe_interpreter(python: Optional[str] = None, timeout: float = 30.0) -> di
                 facts["tags_source"] = "computed"
             else:
                 facts["tags_source"] = "packaging"
-            return facts
+            return Interpreter.from_facts(facts)
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
     raise UserError(f"The Python at {exe} did not answer the probe ({tail[0]}); pass --python with a working "
                     f"python executable.")
@@ -160,7 +161,7 @@ def _generic_tags(major: int, minor: int, plats: list) -> list:
 
 # ---- planning for another machine ------------------------------------------------------------------------
 
-def facts_from_platform_tag(tag: str, python_version: str) -> dict:
+def facts_from_platform_tag(tag: str, python_version: str) -> Interpreter:
     """Interpreter facts for `--platform TAG --python-version X.Y` (pip's platform tags), as if probed there."""
     tag = tag.strip().lower()
     m = re.fullmatch(r"(?:manylinux_(\d+)_(\d+)|manylinux2014|linux)_(x86_64|aarch64|i686)", tag)
@@ -183,35 +184,31 @@ def facts_from_platform_tag(tag: str, python_version: str) -> dict:
     version = python_version if python_version.count(".") == 2 else python_version + ".0"
     facts.update({"version": version, "implementation": "cpython", "executable": None, "in_venv": None,
                   "pip": None, "prefix": "", "gil_disabled": False})
-    facts["tags"] = compute_tags(facts)
-    facts["tags_source"] = "--platform"
-    facts["platform_tag"] = tag
-    return facts
+    return Interpreter.from_facts(dict(facts, tags=compute_tags(facts), tags_source="--platform", platform_tag=tag))
 
 
-def gpus_from_options(driver: Optional[str], gpu_arch: Optional[str]) -> dict:
+def gpus_from_options(driver: Optional[str], gpu_arch: Optional[str]) -> Gpus:
     """`--driver 535.104.05|none` and `--gpu-arch 8.6,7.5` (NVIDIA compute capabilities) or `gfx1100` (AMD)."""
     if driver is not None and driver.lower() != "none" and not re.fullmatch(r"\d{3}(\.\d+){1,2}", driver):
         raise UserError(f"--driver must be an NVIDIA driver version such as 535.104.05, or none; not {driver!r}.")
-    nv = {"driver_version": None if driver is None or driver.lower() == "none" else driver, "gpus": []}
-    amd = {"gpus": []}
+    nvidia, amd = [], []
     for item in [a.strip() for a in (gpu_arch or "").split(",") if a.strip()]:
         if re.fullmatch(r"gfx[0-9a-f]{3,4}", item.lower()):
-            amd["gpus"].append({"name": f"AMD {item.lower()}", "gfx": item.lower()})
+            amd.append(AmdGpu(f"AMD {item.lower()}", item.lower()))
         elif re.fullmatch(r"\d{1,2}\.\d", item):
-            nv["gpus"].append({"name": f"GPU sm_{item.replace('.', '')}", "compute_capability": item})
+            nvidia.append(NvidiaGpu(f"GPU sm_{item.replace('.', '')}", item))
         else:
             raise UserError(f"--gpu-arch takes compute capabilities like 8.6 or AMD targets like gfx1100, not {item!r}.")
-    if nv["gpus"] and not nv["driver_version"]:
+    version = None if driver is None or driver.lower() == "none" else driver
+    if nvidia and not version:
         raise UserError("--gpu-arch names an NVIDIA GPU: give its driver too (--driver 550.54.14).")
-    return {"nvidia": nv, "amd": amd, "intel": {"gpus": []}}
+    return Gpus(Nvidia(version, tuple(nvidia)), tuple(amd))
 
 
-def machine(opts, *, py: Optional[dict] = None, gpus: Optional[dict] = None, probe_gpus=None):
-    """The Machine a plan is for: this one (probed), or the one `--platform/--python-version/--driver/--gpu-arch`
-    describe. Options given override what was probed."""
-    from fomm_doctor.install.choose import Machine
-    other = bool(opts.platform or opts.python_version)
+def machine(opts, probe_gpus, *, py: Optional[Interpreter] = None) -> Machine:
+    """The Machine a plan is for: this one (its interpreter probed here, its GPUs by `probe_gpus()`), or the one
+    `--platform/--python-version/--driver/--gpu-arch` describe. Options given override what was probed."""
+    other = opts.other_machine
     if py is None:
         if other:
             if not (opts.platform and opts.python_version):
@@ -219,9 +216,6 @@ def machine(opts, *, py: Optional[dict] = None, gpus: Optional[dict] = None, pro
             py = facts_from_platform_tag(opts.platform, opts.python_version)
         else:
             py = probe_interpreter(opts.python)
-    if gpus is None:
-        if other or opts.driver is not None or opts.gpu_arch:
-            gpus = gpus_from_options(opts.driver, opts.gpu_arch)
-        else:
-            gpus = probe_gpus() if probe_gpus else {}
-    return Machine(py, gpus.get("nvidia") or {}, gpus.get("amd") or {}, gpus.get("intel") or {})
+    if other or opts.driver is not None or opts.gpu_arch:
+        return Machine(py, gpus_from_options(opts.driver, opts.gpu_arch))
+    return Machine(py, probe_gpus())

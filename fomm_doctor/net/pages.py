@@ -27,6 +27,8 @@ import requests
 import urllib3
 
 from fomm_doctor.errors import NetworkError
+from fomm_doctor.net.failures import short_reason
+from fomm_doctor.net.headers import parse_length
 from fomm_doctor.net.redact import redact
 
 PAGE_LIMIT = 32 * 1024 * 1024  # the torch project page on PyPI is ~10 MB of JSON; nothing we read is bigger
@@ -142,7 +144,7 @@ def _ask(session, ends_at: float, deadline_s: float, **request):
             or (isinstance(exc, ValueError) and not isinstance(exc, requests.RequestException)):
         raise PageError(f"'{shown}' is not a URL that can be fetched.") from None
     if isinstance(exc, (OSError, urllib3.exceptions.HTTPError)):  # requests' errors are OSErrors too
-        raise PageError(f"{shown} could not be reached ({_reason(exc)}).") from None
+        raise PageError(f"{shown} could not be reached: {short_reason(exc)}.") from None
     if exc is not None:
         raise exc
     return outcome["resp"]
@@ -158,7 +160,7 @@ def _read_body(resp, url: str, max_bytes: int, ends_at: float, late: str) -> Pag
     except ValueError as exc:
         raise PageError(f"{shown} answered in an encoding that cannot be read ({exc}).", resp.status_code) \
             from None
-    declared = _length(resp.headers.get("Content-Length"))
+    declared = parse_length(resp.headers.get("Content-Length"))
     if decoder is None and declared is not None and declared > max_bytes:
         raise PageError(f"{shown} answered {declared:,} bytes, more than the {max_bytes:,} a page may have.",
                         resp.status_code)
@@ -180,7 +182,7 @@ def _read_body(resp, url: str, max_bytes: int, ends_at: float, late: str) -> Pag
     except Exception as exc:  # requests, urllib3 (ProtocolError, ReadTimeoutError) and socket errors alike
         if expired.is_set():
             raise PageError(late, resp.status_code) from None
-        raise PageError(f"{shown} stopped answering ({_reason(exc)}).", resp.status_code) from None
+        raise PageError(f"{shown} stopped answering: {short_reason(exc)}.", resp.status_code) from None
     finally:
         timer.cancel()
     if expired.is_set():
@@ -208,12 +210,6 @@ def _unpacked(resp, decoder, max_bytes: int, shown: str) -> bytes:
     return b"".join(chunks)
 
 
-def _length(value: Optional[str]) -> Optional[int]:
-    """Content-Length as an int; None when absent or not plain ASCII digits ('²'.isdigit() is True)."""
-    value = (value or "").strip()
-    return int(value) if value and len(value) <= 40 and all("0" <= c <= "9" for c in value) else None
-
-
 def _shutdown(resp) -> None:
     """Wake a read blocked on this answer's socket (closing alone does not wake a blocked recv)."""
     raw = resp.raw
@@ -226,14 +222,3 @@ def _shutdown(resp) -> None:
     except OSError:
         pass
     resp.close()
-
-
-def _reason(exc: BaseException) -> str:
-    """A few words from a requests/urllib3 exception, credentials masked."""
-    text = str(exc)
-    for key, words in (("timed out", "timed out"), ("Connection refused", "connection refused"),
-                       ("Connection reset", "connection reset"), ("Name or service not known", "host not found"),
-                       ("getaddrinfo failed", "host not found"), ("IncompleteRead", "connection broke")):
-        if key in text:
-            return words
-    return redact(text.splitlines()[0][:160]) if text else type(exc).__name__

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import re
 import threading
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from fomm_doctor import animation
 from fomm_doctor.errors import UserError
+from fomm_doctor.units import byte_size
 
 Progress = Callable[[Optional[float], str], None]
 AUTO_CHECKPOINT = "best face model present"
-MODES = ("relative", "absolute", "avd")
+MODES = tuple(m for m in animation.MODES if m != "standard")  # one name for absolute motion on the page
 PRECISIONS = ("auto", "fast", "fp32", "bf16", "fp16", "int8")
 
 
@@ -54,54 +55,41 @@ class Animations:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._loaded = None            # (key, animator, size)
+        self._models = animation.Models()
+        self._told: set = set()          # sentences about a model, said with its first animation only
         self._count = 0
-
-    def _animator(self, request: AnimateRequest, progress: Progress):
-        """(animator, model size, sentences about it) for the request, loaded once for the same choices."""
-        from fomm_doctor.commands.animate import load_model
-        name = None if request.checkpoint in (None, "", AUTO_CHECKPOINT) else request.checkpoint
-        key = (name, request.mode, request.precision)
-        if self._loaded is None or self._loaded[0] != key:
-            self._loaded = None                      # the old model's memory goes before the new one loads
-            progress(None, "loading the checkpoint")
-            animator, size, resolved = load_model(
-                name, None, "auto", request.precision, mode=request.mode,
-                on_step=lambda done, total, what: progress(done / max(total, 1), what))
-            about = [f"checkpoint {resolved.path.name} ({animator.FAMILY}) at {size}x{size}; inference path: "
-                     f"{animator.path}", resolved.note, animator.note]
-            self._loaded = (key, animator, size, [a for a in about if a])
-        return self._loaded[1:]
 
     def _output(self, request: AnimateRequest) -> Path:
         self._count += 1
         return self.out_dir / f"{_safe_stem(request.source)}-{_safe_stem(request.driving)}-{self._count}.mp4"
 
+    def _load(self, choice: animation.ModelChoice, progress: Progress) -> tuple:
+        """(the loaded model, the sentences about it not yet shown)."""
+        progress(None, "loading the checkpoint")
+        loaded = self._models.load(choice, on_step=lambda done, total, what: progress(done / max(total, 1), what))
+        about = [s for s in [loaded.describe(), *loaded.notes] if s not in self._told]
+        self._told.update(about)
+        return loaded, about
+
     def animate(self, request: AnimateRequest, progress: Progress) -> Animated:
         """One `fomm-doctor animate`, its checks first; -> the video, the closing sentence and the notes."""
-        from fomm_core.inference.pipeline import animate_video
-        from fomm_doctor.commands.animate import check_inputs, result_sentence
         if not request.source:
             raise UserError("give a source photo first (upload one, or take a webcam snapshot).")
         if not request.driving:
             raise UserError("give a driving video first.")
+        name = None if request.checkpoint in (None, "", AUTO_CHECKPOINT) else request.checkpoint
+        choice = animation.ModelChoice(name, precision=request.precision, mode=request.mode)
+        layout = animation.Layout(find_best_frame=request.find_best_frame, crop=request.crop,
+                                  paste_back=request.paste_back)
+        source, driving = Path(request.source), Path(request.driving)
         with self._lock:
             output = self._output(request)
-            info = check_inputs(Path(request.source), Path(request.driving), output, request.mode, "auto",
-                                 request.precision, 4)
-            animator, size, about = self._animator(request, progress)
+            info = animation.check_request(source, driving, output, choice, layout)
+            loaded, about = self._load(choice, progress)
             total = max(info.frame_count, 1)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", UserWarning)
-                result = animate_video(request.source, request.driving, output, animator, size=size,
-                                       find_best_frame=request.find_best_frame, crop=request.crop,
-                                       paste_back=request.paste_back,
-                                       progress=lambda done, est: progress(done / max(est, total),
-                                                                           f"animating: {done} frames"))
-        notes = about + [str(w.message) for w in caught]
-        if request.find_best_frame:
-            notes.append(f"started from driving frame {result.best_frame}")
-        return Animated(result.path, result_sentence(result, request.crop), notes)
+            done = animation.animate(source, driving, output, loaded, layout,
+                                     progress=lambda n, est: progress(n / max(est, total), f"animating: {n} frames"))
+        return Animated(done.result.path, done.sentence, about + done.told())
 
 
 def checkpoint_choices() -> list[str]:
@@ -119,15 +107,14 @@ def fetchable() -> list[str]:
 def fetch_checkpoint(name: Optional[str], progress: Progress) -> str:
     """`fomm-doctor checkpoints fetch NAME`; -> the sentence saying where it is and how it was verified."""
     from fomm_doctor.checkpoints.fetch import fetch
-    from fomm_doctor.commands.checkpoints import fetched_sentence
     if not name:
         raise UserError("choose a checkpoint to fetch.")
 
     def on_bytes(done, total):
-        mb = f"{done / 1e6:,.1f}" + (f" of {total / 1e6:,.1f} MB" if total else " MB")
+        mb = byte_size(done) + (f" of {byte_size(total)}" if total else "")
         progress(done / total if total else None, f"fetching {name}: {mb}")
 
-    return fetched_sentence(fetch(name, progress=on_bytes))
+    return fetch(name, progress=on_bytes).sentence()
 
 
 CHECK_COLUMNS = ("check", "status", "what was found", "fix")

@@ -1,6 +1,6 @@
-"""GPU checks: the NVIDIA driver (only the driver matters for pip wheels, which carry their own CUDA), the GPUs
-and their compute capability, the newest CUDA backend that driver runs, and whether the installed torch's
-CUDA build fits both the driver and the GPU architecture.
+"""NVIDIA: the driver (only the driver matters for pip wheels, which carry their own CUDA), the GPUs and their
+compute capability, the newest CUDA build that driver runs, and whether the installed torch's CUDA build fits
+both the driver and the GPU architecture.
 
 ids: gpu.driver, gpu.torch_cuda
 """
@@ -10,11 +10,13 @@ import subprocess
 import sys
 from typing import Optional
 
-from fomm_doctor.i18n import tr
-from fomm_doctor.report import CheckResult
+from fomm_doctor.checks.gpu.shared import read_text
 from fomm_doctor.install import builds
-from fomm_doctor.install.builds import os_name, version_key
-from fomm_doctor.install.choose import Machine
+from fomm_doctor.install.backend import Backend, Kind
+from fomm_doctor.install.builds import os_name
+from fomm_doctor.install.machine import Gpus, InstalledTorch, Interpreter, Machine, Nvidia
+from fomm_doctor.preflight import tr
+from fomm_doctor.report import CheckResult
 from fomm_core.tools import find_tool
 
 _QUERY = ["--query-gpu=driver_version,name,compute_cap", "--format=csv,noheader"]
@@ -64,15 +66,6 @@ def parse_proc_version(text: str):
     return match.group(1) if match else None
 
 
-def read_text(path):
-    """A small text file from /proc or /sys; None when it cannot be read."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 def _ask_smi(exe: str, run, timeout: float, errors: list) -> Optional[dict]:
     """This nvidia-smi's answer (the full query, then the one old drivers know), or None with the reasons
     appended to `errors`."""
@@ -120,25 +113,24 @@ def probe_nvidia(run=subprocess.run, platform=sys.platform, which=find_tool, rea
 def _machine(nv: dict, platform_facts: dict) -> Machine:
     """The facts install's choice judges by, so that check and install agree on whose driver table applies
     (under WSL the Windows one) and on the platform's wheels."""
-    return Machine(py={"platform": platform_facts.get("platform", "linux"),
-                       "machine": platform_facts.get("machine") or "x86_64"}, nvidia=nv)
+    py = Interpreter(platform_facts.get("python_version") or "", platform_facts.get("platform", "linux"),
+                     platform_facts.get("machine") or "x86_64")
+    return Machine(py, Gpus(Nvidia.from_facts(nv)))
 
 
-def _newest_cuda(m: Machine) -> Optional[str]:
+def _newest_cuda(m: Machine) -> Optional[Backend]:
     if not m.driver or m.os == "macos":
         return None
     return builds.newest_cuda_for_driver(m.driver, m.driver_os)
 
 
-def max_cuda_for_driver(driver_version, os_name) -> Optional[str]:
-    """The newest CUDA build tag ('cu132') this driver runs, per NVIDIA's minimums; None when none fits."""
-    return _newest_cuda(_machine({"driver_version": driver_version}, {"platform": os_name}))
+def _label(build: Optional[Backend]) -> Optional[str]:
+    return str(build) if build else None
 
 
-def cuda_tag(cuda_version):
-    """torch.version.cuda '12.6' -> 'cu126'; None -> None."""
-    parts = version_key(cuda_version)
-    return f"cu{parts[0]}{parts[1]}" if len(parts) >= 2 else None
+def max_cuda_for_driver(driver_version, osn) -> Optional[Backend]:
+    """The newest CUDA build (cu132) this driver runs, per NVIDIA's minimums; None when none fits."""
+    return _newest_cuda(_machine({"driver_version": driver_version}, {"platform": osn}))
 
 
 def _arch(text: str) -> str:
@@ -147,7 +139,7 @@ def _arch(text: str) -> str:
     return f"{int(digits[:-1])}.{digits[-1]}" if digits.isdigit() and len(digits) >= 2 else ""
 
 
-def arch_supported(cc, tag: str, torch_version, pkey: str, arch_list=None) -> bool:
+def arch_supported(cc, build: Backend, torch_version, pkey: str, arch_list=None) -> bool:
     """Does a build have kernels for compute capability `cc`? torch's own arch list when known, else the table."""
     if len(builds.cc_key(cc)) < 2:
         return True  # unknown capability (old driver): cannot tell, do not cry wolf
@@ -155,7 +147,7 @@ def arch_supported(cc, tag: str, torch_version, pkey: str, arch_list=None) -> bo
         def dotted(prefix):
             return [_arch(e) for e in arch_list if e.startswith(prefix) and _arch(e)]
         return builds.kernels_for(cc, dotted("sm_"), dotted("compute_"))
-    return builds.cuda_covers(torch_version or "", tag, pkey, cc) is not False
+    return builds.cuda_covers(torch_version or "", build, pkey, cc) is not False
 
 
 def _no_driver(m: Machine, details: dict, lang: str) -> Optional[CheckResult]:
@@ -183,13 +175,14 @@ def _update_driver(m: Machine, lang: str) -> str:
 
 def judge_driver(nv: dict, platform_facts: dict, index: dict, lang: str = "en") -> CheckResult:
     m = _machine(nv, platform_facts)
-    driver, gpus = m.driver, m.gpus("nvidia")
+    driver = m.driver
     best = _newest_cuda(m)
-    details = {"driver_version": driver, "gpus": gpus, "source": nv.get("source"), "max_cuda": best}
+    details = {"driver_version": driver, "gpus": list(nv.get("gpus") or []), "source": nv.get("source"),
+               "max_cuda": _label(best)}
     missing = _no_driver(m, details, lang)
     if missing:
         return missing
-    names = ", ".join(f"{g['name']} ({g['compute_capability'] or '?'})" for g in gpus) or tr(
+    names = ", ".join(f"{g.name} ({g.compute_capability or '?'})" for g in m.nvidia_gpus) or tr(
         lang, "GPU names unknown", "显卡型号未知")
     if best is None:
         return CheckResult("gpu.driver", "warn", tr(
@@ -225,7 +218,7 @@ def _not_a_cuda_build(torch_facts: dict, details: dict, m: Machine, lang: str) -
                                                   f"torch {version}：CPU 版，本机没有可用的 NVIDIA 显卡。"), details)
 
 
-def _driver_misfit(tag: str, details: dict, m: Machine, lang: str) -> Optional[CheckResult]:
+def _driver_misfit(tag: Backend, details: dict, m: Machine, lang: str) -> Optional[CheckResult]:
     """A fail row when the driver is older than this CUDA build needs (builds with no table row pass)."""
     version, driver = details["torch"], m.driver
     need = builds.driver_minimum(tag, m.driver_os)
@@ -234,27 +227,27 @@ def _driver_misfit(tag: str, details: dict, m: Machine, lang: str) -> Optional[C
     best = _newest_cuda(m)
     return CheckResult("gpu.torch_cuda", "fail", tr(
         lang, f"torch {version} ({tag}) needs driver {need}+, this one is {driver}.",
-        f"torch {version}（{tag}）需要 {need} 以上的驱动，本机是 {driver}。"), dict(details, max_cuda=best), tr(
+        f"torch {version}（{tag}）需要 {need} 以上的驱动，本机是 {driver}。"), dict(details, max_cuda=_label(best)), tr(
         lang, f"Update the NVIDIA driver, or `{_INSTALL}` (picks {best or 'the CPU build'}).",
         f"升级 NVIDIA 驱动，或运行 `{_INSTALL}`（会选 {best or 'CPU 版'}）。"))
 
 
-def _arch_misfit(tag: str, torch_facts: dict, details: dict, m: Machine, lang: str) -> Optional[CheckResult]:
+def _arch_misfit(tag: Backend, torch_facts: dict, details: dict, m: Machine, lang: str) -> Optional[CheckResult]:
     """A fail row for the first GPU this build has no kernels for."""
     version = details["torch"]
-    misfits = [g for g in m.gpus("nvidia") if not arch_supported(g.get("compute_capability"), tag, version, m.pkey,
-                                                                 torch_facts.get("arch_list"))]
+    misfits = [g for g in m.nvidia_gpus if not arch_supported(g.compute_capability, tag, version, m.pkey,
+                                                              torch_facts.get("arch_list"))]
     if not misfits:
         return None
     g = misfits[0]
     return CheckResult("gpu.torch_cuda", "fail", tr(
-        lang, f"torch {version} ({tag}) has no kernels for {g['name']} (compute {g['compute_capability']}): "
+        lang, f"torch {version} ({tag}) has no kernels for {g.name} (compute {g.compute_capability}): "
               "\"no kernel image is available\".",
-        f"torch {version}（{tag}）不含 {g['name']}（算力 {g['compute_capability']}）的内核："
+        f"torch {version}（{tag}）不含 {g.name}（算力 {g.compute_capability}）的内核："
         "会报 \"no kernel image is available\"。"), details, _INSTALL)
 
 
-def _fitting_build(tag: str, torch_facts: dict, details: dict, lang: str) -> CheckResult:
+def _fitting_build(tag: Backend, torch_facts: dict, details: dict, lang: str) -> CheckResult:
     """A build that fits driver and GPUs: ok, unless torch still cannot see CUDA."""
     version, driver = details["torch"], details["driver_version"]
     if torch_facts.get("cuda_available") is False:
@@ -275,11 +268,11 @@ def judge_torch_cuda(torch_facts: dict, nv: dict, platform_facts: dict, index: d
                                                            "torch 无法导入（见 torch.import）。"), {})
     m = _machine(nv, platform_facts)
     version = torch_facts.get("version")
-    tag = cuda_tag(torch_facts.get("cuda"))
+    tag = InstalledTorch(str(version), torch_facts.get("cuda")).backend
     driver = m.driver
-    details = {"torch": version, "build": tag or "cpu", "driver_version": driver,
+    details = {"torch": version, "build": str(tag), "driver_version": driver,
                "cuda_available": torch_facts.get("cuda_available"), "arch_list": torch_facts.get("arch_list")}
-    if tag is None:
+    if tag.kind is not Kind.CUDA:
         return _not_a_cuda_build(torch_facts, details, m, lang)
     if not driver:
         return CheckResult("gpu.torch_cuda", "warn", tr(

@@ -1,0 +1,138 @@
+"""The whole benchmark: its options checked, every path in its own worker, the outputs compared; the report as
+JSON-able rows and as an 80-column table."""
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import textwrap
+import types
+from pathlib import Path
+
+from fomm_core.bench.reference import reference_available
+from fomm_core.bench.runners import ALL_PATHS, PATHS, TPSMM_PATHS
+from fomm_core.bench.weights import family, size_unit
+from fomm_core.bench.worker import run_workers, start_workers
+from fomm_core.media.images import psnr
+
+
+def environment(threads, device="cpu") -> dict:
+    import torch
+    from fomm_core.device import cpu_flags, cpu_name
+    flags, cpu = cpu_flags(), cpu_name()
+    gpu = ""
+    if str(device).startswith("cuda"):
+        gpu = torch.cuda.get_device_name(torch.device(device))
+    return {"torch": torch.__version__, "threads": threads, "cpu": cpu, "device": str(device), "gpu": gpu,
+            "python": platform.python_version(),
+            "avx512f": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags,
+            "amx": bool({"amx_tile", "amx_bf16"} & flags)}
+
+
+def reference_differs(config_name) -> list:
+    """Our own generator options this config turns on: the original code has none of them, so for such a config
+    its output differs by design and the comparison with it measures nothing."""
+    from fomm_core.model.config import OUR_GENERATOR_OPTIONS, load_config
+    options = load_config(config_name)["model_params"]["generator_params"]  # TPSMM's has none of them
+    return [name for name in OUR_GENERATOR_OPTIONS if options.get(name)]
+
+
+def check_options(config="vox-256", size=256, frames=4, runs=3, threads=None, paths=PATHS, weights="stress") -> None:
+    """Raise FommError with one sentence for options the benchmark cannot run with."""
+    from fomm_core.errors import FommError
+    if weights not in ("random", "stress") and not Path(weights).is_file():
+        raise FommError(f"--weights must be random, stress or a checkpoint file; {weights} is none of them.")
+    unit = size_unit(config)
+    if size < unit or size % unit:
+        raise FommError(f"--size must be a multiple of {unit} for {config} (its networks halve the image that often).")
+    if frames < 1 or runs < 1 or (threads is not None and threads < 1):
+        raise FommError("--frames, --runs and --threads must be at least 1.")
+    _check_paths(config, paths)
+
+
+def _check_paths(config, paths) -> None:
+    from fomm_core.errors import FommError
+    known = [p for p in ALL_PATHS if p != "int8"] if family(config) == "tpsmm" else ALL_PATHS
+    unknown = [p for p in paths if p not in known]
+    if unknown or not paths:
+        raise FommError(f"unknown path {', '.join(unknown) or '(none)'} for {config}; choose from: {', '.join(known)}.")
+
+
+def _row(path, result, ref, exact) -> dict:
+    """One path's line of the report: its timings, and its output compared with the reference and exact paths."""
+    row = {"name": path}
+    if "error" in result:
+        row["error"] = result["error"]
+        return row
+    row.update({k: result[k] for k in ("path", "fps", "seconds", "stages", "peak_rss_mb", "precision")})
+    if path == "reference":
+        return row
+    if "fps" in ref:
+        row["speedup"] = result["fps"] / ref["fps"]
+    if "output" in ref:
+        row["max_abs_vs_reference"] = float((result["output"] - ref["output"]).abs().max())
+        row["psnr_vs_reference"] = psnr(result["output"], ref["output"])
+    if "output" in exact and path != "exact":
+        row["psnr_vs_exact"] = psnr(result["output"], exact["output"])
+    return row
+
+
+def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, paths=None, on_path=None,
+                  weights="stress", device="cpu") -> dict:
+    """Every path in its own subprocess; the parent compares outputs. Returns a JSON-able dict.
+
+    paths: None for the config family's own (TPSMM has no int8).
+    on_path(name) is called as each path starts (for progress display).
+    """
+    if paths is None:
+        paths = TPSMM_PATHS if family(config) == "tpsmm" else PATHS
+    check_options(config, size, frames, runs, threads, paths, weights)
+    threads = threads or max(1, min(os.cpu_count() or 1, 4))
+    from fomm_core.device import resolve_device
+    device = str(resolve_device(device))  # one sentence here, before any worker, when it cannot be used
+    args = types.SimpleNamespace(config=config, size=size, frames=frames, runs=runs, weights=weights, device=device)
+    available = reference_available(config)
+    paths = [p for p in paths if p != "reference" or available]
+    on_path = on_path or (lambda _message: None)
+    with tempfile.TemporaryDirectory(prefix="fomm-bench-") as workdir:
+        results = run_workers(start_workers(paths, args, threads, workdir, on_path), runs, on_path)
+    ref, exact = results.get("reference", {}), results.get("exact", {})
+    rows = [_row(path, results[path], ref, exact) for path in paths]
+    return {"config": config, "size": size, "frames": frames, "runs": runs, "weights": str(weights),
+            "reference_differs": reference_differs(config),
+            "environment": environment(threads, device), "reference_available": available, "rows": rows}
+
+
+def _cell(row, key, fmt, width) -> str:
+    return format(row[key], fmt).rjust(width) if key in row else "-".rjust(width)
+
+
+def format_text(report) -> str:
+    """The report in 80 columns: one row per path; the details (what runs, stage timings) are in --json."""
+    env = report["environment"]
+    yes = {True: "yes", False: "no"}
+    lines = [f"{report['config']} {report['size']}px, {report.get('weights', 'random')} weights, "
+             f"{report['frames']} frames x {report['runs']} runs, torch {env['torch']}, {env['threads']} threads",
+             f"{env['cpu']}: AVX-512 {yes[env['avx512f']]}, AVX512-BF16 {yes[env['avx512_bf16']]}, "
+             f"AMX {yes[env['amx']]}" + (f"; timed on {env['device']}: {env.get('gpu', '')}"
+                                          if env.get("device", "cpu") != "cpu" else ""),
+             f"{'path':<12}{'frames/s':>9}{'x orig':>8}{'PSNR/ref':>9}{'PSNR/exact':>11}{'max|diff|':>10}{'peak MB':>9}"]
+    for row in report["rows"]:
+        if "error" in row:
+            lines.append(f"{row['name']:<12} failed: {row['error']}"[:80])
+            continue
+        name = row["name"] if row.get("precision", row["name"]) in (row["name"], "fp32") and row["name"] != "fast" \
+            else f"{row['name']} ({row['precision']})"
+        lines.append(f"{name:<12}{row['fps']:>9.2f}{_cell(row, 'speedup', '.2f', 8)}"
+                     f"{_cell(row, 'psnr_vs_reference', '.1f', 9)}{_cell(row, 'psnr_vs_exact', '.1f', 11)}"
+                     f"{_cell(row, 'max_abs_vs_reference', '.1e', 10)}{row['peak_rss_mb']:>9.0f}")
+    if report.get("reference_differs"):
+        lines += textwrap.wrap(f"the original code has no {', '.join(report['reference_differs'])}: for "
+                               f"{report['config']} its output differs by design (PSNR/ref means nothing)", 80)
+    for row in report["rows"]:
+        if row["name"] == "int8" and "; " in row.get("path", ""):
+            lines += textwrap.wrap("int8: " + row["path"].split("; ", 1)[-1], 80, subsequent_indent="  ")
+    fast = next((r for r in report["rows"] if r["name"] == "fast" and "path" in r), None)
+    if fast:
+        lines += textwrap.wrap("fast: " + fast["path"].split("; ", 1)[-1], 80, subsequent_indent="  ")
+    return "\n".join(lines)
