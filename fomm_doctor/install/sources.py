@@ -1,6 +1,6 @@
 """Which indexes to read for torch and for the rest: `--mirror tsinghua|official|auto|<name>|URL`, plus pip's
 own configuration (index-url, extra-index-url, find-links), which always comes first: it is the user's choice,
-and on some machines (this one) the only source that holds the CPU build.
+and on some machines (an offline one with a local wheel folder) the only source that holds the CPU build.
 
 Know what a mirror carries: PyPI mirrors (Tsinghua, USTC, Aliyun, ...) never carry the PyTorch wheel index,
 so a `+cpu` Linux build or a CUDA build on Windows comes from the PyTorch index or a mirror of it.
