@@ -50,9 +50,14 @@ def frames_and_size(path):
     return n, size
 
 
-def test_parse_camera():
+def test_parse_camera(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")
     assert parse_camera("0") == 0 and parse_camera(" 2 ") == 2
-    assert parse_camera("clip.mp4") == "clip.mp4" and parse_camera("rtsp://x/1") == "rtsp://x/1"
+    assert parse_camera(str(clip)) == str(clip) and parse_camera("rtsp://x/1") == "rtsp://x/1"
+    with pytest.raises(FommError) as err:   # said before any model is loaded
+        parse_camera(str(tmp_path / "missing.mp4"))
+    assert err.value.setting == ("camera", "0")
 
 
 def test_cli_live_headless_records_the_result(moving_face_clip, tiny_checkpoint, tmp_path):

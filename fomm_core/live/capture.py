@@ -16,13 +16,22 @@ from fomm_core.live.stats import LiveStats
 
 
 def parse_camera(text) -> int | str:
-    """'0' -> camera index 0; anything else is a file path or a stream URL."""
+    """'0' -> camera index 0; anything else is a file path (which must exist) or a stream URL."""
     text = str(text).strip()
-    return int(text) if text.isdigit() else text
+    source = int(text) if text.isdigit() else text
+    check_source(source)
+    return source
 
 
 def _is_url(source) -> bool:
     return isinstance(source, str) and "://" in source
+
+
+def check_source(source) -> None:
+    """A FommError when `source` names a video file that is not there (a camera or a URL is tried when opened)."""
+    if not isinstance(source, int) and not _is_url(source) and not Path(source).is_file():
+        raise FommError(f"{source} is neither a camera index nor an existing video file; give the first "
+                        "camera's index, or a video path or stream URL.", setting=("camera", "0"))
 
 
 @dataclass
@@ -106,9 +115,7 @@ class LatestFrameCapture:
 
     def open(self) -> None:
         """Open the source (a camera is given up on after `open_timeout` s) and start the reader thread."""
-        if self.is_file and not Path(self.source).is_file():
-            raise FommError(f"{self.source} is neither a camera index nor an existing video file; give the first "
-                            "camera's index, or a video path or stream URL.", setting=("camera", "0"))
+        check_source(self.source)
         self._cap = _FileReader(self.source) if self.is_file else self._open_camera()
         self.fps, self.size = self._cap.fps, self._cap.size
         self._thread = threading.Thread(target=self._read_loop, name="live-capture", daemon=True)

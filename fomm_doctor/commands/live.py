@@ -42,9 +42,10 @@ def live(
     check_device(device)
     check_precision(precision)
     sources = list_sources(source)
+    camera_source = parse_camera(camera)  # a wrong camera is said before the slow model loading
     loaded = load(animation.ModelChoice(checkpoint, config, device, precision, mode="relative"))
     animator, size = loaded.animator, loaded.size
-    options = LiveOptions(camera=parse_camera(camera), sources=sources, size=size, crop=not no_crop,
+    options = LiveOptions(camera=camera_source, sources=sources, size=size, crop=not no_crop,
                           paste_back=paste_back, window=not no_window, output=output, max_frames=max_frames,
                           virtual_camera=virtual_camera)
     session = LiveSession(animator, options)
