@@ -1,0 +1,65 @@
+"""fomm_core.private: folders another local user could plant first are refused, ours are made private."""
+import os
+import stat
+import sys
+
+import pytest
+
+from fomm_core.errors import FommError
+from fomm_core.private import create_new, private_dir
+
+posix = pytest.mark.skipif(sys.platform == "win32", reason="owner and mode bits are POSIX facts")
+
+
+@posix
+def test_a_new_folder_is_0700_and_an_open_one_of_ours_is_closed(tmp_path):
+    made = private_dir(tmp_path / "a" / "b")
+    assert stat.S_IMODE(os.lstat(made).st_mode) == 0o700
+    wide = tmp_path / "wide"
+    wide.mkdir(mode=0o777)
+    os.chmod(wide, 0o777)
+    private_dir(wide)
+    assert stat.S_IMODE(os.lstat(wide).st_mode) == 0o700
+
+
+def test_a_link_in_place_of_the_folder_is_refused_and_its_target_untouched(tmp_path):
+    target = tmp_path / "theirs"
+    target.mkdir()
+    os.chmod(target, 0o755)
+    link = tmp_path / "cache"
+    link.symlink_to(target, target_is_directory=True)
+    with pytest.raises(FommError, match="is a link"):
+        private_dir(link)
+    assert stat.S_IMODE(os.lstat(target).st_mode) == 0o755
+
+
+def test_a_file_in_place_of_the_folder_is_refused(tmp_path):
+    (tmp_path / "cache").write_bytes(b"x")
+    with pytest.raises(FommError, match="is not a folder"):
+        private_dir(tmp_path / "cache")
+
+
+@posix
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a folder to another user")
+def test_a_folder_of_another_user_is_refused(tmp_path):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o777)
+    os.chown(theirs, 12345, 12345)
+    with pytest.raises(FommError, match="another user"):
+        private_dir(theirs)
+
+
+def test_create_new_refuses_a_planted_name_and_a_planted_link(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"ours")
+    planted = tmp_path / "planted"
+    planted.symlink_to(victim)
+    with pytest.raises(FileExistsError):
+        create_new(planted)
+    with pytest.raises(FileExistsError):
+        create_new(victim)
+    assert victim.read_bytes() == b"ours"
+    fd = create_new(tmp_path / "fresh")
+    os.close(fd)
+    if sys.platform != "win32":
+        assert stat.S_IMODE(os.lstat(tmp_path / "fresh").st_mode) == 0o600
