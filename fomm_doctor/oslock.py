@@ -1,12 +1,19 @@
 """One process at a time: an OS lock on a small file, for work that two runs must not do at once (the same
-download, the same batch output folder). The file holds the holder's pid, so the refusal can name it."""
+download, the same batch output folder). The file holds the holder's pid, so the refusal can name it.
+
+The lock file is opened never through a link (a link there would have this write a pid into the file it points
+at) and only as a plain file; a lock that cannot be made (a link, a read-only folder) is one sentence."""
 import errno
 import os
+import stat
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a FIFO planted at the name must not hang the open
 
 if sys.platform == "win32":
     import msvcrt
@@ -71,7 +78,7 @@ def locked(path: Path, wait: float, busy: Callable[[str], Exception]):
     process that holds it, then raise busy(words naming that process, e.g. 'in process 4242')."""
     deadline = time.monotonic() + max(0.0, wait)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        fd = _open(Path(path))
         if _try_lock(fd):
             if _same_file(fd, path):
                 break
@@ -89,6 +96,39 @@ def locked(path: Path, wait: float, busy: Callable[[str], Exception]):
         yield
     finally:
         _release(fd, path)
+
+
+def _open(path: Path) -> int:
+    """The lock file, created if missing: a plain file, never what a link at `path` points to."""
+    if not _NOFOLLOW and path.is_symlink():  # Windows: no O_NOFOLLOW
+        raise _unusable(path, "is a link", LINK)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or path.is_symlink():
+            raise _unusable(path, "is a link", LINK) from None
+        raise _unusable(path, f"could not be created ({exc.strerror or exc})",
+                        "make its folder writable, or choose another") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _unusable(path, "is not a plain file", "remove it")
+    return fd
+
+
+LINK = "remove the link (what it points to is left alone)"
+
+
+class UnusableLock(OSError):
+    """The lock file cannot be used (a link, not a plain file, a folder that cannot be written); `sentence` says
+    which and what to do. An OSError, so a caller that reports failed writes reports this one too."""
+
+    def __init__(self, path: Path, sentence: str):
+        super().__init__(errno.EPERM, sentence, str(path))
+        self.sentence = sentence
+
+
+def _unusable(path: Path, why: str, fix: str) -> UnusableLock:
+    return UnusableLock(path, f"the lock file {path} {why}; {fix}.")
 
 
 def _release(fd: int, path: Path):

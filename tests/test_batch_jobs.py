@@ -1,6 +1,7 @@
 """Reading a batch's jobs: the files people write (Excel's CSV, JSON lines, comments) and the ones they should
 not be trusted with (names that leave the folder, two jobs on one file, a typo in a column)."""
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,93 @@ def test_ray_actors_fit_the_cluster():
     assert fit_workers({"CPU": 64}, False, 1) == 64 and fit_workers({"CPU": 64}, False, 4) == 16
     assert fit_workers({"CPU": 1}, False, 4) == 1
     assert fit_workers({"CPU": 64, "memory": 16 * 2 ** 30}, False, 1) == 12  # 1.25 GB each
+
+
+RESERVED = ("CON", "PRN", "AUX", "NUL", "COM1", "COM9", "LPT1", "LPT9", "CONIN$")
+
+
+@pytest.mark.parametrize("name", ["con.mp4", "NUL.mkv", "com1.mp4", "lpt9.avi", "Con", "a/aux.x.mp4", "aux/x.mp4",
+                                  "x" * 300 + ".mp4", "a\u202egpj.mp4", "a\u2066b.mp4", "a\u200fb.mp4", "a\u2028b.mp4",
+                                  "a\x7fb.mp4", "a\x1bb.mp4", "a./b.mp4", "a /b.mp4", "\ud800.mp4",
+                                  "/".join(["d" * 150] * 8) + ".mp4"])
+def test_reserved_long_and_bidi_output_names_are_refused_at_plan_time(name, tmp_path):
+    with pytest.raises(UserError) as err:
+        check_output_name(name, "row 2")
+    assert "row 2" in str(err.value) and "\n" not in str(err.value) and "\u202e" not in str(err.value)
+    path = write(tmp_path, "jobs.jsonl", json.dumps({"source": "a.jpg", "driving": "v.mp4", "output": name}) + "\n")
+    with pytest.raises(UserError):
+        read_jobs(path, DEFAULTS)
+
+
+def test_names_the_os_gives_that_are_not_utf8_are_kept():
+    name = os.fsdecode(b"\xff\xfe.mp4")
+    assert check_output_name(name, "row 2") == name
+    assert check_output_name("照片/emoji\u200d.mp4", "row 2") == "照片/emoji\u200d.mp4"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(RESERVED), st.text(alphabet="abcXYZ.0 ", max_size=8), st.booleans(),
+       st.sampled_from(["", "sub/", "a/b/"]))
+def test_a_reserved_windows_name_is_refused_in_any_case_and_with_any_extension(device, rest, upper, folder):
+    stem = device.upper() if upper else device.lower()
+    with pytest.raises(UserError):
+        check_output_name(f"{folder}{stem}{'.' + rest if rest else ''}.mp4", "row 2")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(min_size=1, max_size=40) | st.text(alphabet=st.characters(codec="utf-8"), min_size=190, max_size=260))
+def test_an_accepted_output_name_is_one_every_file_system_takes_and_shows_as_written(name):
+    import unicodedata
+    from fomm_doctor.batch.jobs import BIDI_CONTROLS, NAME_BYTES, WINDOWS_DEVICES
+    try:
+        kept = check_output_name(name, "row 2")
+    except UserError as err:
+        assert "\n" not in str(err) and not any(c in str(err) for c in BIDI_CONTROLS)
+        return
+    for part in Path(kept).parts:
+        assert len(os.fsencode(part)) <= NAME_BYTES
+        assert part.split(".")[0].rstrip(" ").upper() not in WINDOWS_DEVICES
+        assert not part.endswith((" ", "."))
+    for c in kept:
+        assert c not in BIDI_CONTROLS and unicodedata.category(c) not in ("Cc", "Zl", "Zp")
+        assert unicodedata.category(c) != "Cs" or "\udc80" <= c <= "\udcff"
+
+
+def test_a_record_planted_or_copied_from_another_folder_does_not_verify(tmp_path):
+    from fomm_doctor.batch.manifest import read_records
+    from fomm_doctor.batch.seal import Seal
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    with ManifestWriter(a, Seal.for_folder(a)) as m:
+        m.add(Record("x.mp4", "failed", "k1", error="ours"))
+    (b / "manifest.jsonl").write_bytes((a / "manifest.jsonl").read_bytes())  # copied: signed for another folder
+    planted = json.dumps({"job": "y.mp4", "status": "failed", "key": "k2", "error": "theirs", "sig": "0" * 64})
+    with open(a / "manifest.jsonl", "a", encoding="utf-8") as f:
+        f.write(planted + "\n")
+    records, ignored = read_records(a, Seal.for_folder(a))
+    assert list(records) == ["x.mp4"] and records["x.mp4"].error == "ours" and ignored == 1
+    assert read_records(b, Seal.for_folder(b)) == ({}, 1)
+
+
+def test_a_manifest_line_keeps_a_name_that_is_not_utf8(tmp_path):
+    name = os.fsdecode(b"\xff__clip.mp4")
+    with ManifestWriter(tmp_path) as m:
+        m.add(Record(name, "failed", "k", source=os.fsdecode(b"/p/\xff.png")))
+    (tmp_path / "manifest.jsonl").read_bytes().decode("utf-8")  # still UTF-8 text
+    record = read_manifest(tmp_path)[name]
+    assert os.fsencode(record.job) == b"\xff__clip.mp4" and os.fsencode(record.source) == b"/p/\xff.png"
+
+
+def test_a_failure_of_the_machine_is_told_from_a_failure_of_the_input():
+    import errno
+    from fomm_core.errors import FommError
+    from fomm_doctor.batch.worker import environment_failure
+    try:
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise FommError("could not write job.mp4.") from None
+    except FommError as err:
+        assert environment_failure(err) == os.strerror(errno.ENOSPC)
+    assert environment_failure(FommError("v.mp4 has no video frame that can be decoded")) == ""

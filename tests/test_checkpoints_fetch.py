@@ -13,7 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import run_cli  # noqa: E402
-from httpfaults import FaultServer, Html, Reply, Reset  # noqa: E402
+from httpfaults import FaultServer, Html, RawServer, Reply, Reset, fixed_answer  # noqa: E402
+from test_download_limits import endless_chunked  # noqa: E402
 from fomm_core.model.checkpoint import load_checkpoints, read_checkpoint  # noqa: E402
 from fomm_core.model.config import build_models, load_config  # noqa: E402
 from fomm_doctor.checkpoints import fetch, slim, store  # noqa: E402
@@ -214,3 +215,40 @@ def test_slim_gives_identical_frames_and_loads_in_the_original_code(vox_file, tm
     assert read_checkpoint(slim16.path)["generator"]["first.conv.weight"].dtype == torch.float16
     diff = (half_frame - reference).abs().max().item()
     assert 0 < diff < 2e-2, diff  # fp16 storage rounds weights (rel. error 2^-11); frames stay within 2e-2
+
+
+def lab_manifest(home, url):
+    write_user_manifest(home, [{"name": "lab", "file": "lab.pth.tar", "config": "vox-256",
+                                "sources": [{"url": url, "kind": "mirror"}]}])
+
+
+def nothing_left(tmp_path, home) -> bool:
+    return (not list((tmp_path / "cache").rglob("*.part*")) and not (home / "lab.pth.tar").exists()
+            and not list((home / ".incoming").glob("*")))
+
+
+def test_a_checkpoint_of_unpublished_size_is_capped_at_a_checkpoints_size(env, tmp_path):
+    """No size published: a mirror announcing more than any checkpoint has is refused on its first answer."""
+    from fomm_doctor.net.job import CHECKPOINT_CAP, WHEEL_CAP
+    assert 800 * 1000 ** 2 < CHECKPOINT_CAP < WHEEL_CAP  # the biggest published checkpoint is 0.75 GB
+    home = tmp_path / "home" / "checkpoints"
+    announced = CHECKPOINT_CAP + 1
+    head = [("Content-Type", "application/octet-stream"), ("Content-Length", str(announced))]
+    with RawServer(fixed_answer(head, b"\0" * 1000)) as srv:
+        lab_manifest(home, srv.url("/lab.pth.tar"))
+        with pytest.raises(UserError) as err:
+            fetch.fetch("lab", backoff=0.01)
+        asked = len(srv.requests)
+    assert f"announces {announced:,} bytes, more than the {CHECKPOINT_CAP:,}" in str(err.value)
+    assert asked == 1 and nothing_left(tmp_path, home)
+
+
+def test_an_endless_checkpoint_stops_at_the_cap_it_is_given_and_leaves_nothing(env, tmp_path):
+    home = tmp_path / "home" / "checkpoints"
+    with RawServer(endless_chunked) as srv:
+        lab_manifest(home, srv.url("/lab.pth.tar"))
+        with pytest.raises(UserError) as err:
+            fetch.fetch("lab", backoff=0.01, max_size=1_000_000)
+        asked = len(srv.requests)
+    assert "sent more than the 1,000,000 bytes" in str(err.value) and asked == 1
+    assert nothing_left(tmp_path, home)

@@ -135,3 +135,25 @@ def test_persist_writes_user_pip_config_once(tmp_path):
                          env=dict(os.environ, HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / ".config"),
                                   PIP_CONFIG_FILE=str(conf)))
     assert "index-url='https://pypi.tuna.tsinghua.edu.cn/simple/'" in got.stdout
+
+
+def test_nothing_found_sentence_reads_right_whether_or_not_an_index_answered(wheels):
+    torch_whl, dep_whl = wheels
+    other = ["--dry-run", "--only", "torch", "--platform", "manylinux_2_28_x86_64", "--python-version", "3.11",
+             "--driver", "none", "--retries", "1", *NO_OFFICIAL]
+    with FaultServer(simple_routes([torch_whl, dep_whl])) as good, FaultServer({}) as down:
+        down.script("/simple/torch/", Status(503, times=None))
+        down.script("/whl/cpu/torch/", Status(503, times=None))
+        read = run_cli("install", "--mirror", good.url("/simple/"), "--torch", "1.0.0", *other, env=_env(),
+                       timeout=120)
+        unread = run_cli("install", "--mirror", down.url("/simple/"), "--pytorch-index", down.url("/whl/"), *other,
+                         env=_env(), timeout=120)
+        host = down.url("/")[len("http://"):-1]
+        good_host = good.url("/")[len("http://"):-1]
+    assert read.returncode == 2 and read.stderr == (
+        f"error: No torch 1.0.0 wheel for Python 3.11 on linux-x86_64 with backend auto was found on "
+        f"{good_host}/simple/ (for this Python they offer 9.1.0+cpu).\n")
+    assert unread.returncode == 2 and unread.stderr == (
+        "error: No torch wheel for Python 3.11 on linux-x86_64 with backend auto was found, because no index "
+        f"could be read: the index page http://{host}/simple/torch/ could not be read (HTTP 503 after 1 try); "
+        f"the index page http://{host}/whl/cpu/torch/ could not be read (HTTP 503 after 1 try).\n")

@@ -425,3 +425,61 @@ def test_property_editor_accepts_every_file_pip_reads(text, url):
             edit_pip_config(text, url)
         return
     edit_pip_config(text, url)
+
+
+# ---- after persisting, the command says what overrides the index it wrote ----------------------------------
+
+@pytest.fixture(scope="module")
+def persist_venv(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pv") / "v"
+    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, timeout=300)
+    return root
+
+
+@pytest.mark.parametrize("where", ["nothing", "PIP_INDEX_URL", "PIP_CONFIG_FILE", "global [install]", "site"])
+def test_persist_names_what_overrides_the_index_it_wrote(persist_venv, tmp_path, where):
+    from conftest import run_cli
+    from httpfaults import FaultServer, fake_torch_wheel, simple_routes
+    other = "https://other.example/simple/"
+    home = tmp_path / "home"
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "XDG_CONFIG_DIRS": str(tmp_path / "etc"),
+           "PIP_FIND_LINKS": "", "PIP_INDEX_URL": "", "PIP_EXTRA_INDEX_URL": "", "PIP_NO_INPUT": "1"}
+    site = persist_venv / "pip.conf"
+    if where == "PIP_INDEX_URL":
+        env["PIP_INDEX_URL"] = other
+    elif where == "PIP_CONFIG_FILE":
+        (tmp_path / "mine.conf").write_text(f"[global]\nindex-url = {other}\n")
+        env["PIP_CONFIG_FILE"] = str(tmp_path / "mine.conf")
+    elif where == "global [install]":
+        (tmp_path / "etc" / "pip").mkdir(parents=True)
+        (tmp_path / "etc" / "pip" / "pip.conf").write_text(f"[install]\nindex-url = {other}\n")
+    elif where == "site":
+        site.write_text(f"[global]\nindex-url = {other}\n")
+    wheel = fake_torch_wheel(tmp_path, "9.1.0+cpu")
+    try:
+        with FaultServer(simple_routes([wheel])) as srv:
+            args = ["install", "--python", persist_venv / "bin" / "python", "--mirror", srv.url("/simple/"),
+                    "--only", "torch", "--persist", "--yes", "--cache-dir", tmp_path / "cache",
+                    "--official-pypi", "none", "--official-pytorch", "none"]
+            proc = run_cli(*args, "--json", env=env, timeout=240)
+            shown = run_cli(*args, env=env, timeout=240)
+            index = srv.url("/simple/")
+        # the index pip itself will use, in the target, with this environment and these files
+        pip_uses = subprocess.run([str(persist_venv / "bin" / "python"), "-c", "from pip._internal.commands import "
+                                   "create_command as c; print(c('install').parse_args([])[0].index_url)"],
+                                  capture_output=True, text=True, env=dict(os.environ, **env)).stdout.strip()
+    finally:
+        site.unlink(missing_ok=True)
+    assert proc.returncode == 0 and shown.returncode == 0, proc.stderr[-2000:] + shown.stderr[-2000:]
+    written = home / ".config" / "pip" / "pip.conf"
+    assert f"index-url = {index}" in written.read_text()
+    note = json.loads(proc.stdout)["persist"]["overridden_by"]
+    text = "".join(shown.stdout.split())  # rich wraps long lines, inside words too
+    assert pip_uses == (index if where == "nothing" else other)
+    if where == "nothing":
+        assert note is None and "--persist:" not in text
+        return
+    named = {"PIP_INDEX_URL": "environment variable PIP_INDEX_URL", "PIP_CONFIG_FILE": "PIP_CONFIG_FILE=",
+             "global [install]": f"{tmp_path / 'etc' / 'pip' / 'pip.conf'} [install]", "site": f"{site} [global]"}
+    assert named[where] in note and str(written) in note and other in note
+    assert "".join(f"warning --persist: {note}".split()) in text

@@ -63,3 +63,26 @@ def test_create_new_refuses_a_planted_name_and_a_planted_link(tmp_path):
     os.close(fd)
     if sys.platform != "win32":
         assert stat.S_IMODE(os.lstat(tmp_path / "fresh").st_mode) == 0o600
+
+
+def test_a_fast_path_table_planted_behind_a_link_is_not_used_nor_written_through(tmp_path, monkeypatch):
+    from fomm_core.inference import choice
+
+    monkeypatch.setenv("FOMM_DOCTOR_CACHE", str(tmp_path / "cache"))
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    name = choice._key("f" * 16, 64, 2) + ".json"
+    planted = '{"rows": [{"precision": "bf16", "fps": 1000.0, "psnr": 99.0}], "cpu": "x"}'
+    (theirs / name).write_text(planted, encoding="utf-8")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "fast-path").symlink_to(theirs, target_is_directory=True)
+    measured = [choice.Row("fp32", fps=5.0)]
+    assert choice.cached_rows("f" * 16, 64, 2, lambda: measured) == measured
+    assert (theirs / name).read_text(encoding="utf-8") == planted
+    assert sorted(p.name for p in theirs.iterdir()) == [name]
+
+    # a folder of ours: the table is kept and read back
+    (tmp_path / "cache" / "fast-path").unlink()
+    assert choice.cached_rows("f" * 16, 64, 2, lambda: measured) == measured
+    again = choice.cached_rows("f" * 16, 64, 2, lambda: [])
+    assert [(r.precision, r.fps) for r in again] == [("fp32", 5.0)]

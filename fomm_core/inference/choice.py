@@ -25,7 +25,9 @@ from dataclasses import asdict, dataclass, field
 
 from fomm_core.cache import user_cache_dir
 from fomm_core.device import cpu_flags, cpu_name
+from fomm_core.errors import FommError
 from fomm_core.inference.int8 import MIN_PSNR, Int8Refused
+from fomm_core.private import create_new, private_dir
 
 FASTER_BY = 1.10       # a path that is not exact must beat exact float32 by this factor to be chosen
 FLOAT_CANDIDATES = ("fp32", "bf16")  # every family's; int8 where the family has an int8 build
@@ -136,20 +138,34 @@ def _load_table(path):
 
 
 def _save_table(path, rows) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     rows_json = [dict(asdict(r), psnr=min(r.psnr, 999.0)) for r in rows]  # JSON has no infinity
-    tmp.write_text(json.dumps({"rows": rows_json, "cpu": cpu_name()}, indent=2), encoding="utf-8")
+    try:
+        fd = create_new(tmp)
+    except FileExistsError:
+        return  # a leftover or planted name: measured again next time rather than written through it
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"rows": rows_json, "cpu": cpu_name()}, indent=2))
     os.replace(tmp, path)
+
+
+def _private_folder():
+    """The table folder when it is ours alone, else None: a table another user could write would choose our path."""
+    try:
+        return private_dir(user_cache_dir("fast-path"))
+    except FommError:
+        return None
 
 
 def cached_rows(fingerprint: str, size: int, threads: int, measure_now) -> list:
     """The rows cached for these weights, size and threads on this machine, else measure_now()'s (then cached)."""
-    path = user_cache_dir("fast-path", _key(fingerprint, size, threads) + ".json")
-    rows = _load_table(path)
+    folder = _private_folder()
+    path = folder / (_key(fingerprint, size, threads) + ".json") if folder else None
+    rows = _load_table(path) if path and not path.is_symlink() else None
     if rows is None:
         rows = measure_now()
-        _save_table(path, rows)
+        if path:
+            _save_table(path, rows)
     return rows
 
 

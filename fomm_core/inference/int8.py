@@ -18,6 +18,10 @@ Why it is built this way (measured side by side with the original code; see the 
   held-out pairs against the exact float32 engine: below MIN_PSNR the model is refused with a sentence. The model
   and the verdict are cached in the user cache folder, keyed by a hash of the weights, the frame size and the
   OpenVINO and NNCF versions; a cached model loads in about a second.
+- The cache trusts nothing it did not check: its folder must be a private one of ours (not a link, not another
+  user's: else int8 is refused with a sentence and another path runs); a verdict is used only for the weights,
+  size, versions and graphs it names, and a model only when its files have the sha256s the verdict lists (else it
+  is rebuilt).
 """
 from __future__ import annotations
 
@@ -38,11 +42,13 @@ from torch import nn
 from fomm_core.cache import user_cache_dir
 from fomm_core.errors import FommError
 from fomm_core.inference.motion import inverse_2x2
+from fomm_core.private import check_private, private_dir
 
 MIN_PSNR = 35.0          # dB against the exact float32 path, on held-out faces
 CALIBRATION_FRAMES = 2  # per face pair: 12 pairs, 24 frames (48 took twice as long and scored the same)
 GRAPH_VERSION = 1        # bump when the exported graphs change: old cached models are then rebuilt
 INSTALL_HINT = 'pip install "fomm-doctor[openvino]"'
+MODEL_FILES = ("keypoints.xml", "keypoints.bin", "render.xml", "render.bin")  # what ov.save_model writes
 
 
 class Int8Refused(FommError):
@@ -255,14 +261,59 @@ def _safe(text: str) -> str:
 
 
 def cache_folder(fingerprint: str, size: int, versions: dict) -> Path:
-    """Where the int8 model of these weights at this size lives for these OpenVINO and NNCF versions."""
+    """Where the int8 model of these weights at this size lives for these OpenVINO and NNCF versions, in the int8
+    cache folder (made private here). Int8Refused when that folder, or this entry, is a link or someone else's:
+    another user could swap the model that runs."""
     name = (f"{fingerprint[:24]}-{int(size)}px-ov{_safe(versions['openvino'])}-nncf{_safe(versions['nncf'])}"
             f"-g{GRAPH_VERSION}")
-    return user_cache_dir("int8", name)
+    try:
+        folder = private_dir(user_cache_dir("int8")) / name
+        if os.path.lexists(folder):
+            check_private(folder, os.lstat(folder))
+    except FommError as err:
+        raise Int8Refused(str(err)) from None  # the sentence names the folder, why, and what to do
+    return folder
 
 
-def build(generator, kp_detector, size: int, folder: Path, versions: dict, make_exact, on_step=None) -> dict:
-    """Export, quantise and check into `folder` (which must not exist yet); -> the check's verdict.
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def expected_verdict(fingerprint: str, size: int, versions: dict) -> dict:
+    """What a verdict must say to be this model's: the weights, size, OpenVINO/NNCF and graphs it was built for,
+    and the quality bar it was judged by."""
+    return {"fingerprint": fingerprint, "size": int(size), "versions": dict(versions), "graph_version": GRAPH_VERSION,
+            "min_psnr": MIN_PSNR}
+
+
+def trusted_verdict(folder: Path, expected: dict):
+    """The folder's verdict when it is for `expected` (see expected_verdict) and, when it accepts the model, the
+    model files are the ones it lists by sha256; None otherwise (the entry is then rebuilt). Never raises for
+    what is on disk: a verdict is data another run, or anyone who could write there, left."""
+    verdict = _verdict(folder)
+    if not isinstance(verdict, dict) or any(verdict.get(k) != v for k, v in expected.items()):
+        return None
+    if not isinstance(verdict.get("accepted"), bool) or not isinstance(verdict.get("psnr"), (int, float)):
+        return None
+    if verdict["accepted"]:
+        files = verdict.get("files")
+        if not isinstance(files, dict) or sorted(files) != sorted(MODEL_FILES):
+            return None
+        try:
+            if any(_sha256(folder / name) != files[name] for name in MODEL_FILES):
+                return None
+        except OSError:
+            return None
+    return verdict
+
+
+def build(generator, kp_detector, size: int, folder: Path, expected: dict, make_exact, on_step=None) -> dict:
+    """Export, quantise and check into `folder` (which must not exist yet); -> the check's verdict, which says
+    what it was built for (`expected`, see expected_verdict) and the sha256 of each model file.
 
     make_exact() -> the exact float32 engine of these networks that calibrates the model and checks it.
 
@@ -288,16 +339,16 @@ def build(generator, kp_detector, size: int, folder: Path, versions: dict, make_
         step(3, 5, "int8: quantising dense motion and generator")
         render_model = nncf.quantize(render_model, nncf.Dataset([s[1] for s in samples]),
                                      subset_size=len(samples))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
+    work = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))  # 0700, in the private cache folder
     try:
         ov.save_model(kp_model, str(work / "keypoints.xml"))
         ov.save_model(render_model, str(work / "render.xml"))
+        files = {name: _sha256(work / name) for name in MODEL_FILES}
         (work / "check.json").write_text("{}", encoding="utf-8")
         step(4, 5, "int8: checking against float32 on held-out faces")
         quality = _quality(Int8Runner(work), exact, face_pairs(size, seed=1, frames=2))
-        verdict = dict(quality, accepted=quality["psnr"] >= MIN_PSNR, min_psnr=MIN_PSNR, size=int(size),
-                       versions=versions, build_seconds=round(time.perf_counter() - started, 1))
+        verdict = dict(quality, accepted=quality["psnr"] >= MIN_PSNR, **expected, files=files,
+                       build_seconds=round(time.perf_counter() - started, 1))
         (work / "check.json").write_text(json.dumps(verdict, indent=2), encoding="utf-8")
         try:
             os.rename(work, folder)
@@ -334,11 +385,13 @@ def load_or_build(generator, kp_detector, size: int, *, make_exact, threads=None
     if reason:
         raise Int8Refused(reason + ".")
     versions = runtime_versions()
-    folder = cache_folder(fingerprint or weights_fingerprint(generator, kp_detector), size, versions)
-    verdict = _verdict(folder)
-    if verdict is None:
-        shutil.rmtree(folder, ignore_errors=True)  # a damaged cache entry: rebuilt
-        verdict = build(generator, kp_detector, size, folder, versions, make_exact, on_step)
+    fingerprint = fingerprint or weights_fingerprint(generator, kp_detector)
+    folder = cache_folder(fingerprint, size, versions)
+    expected = expected_verdict(fingerprint, size, versions)
+    verdict = trusted_verdict(folder, expected)
+    if verdict is None:  # none yet, damaged, changed, or another model's: rebuilt
+        shutil.rmtree(folder, ignore_errors=True)
+        verdict = build(generator, kp_detector, size, folder, expected, make_exact, on_step)
     if not verdict.get("accepted"):
         raise Int8Refused(refusal(verdict) + ".")
     try:

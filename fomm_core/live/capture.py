@@ -15,8 +15,13 @@ from fomm_core.errors import FommError
 from fomm_core.live.stats import LiveStats
 
 
+# what OpenCV is given as a stream: network sources only (a `file://` or other local scheme would let ffmpeg
+# follow a playlist on this machine; a local file goes through the reader every video file goes through)
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "rtp", "srt", "tcp")
+
+
 def parse_camera(text) -> int | str:
-    """'0' -> camera index 0; anything else is a file path (which must exist) or a stream URL."""
+    """'0' -> camera index 0; anything else is a file path (which must exist) or a network stream URL."""
     text = str(text).strip()
     source = int(text) if text.isdigit() else text
     check_source(source)
@@ -28,8 +33,15 @@ def _is_url(source) -> bool:
 
 
 def check_source(source) -> None:
-    """A FommError when `source` names a video file that is not there (a camera or a URL is tried when opened)."""
-    if not isinstance(source, int) and not _is_url(source) and not Path(source).is_file():
+    """A FommError when `source` names a video file that is not there, or a URL that is not a network stream
+    (a camera or a stream is tried when opened)."""
+    if _is_url(source):
+        scheme = source.split("://", 1)[0].lower()
+        if scheme not in STREAM_SCHEMES:
+            raise FommError(f"{source} is not a network stream URL ({', '.join(STREAM_SCHEMES)}); give a local video "
+                            "by its path instead.", setting=("camera", "VIDEO_FILE"))
+        return
+    if not isinstance(source, int) and not Path(source).is_file():
         raise FommError(f"{source} is neither a camera index nor an existing video file; give the first "
                         "camera's index, or a video path or stream URL.", setting=("camera", "0"))
 

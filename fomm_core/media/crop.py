@@ -20,7 +20,8 @@ import numpy as np
 
 from fomm_core.errors import FommError
 from fomm_core.media.face import Box, FaceDetector, crop_square, iou, square_box
-from fomm_core.media.video import ffmpeg_exe, ffmpeg_file, iter_frames, probe_video, temp_path_for
+from fomm_core.media.opener import ffmpeg_exe, ffmpeg_file, input_args, probe_video, refusal, was_refused
+from fomm_core.media.video import iter_frames, temp_path_for
 
 RESCAN_SECONDS = 2.0   # while faces are followed, the whole frame is searched for new ones this often
 
@@ -218,12 +219,14 @@ def stable_crop_box(track: Track, increase: float = 0.1, frame_shape=None) -> Bo
 
 def ffmpeg_crop_args(video_in, video_out, box: Box, size: int = 256, *, audio: bool = True,
                      start: float | None = None, duration: float | None = None, ffmpeg: str = "ffmpeg") -> list:
-    """The ffmpeg argument list that crops `box` out of the video, scales it to size x size and keeps audio."""
+    """The ffmpeg argument list that crops `box` out of the video, scales it to size x size and keeps audio.
+
+    The video is opened as every video file is (`opener.input_args`: a local file of the formats read)."""
     x, y, w, h = box.ints()
     args = [ffmpeg, "-y", "-v", "error"]
     if start:
         args += ["-ss", f"{start:.3f}"]
-    args += ["-i", str(video_in)]
+    args += input_args(video_in)
     if duration is not None:
         args += ["-t", f"{duration:.3f}"]
     args += ["-map", "0:v:0", "-vf", f"crop={w}:{h}:{x}:{y},scale={size}:{size}:flags=area",
@@ -248,10 +251,12 @@ def crop_video(video_in, video_out, box: Box, size: int = 256, *, audio: bool = 
         raise FommError(f"the folder {out.parent} does not exist; create it or choose another output path.")
     tmp = temp_path_for(out)
     # file: names, so that a name like 12:30.mp4 is not read as a protocol
-    args = ffmpeg_crop_args(ffmpeg_file(video_in), ffmpeg_file(tmp), box, size, audio=audio, start=start,
+    args = ffmpeg_crop_args(video_in, ffmpeg_file(tmp), box, size, audio=audio, start=start,
                             duration=duration, ffmpeg=ffmpeg_exe())
     try:
         result = subprocess.run(args, capture_output=True, text=True)
+        if result.returncode != 0 and was_refused(result.stderr):
+            raise refusal(video_in)
         if result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ["no message"])[-1]
             raise FommError(f"ffmpeg could not write {out} ({last}).")

@@ -85,16 +85,64 @@ def _jpeg_size(data: bytes):
     return None
 
 
+_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")   # classic and BigTIFF, both byte orders
+_TIFF_VALUES = {3: ("H", 2), 4: ("I", 4), 16: ("Q", 8)}         # SHORT, LONG, LONG8
+_TIFF_DIMENSIONS = {256: 0, 257: 1, 322: 2, 323: 3}             # ImageWidth, ImageLength, TileWidth, TileLength
+_TIFF_MAX_PAGES = 1024
+
+
+def _tiff_page(data: bytes, at: int, order: str, big: bool):
+    """(width, height, tile width, tile height, the next page's offset) of the page whose IFD is at `at`."""
+    count_fmt, entry, value_at = ("Q", 20, 12) if big else ("H", 12, 8)
+    head = struct.calcsize(count_fmt)
+    (n,) = struct.unpack_from(order + count_fmt, data, at)
+    dims = [0, 0, 0, 0]
+    for i in range(n):
+        e = at + head + i * entry
+        tag, kind = struct.unpack_from(order + "HH", data, e)
+        if tag in _TIFF_DIMENSIONS and kind in _TIFF_VALUES:
+            # a single SHORT, LONG or LONG8 sits in the entry itself, at its start
+            dims[_TIFF_DIMENSIONS[tag]] = struct.unpack_from(order + _TIFF_VALUES[kind][0], data, e + value_at)[0]
+    (following,) = struct.unpack_from(order + ("Q" if big else "I"), data, at + head + n * entry)
+    return (*dims, following)
+
+
+def _tiff_size(data: bytes):
+    """The largest (width, height) any page or tile of a TIFF declares: what libtiff allocates by. Every page is
+    looked at (a small first page can hide a huge second one) and a tile counts as a page. None when the data
+    is not a TIFF or its pages cannot be read."""
+    if data[:4] not in _TIFF_MAGICS:
+        return None
+    order, big = ("<" if data[:2] == b"II" else ">"), data[2:4] in (b"+\x00", b"\x00+")
+    try:
+        at = struct.unpack_from(order + ("Q" if big else "I"), data, 8 if big else 4)[0]
+        largest, seen = None, set()
+        while at and at not in seen and len(seen) < _TIFF_MAX_PAGES:
+            seen.add(at)
+            w, h, tw, th, at = _tiff_page(data, at, order, big)
+            if not (w and h):
+                return None
+            for size in ((w, h), (tw, th)):
+                if largest is None or size[0] * size[1] > largest[0] * largest[1]:
+                    largest = size
+        return largest
+    except (struct.error, OverflowError):  # an offset or a count past the end of the data
+        return None
+
+
 def image_size(data: bytes):
-    """(width, height) from a PNG, JPEG, GIF, BMP or WebP header without decoding; None for other formats."""
-    for reader in (_png_size, _jpeg_size, _gif_size, _bmp_size, _webp_size):
+    """(width, height) from a PNG, JPEG, GIF, BMP, WebP or TIFF header without decoding; None for other formats.
+
+    For a TIFF: the largest page or tile (see _tiff_size)."""
+    for reader in (_png_size, _jpeg_size, _gif_size, _bmp_size, _webp_size, _tiff_size):
         size = reader(data)
         if size:
             return int(size[0]), int(size[1])
     return None
 
 
-def _check_pixels(width: int, height: int, where) -> None:
+def check_pixels(width: int, height: int, where) -> None:
+    """A FommError when a picture (an image, a video's frame) has more than MAX_PIXELS pixels."""
     if width * height > MAX_PIXELS:
         raise FommError(f"{where} is {width}x{height} pixels ({width * height / 1e6:,.0f} megapixels), more than "
                         f"the {MAX_PIXELS / 1e6:g} megapixels allowed; shrink it first (the model uses 256x256).")
@@ -103,16 +151,20 @@ def _check_pixels(width: int, height: int, where) -> None:
 def decode_image(data: bytes, where="image") -> np.ndarray:
     """Encoded image bytes -> uint8 RGB HxWx3 (alpha composited on white, gray -> RGB, 16-bit -> 8-bit).
 
-    An image over MAX_PIXELS is refused from its header, before any pixel is decoded (other formats: after).
+    An image over MAX_PIXELS is refused from its header, before any pixel is decoded (other formats: after);
+    so is a TIFF whose header cannot be read (libtiff would size its buffers by what it reads there).
     """
     import cv2
     size = image_size(data) if data else None
     if size:
-        _check_pixels(*size, where)
+        check_pixels(*size, where)
+    elif data[:4] in _TIFF_MAGICS:
+        raise FommError(f"{where} is a TIFF whose size cannot be read from its header (damaged?); "
+                        "save it as PNG or JPEG.")
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if arr is None or arr.size == 0:
         raise FommError(f"{where} is not an image OpenCV can read (use JPEG or PNG).")
-    _check_pixels(arr.shape[1], arr.shape[0], where)
+    check_pixels(arr.shape[1], arr.shape[0], where)
     if arr.dtype == np.uint16:
         arr = (arr.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
     elif arr.dtype != np.uint8:

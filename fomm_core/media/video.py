@@ -15,49 +15,30 @@ per packet; once the pipe fills, ffmpeg blocks and so would we), the probe has a
 reader gives up when no frame byte arrives for READ_STALL_SECONDS, the writer when ffmpeg has not finished
 CLOSE_TIMEOUT_SECONDS after the last frame. Every file written appears only when complete: it is written to a
 temp file beside it (`temp_path_for`), moved into place in one rename and removed on any failure.
-Files are named to ffmpeg as `file:` plus an absolute path, so a name like `12:30.mp4` is not taken for a protocol.
+Every file read is opened by `opener.input_args` (only local files of the containers we read: no playlist,
+protocol or script; the pixel limit of images), the probe included, so what is probed is what is read.
 """
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from fomm_core.errors import FommError
-from fomm_core.tools import resolve_tool
+from fomm_core.media.opener import (PROBE_TIMEOUT_SECONDS, VideoInfo, ffmpeg_exe, ffmpeg_file,  # noqa: F401
+                                    input_args, parse_probe, probe_video, rate_text, refusal, was_refused)
 
-PROBE_TIMEOUT_SECONDS = 60.0    # `ffmpeg -i` reads only the header: a minute means a stalled drive or pipe
 READ_STALL_SECONDS = 120.0      # the reader gives up after this long without a single frame byte
 CLOSE_TIMEOUT_SECONDS = 300.0   # for the writer's ffmpeg to finish (encoder flush, index moved to the front)
 STDERR_KEEP_BYTES = 64 * 1024   # the tail of ffmpeg's messages kept for the error sentence
 WRITABLE_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")  # containers that take H.264 + AAC
 # what a folder of driving videos holds (ffmpeg reads more; these are the names people give them)
 VIDEO_EXTENSIONS = WRITABLE_SUFFIXES + (".webm", ".flv", ".wmv", ".mpg", ".mpeg", ".ts", ".3gp", ".gif")
-
-
-def ffmpeg_exe() -> str:
-    """The absolute path of imageio-ffmpeg's ffmpeg (a bare name it returns is looked up on PATH only)."""
-    try:
-        import imageio_ffmpeg
-        exe = imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception as err:  # missing package, or no binary for this platform
-        raise FommError(f"no ffmpeg available ({err}); install imageio-ffmpeg (pip install imageio-ffmpeg).")
-    found = resolve_tool(exe)
-    if found is None:
-        raise FommError(f"ffmpeg '{exe}' is not on PATH; reinstall imageio-ffmpeg (pip install imageio-ffmpeg).")
-    return found
-
-
-def ffmpeg_file(path) -> str:
-    """How a file is named to ffmpeg: `file:` + absolute path (a bare `12:30.mp4` reads as protocol '12')."""
-    return "file:" + os.path.abspath(os.fspath(path))
 
 
 class _StderrTail:
@@ -131,76 +112,8 @@ def _kill(proc) -> None:
         pass
 
 
-@dataclass(frozen=True)
-class VideoInfo:
-    width: int            # as displayed: rotation metadata already applied
-    height: int
-    fps: float
-    frame_count: int      # estimate from duration x fps (exact only after decoding)
-    duration: float       # seconds; 0.0 when unknown
-    has_audio: bool
-    rotation: int         # 0, 90, 180 or 270 (clockwise, as stored in the file)
-    rate: str = ""        # ffmpeg's frame rate as text (e.g. '30000/1001'): exact, for the writer
-
-
-def _rate_text(fps: float) -> str:
-    """Exact rate for ffmpeg: 29.97 -> '30000/1001', 25.0 -> '25'."""
-    for base in (24, 30, 48, 60, 120):  # ffmpeg prints NTSC rates rounded ('29.97'): restore the exact ones
-        if abs(fps - base * 1000 / 1001) < 0.006:
-            return f"{base * 1000}/1001"
-    frac = Fraction(fps).limit_denominator(1000)
-    return f"{frac.numerator}/{frac.denominator}" if frac.denominator != 1 else str(frac.numerator)
-
-
-def parse_probe(stderr: str, path="video") -> VideoInfo:
-    """VideoInfo from the text `ffmpeg -i FILE` prints (a pure function, tested on real output)."""
-    video = re.search(r"Stream #\S+.*?: Video: (.*)", stderr)
-    if not video:
-        raise FommError(f"{path} has no video stream ffmpeg can read (not a video, or corrupt).")
-    line = video.group(1)
-    size = re.search(r"(?<![0-9a-fx])(\d{2,5})x(\d{2,5})(?![0-9a-fx])", line)
-    if not size:
-        raise FommError(f"{path}: ffmpeg reports no frame size for its video stream (corrupt file?).")
-    w, h = int(size.group(1)), int(size.group(2))
-    rate = re.search(r"([\d.]+)(k?) fps", line) or re.search(r"([\d.]+)(k?) tbr", line)
-    fps = float(rate.group(1)) * (1000 if rate.group(2) else 1) if rate else 0.0
-    if not fps > 0:
-        raise FommError(f"{path}: ffmpeg reports no frame rate for its video stream (corrupt file?).")
-    rotation = 0
-    m = re.search(r"rotation of (-?[\d.]+) degrees", stderr) or re.search(r"\brotate\s*:\s*(-?\d+)", stderr)
-    if m:
-        # 'displaymatrix: rotation of -90.00 degrees' means 90 clockwise; the old 'rotate' tag is clockwise
-        deg = -float(m.group(1)) if "rotation of" in m.group(0) else float(m.group(1))
-        rotation = int(round(deg)) % 360
-    if rotation in (90, 270):
-        w, h = h, w
-    d = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", stderr)
-    duration = int(d.group(1)) * 3600 + int(d.group(2)) * 60 + float(d.group(3)) if d else 0.0
-    has_audio = re.search(r"Stream #\S+.*?: Audio:", stderr) is not None
-    return VideoInfo(w, h, fps, int(round(duration * fps)), duration, has_audio, rotation, _rate_text(fps))
-
-
-def probe_video(path, timeout: float | None = None) -> VideoInfo:
-    """Size (as displayed), fps, estimated frame count, duration, audio and rotation of a video file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FommError(f"video {path} does not exist." if not path.exists() else f"{path} is not a file.")
-    limit = PROBE_TIMEOUT_SECONDS if timeout is None else timeout
-    try:
-        # run() reads stdout and stderr together, so a talkative ffmpeg cannot block on a full pipe
-        proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_file(path)],
-                              capture_output=True, stdin=subprocess.DEVNULL, timeout=limit)
-    except subprocess.TimeoutExpired:
-        raise FommError(f"ffmpeg could not read the header of {path} within {limit:g} s "
-                        "(a damaged file, or a stalled drive or network share).") from None
-    text = proc.stderr.decode("utf-8", "replace")
-    if "Invalid data found" in text or "could not find codec parameters" in text.lower():
-        raise FommError(f"{path} is not a video ffmpeg can read (corrupt or not a video file).")
-    return parse_probe(text, path)
-
-
 def _reader_cmd(path, size, w: int, h: int) -> list:
-    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", ffmpeg_file(path), "-map", "0:v:0",
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", *input_args(path), "-map", "0:v:0",
            "-f", "rawvideo", "-pix_fmt", "rgb24"]
     if size:
         cmd += ["-vf", f"scale={w}:{h}:flags=area"]
@@ -233,6 +146,8 @@ def iter_frames(path, size=None, info: VideoInfo | None = None, stall_seconds: f
         raise FommError(f"ffmpeg sent no frame of {path} for {watch.limit:g} s after frame {count}, so it was "
                         "stopped (a damaged file, or a stalled drive or network share).")
     if count == 0:
+        if was_refused(errors.text()):
+            raise refusal(path)
         reason = errors.last_line()
         reason = f" ({reason})" if reason else ""
         raise FommError(f"{path} has no video frame that can be decoded (empty or corrupt){reason}.")
@@ -319,7 +234,7 @@ def writer_temp_paths(path: Path, pid=None) -> tuple[Path, Path]:
 def _audio_args(audio_from, tone_hz) -> list:
     """The ffmpeg input arguments of the writer's audio track: another file's, a sine tone, or none."""
     if audio_from is not None:
-        return ["-i", ffmpeg_file(audio_from)]
+        return input_args(audio_from)
     if tone_hz is not None:
         return ["-f", "lavfi", "-i", f"sine=frequency={tone_hz:g}:sample_rate=44100"]
     return []
@@ -329,7 +244,7 @@ def _mux_args(video: Path, audio_input: list, seconds: Fraction, out: Path) -> l
     """ffmpeg arguments that copy `video` and add the audio cut to `seconds` (padded with silence if it ends
     first). The length is given, not left to -shortest: with the frames arriving through a pipe, -shortest cut
     the audio at a point that depended on timing, so one job gave files of different lengths run to run."""
-    return ["-y", "-v", "error", "-i", ffmpeg_file(video), *audio_input, "-map", "0:v:0", "-map", "1:a:0?",
+    return ["-y", "-v", "error", *input_args(video), *audio_input, "-map", "0:v:0", "-map", "1:a:0?",
             "-c:v", "copy", "-af", "apad", "-c:a", "aac", "-t", f"{float(seconds):.6f}",
             "-movflags", "+faststart", ffmpeg_file(out)]
 
@@ -356,7 +271,8 @@ class VideoWriter:
         if self.path.is_dir():
             raise FommError(f"{self.path} is a folder; give a file name such as out.mp4.")
         self.tmp, video_only = writer_temp_paths(self.path)
-        self.rate = fps if isinstance(fps, str) else _rate_text(float(fps))
+        self.rate = fps if isinstance(fps, str) else rate_text(float(fps))
+        self._audio_from = audio_from
         self._audio = _audio_args(audio_from, tone_hz)
         # with audio, the frames go to a video-only file first and the audio is added at close (_add_audio)
         self._video = video_only if self._audio else self.tmp
@@ -427,7 +343,10 @@ class VideoWriter:
         self._video.unlink(missing_ok=True)
         if done.returncode != 0 or not self.tmp.exists():
             self._remove_tmp()
-            lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+            text = done.stderr.decode("utf-8", "replace").strip()
+            if self._audio_from is not None and was_refused(text):
+                raise refusal(self._audio_from)
+            lines = text.splitlines()
             raise FommError(f"could not add the audio to {self.path}: "
                             f"{lines[-1] if lines else f'exit code {done.returncode}'}.")
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import unicodedata
 from dataclasses import dataclass, fields, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Optional
@@ -32,6 +34,13 @@ from fomm_doctor.units import byte_size
 MAX_JOBS_FILE = 256 * 1024 * 1024  # a jobs file is text: a gigabyte is a wrong file, not a long list
 TRUE = ("1", "true", "yes", "y", "on")
 FALSE = ("0", "false", "no", "n", "off")
+# a part of an output name, in the bytes the OS stores: 255 is the usual limit, and the writer's temporary name
+# beside it (.NAME.video.partial-PID.mp4) adds about 30
+NAME_BYTES = 200
+PATH_BYTES = 1024
+WINDOWS_DEVICES = frozenset(["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"] +
+                            [f"{d}{n}" for d in ("COM", "LPT") for n in "0123456789\u00b9\u00b2\u00b3"])
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 @dataclass(frozen=True)
@@ -97,23 +106,66 @@ def mode_word(mode: str, what: str) -> str:
 
 
 def check_output_name(name: str, where: str) -> str:
-    """A name inside the output folder, '/'-separated: no absolute path, drive, '..' or hidden part; the suffix
-    of a video this writes ('.mp4' is added to a name without one)."""
+    """A name inside the output folder, '/'-separated: no absolute path, drive, '..' or hidden part; no part a
+    file system refuses or shows as something else (a reserved Windows name such as con.mp4, a control or bidi
+    character, a part over NAME_BYTES); the suffix of a video this writes ('.mp4' is added to a name without one)."""
     text = str(name).strip().replace("\\", "/")
     parts = PurePosixPath(text).parts
     if (not parts or PurePosixPath(text).is_absolute() or PureWindowsPath(str(name)).drive
             or any(p in ("..", ".") or p.startswith(".") for p in parts)):
-        raise UserError(f"{where}: the output name '{name}' must be a file name inside the output folder "
+        raise UserError(f"{where}: the output name '{_shown(name)}' must be a file name inside the output folder "
                         "(no absolute path, drive, '..' or name starting with a dot).")
-    if any(c in text for c in '<>:"|?*\0') or any(ord(c) < 32 for c in text):
-        raise UserError(f"{where}: the output name '{name}' has a character file systems refuse.")
+    bad = next((c for c in text if _refused_character(c)), None)
+    if bad is not None:
+        raise UserError(f"{where}: the output name '{_shown(name)}' has a character file systems refuse or that "
+                        f"shows text in another order (U+{ord(bad):04X}).")
+    for part in parts:
+        _check_part(part, name, where)
     path = PurePosixPath(*parts)
     if not path.suffix:
         path = path.with_name(path.name + ".mp4")
     if path.suffix.lower() not in WRITABLE_SUFFIXES:
-        raise UserError(f"{where}: the output name '{name}' must end in a video extension this writes "
+        raise UserError(f"{where}: the output name '{_shown(name)}' must end in a video extension this writes "
                         f"({', '.join(WRITABLE_SUFFIXES)}).")
+    if len(os.fsencode(path.as_posix())) > PATH_BYTES:
+        raise UserError(f"{where}: the output name '{_shown(name)}' is over {PATH_BYTES} bytes; shorten it.")
     return path.as_posix()
+
+
+def _check_part(part: str, name: str, where: str) -> None:
+    """One folder or file name of an output name: not a Windows device, not ending in what Windows drops, short."""
+    if _reserved(part):
+        raise UserError(f"{where}: the output name '{_shown(name)}' uses '{part}', a name Windows keeps for a "
+                        "device (CON, PRN, AUX, NUL, COM1-9, LPT1-9, with any extension); choose another.")
+    if part.endswith((" ", ".")):
+        raise UserError(f"{where}: the output name '{_shown(name)}' has a part ending in a space or a dot, "
+                        "which Windows drops; remove it.")
+    if len(os.fsencode(part)) > NAME_BYTES:
+        raise UserError(f"{where}: the output name '{_shown(name)}' has a part over {NAME_BYTES} bytes; file "
+                        "systems refuse long names (with the writer's temporary suffix), so shorten it.")
+
+
+def _refused_character(c: str) -> bool:
+    """What Windows refuses in a name, control characters, line separators, the bidi controls that show a name
+    in another order (U+202E makes 'x\u202e4pm.exe' look like 'xexe.mp4'), and surrogates other than the escapes
+    Python gives a POSIX name's undecodable bytes (U+DC80..U+DCFF, which round-trip)."""
+    if c in '<>:"|?*' or c in BIDI_CONTROLS:
+        return True
+    category = unicodedata.category(c)
+    if category == "Cs":
+        return not "\udc80" <= c <= "\udcff"
+    return category in ("Cc", "Zl", "Zp")
+
+
+def _reserved(part: str) -> bool:
+    """Windows' device names, whatever follows the first dot and whatever the case (com1.tar.mp4 too)."""
+    return part.split(".")[0].rstrip(" ").upper() in WINDOWS_DEVICES
+
+
+def _shown(name) -> str:
+    """A name as a sentence shows it: controls and bidi characters escaped, so the sentence reads as written."""
+    text = "".join(c.encode("unicode_escape").decode("ascii") if _refused_character(c) else c for c in str(name))
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _column(name) -> str:

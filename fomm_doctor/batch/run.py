@@ -6,10 +6,14 @@
 
 Skipped: a job whose output is recorded `done` under the same key (settings and inputs) and still has the
 recorded sha256; a job that `failed` under the same key (its inputs have not changed, so it would fail the same
-way) unless retry_failed. Everything else runs, and a job whose output is rewritten replaces it whole.
+way) unless retry_failed. Everything else runs, and a job whose output is rewritten replaces it whole. Only
+records sealed for this folder by this user count (fomm_doctor.batch.seal); the others are ignored, with a note.
+No folder under the output folder is followed through a link: a job that would write through one is refused.
 """
 from __future__ import annotations
 
+import os
+import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,10 +23,11 @@ from typing import Callable, Optional
 
 from fomm_doctor.batch.jobs import Job
 from fomm_doctor.batch.manifest import (DONE, ERROR, FAILED, MANIFEST, ManifestWriter, Record, fingerprint, job_key,
-                                        read_manifest, verified)
+                                        read_records, verified)
+from fomm_doctor.batch.seal import Seal
 from fomm_doctor.batch.worker import Outcome, RunSettings, Task
 from fomm_doctor.errors import UserError
-from fomm_doctor.oslock import locked
+from fomm_doctor.oslock import UnusableLock, locked
 
 LOCK = ".fomm-batch.lock"
 
@@ -39,8 +44,11 @@ def hold(outdir: Path):
         raise UserError(f"the output folder {outdir} could not be created ({exc.strerror or exc}).") from None
     busy = (lambda holder: UserError(f"another batch is writing to {outdir} ({holder}); let it finish, or give "
                                      "another output folder."))
-    with locked(outdir / LOCK, 0.0, busy):
-        yield outdir
+    try:
+        with locked(outdir / LOCK, 0.0, busy):
+            yield outdir
+    except UnusableLock as err:  # raised only on taking the lock, before the block runs
+        raise UserError(err.sentence) from None
 
 
 @dataclass
@@ -52,6 +60,7 @@ class Plan:
     done: list = field(default_factory=list)           # [(Job, Record)] done earlier and verified
     failed: list = field(default_factory=list)         # [(Job, Record)] failed earlier, inputs unchanged
     notes: list = field(default_factory=list)          # sentences for the user (the checkpoint store's)
+    seal: Optional[Seal] = None                        # signs this run's records for this folder
 
 
 def _resolver(resolve, notes: list):
@@ -79,10 +88,16 @@ def make_plan(jobs: list[Job], outdir: Path, settings: RunSettings, retry_failed
     if resolve is None:
         from fomm_doctor.checkpoints import resolve_checkpoint
         resolve = resolve_checkpoint
-    records = read_manifest(outdir)
-    plan = Plan(Path(outdir), list(jobs))
+    plan = Plan(Path(outdir), list(jobs), seal=Seal.for_folder(outdir))
+    records, ignored = read_records(outdir, plan.seal)
+    if ignored:
+        plan.notes.append(f"{ignored} record{'s' * (ignored != 1)} of {plan.outdir / MANIFEST} {_were(ignored)} not "
+                          "written by your batches into this folder (planted, copied from elsewhere, or from an "
+                          "older version): ignored, and their jobs run again.")
     lookup = _resolver(resolve, plan.notes)
+    checked: set = set()
     for job in jobs:
+        _check_folders(plan.outdir, job, checked)
         found = lookup(job.checkpoint)
         checkpoint, config = found if isinstance(found, tuple) else (None, None)
         config = job.config or config
@@ -106,14 +121,46 @@ def make_plan(jobs: list[Job], outdir: Path, settings: RunSettings, retry_failed
     return plan
 
 
+def _were(count: int) -> str:
+    return "was" if count == 1 else "were"
+
+
+def _check_folders(outdir: Path, job: Job, checked: set) -> None:
+    """Every folder between the output folder and the job's output is a real folder (or not there yet): a link
+    there would have the video written somewhere else."""
+    folder = outdir
+    for part in Path(job.output).parts[:-1]:
+        folder = folder / part
+        if folder in checked:
+            continue
+        try:
+            mode = os.lstat(folder).st_mode
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise UserError(f"{folder} cannot be read ({exc.strerror or exc}).") from None
+        if stat.S_ISLNK(mode):
+            raise UserError(f"{folder} is a link, and {job.where} would write through it to another place; a batch "
+                            "writes only inside its output folder: remove the link, or give another output name.")
+        if not stat.S_ISDIR(mode):
+            raise UserError(f"{folder} is a file, where {job.where} needs a folder; give another output name.")
+        checked.add(folder)
+
+
 def _prepare_folders(plan: Plan) -> None:
-    """Make the folders the outputs go in, and remove what a killed run's writers left beside them."""
+    """Make the folders the outputs go in (one at a time, none through a link), and remove what a killed run's
+    writers left beside them."""
     from fomm_core.media.video import writer_temp_paths
     for _, task in plan.tasks:
-        folder = task.output.parent
-        if not folder.is_dir():
+        folder = plan.outdir
+        for part in Path(task.job.output).parts[:-1]:
+            folder = folder / part
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                os.mkdir(folder)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.lstat(folder).st_mode):
+                    raise UserError(f"{folder} is not a folder (a link or a file appeared there); remove it, or "
+                                    "give another output name.") from None
             except OSError as exc:
                 raise UserError(f"the folder {folder} could not be created ({exc.strerror or exc}).") from None
         for pattern in writer_temp_paths(task.output, "*"):
@@ -178,7 +225,7 @@ def run_plan(plan: Plan, pool, on_progress: Optional[Callable[[Summary, Optional
         _count(summary, job, record)
     progress = on_progress or (lambda s, r: None)
     started = time.perf_counter()
-    with ManifestWriter(plan.outdir) as manifest:
+    with ManifestWriter(plan.outdir, plan.seal) as manifest:
         def finished(job: Job, key: str, outcome: Outcome) -> None:
             record = _record(job, key, outcome)
             manifest.add(record)

@@ -7,6 +7,7 @@ the output written beside its name and renamed when complete, the audio kept, on
 """
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import time
@@ -65,6 +66,34 @@ def one_sentence(err: BaseException) -> str:
     return text if len(text) <= 400 else text[:397] + "..."
 
 
+# what this machine lacked, not what the job asked: a full disk or quota, a size limit, a read-only or failing
+# drive, memory, file handles, a permission. A job failed by one is an ERROR, tried again on the next run.
+ENVIRONMENT_ERRNOS = frozenset(getattr(errno, name) for name in (
+    "ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EIO", "ENOMEM", "EMFILE", "ENFILE", "EACCES", "EPERM", "EAGAIN")
+    if hasattr(errno, name))
+
+
+def environment_failure(err: BaseException) -> str:
+    """Why a job's error is this machine's rather than its input's, or '': an OSError of ENVIRONMENT_ERRNOS
+    behind it (a sentence made `from None` still keeps it as its context), or a failure while the output video
+    was being written (ffmpeg stopped by a full disk or a file size limit says little more than its exit code),
+    which no input causes once the input checks have passed."""
+    seen = set()
+    cause = err
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in ENVIRONMENT_ERRNOS:
+            return os.strerror(cause.errno)
+        cause = cause.__cause__ or cause.__context__
+    from fomm_core.media.video import VideoWriter
+    tb = err.__traceback__
+    while tb is not None:
+        if isinstance(tb.tb_frame.f_locals.get("self"), VideoWriter):
+            return "the output could not be written"
+        tb = tb.tb_next
+    return ""
+
+
 def set_threads(threads: int) -> None:
     """Give this process `threads` torch threads (workers share the cores instead of fighting over them)."""
     if threads > 0:
@@ -101,11 +130,14 @@ class JobRunner:
         try:
             outcome = self._animate(task)
         except (UserError, FommError) as err:
-            outcome = Outcome(FAILED, error=one_sentence(err))
+            why = environment_failure(err)
+            outcome = (Outcome(ERROR, error=f"{one_sentence(err).rstrip('.')} ({why}); it is tried again on a "
+                                           "rerun.") if why else Outcome(FAILED, error=one_sentence(err)))
         except MemoryError:
             outcome = Outcome(ERROR, error="out of memory while animating; use fewer workers (--workers).")
         except Exception as err:  # a worker must outlive any one job: the manifest says what it was
-            outcome = Outcome(ERROR, error=f"unexpected {type(err).__name__}: {one_sentence(err)}")
+            outcome = Outcome(ERROR, error=f"unexpected {type(err).__name__}: {one_sentence(err)}; it is tried again "
+                                           "on a rerun.")
         outcome.seconds = round(time.perf_counter() - started, 3)
         outcome.worker = self.describe()
         return outcome

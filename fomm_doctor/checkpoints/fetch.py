@@ -171,7 +171,8 @@ def fetch(name: str, mirror: Optional[str] = None, override_dir=None, progress: 
     pages are followed (any of Drive's forms); an HTML page is never saved. Verified by the published sha256
     and size when the manifest has them (a file that contradicts them is refused), else by a source's md5, else
     by loading it strictly into its config ("loads, unverified"). -> Fetched; raises UserError naming the
-    manual route when all fail. Every URL in what it returns, raises and records has its credentials masked."""
+    manual route when all fail. Every URL in what it returns, raises and records has its credentials masked.
+    A file of unpublished size stops at `max_size` (in `tuning`; default the net layer's CHECKPOINT_CAP)."""
     import requests
     entry = _known_entry(name, override_dir)
     sources = _mirror_sources(entry, mirror)
@@ -184,6 +185,8 @@ def fetch(name: str, mirror: Optional[str] = None, override_dir=None, progress: 
     folder.mkdir(parents=True, exist_ok=True)
     session = session or requests.Session()
     session.headers.setdefault("User-Agent", "fomm-doctor")
+    from fomm_doctor.net.job import CHECKPOINT_CAP
+    tuning.setdefault("max_size", CHECKPOINT_CAP)  # a file of unknown size stops at a checkpoint's size
     job = _FetchJob(entry, dest, session, timeout, PAGE_DEADLINE if page_deadline is None else page_deadline,
                     dict(retries=retries, timeout=timeout, connections=connections,
                          cache_dir=cache_dir or downloads_dir(), progress=progress, expect_binary=True,

@@ -9,6 +9,11 @@ import typer
 from fomm_doctor.commands import options
 from fomm_doctor.errors import ExitCode, UserError
 
+RAY_HELP = ("Run on Ray: auto (this machine's cluster, else a local one), local, or an address such as head:6379 "
+            "(pip install \"fomm-doctor\\[ray]\"). Joining a cluster trusts it: this batch's code runs on its nodes, "
+            "and what they send back is unpickled here, so whoever runs the cluster can run code on this machine as "
+            "you. Use only your own.")
+
 
 def _defaults(checkpoint, config, mode, crop, paste_back, find_best_frame, adapt_scale, audio, side_by_side):
     from fomm_doctor.batch.jobs import Job, mode_word
@@ -116,9 +121,8 @@ def batch(
                                           "one per core; on Ray one per GPU, or per --threads CPUs)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per worker (default 1: one count "
                                           "for all keeps their files byte-identical)."),
-    ray: Optional[str] = typer.Option(None, "--ray", help="Run on Ray: auto (this machine's cluster, else a local "
-                                      "one), local, or an address such as head:6379 (pip install "
-                                      "\"fomm-doctor[ray]\")."),
+    ray: Optional[str] = typer.Option(None, "--ray", help=RAY_HELP),
+    ray_timeout: float = typer.Option(30.0, "--ray-timeout", help="Seconds for a --ray address to be joined."),
     checkpoint: Optional[str] = options.checkpoint(),
     config: Optional[str] = options.config(),
     mode: str = options.mode(),
@@ -148,7 +152,7 @@ def batch(
                          side_by_side)
     jobs = _jobs(jobs_file, sources, driving, defaults)
     settings, workers = _settings(device, precision, batch_size, workers, threads, ray is not None)
-    summary = _run(jobs, output, _pool(ray, workers, settings), settings, retry_failed)
+    summary = _run(jobs, output, _pool(ray, workers, settings, ray_timeout), settings, retry_failed)
     _report(summary, as_json)
     if summary.failed or summary.errors:
         raise typer.Exit(ExitCode.PROBLEM)
@@ -168,10 +172,12 @@ def _run(jobs, output: Path, pool, settings, retry_failed: bool):
             raise typer.Exit(ExitCode.INTERRUPTED) from None
 
 
-def _pool(ray, workers, settings):
+def _pool(ray, workers, settings, ray_timeout: float = 30.0):
     if ray is not None:
         from fomm_doctor.batch.on_ray import RayPool
-        return RayPool(ray.strip(), workers, settings), "Ray"
+        if not ray_timeout > 0:
+            raise UserError("--ray-timeout must be a number of seconds above 0.")
+        return RayPool(ray.strip(), workers, settings, ray_timeout), "Ray"
     from fomm_doctor.batch.local import LocalPool
     from fomm_doctor.animation import require_torch
     require_torch()

@@ -48,7 +48,8 @@ _OPTIONS = {
                               "the user cache folder)."),
     "download_only": typer.Option(None, "--download-only", help="Put torch and everything it needs, as wheels for "
                                   "the planned machine, in this folder."),
-    "from_dir": typer.Option(None, "--from", help="Install a --download-only folder, with no network."),
+    "from_dir": typer.Option(None, "--from", help="Install a --download-only folder: only the wheels its manifest "
+                            "names, each checked by sha256, with no network and none of pip's settings."),
     "allow_unverified": typer.Option(False, "--allow-unverified", help="Install a torch wheel from the network even "
                                      "when no sha256 is published for it (a local file is always used as it is)."),
     "official_pypi": typer.Option(None, "--official-pypi", help="The index a mirror's plain torch wheel is "
@@ -183,13 +184,26 @@ def _confirm() -> None:
 def _carry_out(execute, plan, opts: InstallOptions, change, console) -> None:
     """Install what the plan says, then write the pip config change (--persist) and report."""
     outcome = _execute(execute, plan, opts, console)
+    persisted = public_change(change)
     if change:
-        from fomm_doctor.install.pip_persist import apply_change
-        apply_change(change)
+        persisted["overridden_by"] = _persist_applied(change, plan)
     if console is None:
-        _echo_json({"plan": outcome.plan.to_json(), "outcome": outcome.to_json(), "persist": public_change(change)})
+        _echo_json({"plan": outcome.plan.to_json(), "outcome": outcome.to_json(), "persist": persisted})
         return
     _show_outcome(console, outcome)
+    if persisted and persisted["overridden_by"]:
+        _say(console, f"warning  --persist: {persisted['overridden_by']}", "yellow")
+
+
+def _persist_applied(change: dict, plan) -> Optional[str]:
+    """Write the pip config change, then read pip's settings as pip will: what overrides the index written
+    (an environment variable or another config file), or None."""
+    import os
+    from fomm_doctor.install.pip_persist import apply_change, overridden_by
+    from fomm_doctor.install.plan import pip_settings
+    apply_change(change)
+    env = dict(os.environ)
+    return overridden_by(change, plan.dependency_index.index_url, pip_settings(plan.machine.py, env), env)
 
 
 def _echo_json(data: dict) -> None:

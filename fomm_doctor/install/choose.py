@@ -377,20 +377,29 @@ def _cuda_problem(option: Backend, m: Machine) -> Optional[str]:
 
 
 def explain_no_fit(option: Optional[Backend], m: Machine, torch: Optional[str], cands: list,
-                   sources_read: list) -> str:
-    """One sentence for 'nothing fits', most specific reason first."""
+                   sources_read: list, unread: tuple = ()) -> str:
+    """One sentence for 'nothing fits', most specific reason first. `unread`: why each index that could not
+    be read failed (said only when none could be read)."""
     reason = python_problem(m.py, torch) or (backend_problem(option, m) if option else None) \
         or _best_unfit(option, m, torch, cands)
     if reason:
         return reason
-    where = ", ".join(sources_read) or "no index could be read"
+    want = f"torch {torch}" if torch else "torch"
+    head = f"No {want} wheel for Python {m.py.minor} on {m.pkey} with backend {option_words(option)} was found"
+    if not sources_read:
+        why = "; ".join(_clause(e) for e in unread)
+        return f"{head}, because no index could be read" + (f": {why}." if why else ".")
     have = sorted({c.version for c in cands}, key=lambda v: Version(base_version(v)), reverse=True)[:4]
     seen = f" (for this Python they offer {', '.join(have)})" if have else ""
     if (option is None or option == CPU) and m.os == "linux" and not have:
         seen = " (the CPU build for Linux comes from the PyTorch index or a mirror of it, e.g. --pytorch-index URL)"
-    want = f"torch {torch}" if torch else "torch"
-    return (f"No {want} wheel for Python {m.py.minor} on {m.pkey} with backend {option_words(option)} was found "
-            f"on {where}{seen}.")
+    return f"{head} on {', '.join(sources_read)}{seen}."
+
+
+def _clause(sentence: str) -> str:
+    """A sentence of its own made a clause of a longer one: no final period, no capital unless a word needs it."""
+    text = str(sentence).strip().rstrip(".")
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
 
 
 def _best_unfit(option: Optional[Backend], m: Machine, torch: Optional[str], cands: list) -> Optional[str]:

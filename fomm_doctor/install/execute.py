@@ -159,11 +159,13 @@ def pip_args(plan: Plan, opts: InstallOptions) -> list:
     return args
 
 
-def run_pip(python: str, args: list, say: Optional[Callable] = None, verb: str = "install") -> None:
+def run_pip(python: str, args: list, say: Optional[Callable] = None, verb: str = "install",
+            env: Optional[dict] = None) -> None:
+    """pip `verb` ARGS in `python`, with `env` as its whole environment when given; one sentence on failure."""
     cmd = [python, "-m", "pip", verb, "--disable-pip-version-check", *args]
     if say:  # pip gets the real URLs; what is shown has their credentials masked
         say(redact("$ " + " ".join(cmd)))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = [l for l in (proc.stderr or proc.stdout).strip().splitlines() if l.strip()]
         last = next((l for l in reversed(tail) if l.startswith("ERROR")), tail[-1] if tail else "no output")

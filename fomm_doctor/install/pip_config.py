@@ -4,7 +4,8 @@ Used by `fomm-doctor check` (shows the index, credentials masked) and by `fomm-d
 the index the user already chose, and `--persist` writes to the right file).
 
 Precedence, lowest first (later wins): global files, user files, site file (`<sys.prefix>/pip.conf`),
-the file in PIP_CONFIG_FILE, then PIP_* environment variables. Inside a file `[install]` beats `[global]`.
+the file in PIP_CONFIG_FILE, then PIP_* environment variables. `[install]` beats `[global]`, across files too
+(pip merges the files, then reads [global], then [install]).
 PIP_CONFIG_FILE set to the null device turns every config file off.
 
 Files are parsed as pip parses them (`configparser.RawConfigParser()` with its defaults: `=` and `:` both
@@ -177,6 +178,7 @@ def read_pip_index_config(env: dict, files: list) -> dict:
               "sources": {"index_url": "default"}, "files_read": [], "errors": []}
     keys = {"index-url": "index_url", "extra-index-url": "extra_index_urls", "find-links": "find_links"}
 
+    parsed = []
     for entry in files:
         path = entry["path"] if isinstance(entry, dict) else str(entry)
         if not os.path.isfile(path):
@@ -193,7 +195,11 @@ def read_pip_index_config(env: dict, files: list) -> dict:
                                     f"byte-order mark; save it as UTF-8 without one")
             continue
         result["files_read"].append(path)
-        for section in ("global", "install"):  # [install] overrides [global] for `pip install`
+        parsed.append((path, parser))
+    # pip merges the files first, then takes [global], then [install]: an [install] setting in any file beats a
+    # [global] one in every file, a file of higher precedence included.
+    for section in ("global", "install"):
+        for path, parser in parsed:
             if not parser.has_section(section):
                 continue
             for raw_key, value in parser.items(section):

@@ -325,6 +325,28 @@ def public_change(change: Optional[dict]) -> Optional[dict]:
             change["changed"] else [], "notes": list(change.get("notes") or [])}
 
 
+def overridden_by(change: dict, index_url: str, settings: dict, env: dict) -> Optional[str]:
+    """Why pip will not use the index --persist wrote, naming the environment variable or the file that wins;
+    None when pip uses it. `settings`: pip's index settings as pip_config.read_pip_index_config gives them,
+    read after the change was written; `env`: the environment they were read with."""
+    if settings.get("index_url") == index_url:
+        return None
+    path, source = change["path"], str(settings.get("sources", {}).get("index_url", "default"))
+    uses = redact(str(settings.get("index_url")))
+    env_file = env.get("PIP_CONFIG_FILE")
+    if source.startswith("environment "):
+        var = source.split(" ", 1)[1]
+        return (f"the environment variable {var} overrides the index written to {path} (pip uses {uses}); unset "
+                f"{var} for pip to use it.")
+    if env_file and os.path.realpath(env_file) != os.path.realpath(path):
+        return (f"the environment variable PIP_CONFIG_FILE={redact(env_file)} makes pip skip {path}, so pip uses "
+                f"{uses}; unset PIP_CONFIG_FILE for pip to use the index written there.")
+    if source != "default":
+        return (f"{source} also sets index-url, and pip takes it over the one in {path} (pip uses {uses}); remove "
+                f"it there for pip to use the index written.")
+    return f"pip does not read the index written to {path} (pip uses {uses})."
+
+
 def _diff_lines(change: dict) -> list:
     out = []
     for line in difflib.unified_diff(change["before"].splitlines(), change["after"].splitlines(), n=0,

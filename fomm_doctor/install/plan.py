@@ -213,10 +213,8 @@ def _refuse_impossible(opts: InstallOptions, m: Machine) -> None:
 
 
 def _no_fit(opts: InstallOptions, m: Machine, cands: list, read_ok: list, errors: dict) -> choose.NoFit:
-    msg = choose.explain_no_fit(opts.backend, m, opts.torch, cands, [_short_url(u) for u in read_ok])
-    if errors and not read_ok:
-        msg = msg[:-1] + f"; no index answered ({'; '.join(errors.values())})."
-    return choose.NoFit(msg)
+    return choose.NoFit(choose.explain_no_fit(opts.backend, m, opts.torch, cands, [_short_url(u) for u in read_ok],
+                                              tuple(errors.values())))
 
 
 def _already_installed(have: Optional[InstalledTorch], best: choose.Candidate) -> bool:

@@ -14,7 +14,8 @@ the first stopped. The finished file is verified, then moved into place with a r
 exist or is complete and correct. Two runs of the same download take turns: the lock file beside the part file
 is an OS lock the OS drops when its process dies (a killed run never blocks the next), so a second run waits up
 to `lock_wait` seconds, then says that another download is running. Servers are not trusted: a body never grows
-past the size the file should have, and a compressed answer or a web page is never written. Every error is a
+past the size the file should have (or the cap of what is fetched), a compressed answer or a web page is
+never written, and a URL or redirect to anything but http(s) (file://) fails at once, unretried. Every error is a
 `DownloadError` with one sentence, credentials in URLs masked.
 
 No terminal output here: `progress(bytes_done, total)` is called as bytes arrive; the CLI draws the bar.
@@ -47,7 +48,9 @@ def download(urls, dest, *, cache_dir, sha256=None, size=None, retries=8, timeou
              **tuning) -> DownloadResult:
     """Fetch `dest` from the first of `urls` that works, keeping the partial file in `cache_dir`; returns a
     DownloadResult or raises a DownloadError. `connections`: None = auto (parallel ranges for large files
-    when the server does ranges), N = exactly N. `max_size`: the most bytes a file of unknown size may have.
+    when the server does ranges), N = exactly N. `max_size`: the most bytes a file of unknown size may have,
+    the cap of what is fetched (job.CHECKPOINT_CAP, job.WHEEL_CAP; unsaid: the biggest); past it the partial
+    file is removed.
     `lock_wait`: seconds to wait for another run of the same download. `tuning`: backoff, max_wait."""
     job = Job(urls, dest, cache_dir=cache_dir, sha256=sha256, size=size, retries=retries, timeout=timeout,
               connections=connections, progress=progress, expect_binary=expect_binary, session=session,

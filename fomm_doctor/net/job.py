@@ -21,6 +21,7 @@ from fomm_doctor.net.failures import DownloadError, HtmlInsteadOfFile, Retryable
 from fomm_doctor.net.headers import parse_content_range, parse_length, range_request, retry_after_seconds
 from fomm_doctor.net.partfile import PartFile
 from fomm_doctor.net.redact import redact
+from fomm_doctor.net.schemes import FETCHABLE, HTTP_ONLY, RefusedRedirect, scheme_of
 from fomm_doctor.units import byte_size
 
 CHUNK = 64 * 1024
@@ -28,7 +29,11 @@ MIN_SEGMENT = 256 * 1024  # smaller files are not worth splitting between connec
 AUTO_MIN_SIZE = 8 * 1024 * 1024  # auto mode splits files from this size up; below it one connection is enough
 AUTO_CONNECTIONS = 4  # enough to outrun a per-connection throttle without hammering a mirror
 MAX_AUTO_CONNECTIONS = 8
-MAX_SIZE = 64 * 1024 ** 3  # a file of unknown size is cut off here: far above any wheel or checkpoint
+# A file whose size nobody published is cut off at the cap of what it is (a server may send forever); the
+# caller passes the cap of what it fetches as `max_size`. Pages have their own, far smaller cap (pages.py).
+WHEEL_CAP = 4 * 1024 ** 3  # the biggest wheels (CUDA builds of torch, CUDA bundled) are about 2.5 GB
+CHECKPOINT_CAP = 2 * 1024 ** 3  # the published checkpoints are 0.3 to 0.8 GB
+MAX_SIZE = WHEEL_CAP  # a caller that does not say: the biggest kind of file fetched
 LOCK_WAIT = 5.0  # seconds a second run of the same download waits for the first before saying so
 
 
@@ -122,11 +127,19 @@ class Job:
             ranged: bool = False):
         """GET with a Range header when `start`/`end` ask for part of the file, or `ranged` asks for `bytes=0-`
         (auto mode's way of learning from the first answer whether the server does ranges). A 416 is returned
-        for the caller to judge; any other answer that is not (part of) the file raises."""
+        for the caller to judge; any other answer that is not (part of) the file raises. A URL, or a redirect,
+        to anything but http(s) is UrlDead at once: no retry turns file:// into a download."""
+        if scheme_of(url) not in FETCHABLE:
+            raise UrlDead(f"'{redact(url)}' is not an http(s) URL")
         self.t.count_attempt()
         try:
             resp = self.session.get(url, headers=range_request(start, end, if_range, ranged), stream=True,
-                                    timeout=(self.timeout, self.timeout), allow_redirects=True)
+                                    timeout=(self.timeout, self.timeout), allow_redirects=True, hooks=HTTP_ONLY)
+        except RefusedRedirect as exc:
+            raise UrlDead(str(exc)) from None
+        except (requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL,
+                requests.exceptions.MissingSchema) as exc:  # a redirect to a URL no request can be made of
+            raise UrlDead(f"{redact(url)} leads to a URL that cannot be fetched ({short_reason(exc)})") from None
         except requests.RequestException as exc:
             raise Retryable(short_reason(exc)) from None
         if resp.status_code != 416:

@@ -13,7 +13,8 @@ small compressed body cannot grow into gigabytes). The deadline covers the heade
 server can trickle either). Anything that stops the read — a malformed URL, connection errors, the cap, the
 deadline, a cut compressed body — is a `PageError` whose message is one sentence with the URL's credentials
 masked.
-Redirects are followed by requests, which drops an Authorization header when the host changes.
+Redirects are followed by requests, which drops an Authorization header when the host changes; a redirect to
+anything but http(s) (file://...) is a PageError at once, never followed.
 Files (wheels, checkpoints) are not pages: they go through `download.py`, which resumes and verifies.
 """
 import socket
@@ -30,6 +31,7 @@ from fomm_doctor.errors import NetworkError
 from fomm_doctor.net.failures import short_reason
 from fomm_doctor.net.headers import parse_length
 from fomm_doctor.net.redact import redact
+from fomm_doctor.net.schemes import HTTP_ONLY, RefusedRedirect
 
 PAGE_LIMIT = 32 * 1024 * 1024  # the torch project page on PyPI is ~10 MB of JSON; nothing we read is bigger
 CHUNK = 64 * 1024
@@ -99,7 +101,7 @@ def read_page(url: str, *, session=None, headers: Optional[dict] = None, max_byt
     late = f"{redact(url)} was still sending after {deadline_s:g} s, so it was cut off."
     try:
         resp = _ask(session, ends_at, deadline_s, method=method, url=url, headers=hdrs, data=data, stream=True,
-                    timeout=(timeout, min(timeout, deadline_s)))
+                    timeout=(timeout, min(timeout, deadline_s)), hooks=HTTP_ONLY)
         with resp:
             return _read_body(resp, url, max_bytes, ends_at, late)
     finally:
@@ -139,6 +141,8 @@ def _ask(session, ends_at: float, deadline_s: float, **request):
     # the socket's own timeout is the deadline at most, so the two can end together: name the deadline
     if outcome["abandoned"] or (isinstance(exc, requests.Timeout) and time.monotonic() >= ends_at):
         raise PageError(f"{shown} did not answer within {deadline_s:g} s, so it was cut off.")
+    if isinstance(exc, RefusedRedirect):
+        raise PageError(f"{exc}.") from None
     if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                         requests.exceptions.InvalidSchema, requests.exceptions.URLRequired)) \
             or (isinstance(exc, ValueError) and not isinstance(exc, requests.RequestException)):

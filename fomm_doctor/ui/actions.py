@@ -6,6 +6,7 @@ progress(fraction or None, text) reports long work; the page turns it into its p
 """
 from __future__ import annotations
 
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Callable, Optional
 
 from fomm_doctor import animation
 from fomm_doctor.errors import UserError
+from fomm_doctor.ui import session
 from fomm_doctor.units import byte_size
 
 Progress = Callable[[Optional[float], str], None]
@@ -49,19 +51,26 @@ def _safe_stem(path: str) -> str:
 
 class Animations:
     """Animates requests into `out_dir`, one at a time, keeping the last model loaded (loading a checkpoint
-    and measuring `fast` are the slow part of a first run; the next run with the same choices skips both)."""
+    and measuring `fast` are the slow part of a first run; the next run with the same choices skips both).
+    A video never replaces a file already there; `keep` videos at most stay (the oldest go first)."""
 
-    def __init__(self, out_dir: Path):
+    def __init__(self, out_dir: Path, keep: int = session.KEEP_RESULTS):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
         self._lock = threading.Lock()
         self._models = animation.Models()
         self._told: set = set()          # sentences about a model, said with its first animation only
         self._count = 0
 
     def _output(self, request: AnimateRequest) -> Path:
-        self._count += 1
-        return self.out_dir / f"{_safe_stem(request.source)}-{_safe_stem(request.driving)}-{self._count}.mp4"
+        """A name not taken yet (a file of an earlier run, or one planted there, is never written over)."""
+        session.prune_results(self.out_dir, self.keep - 1)
+        while True:
+            self._count += 1
+            path = self.out_dir / f"{_safe_stem(request.source)}-{_safe_stem(request.driving)}-{self._count}.mp4"
+            if not os.path.lexists(path):
+                return path
 
     def _load(self, choice: animation.ModelChoice, progress: Progress) -> tuple:
         """(the loaded model, the sentences about it not yet shown)."""
