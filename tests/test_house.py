@@ -18,7 +18,7 @@ EXEMPT = {("fomm_core/model/blocks.py", "forward"), ("fomm_core/model/dense_moti
 # folder (or module) -> the modules of ours it may import; a prefix allows everything below it
 MAY_IMPORT = {
     "fomm_core/model": ("fomm_core.model", "fomm_core.errors", "fomm_core.device", "fomm_core.resources"),
-    "fomm_core/media": ("fomm_core.media", "fomm_core.errors", "fomm_core.tools"),
+    "fomm_core/media": ("fomm_core.media", "fomm_core.errors", "fomm_core.tools", "fomm_core.private"),
     "fomm_core/inference": ("fomm_core",),
     "fomm_core/train": ("fomm_core",),
     "fomm_core": ("fomm_core",),

@@ -50,14 +50,21 @@ def frames_and_size(path):
     return n, size
 
 
-def test_parse_camera(tmp_path):
-    clip = tmp_path / "clip.mp4"
-    clip.write_bytes(b"")
+def test_parse_camera(tmp_path, clip_factory):
+    clip = clip_factory("clip.mp4", frames=2, size=(32, 32), audio=False)
     assert parse_camera("0") == 0 and parse_camera(" 2 ") == 2
     assert parse_camera(str(clip)) == str(clip) and parse_camera("rtsp://x/1") == "rtsp://x/1"
     with pytest.raises(FommError) as err:   # said before any model is loaded
         parse_camera(str(tmp_path / "missing.mp4"))
     assert err.value.setting == ("camera", "0")
+    playlist = tmp_path / "cam.m3u8"   # names the real clip: refused as a playlist, before the model loads
+    playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n{clip}\n#EXT-X-ENDLIST\n")
+    with pytest.raises(FommError, match="playlist"):
+        parse_camera(str(playlist))
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(FommError, match="empty.mp4"):
+        parse_camera(str(empty))
 
 
 def test_cli_live_headless_records_the_result(moving_face_clip, tiny_checkpoint, tmp_path):

@@ -203,3 +203,21 @@ def test_audio_is_cut_to_the_frames_and_a_second_write_is_the_same_file(ffmpeg_e
         digests.add(file_sha256(tmp_path / name))
     assert len(digests) == 1
     assert [p.name for p in tmp_path.iterdir() if ".partial-" in p.name] == []
+
+
+def test_a_link_planted_at_the_writers_temp_names_is_never_written_through(clip_factory, tmp_path):
+    from fomm_core.media.video import writer_temp_paths
+
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"ours, not a video")
+    out = tmp_path / "out" / "result.mp4"
+    out.parent.mkdir()
+    for temp in writer_temp_paths(out):
+        temp.symlink_to(victim)
+    clip = clip_factory("drv.mp4", frames=3, size=(32, 32), audio=True)
+    with VideoWriter(out, fps=10, size=(32, 32), audio_from=clip) as writer:
+        for _ in range(3):
+            writer.write(np.zeros((32, 32, 3), np.uint8))
+    assert victim.read_bytes() == b"ours, not a video"
+    assert probe_video(out).width == 32
+    assert sorted(p.name for p in out.parent.iterdir()) == ["result.mp4"]

@@ -33,17 +33,21 @@ def _is_url(source) -> bool:
 
 
 def check_source(source) -> None:
-    """A FommError when `source` names a video file that is not there, or a URL that is not a network stream
-    (a camera or a stream is tried when opened)."""
+    """A FommError when `source` names a video file that is not there or not one this reads (through the one
+    opener), or a URL that is not a network stream (a camera or a stream is tried when opened)."""
     if _is_url(source):
         scheme = source.split("://", 1)[0].lower()
         if scheme not in STREAM_SCHEMES:
             raise FommError(f"{source} is not a network stream URL ({', '.join(STREAM_SCHEMES)}); give a local video "
                             "by its path instead.", setting=("camera", "VIDEO_FILE"))
         return
-    if not isinstance(source, int) and not Path(source).is_file():
+    if isinstance(source, int):
+        return
+    if not Path(source).is_file():
         raise FommError(f"{source} is neither a camera index nor an existing video file; give the first "
                         "camera's index, or a video path or stream URL.", setting=("camera", "0"))
+    from fomm_core.media.opener import probe_video
+    probe_video(source)   # a playlist or a file that is no video is said now, not after the model has loaded
 
 
 @dataclass

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from fomm_core.errors import FommError
+from fomm_core.private import create_new
 from fomm_core.media.opener import (PROBE_TIMEOUT_SECONDS, VideoInfo, ffmpeg_exe, ffmpeg_file,  # noqa: F401
                                     input_args, parse_probe, probe_video, rate_text, refusal, was_refused)
 
@@ -39,6 +40,11 @@ STDERR_KEEP_BYTES = 64 * 1024   # the tail of ffmpeg's messages kept for the err
 WRITABLE_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")  # containers that take H.264 + AAC
 # what a folder of driving videos holds (ffmpeg reads more; these are the names people give them)
 VIDEO_EXTENSIONS = WRITABLE_SUFFIXES + (".webm", ".flv", ".wmv", ".mpg", ".mpeg", ".ts", ".3gp", ".gif")
+
+
+class WriteError(FommError):
+    """The output could not be written (ffmpeg stopped, a full disk, a size limit): a fault of the place written
+    to, not of the inputs, so a batch tries the job again on its next run."""
 
 
 class _StderrTail:
@@ -231,6 +237,19 @@ def writer_temp_paths(path: Path, pid=None) -> tuple[Path, Path]:
     return temp_path_for(path, pid), temp_path_for(path.with_name(path.stem + ".video.mp4"), pid)
 
 
+def _claim(path: Path) -> None:
+    """Make `path` a new empty file of ours before ffmpeg writes it: the temp names are predictable (a killed run's
+    leftovers are found by them), and ffmpeg's -y would write through a link planted at one, so whatever is there
+    is removed first, never opened."""
+    for _ in range(3):
+        try:
+            os.close(create_new(path, 0o666))   # the umask decides, as for any file we write
+            return
+        except FileExistsError:
+            path.unlink(missing_ok=True)
+    raise WriteError(f"{path} keeps coming back; another program writes in {path.parent}.")
+
+
 def _audio_args(audio_from, tone_hz) -> list:
     """The ffmpeg input arguments of the writer's audio track: another file's, a sine tone, or none."""
     if audio_from is not None:
@@ -276,6 +295,8 @@ class VideoWriter:
         self._audio = _audio_args(audio_from, tone_hz)
         # with audio, the frames go to a video-only file first and the audio is added at close (_add_audio)
         self._video = video_only if self._audio else self.tmp
+        for temp in {self.tmp, self._video}:
+            _claim(temp)
         w, h = self.size
         cmd = [ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
                "-framerate", self.rate, "-i", "-"]
@@ -295,7 +316,7 @@ class VideoWriter:
             self._proc.stdin.write(frame.tobytes())
         except (BrokenPipeError, OSError):
             self.abort()
-            raise FommError(f"ffmpeg stopped while writing {self.path}: "
+            raise WriteError(f"ffmpeg stopped while writing {self.path}: "
                             f"{self._errors.last_line() or 'no reason given'}.") from None
         self.frames += 1
 
@@ -315,12 +336,12 @@ class VideoWriter:
             raise
         if stuck:
             self._remove_tmp()
-            raise FommError(f"ffmpeg did not finish writing {self.path} within {self.close_timeout:g} s, so it was "
+            raise WriteError(f"ffmpeg did not finish writing {self.path} within {self.close_timeout:g} s, so it was "
                             "stopped (a stalled drive or network share, or a hung encoder).")
         if rc != 0 or self.frames == 0 or not self._video.exists():
             self._remove_tmp()
             why = "no frame was written" if self.frames == 0 else (self._errors.last_line() or f"exit code {rc}")
-            raise FommError(f"could not write {self.path}: {why}.")
+            raise WriteError(f"could not write {self.path}: {why}.")
         if self._audio:
             self._add_audio()
         os.replace(self.tmp, self.path)
@@ -335,7 +356,7 @@ class VideoWriter:
                                   timeout=self.close_timeout)
         except subprocess.TimeoutExpired:
             self._remove_tmp()
-            raise FommError(f"ffmpeg did not finish adding the audio to {self.path} within {self.close_timeout:g} s, "
+            raise WriteError(f"ffmpeg did not finish adding the audio to {self.path} within {self.close_timeout:g} s, "
                             "so it was stopped (a stalled drive or network share).") from None
         except BaseException:  # Ctrl-C while the audio is added
             self._remove_tmp()
@@ -347,7 +368,7 @@ class VideoWriter:
             if self._audio_from is not None and was_refused(text):
                 raise refusal(self._audio_from)
             lines = text.splitlines()
-            raise FommError(f"could not add the audio to {self.path}: "
+            raise WriteError(f"could not add the audio to {self.path}: "
                             f"{lines[-1] if lines else f'exit code {done.returncode}'}.")
 
     def _finish(self) -> tuple[int, bool]:

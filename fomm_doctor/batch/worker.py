@@ -85,12 +85,9 @@ def environment_failure(err: BaseException) -> str:
         if isinstance(cause, OSError) and cause.errno in ENVIRONMENT_ERRNOS:
             return os.strerror(cause.errno)
         cause = cause.__cause__ or cause.__context__
-    from fomm_core.media.video import VideoWriter
-    tb = err.__traceback__
-    while tb is not None:
-        if isinstance(tb.tb_frame.f_locals.get("self"), VideoWriter):
-            return "the output could not be written"
-        tb = tb.tb_next
+    from fomm_core.media.video import WriteError
+    if isinstance(err, WriteError):
+        return "the output could not be written"
     return ""
 
 

@@ -42,8 +42,9 @@ def fetch_single(job: Job, meta: dict) -> str:
 def _gave_up(job: Job, reason: str, retryable: bool) -> DownloadError:
     """The final sentence; it says to run again only when a failure was of the kind that passes."""
     advice = "; run the same command again to continue where it stopped" if retryable else ""
-    return DownloadError(f"Could not download {job.dest.name}: {reason} (tried {len(job.urls)} "
-                         f"source{'s' if len(job.urls) > 1 else ''}, {job.t.attempts} requests){advice}.",
+    sources, asked = len(job.urls), job.t.attempts
+    return DownloadError(f"Could not download {job.dest.name}: {reason} (tried {sources} "
+                         f"source{'s' if sources != 1 else ''}, {asked} request{'s' if asked != 1 else ''}){advice}.",
                          reason=reason, retryable=retryable)
 
 
