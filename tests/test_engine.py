@@ -134,7 +134,7 @@ def test_make_animator_checks_its_options_before_measuring_anything(fomm_model, 
     with pytest.raises(FommError, match="unknown device"):
         factory.make_animator(fomm_model, precision="fast", device="gpu")
     other = Model("other", fomm_model.networks, fomm_model.config, "other")
-    with pytest.raises(FommError, match="no engine animates other models; .*FOMM and TPSMM"):
+    with pytest.raises(FommError, match="no engine animates other models; .*FOMM, TPSMM and LivePortrait"):
         factory.make_animator(other, precision="fast")
 
 

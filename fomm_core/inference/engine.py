@@ -77,6 +77,7 @@ class Engine:
     PRECISIONS = ("fp32", "bf16", "fp16")  # settled precisions this family's engine runs
     FAMILY = ""
     FUSED = "BN folded, sub-pixel up blocks"  # what fuse=True does, in words
+    OUTPUT_SCALE = 1  # the output frame's side over the input frame's (LivePortrait's generator doubles it)
 
     def __init__(self, networks: dict, *, device, precision, mode, adapt_movement_scale):
         import torch
@@ -99,6 +100,10 @@ class Engine:
         if mode not in cls.MODES:
             raise FommError(f"unknown mode '{mode}' for a {cls.FAMILY} model; use {' or '.join(cls.MODES)}.")
         return mode
+
+    def output_size(self, size: int) -> int:
+        """The side of the frames `animate` returns for input frames of side `size`."""
+        return int(size) * self.OUTPUT_SCALE
 
     @property
     def path(self) -> str:
@@ -170,7 +175,8 @@ class Engine:
         self._scale = 1.0
 
     def animate(self, frames):
-        """Driving frames [B, 3, H, W] float 0..1 -> animated source [B, 3, H, W] float32 0..1 on the CPU."""
+        """Driving frames [B, 3, H, W] float 0..1 -> animated source [B, 3, s*H, s*W] float32 0..1 on the CPU
+        (s = OUTPUT_SCALE)."""
         if self._source is None:
             raise FommError("set_source must be called before animate.")
         with self._running():

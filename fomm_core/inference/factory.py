@@ -19,6 +19,7 @@ from fomm_core.errors import FommError
 from fomm_core.inference.choice import Choice, settle
 from fomm_core.inference.fomm import Animator, exact_engine
 from fomm_core.inference.int8 import load_or_build, weights_fingerprint
+from fomm_core.inference.liveportrait import LivePortraitAnimator
 from fomm_core.inference.tpsmm import TpsAnimator
 
 
@@ -47,14 +48,18 @@ FAMILIES = {
     "fomm": Family(Animator, _fomm, weights=("generator", "kp_detector"), measured={}, int8=_fomm_int8),
     "tpsmm": Family(TpsAnimator, TpsAnimator, weights=("kp_detector", "dense_motion_network", "inpainting_network"),
                     measured={"mode": "absolute"}),
+    "liveportrait": Family(LivePortraitAnimator, LivePortraitAnimator,
+                           weights=("appearance_feature_extractor", "motion_extractor", "warping_module",
+                                    "spade_generator", "stitching_retargeting_module"), measured={}),
 }
 
 
 def family_of(model) -> Family:
     found = FAMILIES.get(model.family)
     if found is None:
+        names = [f.engine.FAMILY for f in FAMILIES.values()]
         raise FommError(f"no engine animates {model.family} models; this library runs "
-                        f"{' and '.join(f.engine.FAMILY for f in FAMILIES.values())} checkpoints.")
+                        f"{', '.join(names[:-1])} and {names[-1]} checkpoints.")
     return found
 
 
@@ -65,8 +70,8 @@ def make_animator(model, *, device="cpu", precision="auto", mode="relative", siz
     device: auto, cpu, cuda, cuda:N or mps. precision: auto, fast (measured on this CPU), fp32, bf16, fp16 or
     int8 (fomm_core.device.choose_precision). size: the frame side fast and int8 are settled for (default: the
     model's). on_step(done, total, what) follows the one-time int8 build and measurement. adapt_movement_scale
-    None keeps each family's demo default (off for FOMM, on for TPSMM). engine_options: the engine's own (fuse,
-    channels_last, compile; FOMM's use_relative_jacobian).
+    None keeps each family's demo default (off for FOMM, on for TPSMM and LivePortrait). engine_options: the
+    engine's own (fuse, channels_last, compile; FOMM's use_relative_jacobian).
     """
     family = family_of(model)
     options = dict(engine_options, mode=family.engine.check_mode(mode, model.networks))

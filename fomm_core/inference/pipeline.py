@@ -101,16 +101,25 @@ def _source_and_fit(source_path, driving_path, info, size: int, crop: bool, note
     return cropped, driving_face_crop(driving_path, info, size, notes=notes)
 
 
-def _composer(cropped, side_by_side: bool, paste_back: bool):
-    """((driving frame, result) -> the frame written, (width, height) of the video) for the output's layout."""
+def _composer(cropped, side_by_side: bool, paste_back: bool, out_size: int):
+    """((driving frame, result) -> the frame written, (width, height) of the video) for the output's layout.
+
+    out_size: the side of the engine's results (the input size, or twice it for LivePortrait); the source and
+    driving frames shown beside them are scaled to it, and paste-back scales them to the photo's square."""
     if paste_back:
         from fomm_core.media.paste import paste_back as paste_plan
         paste = paste_plan(cropped.photo, cropped.box)
         return (lambda drv, out: paste(out)), paste.size
-    size = cropped.image.shape[0]
     if side_by_side:
-        return (lambda drv, out: np.concatenate([cropped.image, drv, out], axis=1)), (3 * size, size)
-    return (lambda drv, out: out), (size, size)
+        source = _fit_side(cropped.image, out_size)
+        return (lambda drv, out: np.concatenate([source, _fit_side(drv, out_size), out], axis=1)), \
+            (3 * out_size, out_size)
+    return (lambda drv, out: out), (out_size, out_size)
+
+
+def _fit_side(frame, side: int):
+    """A square frame at `side` pixels (itself when it already is)."""
+    return frame if frame.shape[0] == side else square_resize(frame, side)
 
 
 def _start_at_best_frame(animator, source, driving_path, size: int, batch_size: int, fit) -> BestFrame:
@@ -143,7 +152,8 @@ def animate_video(source_path, driving_path, output_path, animator, *, size: int
 
     Both inputs are centre-cropped to a square and resized to `size`; with `crop`, cropped to the face instead
     (the photo's largest face; one stable square over the video's longest face track, as `fomm-doctor crop`).
-    The output keeps the driving fps and, with `audio`, its audio track. side_by_side: source | driving | result.
+    The output is at the animator's output size (`output_size(size)`: 512 for LivePortrait at 256), keeps the
+    driving fps and, with `audio`, its audio track. side_by_side: source | driving | result.
     paste_back: each result is put back into the whole photo (fomm_core.media.paste), at the photo's size.
     progress(done, total_estimate) is called after each batch. The output appears only when complete
     (written beside it, then renamed).
@@ -157,7 +167,8 @@ def animate_video(source_path, driving_path, output_path, animator, *, size: int
     info = probe_video(driving_path)
     cropped, fit = _source_and_fit(source_path, driving_path, info, size, crop, notes)
     source = cropped.image
-    compose, frame_size = _composer(cropped, side_by_side, paste_back)
+    out_size = animator.output_size(size) if hasattr(animator, "output_size") else size
+    compose, frame_size = _composer(cropped, side_by_side, paste_back, out_size)
     animator.set_source(frames_to_tensor([source]))
     best = BestFrame(0, "", False)
     if find_best_frame:

@@ -159,6 +159,12 @@ def _safe_load(path: Path):
         raise _load_error(path, err) from None
 
 
+def _read_file(path: Path):
+    """One file's contents, read safely: refused before torch when it is no file, else torch.load(weights_only)."""
+    _check_file(path)
+    return _safe_load(path)
+
+
 def _model_entries(path: Path, data) -> dict:
     """The loaded object as a dict with one family's state dicts (a flat one split), or why not."""
     if not isinstance(data, dict):
@@ -183,8 +189,7 @@ def read_checkpoint(path) -> dict:
     file that holds no FOMM or TPSMM weights.
     """
     path = Path(path).expanduser()
-    _check_file(path)
-    data = _model_entries(path, _safe_load(path))
+    data = _model_entries(path, _read_file(path))
     out = dict(data)
     for m in ALL_MODULES:
         if isinstance(data.get(m), dict):
@@ -221,7 +226,8 @@ def _mismatch(path, config_name, checkpoint, module_name, expected: dict) -> Fom
 
 @dataclass
 class Model:
-    """A loaded checkpoint: its family ('fomm' or 'tpsmm'), networks in eval mode by state dict name, config."""
+    """A loaded checkpoint: its family ('fomm', 'tpsmm' or 'liveportrait'), networks in eval mode by state dict
+    name (LivePortrait's by its published file's name), config."""
     family: str
     networks: dict
     config: dict
@@ -229,7 +235,7 @@ class Model:
 
     @property
     def size(self) -> int:
-        """The frame size the model was trained at (its config's frame_shape)."""
+        """The frame size the model was trained at (its config's frame_shape): the size of the frames it takes."""
         return frame_size(self.config)[0]
 
 
@@ -250,7 +256,8 @@ def _choose_config(config_path, checkpoint, checkpoint_path, family):
 
 
 def load_model(checkpoint, config=None, device="cpu") -> Model:
-    """A FOMM or TPSMM checkpoint file (told apart by its state dicts) loaded strictly onto `device`, in eval mode.
+    """A FOMM or TPSMM checkpoint file (told apart by its state dicts), or a LivePortrait set (a folder of its five
+    files, fomm_core.model.liveportrait.files), loaded strictly onto `device`, in eval mode.
 
     config: a shipped config's name ('vox-256', 'tpsmm-ted-384'), a YAML path, or None to use the config the
     checkpoint carries (ours do) or else the shipped config its shapes fit. Optional state dicts (TPSMM's
@@ -258,6 +265,10 @@ def load_model(checkpoint, config=None, device="cpu") -> Model:
     checked by a strict load and then dropped.
     """
     device = resolve_device(device)
+    from fomm_core.model.liveportrait.files import CONFIG_NAME, load_set, set_files
+    if set_files(checkpoint) is not None:  # a folder holding LivePortrait's files
+        networks, lp_config = load_set(checkpoint, _read_file, device)
+        return Model("liveportrait", networks, lp_config, CONFIG_NAME)
     states = read_checkpoint(checkpoint)
     family = checkpoint_family(states)
     config, config_name = _choose_config(config, states, checkpoint, family)

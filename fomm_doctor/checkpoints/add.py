@@ -13,6 +13,8 @@ from typing import Optional
 from fomm_doctor.checkpoints import places
 from fomm_doctor.checkpoints.files import CHECKPOINT_SUFFIXES, read, recognise, sha256_cached
 from fomm_doctor.checkpoints.manifest import find_entry, load_manifest, published_checks
+from fomm_doctor.checkpoints.sets import accept_member, best_set_for, is_set, locate_members, set_files, set_folder
+from fomm_doctor.checkpoints.sets import set_record, swap_in
 from fomm_doctor.checkpoints.store import make_record, register
 from fomm_doctor.errors import UserError
 from fomm_doctor.net.digests import file_digest
@@ -39,6 +41,8 @@ def add(path, name: Optional[str] = None, link: bool = False, override_dir=None)
     it would go by is refused (a model of one's own goes under another name)."""
     src = Path(path).expanduser()
     manifest = load_manifest(override_dir)
+    if src.is_dir() and (is_set(find_entry(name, manifest) if name else None) or best_set_for(src, manifest)):
+        return _add_set(src, name, manifest, override_dir)
     page = _saved_page_error(src, manifest) if src.is_file() else None
     if page:
         raise UserError(page)
@@ -56,6 +60,59 @@ def add(path, name: Optional[str] = None, link: bool = False, override_dir=None)
     register(folder, make_record(name, dest.name, config, digest, size, verified_by, str(src.resolve()), placed, md5))
     notes = ["no published checksum to compare it with: it loads, but is unverified"] if verified_by == "load" else []
     return Added(name, dest, config, digest, size, placed, entry, notes, verified_by)
+
+
+def _add_set(src: Path, name: Optional[str], manifest: list, override_dir) -> Added:
+    """A folder the user downloaded by hand holding a set's files (in the set's layout, one level down, or flat):
+    each file checked, then the set copied into the store in its own layout and registered. Nothing is placed
+    when a file is missing or wrong; the sentence names every such file."""
+    entry = find_entry(name, manifest) if name else best_set_for(src, manifest)
+    found = locate_members(src, entry)
+    lines = _checked_set(src, entry, found)
+    store = places.store_dir(override_dir)
+    final = set_folder(entry, store)
+    _copy_set(found, final)
+    register(store, set_record(entry, final, lines, str(src.resolve()), "copy"))
+    unverified = [ln["path"] for ln in lines if ln["verified_by"] != "sha256"]
+    notes = [f"no sha256 is published for {', '.join(unverified)}: checked only for the network it holds"] \
+        if unverified else []
+    return Added(entry["name"], final, None, "", sum(ln["size"] for ln in lines), "copy", entry, notes,
+                 "sha256" if not unverified else "partly")
+
+
+def _checked_set(src: Path, entry: dict, found: dict) -> list:
+    """Each file's registry line, or UserError naming every file that is missing or wrong."""
+    lines, problems = [], []
+    for spec in set_files(entry):
+        where = found[spec["path"]]
+        if where is None:
+            problems.append(f"{spec['path']} is missing")
+            continue
+        line, why = accept_member(where, spec)
+        lines.append(line)
+        if line is None:
+            problems.append(f"{where} is wrong ({why})")
+    if problems:
+        raise UserError(f"{src} is not a complete {entry['name']} set: {'; '.join(problems)}; nothing was added.")
+    return lines
+
+
+def _copy_set(found: dict, final: Path) -> None:
+    """Copy the files into a fresh folder beside `final`, then swap it in: a set is there whole or not at all."""
+    staging = Path(tempfile.mkdtemp(prefix=final.name + ".", suffix=".part", dir=_made(final.parent)))
+    try:
+        for rel, src in found.items():
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, staging / rel)
+        swap_in(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _made(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _file_name(src: Path, name: str, entry: Optional[dict], manifest: list) -> str:

@@ -8,11 +8,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
-from urllib.parse import urlparse
 
 from fomm_doctor.checkpoints import places
 from fomm_doctor.checkpoints.files import OK, judge_file, read, recognise, sha256_cached
 from fomm_doctor.checkpoints.manifest import find_entry, load_manifest, published_checks
+from fomm_doctor.checkpoints.sets import is_set
+from fomm_doctor.checkpoints.sources import host as _host, mirror_sources as _mirror_sources, reason as _reason
+from fomm_doctor.checkpoints.sources import source_url as _source_url
 from fomm_doctor.checkpoints.store import load_registry, make_record, register
 from fomm_doctor.errors import NetworkError, UserError
 from fomm_core.cache import downloads_dir
@@ -45,20 +47,6 @@ class Fetched:
 
 
 # ---------------------------------------------------------------- where a source leads
-
-def _hf_endpoint() -> Optional[str]:
-    return os.environ.get("HF_ENDPOINT") or None
-
-
-def _source_url(url: str) -> str:
-    """A source URL as it is to be requested: a huggingface.co URL goes to $HF_ENDPOINT when that is set."""
-    from fomm_doctor.net import cloud_drive as cd
-    try:
-        return cd.hf_endpoint_url(url, _hf_endpoint())
-    except ValueError:
-        raise UserError(f"HF_ENDPOINT={redact(_hf_endpoint())} is not an http(s) URL; set it to a Hugging Face "
-                        "mirror such as https://hf-mirror.com, or unset it.") from None
-
 
 def _page(url: str, session, timeout: float, deadline: float):
     from fomm_doctor.net.pages import read_page
@@ -117,21 +105,6 @@ def _yandex_error(page) -> str:
         return ""
 
 
-def _mirror_sources(entry: dict, mirror: Optional[str]) -> list:
-    """Sources to try: with --mirror URL only that URL; with --mirror KIND/TEXT the sources matching it."""
-    sources = list(entry.get("sources", []))
-    if not mirror:
-        return sources
-    if "://" in mirror:
-        return [{"url": mirror, "kind": "mirror", "note": "given with --mirror"}]
-    chosen = [s for s in sources if s.get("kind") == mirror or mirror in s.get("url", "")]
-    if not chosen:
-        kinds = ", ".join(sorted({s.get("kind", "mirror") for s in sources})) or "none"
-        raise UserError(redact(f"no source of {entry['name']} matches '{mirror}' (its kinds: {kinds}); give a URL "
-                               "or one of those kinds."))
-    return chosen
-
-
 def _expected(entry: dict, source: dict) -> tuple:
     """(size, sha256) a source's file must have: the published original's, unless the source says it serves a
     copy of its own (its own "size"/"sha256" keys, null when it publishes only an md5)."""
@@ -175,6 +148,9 @@ def fetch(name: str, mirror: Optional[str] = None, override_dir=None, progress: 
     A file of unpublished size stops at `max_size` (in `tuning`; default the net layer's CHECKPOINT_CAP)."""
     import requests
     entry = _known_entry(name, override_dir)
+    if is_set(entry):
+        return _fetch_set(entry, mirror, override_dir, progress, retries, timeout, connections, cache_dir, session,
+                          tuning)
     sources = _mirror_sources(entry, mirror)
     folder = places.store_dir(override_dir)
     dest = folder / entry["file"]
@@ -196,6 +172,19 @@ def fetch(name: str, mirror: Optional[str] = None, override_dir=None, progress: 
         if fetched is not None:
             return fetched
     raise NetworkError(_nothing_fetched(entry, sources, job.attempts))
+def _fetch_set(entry, mirror, override_dir, progress, retries, timeout, connections, cache_dir, session, tuning):
+    """A set's files, each through the same downloader (see setfetch). progress(done, total) sums the files."""
+    import requests
+    from fomm_doctor.checkpoints.setfetch import fetch_set
+    from fomm_doctor.net.job import CHECKPOINT_CAP
+    session = session or requests.Session()
+    session.headers.setdefault("User-Agent", "fomm-doctor")
+    tuning.setdefault("max_size", CHECKPOINT_CAP)
+    tick = (lambda _path, done, total: progress(done, total)) if progress else None
+    return fetch_set(entry, mirror, override_dir, tick, retries=retries, timeout=timeout, connections=connections,
+                     cache_dir=cache_dir or downloads_dir(), session=session, **tuning)
+
+
 @dataclass
 class _Hop:
     """What one request for a checkpoint gave: the file (in `tmp`), a page leading to `follow`, or `failed`."""
@@ -286,22 +275,6 @@ def _nothing_fetched(entry: dict, sources: list, attempts: list) -> str:
               f" and run `fomm-doctor checkpoints add PATH --name {entry['name']}`")
     which = "its only source" if len(sources) == 1 else f"any of its {len(sources)} sources"
     return redact(f"could not fetch {entry['name']} from {which} ({tried}); {manual}.")
-
-
-def _host(url: str) -> str:
-    return urlparse(url).netloc.rsplit("@", 1)[-1] or url
-
-
-def _reason(exc: Exception) -> str:
-    """A few words on why a source failed, credentials masked (the sentence names the host)."""
-    import requests
-    from fomm_doctor.net.failures import DownloadError, short_reason
-    if isinstance(exc, requests.RequestException):
-        return redact(short_reason(exc))
-    if isinstance(exc, DownloadError):
-        return redact(exc.reason[:300])
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return redact(text[:300])
 
 
 def _full_page(session, exc, timeout: float, deadline: float) -> str:

@@ -16,6 +16,7 @@ from typing import Optional
 from fomm_doctor.checkpoints import places
 from fomm_doctor.checkpoints.files import CHECKPOINT_SUFFIXES, WRONG, judge_file, sha256_cached
 from fomm_doctor.checkpoints.manifest import face_rank, find_entry, load_manifest
+from fomm_doctor.checkpoints.sets import is_set, present_set, set_in_folder, set_row
 from fomm_doctor.errors import UserError
 from fomm_doctor.net.redact import redact, redact_data
 from fomm_doctor.units import byte_size
@@ -88,6 +89,9 @@ def _looks_like_path(text: str) -> bool:
 
 
 def _present(entry: dict, dirs: list) -> Optional[Path]:
+    """Where an entry's file is; for a set, its folder holding every file (what the loader takes)."""
+    if is_set(entry):
+        return present_set(entry, dirs)
     for d in dirs:
         p = Path(d) / entry["file"]
         if p.is_file():
@@ -154,6 +158,8 @@ def resolve_checkpoint(name_or_path=None, override_dir=None) -> ResolvedCheckpoi
         return default_checkpoint(override_dir)
     text = str(name_or_path)
     path = Path(text).expanduser()
+    if path.is_dir():  # a set's folder (the loader takes the folder); the entry when it holds a known set
+        return ResolvedCheckpoint(path, None, set_in_folder(path, load_manifest(override_dir)))
     if path.exists():
         entry = _published_copy(path, load_manifest(override_dir))
         return ResolvedCheckpoint(path, entry.get("config"), entry) if entry else ResolvedCheckpoint(path)
@@ -168,6 +174,10 @@ def resolve_checkpoint(name_or_path=None, override_dir=None) -> ResolvedCheckpoi
         p = _present(entry, dirs)
         if p is not None:
             return ResolvedCheckpoint(p, entry.get("config"), entry)
+        if is_set(entry):
+            raise UserError(f"checkpoint '{entry['name']}' (a set of files) is not downloaded yet, or some of "
+                            f"its files are missing; run `fomm-doctor checkpoints fetch {entry['name']}`, or if "
+                            f"you have its folder, `fomm-doctor checkpoints add FOLDER`.")
         raise UserError(f"checkpoint '{entry['name']}' ({entry['file']}) is not downloaded yet; run "
                         f"`fomm-doctor checkpoints fetch {entry['name']}`, or if you have the file, "
                         f"`fomm-doctor checkpoints add PATH --name {entry['name']}`.")
@@ -182,6 +192,8 @@ def resolve_checkpoint(name_or_path=None, override_dir=None) -> ResolvedCheckpoi
 # ---------------------------------------------------------------- listing
 
 def _manifest_row(e: dict, dirs: list, records: dict, hash_files: bool) -> dict:
+    if is_set(e):
+        return set_row(e, dirs, records, hash_files)
     present = [judge_file(Path(d) / e["file"], e, records.get((str(d), e["name"])), hash_files)
                for d in dirs if (Path(d) / e["file"]).is_file()]
     return {"name": e["name"], "file": e["file"], "config": e.get("config"), "size": e.get("size"),

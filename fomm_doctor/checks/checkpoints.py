@@ -62,6 +62,11 @@ def _row_for_present(row: dict, project, lang: str) -> CheckResult:
             f"{path} 存在，但没有可核对的 sha256。"), details,
             tr(lang, f"`{add}` checks that it loads and records its sha256.",
                f"运行 `{add}`：检查能否加载并记录其 sha256。"))
+    partly = next((c for c in copies if c["state"] == "partly verified"), None)
+    if partly is not None:  # a set whose other files have no published sha256: never "ok"
+        return CheckResult(rid, "warn", tr(
+            lang, f"{partly['path']} is present, partly verified: {partly['why']}.",
+            f"{partly['path']} 已就绪，部分经过校验：{partly['why']}。"), details)
     loads = next((c for c in copies if c["state"] == "loads, unverified"), None)
     if loads is not None:
         # it loaded strictly when it arrived, but nothing published says it is the real file: never "ok"
@@ -76,6 +81,9 @@ def _row_for_present(row: dict, project, lang: str) -> CheckResult:
 def _wrong_summary(row: dict, bad: dict, lang: str) -> str:
     """What is wrong with a copy: its size when that contradicts the published one, else its sha256."""
     path, size = bad["path"], bad.get("size")
+    if bad.get("files"):  # a set of files: its judgement names the files missing or wrong
+        return tr(lang, f"{path} is not a complete, intact set: {bad['why']}.",
+                  f"{path} 不是完整无损的模型文件集：{bad['why']}。")
     if row.get("size") and size != row["size"]:
         return tr(lang, f"{path} is {byte_size(size)}, not the {byte_size(row['size'])} it should be: "
                         "incomplete or corrupt.",

@@ -8,7 +8,7 @@ import typer
 
 from fomm_doctor.units import byte_size
 
-app = typer.Typer(help="Find, fetch, verify and register FOMM and TPSMM checkpoints.", no_args_is_help=True)
+app = typer.Typer(help="Find, fetch, verify and register FOMM, TPSMM and LivePortrait checkpoints.", no_args_is_help=True)
 
 DIR_HELP = "Checkpoint folder to use instead of the per-user one (also: env FOMM_CHECKPOINTS_DIR)."
 
@@ -22,6 +22,8 @@ def _file_state(item: dict) -> str:
         return f"WRONG: {item.get('why') or 'its sha256 does not match'}"
     if state == "loads, unverified":
         return "loads, unverified"
+    if state == "partly verified":  # a set: some of its files have no published sha256
+        return f"partly verified: {item.get('why')}"
     return "present, unchecked (no sha256 published or recorded)"
 
 
@@ -45,10 +47,10 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Machine-readable o
 
     from fomm_doctor.render import new_table
     console = Console()
-    table = new_table(console, "Checkpoints (FOMM and TPSMM)", ["name", "config", "file", "size", "state", "where"])
+    table = new_table(console, "Checkpoints (FOMM, TPSMM and LivePortrait)", ["name", "config", "file", "size", "state", "where"])
     for row in facts["checkpoints"]:
         here = row["present"][0] if row["present"] else None
-        table.add_row(row["name"], row["config"] or "?", row["file"],
+        table.add_row(row["name"], row["config"] or row.get("family") or "?", row["file"],
                       byte_size(here["size"] if here else row["size"]), _state(row),
                       here["path"] if here else f"{row['sources']} source(s) to fetch from")
     console.print(table)
@@ -72,7 +74,7 @@ def fetch(name: str = typer.Argument(..., help="A name from `checkpoints list`, 
         task = bar.add_task(name, total=None)
         result = do_fetch(name, mirror=mirror, override_dir=dir, connections=connections,
                           progress=lambda done, total: bar.update(task, completed=done, total=total))
-    state = "ok" if result.verified_by in ("sha256", "md5") else "loads, unverified"
+    state = getattr(result, "state", None) or ("ok" if result.verified_by in ("sha256", "md5") else "loads, unverified")
     if as_json:
         typer.echo(json.dumps(redact_data({
             "name": result.name, "path": str(result.path), "url": result.url, "sha256": result.sha256,
@@ -85,17 +87,21 @@ def fetch(name: str = typer.Argument(..., help="A name from `checkpoints list`, 
 
 
 @app.command()
-def add(path: Path = typer.Argument(..., help="The .pth.tar you downloaded (do not unzip it)."),
+def add(path: Path = typer.Argument(..., help="The .pth.tar you downloaded (do not unzip it), or the folder of a "
+                                             "checkpoint published as a set of files (LivePortrait)."),
         name: Optional[str] = typer.Option(None, "--name", help="Name to use it by (default: from the file)."),
         link: bool = typer.Option(False, "--link", help="Link to the file instead of copying it."),
         dir: Optional[Path] = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
     """Register a checkpoint file you have: checked, recognised and placed where animate finds it by name."""
     from fomm_doctor.checkpoints.add import add as do_add
     result = do_add(path, name=name, link=link, override_dir=dir)
-    checked = ("loads, unverified" if result.verified_by == "load"
-               else f"matches the published {result.verified_by}")
-    typer.echo(f"added {result.name}: {result.path} ({result.placed}; config {result.config or 'stored in the file'}; "
-               f"{byte_size(result.size)}; {checked}; sha256 {result.sha256})")
+    checked = {"load": "loads, unverified", "partly": "partly verified: see the note",
+               "sha256": "matches the published sha256", "md5": "matches the published md5"}[result.verified_by]
+    what = (f"{len(result.entry['files'])} files" if result.entry and "files" in result.entry
+            else f"config {result.config or 'stored in the file'}")
+    digest = f"; sha256 {result.sha256}" if result.sha256 else ""
+    typer.echo(f"added {result.name}: {result.path} ({result.placed}; {what}; {byte_size(result.size)}; {checked}"
+               f"{digest})")
     for note in result.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"use it with: fomm-doctor animate --checkpoint {result.name} ...")

@@ -1,0 +1,122 @@
+"""The LivePortrait engine: one source image animated by batches of driving frames, 256 px in, 512 px out.
+
+    animator = LivePortraitAnimator(model.networks, device="cpu")   # relative motion, stitching on
+    animator.set_source(source)                                     # [1, 3, 256, 256] float 0..1
+    out = animator.animate(frames)                                  # [B, 3, 512, 512] float32 0..1
+
+The original pipeline's steps for a source image and a driving video, with its command-line defaults
+(fomm_core.model.liveportrait.motion.RelativeMotion): relative motion of pose, expression, scale and translation
+since the reference frame, expression-friendly (the motion scaled by the keypoint hulls' ratio, measured at the
+reference frame; adapt_movement_scale=False turns it off, the original's pose-friendly), stitching on, multiplier
+1. Lip normalisation and eye/lip retargeting need face landmarks and are off, as in the original without them.
+Absolute motion has no meaning here (the driving face's own keypoints on the source's appearance), so relative is
+the only mode.
+
+What depends on the source only is computed once: F's feature volume and the source's keypoint info (x_s). The
+dense motion's source-only part (a 1x1 conv of the volume) costs a few milliseconds and is not kept apart.
+Every step runs one frame at a time, as the original does: batched, M's convolutions and the stitching MLP round
+differently by ~1e-7, which the warp amplifies about 1000 times (3e-4 in the frame on random weights); one at a
+time the frames equal the original's bit for bit on the CPU.
+bf16 (CPU) and fp16 (CUDA) autocast the convolutions; keypoints, the flow and every grid_sample stay float32.
+"""
+from __future__ import annotations
+
+from fomm_core.errors import FommError
+from fomm_core.inference.engine import Engine
+
+
+class LivePortraitAnimator(Engine):
+    """Animates one source image by driving frames with the five LivePortrait networks."""
+
+    MODES = ("relative",)
+    FAMILY = "LivePortrait"
+    FUSED = ""
+    OUTPUT_SCALE = 2   # G upsamples the 256-px crop's features to a 512-px frame
+
+    def __init__(self, networks: dict, *, device="cpu", precision="fp32", mode="relative",
+                 adapt_movement_scale=True, compile=False):
+        """networks: the five by their published names, as fomm_core.model.checkpoint.load_model gives them.
+        precision: fp32 (exact), bf16 or fp16."""
+        super().__init__(networks, device=device, precision=precision, mode=mode,
+                         adapt_movement_scale=adapt_movement_scale)
+        self.features = networks["appearance_feature_extractor"].eval().to(self.device)
+        self.motion = networks["motion_extractor"].eval().to(self.device)
+        self.warping = networks["warping_module"].eval().to(self.device)
+        self.generator = networks["spade_generator"].eval().to(self.device)
+        self.stitching = networks["stitching_retargeting_module"].eval().to(self.device).stitching
+        self.fused, self.channels_last = False, False
+        wrap = self._wrap(compile)
+        self._run_warp, self._run_generator = wrap(self.warping), wrap(self.generator)
+        self.reset_reference()
+
+    @classmethod
+    def check_mode(cls, mode, networks=None) -> str:
+        if mode in ("absolute", "standard", "avd"):
+            raise FommError(f"a LivePortrait model animates by relative motion only (its '{mode}' mode would put the "
+                            "driving face's own keypoints on the source); use relative.")
+        return super().check_mode(mode, networks)
+
+    @property
+    def path(self) -> str:
+        return super().path.replace("source cached", "source volume and keypoints cached")
+
+    # -- keypoints and the source ---------------------------------------------------------------------------------
+
+    def _torch_keypoints(self, images) -> dict:
+        """M's kp_info (float32) of each image, read one image at a time as the original does."""
+        import torch
+        from fomm_core.model.liveportrait.motion import kp_info
+        infos = []
+        for i in range(images.shape[0]):
+            with self._autocast():
+                raw = self.motion(images[i:i + 1])
+            infos.append(kp_info({key: value.float() for key, value in raw.items()}))
+        return {key: torch.cat([info[key] for info in infos]) for key in infos[0]}
+
+    def keypoints(self, images) -> dict:
+        """Keypoints of images ([3, H, W] or [B, 3, H, W], 0..1): {'value': [B, 21, 2]}, the x and y of eq. 2's
+        keypoints (what the best-frame search compares)."""
+        from fomm_core.model.liveportrait.motion import transform_keypoint
+        with self._running():
+            info = self._keypoints(self._prepare(images))
+            return {"value": transform_keypoint(info)[..., :2]}
+
+    def _source_parts(self, src, kp) -> dict:
+        with self._autocast():
+            volume = self.features(src)
+        return {"volume": volume.float(), "info": kp}
+
+    def reset_reference(self):
+        super().reset_reference()
+        self._relative = None
+
+    def _set_reference_kp(self, kp):
+        """The reference frame's kp_info fixes relative motion: its pose, expression, scale and translation, and the
+        expression-friendly gain measured there."""
+        from fomm_core.model.liveportrait.motion import RelativeMotion
+        self._reference = kp
+        if self._source is None:
+            return
+        self._relative = RelativeMotion(self._source["info"], stitching=self.stitching,
+                                        expression_friendly=self.adapt_movement_scale)
+        with self._running():
+            self._relative(kp)
+
+    # -- per frame ------------------------------------------------------------------------------------------------
+
+    def transfer(self, kp_driving):
+        """Driving frames' kp_info -> the keypoints x_d [B, 21, 3] to warp the source's volume to."""
+        return self._relative(kp_driving)
+
+    def _render(self, kp, batch):
+        """512-px frames for driving frames' kp_info: one frame at a time, from its keypoints (the stitching MLP on
+        one row, as the original) to G, the convolutions autocast."""
+        import torch
+        x_s, volume = self._relative.x_s, self._source["volume"]
+        frames = []
+        for i in range(batch):
+            x_d = self.transfer({key: value[i:i + 1] for key, value in kp.items()})
+            with self._autocast():
+                warped = self._run_warp(volume, x_d, x_s)["out"]
+                frames.append(self._run_generator(warped).float())
+        return torch.cat(frames).clamp_(0, 1).contiguous().cpu()

@@ -1,0 +1,160 @@
+"""LivePortrait as a model family: a set of five files loaded by load_model, its engine's frames against the
+original pipeline's, animate_video end to end at 512 px, and one sentence for a set that is not whole.
+
+The set is the original's networks with seeded random weights (tests/liveportrait_oracle.py), saved once per
+module as the published folder holds them. Frames cost seconds each on a CPU, so few are rendered.
+"""
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed")
+cv2 = pytest.importorskip("cv2", reason="OpenCV reads and writes the test media")
+
+from fomm_core.errors import FommError  # noqa: E402
+from fomm_core.inference.factory import make_animator  # noqa: E402
+from fomm_core.inference.pipeline import animate_video  # noqa: E402
+from fomm_core.media.images import psnr  # noqa: E402
+from fomm_core.media.video import iter_frames, probe_video  # noqa: E402
+from fomm_core.model.checkpoint import load_model  # noqa: E402
+from fomm_core.model.liveportrait.loading import PUBLISHED_FILES  # noqa: E402
+from liveportrait_oracle import (driving_frames, load_reference, make_wrapper, published_states,  # noqa: E402
+                                 reference_keypoints, reference_networks, reference_template, source_picture,
+                                 worst)
+
+TOL = 1e-4
+RENDERED = 2  # driving frames rendered after the reference frame, by both pipelines
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return load_reference()
+
+
+@pytest.fixture(scope="module")
+def lp_set(ref, tmp_path_factory):
+    """(the reference networks, the folder of the five files in the published layout)."""
+    torch.manual_seed(0)
+    theirs = reference_networks(ref, torch.cat([source_picture(), driving_frames()]))
+    folder = tmp_path_factory.mktemp("liveportrait")
+    for name, state in published_states(theirs).items():
+        path = folder / PUBLISHED_FILES[name]
+        path.parent.mkdir(exist_ok=True)
+        torch.save(state, path)
+    return theirs, folder
+
+
+@pytest.fixture(scope="module")
+def model(lp_set):
+    return load_model(lp_set[1])
+
+
+def variant(folder, into, replace=None, drop=None):
+    """A flat copy of the set (hard links: no copying), with one file dropped or replaced by another's bytes."""
+    into.mkdir()
+    for name, rel in PUBLISHED_FILES.items():
+        target = into / os.path.basename(rel)
+        if name == drop:
+            continue
+        if replace and name == replace[0]:
+            replace[1](target)
+        else:
+            os.link(folder / rel, target)
+    return into
+
+
+def test_load_model_reads_the_published_folder_and_a_flat_one_strictly(lp_set, model, tmp_path):
+    theirs, folder = lp_set
+    assert (model.family, model.config_name, model.size) == ("liveportrait", "liveportrait", 256)
+    assert set(model.networks) == set(PUBLISHED_FILES)
+    with torch.no_grad():
+        ours_w = model.networks["motion_extractor"].state_dict()["detector.fc_kp.weight"]
+        assert torch.equal(ours_w, theirs["motion_extractor"].state_dict()["detector.fc_kp.weight"])
+    flat = load_model(variant(folder, tmp_path / "flat"))
+    a = flat.networks["spade_generator"].state_dict()
+    assert all(torch.equal(v, model.networks["spade_generator"].state_dict()[k]) for k, v in a.items())
+
+
+def test_engine_frames_equal_the_original_pipeline(ref, lp_set, model):
+    """Relative motion with stitching on, the original's defaults: frames 1.. of a driving video after frame 0."""
+    theirs = lp_set[0]
+    w = make_wrapper(ref, theirs)
+    source, frames = source_picture(), driving_frames(n=1 + RENDERED)
+    x_s_info, x_s, template = reference_template(ref, w, source, frames)
+    kps = reference_keypoints(ref, w, x_s_info, x_s, template)
+    f_s = w.extract_feature_3d(source)
+    expected = torch.cat([w.warp_decode(f_s, x_s, kp)["out"] for kp in kps[1:]])
+
+    animator = make_animator(model, precision="fp32")
+    assert animator.output_size(256) == 512 and "relative motion" in animator.path
+    animator.set_source(source)
+    animator.set_reference(frames[:1])
+    out = animator.animate(frames[1:])
+    assert out.shape == (RENDERED, 3, 512, 512)
+    print(f"largest difference from the original: {worst(expected, out):.2e}")
+    assert worst(expected, out) < TOL
+    assert worst(out[0], out[1]) > 1e-3 and expected.std() > 0.05  # the frames move and are not flat
+
+    # bf16 autocasts the convolutions: random weights amplify its rounding (26 dB measured), real ones less
+    fast = make_animator(model, precision="bf16")
+    fast.set_source(source)
+    fast.set_reference(frames[:1])
+    rough = fast.animate(frames[1:2])
+    assert rough.shape == (1, 3, 512, 512) and rough.dtype == torch.float32 and psnr(rough, out[:1]) > 20
+
+    with pytest.raises(FommError, match="relative motion only") as err:
+        make_animator(model, precision="fp32", mode="absolute")
+    assert "\n" not in str(err.value)
+
+
+def _photo(path):
+    img = np.zeros((120, 160, 3), np.uint8)
+    cv2.circle(img, (80, 60), 40, (40, 160, 220), -1)
+    cv2.imwrite(str(path), img)
+    return path
+
+
+def test_animate_video_writes_512_px_frames_with_audio_and_pastes_back(model, clip_factory, tmp_path):
+    photo = _photo(tmp_path / "photo.png")
+    clip = clip_factory("drv.mp4", frames=2, size=(96, 72), fps=20, audio=True)
+    animator = make_animator(model, precision="fp32")
+    out = animate_video(photo, clip, tmp_path / "out.mp4", animator, size=256)
+    info = probe_video(out.path)
+    assert (info.width, info.height, info.has_audio, out.frames) == (512, 512, True, 2)
+    assert len(list(iter_frames(out.path))) == 2
+
+    pasted = animate_video(photo, clip, tmp_path / "pasted.mp4", animator, size=256, paste_back=True)
+    info = probe_video(pasted.path)
+    assert (info.width, info.height, info.has_audio) == (160, 120, True)
+    frame = next(iter_frames(pasted.path))
+    assert frame.shape == (120, 160, 3) and frame[60, 80].std() > 0  # the animation inside the photo
+
+
+def _html(path):
+    path.write_text("<!DOCTYPE html><html><body>quota exceeded</body></html>")
+
+
+@pytest.mark.parametrize("case, expected", [
+    (dict(drop="warping_module"), r"lacks base_models/warping_module\.pth \(its warping module\)"),
+    (dict(replace=("warping_module", None)), r"warping_module\.pth lacks the tensor"),
+    (dict(replace=("spade_generator", _html)), r"spade_generator\.pth is a web page"),
+])
+def test_a_set_not_whole_is_one_sentence_naming_the_file(lp_set, tmp_path, case, expected):
+    folder = lp_set[1]
+    if case.get("replace") and case["replace"][1] is None:  # another network's file under this one's name
+        case = dict(replace=(case["replace"][0],
+                             lambda target: shutil.copyfile(folder / PUBLISHED_FILES["appearance_feature_extractor"],
+                                                            target)))
+    broken = variant(folder, tmp_path / "broken", **case)
+    with pytest.raises(FommError, match=expected) as err:
+        load_model(broken)
+    message = str(err.value)
+    assert "\n" not in message and message.endswith(".")
+
+
+def test_a_folder_that_is_no_set_keeps_its_sentence(tmp_path):
+    (tmp_path / "notes.txt").write_text("nothing")
+    with pytest.raises(FommError, match="is a folder, not a checkpoint file"):
+        load_model(tmp_path)
