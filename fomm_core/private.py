@@ -2,11 +2,13 @@
 first (a shared temp folder, a cache path someone else created).
 
 `private_dir` makes a folder 0700 or accepts an existing one only when it is a real folder (not a link) owned by
-us; `create_new` opens a file that did not exist, never through a link, mode 0600. On Windows the owner and mode
+us; `create_new` opens a file that did not exist, never through a link, mode 0600; `open_plain` opens a file
+only when it is a plain file reached without a link, and never blocks on a pipe planted at its name. On Windows the owner and mode
 checks do not apply (ACLs decide there) and only the link checks are made.
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
@@ -16,6 +18,7 @@ from fomm_core.errors import FommError
 
 _POSIX = sys.platform != "win32"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)   # a FIFO at the name must not hang the open
 
 
 def _refuse(path: Path, why: str) -> FommError:
@@ -55,3 +58,21 @@ def create_new(path: Path, mode: int = 0o600) -> int:
     """Open `path` for writing only if it does not exist yet and is not a link: a file descriptor, or
     FileExistsError (a name someone planted, a link included)."""
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_BINARY", 0), mode)
+
+
+def open_plain(path: Path, flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
+    """A file descriptor of `path` when it is a plain file reached without a link (created with `mode` when
+    `flags` has O_CREAT); OSError otherwise: ELOOP for a link, EINVAL for a folder, device or pipe."""
+    path = Path(path)
+    if not _NOFOLLOW and path.is_symlink():   # Windows has no O_NOFOLLOW
+        raise OSError(errno.ELOOP, "is a link", str(path))
+    try:
+        fd = os.open(path, flags | _NOFOLLOW | _NONBLOCK | getattr(os, "O_BINARY", 0), mode)
+    except OSError as err:
+        if err.errno == errno.ENXIO:   # a FIFO with no reader, opened for writing
+            raise OSError(errno.EINVAL, "not a plain file", str(path)) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a plain file", str(path))
+    return fd

@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 
 from conftest import run_cli  # noqa: E402
 from httpfaults import FaultServer  # noqa: E402
-from test_checkpoints_hostile import LOCAL_ONLY  # noqa: E402
+from test_checkpoints_hostile import env  # noqa: E402,F401  (a private home and cache, requests kept local)
 from fomm_doctor.checkpoints import fetch, manifest, sets, store  # noqa: E402
 from fomm_doctor.checkpoints.add import add  # noqa: E402
 from fomm_doctor.errors import NetworkError, UserError  # noqa: E402
@@ -39,17 +39,6 @@ def tiny_state(holds: str, n: int) -> bytes:
 def files():
     """{path in the set: bytes}: the five files, of different sizes."""
     return {path: tiny_state(spec["holds"], 200 + 150 * i) for i, (path, spec) in enumerate(SHIPPED.items())}
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    values = {"FOMM_DOCTOR_HOME": str(tmp_path / "home"), "FOMM_DOCTOR_CACHE": str(tmp_path / "cache"),
-              "COLUMNS": "250", **LOCAL_ONLY}
-    for name in ("FOMM_CHECKPOINTS_DIR", "HF_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
-    for k, v in values.items():
-        monkeypatch.setenv(k, v)
-    return values
 
 
 @pytest.fixture

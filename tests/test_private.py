@@ -86,3 +86,24 @@ def test_a_fast_path_table_planted_behind_a_link_is_not_used_nor_written_through
     assert choice.cached_rows("f" * 16, 64, 2, lambda: measured) == measured
     again = choice.cached_rows("f" * 16, 64, 2, lambda: [])
     assert [(r.precision, r.fps) for r in again] == [("fp32", 5.0)]
+
+
+@posix
+def test_open_plain_takes_a_plain_file_and_refuses_a_link_a_pipe_and_a_folder(tmp_path):
+    import errno
+
+    from fomm_core.private import open_plain
+
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"data")
+    fd = open_plain(plain)
+    assert os.read(fd, 10) == b"data"
+    os.close(fd)
+    (tmp_path / "link").symlink_to(plain)
+    os.mkfifo(tmp_path / "pipe")
+    for name, flags, code in (("link", os.O_RDONLY, errno.ELOOP), ("pipe", os.O_RDONLY, errno.EINVAL),
+                              ("pipe", os.O_WRONLY, errno.EINVAL), (".", os.O_RDONLY, errno.EINVAL)):
+        with pytest.raises(OSError) as err:   # never a hang on the pipe, never the link's target
+            open_plain(tmp_path / name, flags)
+        assert err.value.errno == code, name
+    assert plain.read_bytes() == b"data"

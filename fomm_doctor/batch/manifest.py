@@ -25,14 +25,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from fomm_core.private import open_plain
 from fomm_doctor.errors import UserError
 from fomm_doctor.net.digests import file_sha256
 
 MANIFEST = "manifest.jsonl"
 DONE, FAILED, ERROR = "done", "failed", "error"
 MAX_LINE = 1024 * 1024  # a record is a few hundred bytes: a longer line is not one of ours
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a FIFO planted at the name must not hang the open
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -140,23 +139,17 @@ def _fields(record: Record) -> dict:
 
 def _open(path: Path, flags: int) -> int:
     """The manifest as a plain file, never what a link at its name points to."""
-    if not _NOFOLLOW and path.is_symlink():  # Windows: no O_NOFOLLOW
-        raise _unusable(path, "is a link")
     try:
-        fd = os.open(path, flags | _NOFOLLOW | _NONBLOCK | getattr(os, "O_BINARY", 0), 0o644)
+        return open_plain(path, flags)
     except FileNotFoundError:
         raise
     except OSError as exc:
         if exc.errno == errno.ELOOP or path.is_symlink():
             raise _unusable(path, "is a link") from None
-        if exc.errno == errno.ENXIO:  # a FIFO with no reader
+        if exc.errno == errno.EINVAL:
             raise _unusable(path, "is not a plain file") from None
         raise UserError(f"{path} could not be opened ({exc.strerror or exc}); the output folder must be "
                         "writable.") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise _unusable(path, "is not a plain file")
-    return fd
 
 
 def _unusable(path: Path, why: str) -> UserError:

@@ -20,12 +20,10 @@ from pathlib import Path
 
 from fomm_core.cache import user_cache_dir
 from fomm_core.errors import FommError
-from fomm_core.private import create_new, private_dir
+from fomm_core.private import create_new, open_plain, private_dir
 
 KEY_FILE = "records.key"
 KEY_BYTES = 32
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 class Seal:
@@ -61,14 +59,15 @@ def secret() -> bytes:
 
 def _read_key(path: Path) -> bytes:
     try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | getattr(os, "O_BINARY", 0))
+        fd = open_plain(path)
     except OSError as err:
         if err.errno == errno.ENOENT:
             raise FileNotFoundError(path) from None
-        raise _bad(path, "is a link" if err.errno == errno.ELOOP else f"cannot be read ({err.strerror})") from None
+        why = {errno.ELOOP: "is a link", errno.EINVAL: "is not a key this program wrote"}
+        raise _bad(path, why.get(err.errno, f"cannot be read ({err.strerror})")) from None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size != KEY_BYTES:
+        if st.st_size != KEY_BYTES:
             raise _bad(path, "is not a key this program wrote")
         if sys.platform != "win32" and (st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & 0o077):
             raise _bad(path, "can be read or was written by another user")

@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -17,6 +16,7 @@ from typing import Optional
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
+from fomm_core.private import open_plain
 from fomm_doctor.errors import UserError
 from fomm_doctor.install.backend import Backend
 from fomm_doctor.install.index import plain_filename
@@ -28,8 +28,6 @@ SCHEMA = 2  # 1 named only the torch wheel's sha256
 MAX_MANIFEST = 1024 * 1024  # a few hundred bytes per wheel; more is not a manifest we wrote
 MAX_FILES = 5000
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 @dataclass(frozen=True)
@@ -50,20 +48,10 @@ def make_manifest(torch_file: str, torch_version: str, backend: Backend, files: 
             "files": dict(sorted(files.items())), "platform_key": platform_key, "python": python}
 
 
-def open_regular(path: Path) -> int:
-    """A read-only descriptor of `path` when it is a plain file reached without a link; OSError otherwise
-    (ELOOP for a link, EINVAL for a device, pipe or folder). Never blocks on a pipe."""
-    fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | getattr(os, "O_BINARY", 0))
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(22, "not a plain file", str(path))
-    return fd
-
-
 def file_sha256(path: Path) -> Optional[str]:
     """The sha256 of a plain file reached without a link, or None when `path` is anything else or unreadable."""
     try:
-        fd = open_regular(path)
+        fd = open_plain(path)
     except OSError:
         return None
     h = hashlib.sha256()
@@ -77,7 +65,7 @@ def read_manifest(folder: Path) -> Manifest:
     """The manifest of the bundle in `folder`, read and checked; one sentence when there is none to use."""
     path = Path(folder) / MANIFEST
     try:
-        fd = open_regular(path)
+        fd = open_plain(path)
         with os.fdopen(fd, "rb") as f:
             data = f.read(MAX_MANIFEST + 1)
     except OSError as exc:
