@@ -19,6 +19,7 @@ torch = pytest.importorskip("torch")
 from conftest import run_cli  # noqa: E402
 from httpfaults import FaultServer  # noqa: E402
 from test_checkpoints_hostile import env  # noqa: E402,F401  (a private home and cache, requests kept local)
+from liveportrait_sets import accept_unpublished_set, write_random_set  # noqa: E402
 from fomm_doctor.checkpoints import fetch, manifest, sets, store  # noqa: E402
 from fomm_doctor.checkpoints.add import add  # noqa: E402
 from fomm_doctor.errors import NetworkError, UserError  # noqa: E402
@@ -254,23 +255,10 @@ def test_a_random_weight_set_added_by_hand_resolves_by_name_and_loads(env, tmp_p
     the stitching file split into its three entries), added, resolved by name and loaded by fomm_core."""
     files_mod = pytest.importorskip("fomm_core.model.liveportrait.files", reason="fomm_core has no LivePortrait loader")
     from fomm_core.model.checkpoint import load_model
-    from fomm_core.model.liveportrait.config import build_networks
-    from fomm_core.model.liveportrait.loading import PUBLISHED_FILES, STITCHING_PARTS
     assert files_mod.CONFIG_NAME == "liveportrait"
-    torch.manual_seed(0)
-    folder = tmp_path / "dl" / "liveportrait"
-    for name, net in build_networks().items():
-        state = net.state_dict()
-        if name == "stitching_retargeting_module":
-            state = {entry: {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(part + ".")}
-                     for entry, part in STITCHING_PARTS.items()}
-        (folder / PUBLISHED_FILES[name]).parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, folder / PUBLISHED_FILES[name])
+    folder = write_random_set(tmp_path / "dl" / "liveportrait")
     home = Path(env["FOMM_DOCTOR_HOME"]) / "checkpoints"
-    home.mkdir(parents=True)
-    entry = dict(manifest.find_entry("liveportrait"), sources=[])
-    entry["files"] = [dict(f, size=None, sha256=None) for f in entry["files"]]  # random weights: nothing published
-    (home / "manifest.json").write_text(json.dumps({"schema": 1, "checkpoints": [entry]}))
+    accept_unpublished_set(home)
     got = add(folder.parent)
     resolved = store.resolve_checkpoint("liveportrait")
     assert resolved.path == got.path == home / "liveportrait" and resolved.entry["name"] == "liveportrait"

@@ -11,9 +11,11 @@ from conftest import run_cli  # noqa: E402
 from fomm_core.media.crop import source_square  # noqa: E402
 from fomm_core.media.face import Box  # noqa: E402
 from fomm_core.media.images import load_image  # noqa: E402
-from fomm_core.media.paste import FEATHER, MARGIN, MAX_PIXELS, paste_back  # noqa: E402
+from fomm_core.media.paste import MAX_PIXELS, Feather, paste_back  # noqa: E402
 from fomm_core.media.video import iter_frames, probe_video  # noqa: E402
 from test_face import write_face_clip  # noqa: E402
+
+MARGIN, FEATHER = Feather().margin, Feather().width
 
 # NASA's portrait of Eileen Collins (public domain; tests/data/faces/README.md), 511x383: odd on both sides
 PORTRAIT = Path(__file__).parent / "data" / "faces" / "astronaut_portrait.jpg"

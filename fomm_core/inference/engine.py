@@ -19,6 +19,8 @@ from contextlib import contextmanager, nullcontext, suppress
 
 from fomm_core.device import cpu_has_fast_bf16
 from fomm_core.errors import FommError
+from fomm_core.media.face import Framings
+from fomm_core.media.paste import Feather
 
 
 @contextmanager
@@ -78,6 +80,9 @@ class Engine:
     FAMILY = ""
     FUSED = "BN folded, sub-pixel up blocks"  # what fuse=True does, in words
     OUTPUT_SCALE = 1  # the output frame's side over the input frame's (LivePortrait's generator doubles it)
+    FRAMING = Framings()   # where this family's training crops put the face (--crop)
+    FEATHER = Feather()    # how its paste-back mask rises at the crop's edges (--paste-back)
+    LEFT_OUT = ""          # what the original does that this engine does not, said once a run
 
     def __init__(self, networks: dict, *, device, precision, mode, adapt_movement_scale):
         import torch

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from fomm_core.errors import FommError
 from fomm_core.inference.engine import Engine
+from fomm_core.media.face import Framing, Framings
+from fomm_core.media.paste import Feather
 
 
 class LivePortraitAnimator(Engine):
@@ -32,6 +34,17 @@ class LivePortraitAnimator(Engine):
     FAMILY = "LivePortrait"
     FUSED = ""
     OUTPUT_SCALE = 2   # G upsamples the 256-px crop's features to a 512-px frame
+    # The original's crop config: a photo's square 2.3 faces wide, its centre 1/8 of its side above the face's
+    # (scale 2.3, vy_ratio -0.125); a driving video's 2.2 wide and 1/10 up. Its side comes from landmarks; our
+    # face box, which spans about what the landmarks span (brows to chin, cheek to cheek), stands in for them.
+    # Such a square often reaches past the photo: it keeps its scale (the face's share is what the networks
+    # were trained on), and the border is repeated where the original fills black.
+    FRAMING = Framings(source=Framing(scale=2.3, lift=0.125, inside=False),
+                       driving=Framing(scale=2.2, lift=0.1, inside=False),
+                       live=Framing(scale=2.2, lift=0.1, inside=False))
+    FEATHER = Feather(margin=0.0, width=16 / 512, smooth=False, rounded=True)   # as mask_template.png: see Feather
+    LEFT_OUT = ("lip normalisation and eye and lip retargeting need the original's face landmarks, which are not "
+                "used here: they are off, as when the original runs without them")
 
     def __init__(self, networks: dict, *, device="cpu", precision="fp32", mode="relative",
                  adapt_movement_scale=True, compile=False):

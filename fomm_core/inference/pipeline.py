@@ -13,6 +13,7 @@ import numpy as np
 
 from fomm_core.errors import FommError
 from fomm_core.inference.motion import BestFrame
+from fomm_core.media.face import Framings
 from fomm_core.media.images import frames_to_tensor, square_resize, tensor_to_frames
 from fomm_core.media.video import VideoWriter, iter_frames, probe_video
 
@@ -73,8 +74,9 @@ def best_start_frame(animator, source, driving_path, size: int, batch_size: int 
     return BestFrame(best, how, stand_in=True), best_frame
 
 
-def driving_face_crop(driving_path, info, size: int, increase: float = 0.1, notes=None):
-    """frame -> size x size crop around the video's longest face track (one fixed square, so no jitter).
+def driving_face_crop(driving_path, info, size: int, increase: float = 0.1, notes=None, framing=None):
+    """frame -> size x size crop around the video's longest face track (one fixed square, so no jitter), grown
+    by `increase` or framed by the family's `framing`.
 
     A video where no face is found falls back to the centre square, and `notes` gets a sentence saying so.
     """
@@ -86,29 +88,30 @@ def driving_face_crop(driving_path, info, size: int, increase: float = 0.1, note
         if notes is not None:
             notes.append("no face found in the driving video; used its centre square")
         return lambda frame: square_resize(frame, size)
-    box = stable_crop_box(track, increase, faces.frame_shape)
+    box = stable_crop_box(track, increase, faces.frame_shape, framing=framing)
     return lambda frame: crop_square(frame, box, size)
 
 
-def _source_and_fit(source_path, driving_path, info, size: int, crop: bool, notes: list):
-    """(the source's ImageCrop, frame -> driving frame at model size): centre squares, or faces with `crop`."""
+def _source_and_fit(source_path, driving_path, info, size: int, crop: bool, notes: list, framings):
+    """(the source's ImageCrop, frame -> driving frame at model size): centre squares, or with `crop` the faces,
+    framed as the family's training crops frame them."""
     from fomm_core.media.crop import source_square
-    cropped = source_square(source_path, size, crop)
+    cropped = source_square(source_path, size, crop, framing=framings.source)
     if not crop:
         return cropped, lambda frame: square_resize(frame, size)
     if not cropped.face_found:
         notes.append("no face found in the source image; used its centre square")
-    return cropped, driving_face_crop(driving_path, info, size, notes=notes)
+    return cropped, driving_face_crop(driving_path, info, size, notes=notes, framing=framings.driving)
 
 
-def _composer(cropped, side_by_side: bool, paste_back: bool, out_size: int):
+def _composer(cropped, side_by_side: bool, paste_back: bool, out_size: int, feather=None):
     """((driving frame, result) -> the frame written, (width, height) of the video) for the output's layout.
 
     out_size: the side of the engine's results (the input size, or twice it for LivePortrait); the source and
     driving frames shown beside them are scaled to it, and paste-back scales them to the photo's square."""
     if paste_back:
         from fomm_core.media.paste import paste_back as paste_plan
-        paste = paste_plan(cropped.photo, cropped.box)
+        paste = paste_plan(cropped.photo, cropped.box, feather)
         return (lambda drv, out: paste(out)), paste.size
     if side_by_side:
         source = _fit_side(cropped.image, out_size)
@@ -163,12 +166,13 @@ def animate_video(source_path, driving_path, output_path, animator, *, size: int
     if side_by_side and paste_back:
         raise FommError("side by side and paste-back cannot be combined: choose one layout for the output.")
     started = time.perf_counter()
-    notes: list = []
+    notes: list = [animator.LEFT_OUT] if getattr(animator, "LEFT_OUT", "") else []
     info = probe_video(driving_path)
-    cropped, fit = _source_and_fit(source_path, driving_path, info, size, crop, notes)
+    cropped, fit = _source_and_fit(source_path, driving_path, info, size, crop, notes,
+                                   getattr(animator, "FRAMING", Framings()))
     source = cropped.image
     out_size = animator.output_size(size) if hasattr(animator, "output_size") else size
-    compose, frame_size = _composer(cropped, side_by_side, paste_back, out_size)
+    compose, frame_size = _composer(cropped, side_by_side, paste_back, out_size, getattr(animator, "FEATHER", None))
     animator.set_source(frames_to_tensor([source]))
     best = BestFrame(0, "", False)
     if find_best_frame:

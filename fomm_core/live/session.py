@@ -16,6 +16,7 @@ from fomm_core.live.stats import LiveStats
 from fomm_core.live.tracking import DrivingCropper
 from fomm_core.live.window import check_window
 from fomm_core.media.crop import source_square
+from fomm_core.media.face import Framings
 from fomm_core.media.images import frames_to_tensor, tensor_to_frames
 from fomm_core.media.paste import paste_back
 
@@ -40,7 +41,7 @@ class Result:
     seq: int
     captured_at: float
     camera: np.ndarray     # the driving crop, size x size RGB
-    image: np.ndarray      # the animated source, size x size RGB (with paste-back: the whole photo's size)
+    image: np.ndarray      # the animated source at the engine's output size, RGB (with paste-back: the photo's)
     face: bool             # whether a face box was in use
 
 
@@ -52,8 +53,9 @@ class LiveSession:
         self.animator = animator
         self.options = options
         self.stats = LiveStats()
-        self.notes: list[str] = []
-        self.cropper = cropper or DrivingCropper(options.size, options.crop)
+        self.notes: list[str] = [animator.LEFT_OUT] if getattr(animator, "LEFT_OUT", "") else []
+        self.framing = getattr(animator, "FRAMING", Framings())   # where the family's crops put the face
+        self.cropper = cropper or DrivingCropper(options.size, options.crop, self.framing.live)
         self.source_index = 0
         self.source_rgb = None
         self.paste = None                    # with paste-back: the current photo's PasteBack
@@ -93,9 +95,10 @@ class LiveSession:
     # -- inference thread ---------------------------------------------------------------------------------------------
     def _load_source(self):
         path = self.options.sources[self.source_index]
-        cropped = source_square(path, self.options.size, self.options.crop)
+        cropped = source_square(path, self.options.size, self.options.crop, self.framing.source)
         self.source_rgb = cropped.image
-        self.paste = paste_back(cropped.photo, cropped.box) if self.options.paste_back else None
+        self.paste = paste_back(cropped.photo, cropped.box, getattr(self.animator, "FEATHER", None)) \
+            if self.options.paste_back else None
         self.animator.set_source(frames_to_tensor([self.source_rgb]))
         if self._reference is not None:  # a new photo keeps the reference pose the user chose
             self.animator.set_reference(self._reference)
@@ -144,7 +147,9 @@ class LiveSession:
         capture.open()
         outputs, worker = LiveOutputs(self.options.window), None
         try:
-            size = self.paste.size if self.paste is not None else (self.options.size, self.options.size)
+            side = self.animator.output_size(self.options.size) if hasattr(self.animator, "output_size") \
+                else self.options.size   # LivePortrait's results are twice the crop's side
+            size = self.paste.size if self.paste is not None else (side, side)
             self.notes += outputs.open(capture.fps, size, self.options.output, self.options.virtual_camera)
             worker = threading.Thread(target=self._infer_loop, args=(capture,), name="live-infer", daemon=True)
             self.stats.started = time.perf_counter()

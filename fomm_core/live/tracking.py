@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from fomm_core.media.face import Box, FaceDetector, FaceTracker, crop_square, square_box
+from fomm_core.media.face import Box, FaceDetector, FaceTracker, Framing, crop_square
 
 
 class DrivingCropper:
@@ -21,9 +21,9 @@ class DrivingCropper:
     the reference pose) detection runs in line, so the very first crop is already the face.
     """
 
-    def __init__(self, size: int, crop: bool = True, increase: float = 0.25, budget: float = 0.25,
+    def __init__(self, size: int, crop: bool = True, framing: Framing = Framing(scale=1.5), budget: float = 0.25,
                  background: bool = True):
-        self.size, self.crop, self.increase, self.budget = size, crop, increase, budget
+        self.size, self.crop, self.framing, self.budget = size, crop, framing, budget
         self.background = background
         self.detector = FaceDetector(max_side=240, min_face=0.15) if crop else None
         self.tracker = FaceTracker()
@@ -88,5 +88,5 @@ class DrivingCropper:
             side = min(h, w)
             square = Box((w - side) // 2, (h - side) // 2, side, side)
         else:
-            square = square_box(box, self.increase)   # may reach past the edge: crop_square repeats the border
+            square = self.framing.square(box)   # may reach past the edge: crop_square repeats the border
         return crop_square(frame, square, self.size), box is not None

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from fomm_core.errors import FommError
-from fomm_core.media.face import Box, FaceDetector, crop_square, iou, square_box
+from fomm_core.media.face import Box, FaceDetector, Framing, crop_square, iou
 from fomm_core.media.opener import ffmpeg_exe, ffmpeg_file, input_args, probe_video, refusal, was_refused
 from fomm_core.media.video import iter_frames, temp_path_for
 
@@ -208,13 +208,15 @@ def track_faces(frames, fps: float, *, detect_every: int | None = None, iou_with
     return _track(enumerate(frames), fps, every, book, min_frames)
 
 
-def stable_crop_box(track: Track, increase: float = 0.1, frame_shape=None) -> Box:
-    """One square crop for a whole track: the union of its boxes, grown by `increase`, made square, in frame."""
+def stable_crop_box(track: Track, increase: float = 0.1, frame_shape=None, framing: Framing | None = None) -> Box:
+    """One square crop for a whole track: the union of its boxes, grown by `increase`, made square, in frame
+    (or framed by a family's `framing` instead)."""
     left = min(b.x for b in track.boxes)
     top = min(b.y for b in track.boxes)
     right = max(b.x + b.w for b in track.boxes)
     bottom = max(b.y + b.h for b in track.boxes)
-    return square_box(Box(left, top, right - left, bottom - top), increase, frame_shape)
+    framing = framing or Framing(scale=1 + 2 * increase)
+    return framing.square(Box(left, top, right - left, bottom - top), frame_shape)
 
 
 def ffmpeg_crop_args(video_in, video_out, box: Box, size: int = 256, *, audio: bool = True,
@@ -281,28 +283,31 @@ def centre_square_box(width: int, height: int) -> Box:
 
 
 def crop_face_image(image: np.ndarray, size: int = 256, increase: float = 0.1,
-                    detector: FaceDetector | None = None) -> ImageCrop:
-    """Crop a source photo to its largest face the same way as driving videos (square, `increase` margin).
+                    detector: FaceDetector | None = None, framing: Framing | None = None) -> ImageCrop:
+    """Crop a source photo to its largest face the same way as driving videos (square, `increase` margin, or
+    the family's `framing`).
 
     A photo where no face is found (often one already cropped tight to the face) gives its centre square.
     """
+    framing = framing or Framing(scale=1 + 2 * increase)
     detector = detector or FaceDetector(max_side=480, min_face=0.1)
     faces = detector.detect(image)
     h, w = image.shape[:2]
     if faces:
-        box = square_box(faces[0], increase, image.shape)
+        box = framing.square(faces[0], image.shape)
     else:
         box = centre_square_box(w, h)
     return ImageCrop(crop_square(image, box, size), box, bool(faces))
 
 
-def source_square(path, size: int, crop: bool) -> ImageCrop:
-    """A source photo at model size, as `animate` and `live` both take it: cropped to its largest face (its
-    centre square when none is found), or with crop=False its centre square; the whole photo is kept."""
+def source_square(path, size: int, crop: bool, framing: Framing | None = None) -> ImageCrop:
+    """A source photo at model size, as `animate` and `live` both take it: cropped to its largest face as the
+    family frames it (its centre square when none is found), or with crop=False its centre square; the whole
+    photo is kept."""
     from fomm_core.media.images import load_image, square_resize
     image = load_image(path)   # non-ASCII paths, a pixel limit from the header, transparency on white
     if crop:
-        cropped = crop_face_image(image, size)
+        cropped = crop_face_image(image, size, framing=framing)
     else:
         cropped = ImageCrop(square_resize(image, size), centre_square_box(image.shape[1], image.shape[0]), False)
     cropped.photo = image

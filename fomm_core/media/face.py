@@ -202,6 +202,36 @@ def square_box(box: Box, increase: float = 0.1, frame_shape=None) -> Box:
     return Box(float(x), float(y), float(side), float(side))
 
 
+@dataclass(frozen=True)
+class Framing:
+    """Where a model family's training crops put the face, from a face box.
+
+    The square's side is `scale` times the box's longer side; its centre is `lift` of that side above the box's
+    centre (room for the forehead and hair). `inside`: the square is moved (and shrunk only if it must) to lie in
+    the frame, as first-order-model's crop script does; otherwise it keeps its scale and may reach past the
+    edges, as LivePortrait's crops do (crop_square repeats the border there; paste-back uses the part inside).
+    """
+    scale: float = 1.2     # first-order-model's crop script: 10 % added on each side
+    lift: float = 0.0
+    inside: bool = True
+
+    def square(self, face: Box, frame_shape=None) -> Box:
+        """The square (whole numbers) this framing takes around `face` in a frame of frame_shape (h, w, ...)."""
+        cx, cy = face.center
+        side = max(face.w, face.h) * self.scale
+        centred = Box(cx - side / 2, cy - self.lift * side - side / 2, side, side)
+        return square_box(centred, 0.0, frame_shape if self.inside else None)
+
+
+@dataclass(frozen=True)
+class Framings:
+    """A family's framing of the source photo, of a driving video, and of the camera in `live` (which adds room
+    for a head that moves before the tracker follows)."""
+    source: Framing = Framing()
+    driving: Framing = Framing()
+    live: Framing = Framing(scale=1.5)
+
+
 def crop_square(frame: np.ndarray, box: Box, size: int) -> np.ndarray:
     """The box's pixels resized to size x size; parts outside the frame repeat the edge (no black bars)."""
     import cv2

@@ -19,8 +19,6 @@ import numpy as np
 from fomm_core.errors import FommError
 from fomm_core.media.face import Box
 
-MARGIN = 0.02         # of the square's side: outer ring where the mask is 0 (the warps' border)
-FEATHER = 0.12        # of the square's side: the band over which the mask rises from 0 to 1
 MAX_COLOUR_SHIFT = 24.0   # levels: a larger mean difference is the animation's content, not a colour cast
 # H.264 level 5.1 (what browsers and phones decode in hardware) holds at most 4096x2304 = 9.4 Mpixel a frame;
 # a larger photo is scaled down to 4K UHD's pixel count, keeping its aspect.
@@ -38,27 +36,54 @@ def _within_limit(width: int, height: int) -> tuple[int, int]:
     return (width, height) if scale >= 1.0 else (int(width * scale), int(height * scale))
 
 
-def _ramp(length: int, fade_start: bool, fade_end: bool, side: float) -> np.ndarray:
-    """[length] float32: the mask along one axis of the square, faded at the ends that lie inside the photo."""
+@dataclass(frozen=True)
+class Feather:
+    """How the mask rises at the square's edges, in fractions of its side: 0 over an outer `margin`, then up to 1
+    across a band of `width`, smoothly (smoothstep) or in a straight line; corners are the two sides' product,
+    or `rounded` (the rise follows the distance to the inner square, a quarter circle at each corner).
+
+    The default suits FOMM and TPSMM, whose crops are tight around the face: their warps pull the padding in at
+    the border, so a margin is left out and the band is wide. LivePortrait's crop is 2.3 faces wide and its
+    stitching network keeps the crop's edges where the photo has them, so its own mask (mask_template.png) is 1
+    but for a straight rise across the outer 16 of 512 pixels, with rounded corners."""
+    margin: float = 0.02
+    width: float = 0.12
+    smooth: bool = True
+    rounded: bool = False
+
+    def rise(self, t: np.ndarray) -> np.ndarray:
+        """0..1 across the band -> the mask's value."""
+        t = np.clip(t, 0.0, 1.0)
+        return t * t * (3 - 2 * t) if self.smooth else t   # smoothstep: no kink where the band starts or ends
+
+
+def _band_depth(length: int, fade_start: bool, fade_end: bool, side: float, feather: Feather) -> np.ndarray:
+    """[length] float32 along one axis of the square: 0 where the mask is 1 on that axis, rising to 1 at the
+    band's outer edge (and beyond it, in the margin), at the ends that lie inside the photo."""
     pos = np.arange(length, dtype=np.float32) + 0.5
-    margin, feather = MARGIN * side, max(FEATHER * side, 1.0)
-
-    def rise(dist):
-        t = np.clip((dist - margin) / feather, 0.0, 1.0)
-        return t * t * (3 - 2 * t)               # smoothstep: no kink where the band starts or ends
-
-    ramp = np.ones(length, np.float32)
+    margin, band = feather.margin * side, max(feather.width * side, 1.0)
+    depth = np.zeros(length, np.float32)
     if fade_start:
-        ramp *= rise(pos)
+        depth = np.maximum(depth, 1 - (pos - margin) / band)
     if fade_end:
-        ramp *= rise(length - pos)
-    return ramp
+        depth = np.maximum(depth, 1 - (length - pos - margin) / band)
+    return np.clip(depth, 0.0, None)
+
+
+def _mask(depth_y: np.ndarray, depth_x: np.ndarray, feather: Feather) -> np.ndarray:
+    """[h, w, 1] float32 from the two axes' depths."""
+    if feather.rounded:
+        mask = feather.rise(1 - np.hypot(depth_y[:, None], depth_x[None, :]))
+    else:
+        mask = feather.rise(1 - depth_y)[:, None] * feather.rise(1 - depth_x)[None, :]
+    return mask.astype(np.float32)[..., None]
 
 
 @dataclass
 class PasteBack:
     """Puts model-size frames back into `photo`. Call it with each RGB result frame; returns a new photo-size
-    frame. `box` is the square the model saw, in `photo`'s pixels (whole numbers, inside the photo)."""
+    frame. `box` is the square the model saw, in `photo`'s pixels (whole numbers); it may reach past the photo's
+    edges (a LivePortrait crop), and only the part inside is pasted."""
     photo: np.ndarray            # H x W x 3 uint8 RGB, even sides: the output frames' background
     box: Box
     mask: np.ndarray             # [bh, bw, 1] float32 0..1 over the part of `box` inside `photo`
@@ -71,15 +96,18 @@ class PasteBack:
         return self.photo.shape[1], self.photo.shape[0]
 
     def _region(self) -> tuple[int, int, int, int]:
-        x, y, w, h = self.box.ints()
-        return y, y + self.mask.shape[0], x, x + self.mask.shape[1]
+        """top, bottom, left, right of the part of the box inside the photo, in the photo's pixels."""
+        x, y, _, _ = self.box.ints()
+        top, left = max(y, 0), max(x, 0)
+        return top, top + self.mask.shape[0], left, left + self.mask.shape[1]
 
     def _resized(self, frame: np.ndarray) -> np.ndarray:
         import cv2
         x, y, w, h = self.box.ints()
         interp = cv2.INTER_AREA if w < frame.shape[1] else cv2.INTER_CUBIC
         big = cv2.resize(frame, (w, h), interpolation=interp)
-        return big[:self.mask.shape[0], :self.mask.shape[1]].astype(np.float32)
+        top, left = max(-y, 0), max(-x, 0)
+        return big[top:top + self.mask.shape[0], left:left + self.mask.shape[1]].astype(np.float32)
 
     def _measure_shift(self, animated: np.ndarray, under: np.ndarray) -> np.ndarray:
         band = self.mask * (1.0 - self.mask)     # weight: only where photo and animation are blended
@@ -101,12 +129,14 @@ class PasteBack:
         return out
 
 
-def paste_back(photo: np.ndarray, box: Box) -> PasteBack:
-    """The PasteBack for a photo (uint8 RGB, full size) and the square of it the model saw.
+def paste_back(photo: np.ndarray, box: Box, feather: Feather | None = None) -> PasteBack:
+    """The PasteBack for a photo (uint8 RGB, full size) and the square of it the model saw (`feather`: how the
+    family's mask rises at the square's edges).
 
     A photo over MAX_PIXELS is scaled down first, the box with it; an odd last row or column is dropped.
     """
     import cv2
+    feather = feather or Feather()
     height, width = photo.shape[:2]
     if min(width, height) < 2:
         raise FommError(f"a {width}x{height} photo is too small to paste an animation back into.")
@@ -117,10 +147,12 @@ def paste_back(photo: np.ndarray, box: Box) -> PasteBack:
     w, h = output_size(width, height)
     photo = np.ascontiguousarray(photo[:h, :w])
     x, y, side, _ = box.ints()
-    x, y = min(max(x, 0), w - 1), min(max(y, 0), h - 1)
-    bw, bh = min(side, w - x), min(side, h - y)
+    side = max(side, 1)
+    left, top, right, bottom = max(x, 0), max(y, 0), min(x + side, w), min(y + side, h)
+    if right <= left or bottom <= top:
+        raise FommError("the square the model saw lies outside the photo, so there is nothing to paste back into.")
     box = Box(float(x), float(y), float(side), float(side))
-    ramp_x = _ramp(bw, fade_start=x > 0, fade_end=x + side < w, side=side)
-    ramp_y = _ramp(bh, fade_start=y > 0, fade_end=y + side < h, side=side)
-    mask = (ramp_y[:, None] * ramp_x[None, :])[..., None]
-    return PasteBack(photo, box, mask, photo[y:y + bh, x:x + bw].astype(np.float32))
+    depth_x = _band_depth(side, fade_start=x > 0, fade_end=x + side < w, side=side, feather=feather)
+    depth_y = _band_depth(side, fade_start=y > 0, fade_end=y + side < h, side=side, feather=feather)
+    mask = _mask(depth_y[top - y:bottom - y], depth_x[left - x:right - x], feather)
+    return PasteBack(photo, box, mask, photo[top:bottom, left:right].astype(np.float32))

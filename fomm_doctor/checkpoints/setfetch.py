@@ -119,7 +119,7 @@ def _not_fetched(entry: dict, spec: dict, attempts: list) -> str:
     tried = "; ".join(f"{host(u)}: {why}" for u, why in mine) or "no source listed"
     first = next((s["url"] for s in entry.get("sources", [])), None)
     manual = (f"download the {entry['name']} folder by hand" + (f" (from {first})" if first else "") +
-              f" and run `fomm-doctor checkpoints add FOLDER`")
+              " and run `fomm-doctor checkpoints add FOLDER`")
     return redact(f"could not fetch {spec['path']} of {entry['name']} ({tried}); the files fetched so far are "
                   f"kept for the next try; or {manual}.")
 
