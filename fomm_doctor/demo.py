@@ -111,6 +111,12 @@ def _checkpoint_step(results, checkpoint):
     from fomm_doctor.net.digests import file_sha256
     resolved = resolve_checkpoint(checkpoint)
     path, entry = Path(resolved.path), resolved.entry or {}
+    if path.is_dir():   # a set of files: LivePortrait's five networks
+        name = entry.get("name", path.name)
+        raise _Stop(_row("checkpoint", "fail", f"{name} is a set of networks of another family; the demo's held-out "
+                         "clip and its bar are made for FOMM models", started, path=str(path),
+                         fix=f"fomm-doctor checkpoints verify {name}, then fomm-doctor animate PHOTO VIDEO "
+                             f"--checkpoint {name}"))
     want = entry.get("sha256")
     have = file_sha256(path)
     details = {"path": str(path), "sha256": have, "manifest_sha256": want}

@@ -98,3 +98,14 @@ def test_demo_uses_the_bundled_model_whatever_else_is_present(tmp_path, monkeypa
     report, checks = _checks(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert checks["demo.checkpoint"]["details"]["path"] == str(checkpoints_dir() / SHIPPED)   # ...not the demo's
+
+
+def test_demo_of_a_liveportrait_set_says_what_to_run_instead(tmp_path):
+    from liveportrait_sets import write_random_set
+    folder = write_random_set(tmp_path / "liveportrait")
+    proc = run_cli("demo", "--json", "--checkpoint", folder, "--output", tmp_path / "d.mp4")
+    report, checks = _checks(proc.stdout)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    row = checks["demo.checkpoint"]
+    assert row["status"] == "fail" and "made for FOMM models" in row["summary"], row
+    assert "fomm-doctor animate PHOTO VIDEO --checkpoint" in row["fix"] and not (tmp_path / "d.mp4").exists()
