@@ -32,6 +32,36 @@ def _crossing_steps(image: np.ndarray, box, band: int) -> float:
     return float(max(left.max(), right.max()))
 
 
+def _side_energy(image: np.ndarray, x: int, y: int, side: int, inset: int = 2) -> float:
+    """Mean step across the square's four sides, `inset` pixels inside them (levels): where a pasted square
+    shows as a line."""
+    rows, cols = slice(y + inset, y + side - inset), slice(x + inset, x + side - inset)
+    steps = [np.abs(image[rows, x + inset] - image[rows, x + inset - 1]),
+             np.abs(image[rows, x + side - inset] - image[rows, x + side - inset - 1]),
+             np.abs(image[y + inset, cols] - image[y + inset - 1, cols]),
+             np.abs(image[y + side - inset, cols] - image[y + side - inset - 1, cols])]
+    return float(np.mean([s.mean() for s in steps]))
+
+
+def test_the_colour_match_follows_a_change_of_light():
+    """The animation brightens by 20 levels over 20 frames (the driving face walks into light), then stays: the
+    colour match follows within a few frames, so the blending band never shows the step that a shift measured
+    once would leave (about 10 levels there), and settles on the new light."""
+    photo = load_image(PORTRAIT)
+    box = source_square(PORTRAIT, 256, crop=True).box
+    x, y, side, _ = box.ints()
+    square = photo[y:y + side, x:x + side].astype(np.float32)
+    paste = paste_back(photo, box)
+    band = (paste.mask[..., 0] > 0.05) & (paste.mask[..., 0] < 0.95)
+    for i in range(32):
+        light = 20.0 * min(i, 20) / 20
+        out = paste(np.clip(square + light, 0, 255).astype(np.uint8)).astype(np.float32)
+        seam = np.abs(out[y:y + side, x:x + side] - square)[band].mean()
+        assert seam < 3.0, (i, seam)                                  # measured once: 9.7 by the end
+    unclipped = square.max(axis=2) + 20 <= 255                    # pixels the brightening did not saturate
+    assert np.abs(out[y:y + side, x:x + side] - square)[unclipped].mean() < 1.0   # settled: the photo, no halo
+
+
 def test_outside_the_square_is_the_photo_and_the_edge_has_no_seam():
     photo = load_image(PORTRAIT)
     box = source_square(PORTRAIT, 256, crop=True).box
@@ -113,6 +143,16 @@ def test_cli_paste_back_with_crop_on_a_real_photo(face_clip, tiny_checkpoint, tm
         assert np.abs(got - photo[inner]).mean() > 15                       # and not the photo
     band = int((MARGIN + FEATHER) * side) + 2
     assert _crossing_steps(results[5], Box(x, y, side, side), band) < 25
+    # no square shows: the square's corners are the photo's, and along its four sides the output's steps across
+    # the side are the photo's own (a square mask, 1 a band's width inside its edges, fails both)
+    corner = max(4, int(0.15 * side))
+    for result in results:
+        for cy, cx in ((y, x), (y, x + side - corner), (y + side - corner, x), (y + side - corner, x + side - corner)):
+            part = (slice(cy, cy + corner), slice(cx, cx + corner))
+            assert np.abs(result[part].astype(np.float32) - photo[part]).mean() < 3
+    for result in results[::4]:
+        ours, photos = _side_energy(result.astype(np.float32), x, y, side), _side_energy(photo, x, y, side)
+        assert ours <= photos * 1.1 + 1.0, (ours, photos)
 
 
 def test_side_by_side_and_paste_back_are_refused_together(face_clip, tiny_checkpoint, tmp_path):

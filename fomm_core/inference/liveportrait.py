@@ -42,7 +42,7 @@ class LivePortraitAnimator(Engine):
     FRAMING = Framings(source=Framing(scale=2.3, lift=0.125, inside=False),
                        driving=Framing(scale=2.2, lift=0.1, inside=False),
                        live=Framing(scale=2.2, lift=0.1, inside=False))
-    FEATHER = Feather(margin=0.0, width=16 / 512, smooth=False, rounded=True)   # as mask_template.png: see Feather
+    FEATHER = Feather(margin=0.0, width=16 / 512, smooth=False, corner=16 / 512)   # as mask_template.png: see Feather
     LEFT_OUT = ("lip normalisation and eye and lip retargeting need the original's face landmarks, which are not "
                 "used here: they are off, as when the original runs without them")
 

@@ -1,14 +1,17 @@
 """Paste-back: results at model size put back into the full-resolution photo they were cropped from.
 
 The model sees a square of the photo (its face crop, or its centre square) at 256x256; the rest of the photo
-is never animated. Each result frame is resized to the square's size in the photo and blended in through a
-feathered mask, so the output has the photo's size and no seam: the mask is 0 on a thin outer margin of the
-square (where the model's warps meet its padding), rises smoothly across a band, and is 1 inside. A side of
-the square that lies on the photo's own edge has nothing to blend with, so the mask stays 1 up to it.
+is never animated. Each result frame is resized to the square's size in the photo and blended in through a soft
+mask, so the output has the photo's size and no seam. The mask is the family's (`Feather`): for FOMM and TPSMM,
+whose squares are tight around the face, a disc inscribed in the square, 0 on a thin outer margin (where the
+model's warps meet its padding) and rising smoothly across a band, so no straight edge of the square shows and
+its corners stay the photo's; for LivePortrait the original's feathered square. A side of the square that lies on
+the photo's own edge has nothing to blend with, so the mask reaches that edge at full strength.
 
 The photo's colours are kept: the model's reconstruction can be a few levels lighter or darker than the photo,
-which a soft seam would still show as a halo. The mean difference across the blending band, measured once on
-the first frame (so it never flickers), is added to every frame inside the mask.
+which a soft seam would still show as a halo. The mean difference across the blending band is measured on every
+frame and followed smoothly (an exponential average over about four frames: no flicker, and a change of light
+in the animation is matched within a few frames); it is added to the frame inside the mask.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from fomm_core.errors import FommError
 from fomm_core.media.face import Box
 
 MAX_COLOUR_SHIFT = 24.0   # levels: a larger mean difference is the animation's content, not a colour cast
+SHIFT_FOLLOW = 0.25       # of each frame's measured shift taken in: about four frames' memory, no flicker
 # H.264 level 5.1 (what browsers and phones decode in hardware) holds at most 4096x2304 = 9.4 Mpixel a frame;
 # a larger photo is scaled down to 4K UHD's pixel count, keeping its aspect.
 MAX_PIXELS = 3840 * 2160
@@ -38,18 +42,19 @@ def _within_limit(width: int, height: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Feather:
-    """How the mask rises at the square's edges, in fractions of its side: 0 over an outer `margin`, then up to 1
-    across a band of `width`, smoothly (smoothstep) or in a straight line; corners are the two sides' product,
-    or `rounded` (the rise follows the distance to the inner square, a quarter circle at each corner).
+    """A paste-back mask, in fractions of the square's side: 0 over an outer `margin`, rising to 1 across a band
+    of `width` (smoothstep, or a straight line), its outline a square with corners rounded by `corner` (0.5: a
+    disc). The rise follows the distance to that outline, so a rounded corner rises as evenly as a side.
 
-    The default suits FOMM and TPSMM, whose crops are tight around the face: their warps pull the padding in at
-    the border, so a margin is left out and the band is wide. LivePortrait's crop is 2.3 faces wide and its
-    stitching network keeps the crop's edges where the photo has them, so its own mask (mask_template.png) is 1
-    but for a straight rise across the outer 16 of 512 pixels, with rounded corners."""
+    The default suits FOMM and TPSMM, whose crops are tight around the face (1.2 face boxes): their warps pull
+    the padding in at the border, so a margin is left out, the band is wide, and a disc leaves no straight edge
+    nor corner of the square to see. LivePortrait's crop is 2.3 faces wide and its stitching network keeps the
+    crop's edges where the photo has them, so its own mask (mask_template.png) is a square, 1 but for a straight
+    rise across the outer 16 of 512 pixels, its corners rounded by as much."""
     margin: float = 0.02
     width: float = 0.12
     smooth: bool = True
-    rounded: bool = False
+    corner: float = 0.5
 
     def rise(self, t: np.ndarray) -> np.ndarray:
         """0..1 across the band -> the mask's value."""
@@ -57,26 +62,29 @@ class Feather:
         return t * t * (3 - 2 * t) if self.smooth else t   # smoothstep: no kink where the band starts or ends
 
 
-def _band_depth(length: int, fade_start: bool, fade_end: bool, side: float, feather: Feather) -> np.ndarray:
-    """[length] float32 along one axis of the square: 0 where the mask is 1 on that axis, rising to 1 at the
-    band's outer edge (and beyond it, in the margin), at the ends that lie inside the photo."""
-    pos = np.arange(length, dtype=np.float32) + 0.5
+def _reach(side: int, fade_start: bool, fade_end: bool, inner: float) -> np.ndarray:
+    """[side] float32 along one axis: how far past the outline's straight part each pixel lies (<= 0 within
+    it). A side not faded (it lies on the photo's edge) is reached at full strength: its half counts as centre."""
+    offset = np.arange(side, dtype=np.float32) + 0.5 - side / 2
+    if not fade_start:
+        offset = np.maximum(offset, 0.0)
+    if not fade_end:
+        offset = np.minimum(offset, 0.0)
+    return np.abs(offset) - inner
+
+
+def make_mask(side: int, fades: tuple, feather: Feather) -> np.ndarray:
+    """[side, side] float32 0..1: the mask over the whole square. fades: (left, top, right, bottom), whether
+    each side lies inside the photo (and so is faded)."""
+    left, top, right, bottom = fades
     margin, band = feather.margin * side, max(feather.width * side, 1.0)
-    depth = np.zeros(length, np.float32)
-    if fade_start:
-        depth = np.maximum(depth, 1 - (pos - margin) / band)
-    if fade_end:
-        depth = np.maximum(depth, 1 - (length - pos - margin) / band)
-    return np.clip(depth, 0.0, None)
-
-
-def _mask(depth_y: np.ndarray, depth_x: np.ndarray, feather: Feather) -> np.ndarray:
-    """[h, w, 1] float32 from the two axes' depths."""
-    if feather.rounded:
-        mask = feather.rise(1 - np.hypot(depth_y[:, None], depth_x[None, :]))
-    else:
-        mask = feather.rise(1 - depth_y)[:, None] * feather.rise(1 - depth_x)[None, :]
-    return mask.astype(np.float32)[..., None]
+    corner = min(feather.corner * side, side / 2 - margin)
+    inner = side / 2 - margin - corner               # half the straight part of each side of the outline
+    qx = _reach(side, left, right, inner)[None, :]
+    qy = _reach(side, top, bottom, inner)[:, None]
+    # signed distance to the rounded square (negative inside), as for any rounded box
+    outside = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0)) + np.minimum(np.maximum(qx, qy), 0) - corner
+    return feather.rise(-outside / band).astype(np.float32)
 
 
 @dataclass
@@ -88,7 +96,7 @@ class PasteBack:
     box: Box
     mask: np.ndarray             # [bh, bw, 1] float32 0..1 over the part of `box` inside `photo`
     under: np.ndarray            # [bh, bw, 3] float32: the photo under the mask, converted once
-    shift: np.ndarray | None = None   # [3] levels added to the animation; measured on the first frame
+    shift: np.ndarray | None = None   # [3] levels added to the animation; measured every frame, followed smoothly
 
     @property
     def size(self) -> tuple[int, int]:
@@ -121,8 +129,8 @@ class PasteBack:
         top, bottom, left, right = self._region()
         under = self.under
         animated = self._resized(frame)
-        if self.shift is None:
-            self.shift = self._measure_shift(animated, under)
+        measured = self._measure_shift(animated, under)
+        self.shift = measured if self.shift is None else self.shift + SHIFT_FOLLOW * (measured - self.shift)
         blended = under + self.mask * (animated + self.shift - under)
         out = self.photo.copy()
         out[top:bottom, left:right] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
@@ -152,7 +160,6 @@ def paste_back(photo: np.ndarray, box: Box, feather: Feather | None = None) -> P
     if right <= left or bottom <= top:
         raise FommError("the square the model saw lies outside the photo, so there is nothing to paste back into.")
     box = Box(float(x), float(y), float(side), float(side))
-    depth_x = _band_depth(side, fade_start=x > 0, fade_end=x + side < w, side=side, feather=feather)
-    depth_y = _band_depth(side, fade_start=y > 0, fade_end=y + side < h, side=side, feather=feather)
-    mask = _mask(depth_y[top - y:bottom - y], depth_x[left - x:right - x], feather)
+    mask = make_mask(side, (x > 0, y > 0, x + side < w, y + side < h), feather)
+    mask = mask[top - y:bottom - y, left - x:right - x, None]
     return PasteBack(photo, box, mask, photo[top:bottom, left:right].astype(np.float32))
