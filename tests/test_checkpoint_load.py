@@ -157,6 +157,50 @@ def test_mismatch_with_no_fitting_config_says_so(tmp_path, small_config):
     assert_one_sentence(err, "does not fit config 'vox-256'", "no shipped config fits")
 
 
+def _damaged(tmp_path, name, drop=(), add=()):
+    """A published-layout file of a shipped config with tensors dropped ('module.key') or added."""
+    states = {key: shape_only_state(net) for key, net in build_networks(load_config(name), device="meta").items()}
+    for full in drop:
+        module, key = full.split(".", 1)
+        del states[module][key]
+    for full in add:
+        module, key = full.split(".", 1)
+        states[module][key] = torch.zeros(3)
+    path = tmp_path / f"{name}-damaged.pth.tar"
+    torch.save(states, path)
+    return path
+
+
+LOST = "dense_motion_network.hourglass.encoder.down_blocks.0.conv.weight"
+
+
+@pytest.mark.parametrize("config", [None, "tpsmm-vox-256", "tpsmm-ted-384"])
+def test_a_tpsmm_file_with_a_tensor_missing_is_called_damaged_and_the_tensor_named(tmp_path, config):
+    """Whatever --config says (none, the right one, another of the family): one sentence that says damaged, names
+    the lost tensor and never blames the config."""
+    path = _damaged(tmp_path, "tpsmm-vox-256", drop=[LOST])
+    with pytest.raises(FommError) as err:
+        load_model(path, config)
+    assert_one_sentence(err, "is damaged", "lacks 1 tensor of config 'tpsmm-", LOST, "fetch it again")
+    assert "no shipped config" not in str(err.value) and "trained with" not in str(err.value).split("(a model")[0]
+
+
+def test_a_fomm_file_with_tensors_lost_and_one_added_names_them(tmp_path):
+    lost = ["kp_detector.kp.weight", "kp_detector.kp.bias", "generator.final.bias", "generator.final.weight"]
+    path = _damaged(tmp_path, "vox-256", drop=lost, add=["generator.extra"])
+    with pytest.raises(FommError) as err:
+        load_checkpoints("mgif-256", path)          # a config whose shapes it does not have: still damaged
+    assert_one_sentence(err, "is damaged", "lacks 4 tensors of config 'vox-256'", "and 1 more",
+                        "holds 1 tensor that config has no place for (generator.extra)")
+
+
+def test_only_an_added_tensor_is_named_too(tmp_path):
+    path = _damaged(tmp_path, "vox-256", add=["kp_detector.spare"])
+    with pytest.raises(FommError) as err:
+        load_checkpoints("vox-256", path)
+    assert_one_sentence(err, "is damaged", "holds 1 tensor that config 'vox-256' has no place for (kp_detector.spare)")
+
+
 @pytest.mark.parametrize("name", shipped_configs())
 def test_detect_config_identifies_each_shipped_config(tmp_path, name):
     networks = build_networks(load_config(name), device="meta")

@@ -14,8 +14,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from fomm_core.model.config import (FAMILIES, build_networks, check_config, checkpoint_family, detect_config,
-                                    frame_size, held_modules, load_config, matching_configs, state_shapes)
+from fomm_core.model.config import (FAMILIES, build_networks, check_config, checkpoint_family, damage,
+                                    damaged_copy_of, detect_config, frame_size, held_modules, load_config,
+                                    matching_configs, state_shapes)
 from fomm_core.errors import FommError
 from fomm_core.device import resolve_device
 
@@ -249,6 +250,9 @@ def _choose_config(config_path, checkpoint, checkpoint_path, family):
     if config is not None:
         return config, "stored in the checkpoint"
     name = detect_config(checkpoint)
+    hurt = damaged_copy_of(checkpoint) if name is None else None
+    if hurt is not None:
+        raise FommError(hurt.sentence(checkpoint_path, config_given=False) + ".")
     if name is None:
         raise FommError(f"checkpoint {checkpoint_path} fits no shipped config and carries none; "
                         "give the config it was trained with.")
@@ -278,6 +282,11 @@ def load_model(checkpoint, config=None, device="cpu") -> Model:
         try:
             networks[name].load_state_dict(states[name], strict=True)
         except RuntimeError:
+            shapes = {n: state_shapes(net) for n, net in networks.items()}
+            given = f"config {config_name}" if config_name.startswith("'") else f"the config {config_name}"
+            hurt = damage(states, shapes, given) or damaged_copy_of(states)
+            if hurt is not None:   # a copy with tensors lost or added, whatever config was named
+                raise FommError(hurt.sentence(checkpoint, config_given=hurt.config == given) + ".") from None
             raise _mismatch(checkpoint, config_name, states, name, state_shapes(networks[name])) from None
     loaded = {n: networks[n].to(device).eval() for n in names if n != "bg_predictor"}
     return Model(family, loaded, config, config_name)

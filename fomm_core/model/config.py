@@ -10,6 +10,7 @@ TPSMM files `inpainting_network` (FAMILIES).
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -207,6 +208,59 @@ def matching_configs(checkpoint: dict) -> list[str]:
         except FommError:  # a broken config file of someone else's must not stop detection
             continue
     return matches
+
+
+@dataclass(frozen=True)
+class Damage:
+    """How a checkpoint differs from a config whose every tensor it has agrees in shape: tensors the config
+    needs that the file lacks, and tensors it holds that the config has no place for ('module.name')."""
+    config: str          # which config, in words: "config 'vox-256'"
+    missing: tuple
+    unexpected: tuple
+
+    def sentence(self, path, config_given: bool = True) -> str:
+        """One sentence. Without a config given, a model trained with another config (one without Jacobians,
+        say) can look like a damaged copy of a shipped one, so that case is named too."""
+        def some(names):
+            return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        parts = ([f"it lacks {len(self.missing)} tensor{'s' if len(self.missing) > 1 else ''} of {self.config} "
+                  f"({some(self.missing)})"] if self.missing else [])
+        parts += ([f"it holds {len(self.unexpected)} tensor{'s' if len(self.unexpected) > 1 else ''} that "
+                   f"{'config' if self.missing else self.config} has no place for ({some(self.unexpected)})"]
+                  if self.unexpected else [])
+        other = "" if config_given else " (a model trained with another config needs that config: --config)"
+        return (f"checkpoint {path} is damaged: {'; '.join(parts)}; every tensor it has fits that config, so it "
+                f"is an incomplete or altered copy: fetch it again (fomm-doctor checkpoints fetch) or use a whole "
+                f"one{other}")
+
+
+def damage(checkpoint: dict, shapes: dict, config: str) -> Damage | None:
+    """The Damage of a checkpoint against a config's shapes ({module: {parameter: shape}}), or None when it fits
+    them exactly or differs in some shape (then it is another model, not a damaged copy of this one)."""
+    missing, unexpected = [], []
+    for module in held_modules(checkpoint):
+        want, got = shapes.get(module), state_shapes(checkpoint[module])
+        if want is None:
+            return None
+        if any(want[k] != got[k] for k in set(want) & set(got)):
+            return None
+        missing += [f"{module}.{k}" for k in sorted(set(want) - set(got))]
+        unexpected += [f"{module}.{k}" for k in sorted(set(got) - set(want))]
+    return Damage(config, tuple(missing), tuple(unexpected)) if missing or unexpected else None
+
+
+def damaged_copy_of(checkpoint: dict) -> Damage | None:
+    """The Damage against the shipped config of the checkpoint's family it differs least from, where all the
+    tensors it has fit that config (a published file with tensors lost); None when none is that close."""
+    family, found = checkpoint_family(checkpoint), []
+    for name in shipped_configs(family):
+        try:
+            hurt = damage(checkpoint, config_shapes(name), f"config '{name}'")
+        except FommError:
+            continue
+        if hurt is not None:
+            found.append(hurt)
+    return min(found, key=lambda d: len(d.missing) + len(d.unexpected), default=None)
 
 
 def detect_config(checkpoint: dict) -> str | None:
