@@ -126,6 +126,7 @@ def test_an_interrupted_build_leaves_nothing_behind(cache, monkeypatch):
 
 
 def test_fast_is_measured_once_and_cached(cache, monkeypatch):
+    monkeypatch.setattr(choice, "MAX_SPREAD", float("inf"))   # kept however busy the machine is (tested apart)
     generator, kp_detector = tiny()
     first = make_animator(model(generator, kp_detector), precision="fast", size=64)
     assert first.precision in ("fp32", "bf16", "int8") and first.note.startswith(f"fast = {first.precision}")
@@ -138,6 +139,34 @@ def test_fast_is_measured_once_and_cached(cache, monkeypatch):
     monkeypatch.setattr(choice, "measure", measure_again)
     second = make_animator(model(generator, kp_detector), precision="fast", size=64)
     assert second.precision == first.precision and second.note == first.note
+
+
+def test_a_table_measured_on_a_busy_machine_is_used_once_and_measured_again(tmp_path, monkeypatch):
+    """Rounds of one path that differ by more than MAX_SPREAD (another program took the CPU) give a table that
+    runs this time, says why, and is not cached: the next use measures again."""
+    monkeypatch.setenv("FOMM_DOCTOR_CACHE", str(tmp_path / "cache"))
+    busy = [choice.Row("fp32", fps=2.0, spread=1.0), choice.Row("bf16", fps=4.0, psnr=60, spread=2.5)]
+    calm = [choice.Row("fp32", fps=2.0, psnr=999.0, spread=1.02), choice.Row("bf16", fps=4.0, psnr=60, spread=1.1)]
+    measured = []
+
+    def measure_now(rows):
+        measured.append(rows)
+        return rows
+    assert choice.cached_rows("b" * 16, 64, 2, lambda: measure_now(busy)) == busy
+    assert choice.cached_rows("b" * 16, 64, 2, lambda: measure_now(calm)) == calm      # measured again
+    assert choice.cached_rows("b" * 16, 64, 2, lambda: measure_now([])) == calm        # now cached
+    assert len(measured) == 2
+    monkeypatch.setattr(choice, "measure", lambda *a, **k: busy)
+    picked = choice.settle("fast", lambda p: None, "c" * 16, 64, threads=2)
+    assert picked.precision == "bf16" and "busy, so it is measured again next time" in picked.note
+
+
+def test_measure_records_how_far_each_paths_rounds_disagree(tiny_checkpoint):
+    from fomm_core.model.checkpoint import load_model
+    model = load_model(tiny_checkpoint)
+    rows = choice.measure(lambda p: make_animator(model, precision=p, size=64), ("fp32", "bf16"), 64, rounds=3)
+    assert [r.precision for r in rows] == ["fp32", "bf16"]
+    assert all(1.0 <= r.spread < float("inf") and r.fps > 0 for r in rows)
 
 
 @pytest.mark.parametrize("rows, picked", [

@@ -30,6 +30,9 @@ from fomm_core.inference.int8 import MIN_PSNR, Int8Refused
 from fomm_core.private import create_new, private_dir
 
 FASTER_BY = 1.10       # a path that is not exact must beat exact float32 by this factor to be chosen
+# A path's timed rounds that differ by more than this (slowest over fastest) were taken while something else
+# used the CPU: such a table is used for this run and measured again next time, never cached.
+MAX_SPREAD = 1.25
 FLOAT_CANDIDATES = ("fp32", "bf16")  # every family's; int8 where the family has an int8 build
 TABLE_VERSION = 2  # raised when an engine changes what a path costs: tables measured before are stale
 
@@ -41,6 +44,11 @@ class Row:
     fps: float = 0.0
     psnr: float = float("inf")
     error: str = ""
+    spread: float = 1.0    # slowest timed round over the fastest
+
+    @property
+    def steady(self) -> bool:
+        return bool(self.error) or self.spread <= MAX_SPREAD
 
     @property
     def usable(self) -> bool:
@@ -124,7 +132,8 @@ def measure(make, candidates, size: int, on_step=None, rounds: int = 2) -> list:
             seconds[name].append(_time(animator, source, driving)[0])
     exact = outputs.get("fp32")
     rows = [Row(name, driving.shape[0] / min(seconds[name]),
-                psnr(outputs[name], exact) if exact is not None and name != "fp32" else float("inf"))
+                psnr(outputs[name], exact) if exact is not None and name != "fp32" else float("inf"),
+                spread=max(seconds[name]) / max(min(seconds[name]), 1e-9))
             for name in built]
     return rows + [Row(name, error=text) for name, text in errors.items()]
 
@@ -158,13 +167,14 @@ def _private_folder():
 
 
 def cached_rows(fingerprint: str, size: int, threads: int, measure_now) -> list:
-    """The rows cached for these weights, size and threads on this machine, else measure_now()'s (then cached)."""
+    """The rows cached for these weights, size and threads on this machine, else measure_now()'s (then cached,
+    unless a path's rounds disagree by more than MAX_SPREAD: a busy machine's figures are not kept)."""
     folder = _private_folder()
     path = folder / (_key(fingerprint, size, threads) + ".json") if folder else None
     rows = _load_table(path) if path and not path.is_symlink() else None
     if rows is None:
         rows = measure_now()
-        if path:
+        if path and all(r.steady for r in rows):
             _save_table(path, rows)
     return rows
 
@@ -195,4 +205,6 @@ def settle(requested: str, make, fingerprint: str, size: int, *, threads: int, i
             return Choice(fallback, note=f"{str(err).rstrip('.')}; using {fallback} instead ({why}).", table=table)
     table = rows()
     precision, why = pick_fast(table)
+    if not all(r.steady for r in table):
+        why += " (measured while the machine was busy, so it is measured again next time)"
     return Choice(precision, note=why + ".", runner=int8() if precision == "int8" else None, table=table)
