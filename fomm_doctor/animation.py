@@ -83,8 +83,7 @@ def check_mode(mode: str, what: str = "--mode") -> None:
 def check_request(source: Path, driving: Path, output: Path, choice: ModelChoice, layout: Layout):
     """The cheap checks (settings, output path, image, video) before the slow ones; -> the driving VideoInfo."""
     from fomm_core.device import check_device, check_precision
-    from fomm_core.media.images import load_image
-    from fomm_core.media.video import check_output_path, probe_video
+    from fomm_core.media.video import check_output_path
     check_mode(choice.mode)
     check_device(choice.device)
     check_precision(choice.precision)
@@ -97,7 +96,20 @@ def check_request(source: Path, driving: Path, output: Path, choice: ModelChoice
     if not Path(driving).exists():
         raise UserError(f"driving video {driving} does not exist.")
     check_output_path(Path(output), inputs=(Path(source), Path(driving)))
+    check_source(Path(source))
+    return check_driving(Path(driving))
+
+
+def check_source(source: Path) -> None:
+    """The photo's own check (it decodes as an image), alone: the page runs it as soon as a photo is uploaded."""
+    from fomm_core.media.images import load_image
     load_image(Path(source))
+
+
+def check_driving(driving: Path):
+    """The driving video's own check (a video file this reads, never a playlist), alone; -> its VideoInfo. The
+    page runs it as soon as a video is uploaded."""
+    from fomm_core.media.video import probe_video
     return probe_video(Path(driving))
 
 

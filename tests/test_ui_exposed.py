@@ -146,6 +146,11 @@ def test_the_page_serves_no_file_it_did_not_write(page, planted):
         assert b"secret" not in body and b"mine" not in body and b"earlier" not in body
     assert key.read_bytes() == before
     assert page.session.parent == page.results and oct(page.session.stat().st_mode & 0o777) == "0o700"
+    examples = Path(__file__).parent.parent / "fomm_doctor" / "ui" / "examples"
+    status, _ = page.raw("GET", f"/gradio_api/file={examples / 'README.md'}", f"127.0.0.1:{page.port}")
+    assert status in (403, 404)                      # of the examples' folder, only the two examples are served
+    status, body = page.raw("GET", f"/gradio_api/file={examples / 'portrait.jpg'}", f"127.0.0.1:{page.port}")
+    assert status == 200 and body == PORTRAIT.read_bytes()
     uploaded = page.upload("photo.jpg", PORTRAIT.read_bytes())          # what it wrote itself it does serve
     assert uploaded.status_code == 200, uploaded.text
     served = requests.get(page.url + "gradio_api/file=" + uploaded.json()[0], timeout=30)
@@ -277,3 +282,68 @@ def test_a_page_others_can_reach_needs_auth(tmp_path, args, said):
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith("error: ") and said in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "results").exists()                     # refused before anything was made
+
+
+def test_stop_ends_the_callers_run_between_batches_and_writes_nothing(tmp_path):
+    """Stop through the API, as the page's button sends it: only the caller's own run ends, nothing is left in
+    the folder, and the next run works."""
+    from gradio_client import Client, handle_file
+    clip = make_clip(tmp_path / "long.mp4", frames=3000, size=(64, 64), audio=False)
+    short = make_clip(tmp_path / "short.mp4", frames=2, size=(64, 64))
+    page = Page(tmp_path, tmp_path / "results")
+    try:
+        before = _fingerprint(page.session)
+        owner, other = (Client(page.url, verbose=False, download_files=False) for _ in range(2))
+        job = owner.submit(handle_file(str(PORTRAIT)), handle_file(str(clip)), None, "relative", False, False, False,
+                           "fp32", api_name="/animate")
+        shown = _frames_shown(job, above=0)
+        other.predict(api_name="/stop")           # another visitor's Stop is not this run's:
+        _frames_shown(job, above=shown + 40)      # it goes on well past the batch a Stop would end it at
+        owner.predict(api_name="/stop")
+        video, download, status, _ = job.result(timeout=120)
+        assert video is None and download is None and "stopped after" in status, status
+        assert "no video was written" in status
+        assert {k: v for k, v in _fingerprint(page.session).items() if not UPLOAD.match(k.split("/")[0])} == \
+            {k: v for k, v in before.items() if not UPLOAD.match(k.split("/")[0])}
+        assert "2 frames" in _animate(page.url, PORTRAIT, short)[2]     # the page is free for the next run
+    finally:
+        page.stop()
+    assert "Traceback" not in page.said()
+
+
+def _frames_shown(job, above: int) -> int:
+    """Wait until the running job's status shows more than `above` frames animated; -> how many it shows."""
+    deadline = time.monotonic() + 120
+    while True:
+        counts = [int(m.group(1)) for out in job.outputs() for m in [re.search(r"animating: frame (\d+)", str(out[2]))]
+                  if m]
+        if counts and counts[-1] > above:
+            return counts[-1]
+        assert time.monotonic() < deadline and not job.done(), job.outputs()[-1:]
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_a_liveportrait_sets_files_uploaded_together_are_added_and_animate(tmp_path):
+    """The five files of a set, uploaded at once as a user picks them from the folder they downloaded (no
+    sub-folders): gathered, checked and registered as `checkpoints add FOLDER` does, then chosen by name. The
+    set's largest file is 220 MB: over the page's default upload cap, so this page is started with a larger one."""
+    from gradio_client import Client, handle_file
+    from liveportrait_sets import accept_unpublished_set, write_random_set
+    accept_unpublished_set(tmp_path / "home" / "checkpoints")
+    folder = write_random_set(tmp_path / "download")
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    clip = make_clip(tmp_path / "talk.mp4", frames=2, size=(64, 64))
+    page = Page(tmp_path, tmp_path / "results", "--max-upload-mb", "300")
+    try:
+        client = Client(page.url, verbose=False, download_files=False)
+        chosen, *_, status = client.predict([handle_file(str(f)) for f in files], "", "", api_name="/add_checkpoint")
+        assert chosen["value"] == "liveportrait" and "added liveportrait" in status, status
+        video, _, said, _ = client.predict(handle_file(str(PORTRAIT)), handle_file(str(clip)), "liveportrait",
+                                           "relative", False, False, False, "fp32", api_name="/animate")
+        assert "2 frames" in said and "checkpoint liveportrait (LivePortrait) at 256x256" in said, said
+        assert not [p for p in page.session.iterdir() if p.name.startswith("set-")]   # the gathering folder is gone
+    finally:
+        page.stop()
+    r = run_cli("checkpoints", "list", env=page.env)
+    assert r.returncode == 0 and "liveportrait" in r.stdout

@@ -62,9 +62,11 @@ def ui(
                                       "(photo or driving video)."),
     open_browser: bool = typer.Option(False, "--open", help="Open the page in the browser."),
 ) -> None:
-    """Start the web page: photo (upload or webcam), driving video, checkpoint (and fetch), mode, crop,
-    paste-back, precision, the result with its audio and a download link; `check` on a tab of its own.
-    It answers only requests addressed to its own host names. Ctrl-C stops it."""
+    """Start the web page: photo (upload or webcam), driving video (each checked as it is uploaded), a
+    checkpoint (registered, fetched, or a file of yours added), mode, crop, paste-back, precision; what is being
+    done shown beside the animate button, Stop, an example photo and clip; the result with its audio and a
+    download link; `check` on a tab of its own. It answers only requests addressed to its own host names.
+    Ctrl-C stops it."""
     if not 0 < port < 65536:
         raise UserError(f"--port must be between 1 and 65535, not {port}.")
     credentials = _exposure(host, share, auth)
@@ -83,18 +85,21 @@ def ui(
 def _serve(folder: Path, host: str, port: int, share: bool, credentials, max_upload: int, open_browser: bool):
     from starlette.middleware import Middleware
     from fomm_doctor.ui import guard, session
-    from fomm_doctor.ui.page import build_page
+    from fomm_doctor.ui.page import CSS, build_page
     names, tunnels = guard.own_names(host), set()
     any_address = host in guard.WILDCARDS
     guard_app = Middleware(guard.HostGuard, max_upload=max_upload,
                            allowed=lambda value: guard.host_allowed(value, names, port, any_address, tunnels),
                            before_upload=lambda: session.prune_uploads(folder, session.KEEP_UPLOADS - 1))
-    page = build_page(folder)
+    # a checkpoint by its path on this machine only for a page nobody else can reach: a path is how a visitor
+    # would make the page read any file here
+    page = build_page(folder, local_paths=guard.is_loopback(host) and not share)
     try:
         page.queue(default_concurrency_limit=1).launch(
             server_name=host, server_port=port, share=share, inbrowser=open_browser, show_error=True,
             allowed_paths=[], blocked_paths=[], ssr_mode=False, footer_links=[], auth=credentials,
-            max_file_size=max_upload, app_kwargs={"middleware": [guard_app]}, prevent_thread_lock=True, quiet=True)
+            max_file_size=max_upload, css=CSS, app_kwargs={"middleware": [guard_app]}, prevent_thread_lock=True,
+            quiet=True)
     except OSError:   # gradio's "Cannot find empty port in range", or an address that is not this machine's
         raise UserError(f"cannot listen on {host}:{port}: the port is taken or the address is not this "
                         "machine's; choose another with --port (or --host).") from None

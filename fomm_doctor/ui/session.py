@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fomm_core.errors import FommError
 from fomm_core.private import check_private, private_dir
+from fomm_doctor.errors import UserError
 
 KEEP_SESSIONS = 5          # session folders kept in the results folder, this one included
 KEEP_RESULTS = 20          # videos kept in a session folder
@@ -87,3 +88,20 @@ def _lmode(path: Path) -> int:
         return os.lstat(path).st_mode
     except OSError:
         return 0
+
+
+def upload_path(session: Path, given: str) -> Path:
+    """The file an upload of this page is, from the path gradio hands a handler: only a plain file whose real
+    place is inside the session folder (gradio checks its own uploads too, but lets a URL through; the page reads
+    nothing else); UserError otherwise."""
+    path = Path(given)
+    try:
+        real = Path(os.path.realpath(path))
+        ours = path.is_absolute() and real.is_relative_to(os.path.realpath(session)) and \
+            stat.S_ISREG(os.lstat(path).st_mode)
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise UserError(f"{path.name or 'the file'} is not among this page's uploads any more (a page keeps its "
+                        f"newest {KEEP_UPLOADS}); upload it again.")
+    return path
