@@ -33,6 +33,7 @@ class ModelChoice:
     precision: str = "auto"
     mode: str = "relative"
     adapt_scale: Optional[bool] = None  # None: each family's demo default
+    size: Optional[int] = None          # frame side; None: the config's (256 where it names none)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,28 @@ def require_torch():
     return torch
 
 
+MIN_SIZE, MAX_SIZE = 64, 1024
+
+
+def frame_side(model, size: Optional[int]) -> tuple:
+    """(the frame side a model runs at, the sentence to say about it or ''): --size when given (LivePortrait's
+    networks take 256 only), else the config's frame size; a config that names none runs at 256, as the
+    original demos do, and says so."""
+    from fomm_core.model.config import names_frame_size
+    if size is not None:
+        if model.family == "liveportrait" and size != 256:
+            raise UserError("a LivePortrait model takes 256-px crops (and gives 512-px frames); --size cannot "
+                            "change that.")
+        if not MIN_SIZE <= size <= MAX_SIZE or size % 64:
+            raise UserError(f"--size must be a multiple of 64 from {MIN_SIZE} to {MAX_SIZE}, not {size}.")
+        return size, ""
+    if model.family == "liveportrait" or names_frame_size(model.config):
+        return model.size, ""
+    return model.size, (f"config {model.config_name} names no frame size (its frame_shape is empty); it runs at "
+                        f"{model.size}x{model.size}, as the original demo does unless told; give --size for another "
+                        "(its demo's --img_shape: 384 for the TED model)")
+
+
 def _keep(cache: OrderedDict, key, value, limit: int) -> None:
     cache[key] = value
     cache.move_to_end(key)
@@ -154,15 +177,17 @@ class Models:
         resolved = self.resolve(choice.checkpoint)
         device = str(resolve_device(choice.device))
         model_key = (str(resolved.path), choice.config or resolved.config, device)
-        key = (model_key, choice.precision, choice.mode, choice.adapt_scale)
+        key = (model_key, choice.precision, choice.mode, choice.adapt_scale, choice.size)
         if key not in self._animators:
             model = self._model(model_key)
+            size, size_note = frame_side(model, choice.size)
             from fomm_core.inference.factory import make_animator
-            animator = make_animator(model, device=device, precision=choice.precision, size=model.size,
+            animator = make_animator(model, device=device, precision=choice.precision, size=size,
                                      mode=choice.mode, adapt_movement_scale=choice.adapt_scale, on_step=on_step)
             entry = resolved.entry or {}
             name = entry.get("name") or Path(resolved.path).name
-            loaded = Loaded(animator, model.size, resolved, name, [n for n in (resolved.note, animator.note) if n])
+            notes = [n for n in (resolved.note, size_note, animator.note) if n]
+            loaded = Loaded(animator, size, resolved, name, notes)
             _keep(self._animators, key, loaded, self.animators_kept)
         self._animators.move_to_end(key)
         return self._animators[key]

@@ -1,5 +1,7 @@
 """TPSMM behind the same commands: a checkpoint in the published layout, recognised by its state dicts alone, animated
 end to end by the CLI on a real clip with audio, in the demo's modes; registered by `checkpoints add`."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -135,6 +137,38 @@ def test_a_ted_file_animates_at_384_with_its_config(networks, tmp_path):
     gen = torch.Generator().manual_seed(0)
     animator.set_source(torch.rand(1, 3, 384, 384, generator=gen))
     assert animator.animate(torch.rand(2, 3, 384, 384, generator=gen)).shape == (2, 3, 384, 384)
+
+
+ORIGINAL_TED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "tpsmm" / "config" / "ted-384.yaml"
+
+
+def test_the_original_ted_config_by_path_says_the_size_it_runs_at(tpsmm_checkpoint, face_photo, drive_clip,
+                                                                  tmp_path):
+    """The original repository's configs leave frame_shape null (its demo takes --img_shape, 256 unless told):
+    given by path, the run says it is at 256 and how to choose; --size chooses."""
+    if not ORIGINAL_TED.is_file():
+        pytest.skip(f"the original TPSMM repository's config is not at {ORIGINAL_TED}")
+    out = tmp_path / "ted.mp4"
+    r = run_cli("animate", face_photo, drive_clip, "-o", out, "--checkpoint", tpsmm_checkpoint, "--config",
+                ORIGINAL_TED, "--precision", "fp32")
+    assert r.returncode == 0, r.stderr
+    assert "names no frame size" in r.stderr and "runs at 256x256" in r.stderr and "--size" in r.stderr, r.stderr
+    assert (probe_video(out).width, probe_video(out).height) == (256, 256)
+
+
+def test_size_chooses_the_frame_side_and_is_checked(tpsmm_checkpoint):
+    from fomm_doctor.animation import frame_side
+    from fomm_doctor.errors import UserError
+    from fomm_core.model.checkpoint import load_model
+    model = load_model(tpsmm_checkpoint, str(ORIGINAL_TED) if ORIGINAL_TED.is_file() else "tpsmm-ted-384")
+    assert frame_side(model, 384) == (384, "")
+    for bad in (100, 32, 2048):
+        with pytest.raises(UserError, match="--size must be a multiple of 64"):
+            frame_side(model, bad)
+    assert frame_side(load_model(tpsmm_checkpoint, "tpsmm-ted-384"), None) == (384, "")   # ours names its size
+    model.family = "liveportrait"
+    with pytest.raises(UserError, match="LivePortrait model takes 256-px crops"):
+        frame_side(model, 384)
 
 
 def test_live_runs_a_tpsmm_checkpoint_headless(tpsmm_checkpoint, tmp_path):

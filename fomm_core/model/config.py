@@ -124,6 +124,12 @@ def original_model_params(config) -> dict:
     return params
 
 
+def names_frame_size(config) -> bool:
+    """Whether the config says its frame size: the original TPSMM repository's configs leave frame_shape null
+    (its demo takes the size as --img_shape, 256 unless told)."""
+    return bool((config.get("dataset_params") or {}).get("frame_shape"))
+
+
 def frame_size(config) -> tuple[int, int]:
     """(height, width) the model was trained at (dataset_params.frame_shape; 256x256 when absent)."""
     shape = (config.get("dataset_params") or {}).get("frame_shape") or [256, 256, 3]

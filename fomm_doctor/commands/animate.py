@@ -31,6 +31,7 @@ def animate(
     output: Path = typer.Option(..., "--output", "-o", help="Result video (.mp4, H.264)."),
     checkpoint: Optional[str] = options.checkpoint(),
     config: Optional[str] = options.config(),
+    size: Optional[int] = options.size(),
     mode: str = options.mode(),
     adapt_scale: Optional[bool] = typer.Option(None, "--adapt-scale/--no-adapt-scale",
                                                help="Scale the motion by the ratio of face sizes (relative mode; "
@@ -55,7 +56,7 @@ def animate(
     The video is streamed, so memory does not grow with its length. With --paste-back the animated square is
     put back into the full photo, so the result has the photo's resolution (best with --crop).
     """
-    choice = animation.ModelChoice(checkpoint, config, device, precision, mode, adapt_scale)
+    choice = animation.ModelChoice(checkpoint, config, device, precision, mode, adapt_scale, size)
     layout = animation.Layout(batch_size, side_by_side, audio, find_best_frame, crop, paste_back)
     info = animation.check_request(source, driving, output, choice, layout)
     loaded = load(choice)

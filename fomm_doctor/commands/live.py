@@ -21,6 +21,7 @@ def live(
     camera: str = typer.Option("0", "--camera", "-c", help="Camera index, or a video file / stream URL."),
     checkpoint: Optional[str] = options.checkpoint(),
     config: Optional[str] = options.config(),
+    size: Optional[int] = options.size(),
     device: str = options.device(),
     precision: str = options.precision(),
     no_window: bool = typer.Option(False, "--no-window", help="No window (machines without a display)."),
@@ -43,7 +44,7 @@ def live(
     check_precision(precision)
     sources = list_sources(source)
     camera_source = parse_camera(camera)  # a wrong camera is said before the slow model loading
-    loaded = load(animation.ModelChoice(checkpoint, config, device, precision, mode="relative"))
+    loaded = load(animation.ModelChoice(checkpoint, config, device, precision, mode="relative", size=size))
     animator, size = loaded.animator, loaded.size
     options = LiveOptions(camera=camera_source, sources=sources, size=size, crop=not no_crop,
                           paste_back=paste_back, window=not no_window, output=output, max_frames=max_frames,

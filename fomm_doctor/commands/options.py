@@ -28,5 +28,11 @@ def precision(default: str = "auto", why: str = "") -> str:
     return typer.Option(default, "--precision", help=f"{PRECISIONS_HELP}.{' ' + why if why else ''}")
 
 
+def size() -> Optional[int]:
+    return typer.Option(None, "--size", help="Frame side in pixels the model runs at (default: its config's frame "
+                                             "size; 256 where the config names none, as the original demos do). "
+                                             "LivePortrait always takes 256 and gives 512.")
+
+
 def mode() -> str:
     return typer.Option("relative", "--mode", help=f"{MODES_HELP}.")
