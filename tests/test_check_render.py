@@ -18,7 +18,7 @@ def test_json_shape():
     out = results_to_json(ROWS)
     assert out["ok"] is False
     assert [c["id"] for c in out["checks"]] == [r.id for r in ROWS]
-    assert set(out["checks"][0]) == {"id", "status", "summary", "details", "fix"}
+    assert set(out["checks"][0]) == {"id", "status", "summary", "details", "fix", "run"}
     json.dumps(out)  # serialisable as is
     assert results_to_json(ROWS[:2])["ok"] is True
 

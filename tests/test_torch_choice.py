@@ -186,7 +186,8 @@ def test_why_names_the_fact_that_ruled_out_the_newer_release():
     t = plan(py(), gpus("418.87.01", K80))
     assert t.why.startswith("no GPU build fits: 2.15.0: its CUDA 13.2 needs NVIDIA driver 580.65.06")
     t = plan(py(**WIN), gpus(amd=[("Radeon RX 7900 XTX", "gfx1100")]))
-    assert t.why == "no GPU build fits: ROCm builds of torch are for Linux only; CPU build"
+    assert t.why.startswith("no GPU build fits: ROCm builds of torch are for Linux only on the PyTorch index")
+    assert "https://repo.radeon.com/rocm/windows/" in t.why and t.why.endswith("; CPU build")
 
 
 def test_only_pages_that_could_fit_are_read():

@@ -10,6 +10,7 @@ CheckResult). Probes live beside their judges, one module per area:
   system.py       disk.space, memory.ram
   checkpoints.py  checkpoints.<name>
   mirrors.py      mirror.<name>
+  table.py        torch.table                       (our build table against the newest torch on pip's index)
 
 `gather_facts` runs the probes concurrently, each isolated (a probe that raises becomes a fact, not a crash);
 `judge_all` turns facts into rows.
@@ -18,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fomm_doctor.preflight import tr
 from fomm_doctor.report import CheckResult
-from fomm_doctor.checks import checkpoints, ffmpeg, gpu, mirrors, opencv, pip, python, system
+from fomm_doctor.checks import checkpoints, ffmpeg, gpu, mirrors, opencv, pip, python, system, table
 from fomm_doctor.checks import torch as torch_check
 from fomm_doctor.checks.gpu import nvidia
 
@@ -53,6 +54,7 @@ def gather_facts(offline: bool = False, timeout: float = mirrors.DEFAULT_TIMEOUT
         urls = mirrors.mirror_urls(_index(), pip_index if "index_url" in pip_index else {})
         facts["mirror_urls"] = urls
         jobs["mirrors"] = (mirrors.probe_mirrors, urls, timeout)
+        jobs["torch_index"] = (table.probe_newest_torch, pip_index.get("index_url"), timeout)
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = {name: pool.submit(_safe, *job) for name, job in jobs.items()}
         for name, future in futures.items():
@@ -100,6 +102,8 @@ def judge_all(facts: dict, index: dict, lang: str = "en") -> list:
     rows += _judge("disk.space", system.judge_disk, facts["disk"], lang=lang)
     rows += _judge("memory.ram", system.judge_ram, facts["ram"], lang=lang)
     rows += _judge("checkpoints.manifest", checkpoints.judge_checkpoints, facts["checkpoints"], lang=lang)
+    if "torch_index" in facts:
+        rows += _judge("torch.table", table.judge_table, facts["torch_index"], lang=lang)
     if "mirrors" in facts:
         rows += _judge("mirror.all", mirrors.judge_mirrors, facts["mirrors"], facts["mirror_urls"], index, p,
                        lang=lang)

@@ -61,7 +61,8 @@ def _row_for_present(row: dict, project, lang: str) -> CheckResult:
             lang, f"{path} is present, but no sha256 is recorded to verify it.",
             f"{path} 存在，但没有可核对的 sha256。"), details,
             tr(lang, f"`{add}` checks that it loads and records its sha256.",
-               f"运行 `{add}`：检查能否加载并记录其 sha256。"))
+               f"运行 `{add}`：检查能否加载并记录其 sha256。"),
+            (("fomm-doctor", "checkpoints", "add", str(path), "--name", name),))
     partly = next((c for c in copies if c["state"] == "partly verified"), None)
     if partly is not None:  # a set whose other files have no published sha256: never "ok"
         return CheckResult(rid, "warn", tr(
@@ -118,7 +119,7 @@ def _published_row(published: list, lang: str) -> CheckResult:
             lang, f"none of the {total} published checkpoints is downloaded ({names}); "
                   "see `fomm-doctor checkpoints list`.",
             f"{total} 个公开模型均未下载（{names}）；详见 `fomm-doctor checkpoints list`。"),
-            details, f"fomm-doctor checkpoints fetch {first}")
+            details, f"fomm-doctor checkpoints fetch {first}", (("fomm-doctor", "checkpoints", "fetch", first),))
     if not missing:
         return CheckResult("checkpoints.published", "ok", tr(
             lang, f"all {total} published checkpoints are downloaded.", f"全部 {total} 个公开模型均已下载。"), details)

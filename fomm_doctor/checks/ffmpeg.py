@@ -93,21 +93,23 @@ def probe_path(which=find_tool) -> dict:
 def judge_bundled(facts: dict, platform_facts: dict, lang: str = "en") -> CheckResult:
     platform = platform_facts.get("platform", "linux")
     reinstall = pip_cmd(platform, "install --force-reinstall imageio-ffmpeg")
+    reinstall_run = (("pip", "install", "--force-reinstall", "imageio-ffmpeg"),)
     if not facts.get("installed"):
         return CheckResult("ffmpeg.bundled", "fail", tr(lang, "imageio-ffmpeg is not installed.",
                                                         "未安装 imageio-ffmpeg。"), {},
-                           pip_cmd(platform, "install imageio-ffmpeg"))
+                           pip_cmd(platform, "install imageio-ffmpeg"), (("pip", "install", "imageio-ffmpeg"),))
     encode = facts.get("encode") or {}
     details = {"path": facts.get("path"), "version": facts.get("version"), "encode": encode or None,
                "package_version": facts.get("package_version")}
     if not facts.get("path") or not facts.get("version"):
         return CheckResult("ffmpeg.bundled", "fail", tr(
             lang, f"The bundled ffmpeg does not run: {facts.get('error')}",
-            f"自带的 ffmpeg 无法运行：{facts.get('error')}"), details, reinstall)
+            f"自带的 ffmpeg 无法运行：{facts.get('error')}"), details, reinstall, reinstall_run)
     if not encode.get("ok"):
         return CheckResult("ffmpeg.bundled", "fail", tr(
             lang, f"Bundled ffmpeg {facts['version']} failed a 1-second H.264+AAC encode: {encode.get('error')}",
-            f"自带 ffmpeg {facts['version']} 无法完成 1 秒 H.264+AAC 编码：{encode.get('error')}"), details, reinstall)
+            f"自带 ffmpeg {facts['version']} 无法完成 1 秒 H.264+AAC 编码：{encode.get('error')}"), details, reinstall,
+            reinstall_run)
     return CheckResult("ffmpeg.bundled", "ok", tr(
         lang, f"Bundled ffmpeg {facts['version']} encodes video with audio.",
         f"自带 ffmpeg {facts['version']} 可以编码带声音的视频。"), details)

@@ -124,10 +124,12 @@ def judge_mirrors(probed: dict, urls: dict, index: dict, platform_facts: dict, l
             results.append(CheckResult(f"mirror.{name}", "ok", tr(lang, f"{shown} answers in {r['latency_ms']} ms.",
                                                                   f"{shown} 响应 {r['latency_ms']} ms。"), details))
             continue
-        fix = None
+        fix, run = None, ()
         if name == "configured" and reachable_pypi:
             best = mirrors[reachable_pypi[0][1]]["url"]
             fix = pip_cmd(platform, f"config set global.index-url {best}")
+            run = (("pip", "config", "set", "global.index-url", best),)
         results.append(CheckResult(f"mirror.{name}", "warn", tr(lang, f"{shown} unreachable: {r['error']}.",
-                                                                f"{shown} 无法访问：{r['error']}。"), details, fix))
+                                                                f"{shown} 无法访问：{r['error']}。"), details, fix,
+                                   run))
     return results

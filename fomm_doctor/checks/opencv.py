@@ -45,6 +45,15 @@ def _uninstall_all(platform: str, dists: list) -> str:
     return pip_cmd(platform, "uninstall -y " + " ".join(d.split("==")[0] for d in dists)) + " && "
 
 
+def _uninstall_all_run(dists: list) -> tuple:
+    """_uninstall_all as CheckResult.run."""
+    return (("pip", "uninstall", "-y", *(d.split("==")[0] for d in dists)),)
+
+
+_INSTALL_RUN = (("pip", "install", "opencv-python"),)
+_REINSTALL_RUN = (("pip", "install", "--force-reinstall", "opencv-python"),)
+
+
 def judge_import(facts: dict, platform_facts: dict, lang: str = "en") -> CheckResult:
     platform = platform_facts.get("platform", "linux")
     dists = facts.get("distributions") or []
@@ -53,7 +62,9 @@ def judge_import(facts: dict, platform_facts: dict, lang: str = "en") -> CheckRe
     failed = judge_failed_import(
         "opencv.import", facts, details, lang, missing="OpenCV (cv2)", name="cv2",
         missing_fix=pip_cmd(platform, "install opencv-python"),
-        broken_fix=lambda error: (_uninstall_all(platform, dists) if len(dists) > 1 else "") + reinstall)
+        broken_fix=lambda error: (_uninstall_all(platform, dists) if len(dists) > 1 else "") + reinstall,
+        missing_run=_INSTALL_RUN,
+        broken_run=lambda error: (_uninstall_all_run(dists) if len(dists) > 1 else ()) + _REINSTALL_RUN)
     if failed:
         return failed
     if len(dists) > 1:
@@ -61,6 +72,7 @@ def judge_import(facts: dict, platform_facts: dict, lang: str = "en") -> CheckRe
             lang, f"cv2 {facts.get('version')} works, but {len(dists)} OpenCV packages share one folder: "
                   f"{', '.join(dists)}.",
             f"cv2 {facts.get('version')} 可用，但装了 {len(dists)} 个 OpenCV 包：{', '.join(dists)}。"), details,
-            _uninstall_all(platform, dists) + pip_cmd(platform, "install opencv-python"))
+            _uninstall_all(platform, dists) + pip_cmd(platform, "install opencv-python"),
+            _uninstall_all_run(dists) + _INSTALL_RUN)
     return CheckResult("opencv.import", "ok", tr(lang, f"cv2 {facts.get('version')}; image op works.",
                                                  f"cv2 {facts.get('version')}；图像运算正常。"), details)

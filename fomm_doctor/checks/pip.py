@@ -36,12 +36,13 @@ def judge_version(pip_facts: dict, platform_facts: dict, index: dict, lang: str 
     if not version:
         return CheckResult("pip.version", "fail", tr(lang, "pip is not installed in this Python.",
                                                      "这个 Python 没有安装 pip。"), {"version": None},
-                           f"{python_cmd(platform)} -m ensurepip --upgrade")
+                           f"{python_cmd(platform)} -m ensurepip --upgrade", (("python", "-m", "ensurepip", "--upgrade"),))
     details = {"version": version, "min_pip": minimum, "resumes_downloads": version_key(version) >= RESUME_PIP}
     if version_key(version) < version_key(minimum):
         return CheckResult("pip.version", "warn", tr(
             lang, f"pip {version} is older than {minimum} (`pip install update` would not upgrade it).",
-            f"pip {version} 低于 {minimum}（常见的 `pip install update` 并不会升级 pip）。"), details, upgrade)
+            f"pip {version} 低于 {minimum}（常见的 `pip install update` 并不会升级 pip）。"), details, upgrade,
+            (("pip", "install", "--upgrade", "pip"),))
     return CheckResult("pip.version", "ok", f"pip {version}.", details)
 
 

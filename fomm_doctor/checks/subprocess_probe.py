@@ -98,15 +98,17 @@ def import_facts(result: dict, timeout: float) -> dict:
 
 
 def judge_failed_import(check_id: str, facts: dict, details: dict, lang: str, *, missing: str, name: str,
-                        missing_fix: str, broken_fix: Callable[[str], str]) -> Optional[CheckResult]:
+                        missing_fix: str, broken_fix: Callable[[str], str], missing_run: tuple = (),
+                        broken_run: Callable[[str], tuple] = lambda error: ()) -> Optional[CheckResult]:
     """The failed row for an import probed in a child process: not installed (`missing` names the package),
-    or broken (`name` is the module; `broken_fix(last error line)` says what to do); None when it worked."""
+    or broken (`name` is the module; `broken_fix(last error line)` says what to do); None when it worked.
+    `missing_run` and `broken_run(error)` are the same fixes as CheckResult.run (argv tuples) where runnable."""
     if facts.get("installed") is False:
         return CheckResult(check_id, "fail", tr(lang, f"{missing} is not installed.", f"未安装 {missing}。"),
-                           details, missing_fix)
+                           details, missing_fix, missing_run)
     if facts.get("ok"):
         return None
     lines = (facts.get("error") or "").strip().splitlines()
     error = lines[-1] if lines else "?"
     return CheckResult(check_id, "fail", tr(lang, f"{name} is broken: {error}", f"{name} 无法使用：{error}"),
-                       details, broken_fix(error))
+                       details, broken_fix(error), broken_run(error))

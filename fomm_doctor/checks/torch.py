@@ -37,11 +37,18 @@ def probe_torch(timeout: float = IMPORT_TIMEOUT, python=None, env=None) -> dict:
 
 
 _INSTALL = "fomm-doctor install --yes"
+INSTALL_RUN = (("fomm-doctor", "install", "--yes"),)  # _INSTALL as CheckResult.run
+
+
+def _needs_vc_runtime(platform_facts: dict, error: str) -> bool:
+    """On Windows a DLL that does not load is usually the missing VC++ runtime: reinstalling torch alone will
+    not help, so that fix is advice (a download from Microsoft first), never run."""
+    return platform_facts.get("os") == "windows" and ("DLL" in error or "WinError 126" in error)
 
 
 def _reinstall(platform_facts: dict, error: str, lang: str) -> str:
-    """Reinstall the right build; on Windows a DLL that does not load is usually the missing VC++ runtime."""
-    if platform_facts.get("os") == "windows" and ("DLL" in error or "WinError 126" in error):
+    """Reinstall the right build, after the VC++ runtime where that is what is missing."""
+    if _needs_vc_runtime(platform_facts, error):
         return tr(lang, "Install the Microsoft Visual C++ Redistributable "
                         f"(https://aka.ms/vs/17/release/vc_redist.x64.exe), then: {_INSTALL}",
                   "先安装微软 Visual C++ 运行库（https://aka.ms/vs/17/release/vc_redist.x64.exe），"
@@ -53,7 +60,9 @@ def judge_import(facts: dict, platform_facts: dict, lang: str = "en") -> CheckRe
     details = {k: facts.get(k) for k in ("installed", "version", "cuda", "hip", "cuda_available", "devices",
                                          "mps_available", "tensor_op", "file", "error", "elapsed_s")}
     failed = judge_failed_import("torch.import", facts, details, lang, missing="torch", name="torch",
-                                 missing_fix=_INSTALL, broken_fix=lambda error: _reinstall(platform_facts, error, lang))
+                                 missing_fix=_INSTALL, broken_fix=lambda error: _reinstall(platform_facts, error, lang),
+                                 missing_run=INSTALL_RUN,
+                                 broken_run=lambda error: () if _needs_vc_runtime(platform_facts, error) else INSTALL_RUN)
     if failed:
         return failed
     build = f"CUDA {facts['cuda']}" if facts.get("cuda") else ("ROCm" if facts.get("hip") else "CPU")

@@ -5,7 +5,8 @@ architectures each CUDA / ROCm build carries kernels for.
 Pure functions of the table and plain facts; `check` and `install` ask here. The table spells builds as
 labels ("cu126"); they are read as `Backend`s here, and every question about a build takes one.
 A release newer than the table (2.16 when the table stops at 2.15) is answered from the nearest release the
-table knows, and the answer says so (`Answer.nearest`).
+table knows, and the answer says so (`Answer.nearest`). A CUDA build newer than the table (cu134) is answered
+from the known builds of its CUDA major, never credited with more than all of them carry (`Arch.inferred_from`).
 """
 import json
 from dataclasses import dataclass
@@ -14,13 +15,13 @@ from pathlib import Path
 from typing import Optional
 
 from fomm_doctor import preflight
-from fomm_doctor.install.backend import Backend, Kind
+from fomm_doctor.install.backend import CPU, Backend, Kind
 # The version parser and the Python policy (MIN_PYTHON, which torch a Python can have, the Python to recommend)
 # live in the preflight, which must run alone; this module answers through them.
 from fomm_doctor.preflight import version_key
 
 TABLE = Path(__file__).resolve().parent / "torch_builds.json"
-PLATFORMS = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64", "macos-x86_64")
+PLATFORMS = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "windows-arm64", "macos-arm64", "macos-x86_64")
 
 
 @lru_cache(maxsize=1)
@@ -103,7 +104,11 @@ def driver_minimum(build: Backend, driver_os: str, table: Optional[dict] = None)
     if not cuda:
         return None
     rows = {r["cuda"]: r for r in (table or load())["cuda_driver"]}
-    row = rows.get(cuda) or rows.get(cuda.split(".")[0])
+    major = cuda.split(".")[0]
+    # a version the table does not name (cu134): its major's minor-version-compatibility row, else the row of
+    # the first minor of that major we know (the floor any build of the major needs)
+    firsts = sorted((k for k in rows if k.split(".")[0] == major and "." in k), key=version_key)
+    row = rows.get(cuda) or rows.get(major) or (rows[firsts[0]] if firsts else None)
     return row.get(driver_os) if row else None
 
 
@@ -130,6 +135,16 @@ def _rows_for(rows: list, version: str, build: Backend, pkey: str, table: dict) 
         if found:
             return found, m
     return [], None
+
+
+def cpu_only_on_pytorch_index(pkey: str, py_minor: str, table: Optional[dict] = None) -> bool:
+    """The CPU build for this platform comes from the PyTorch index, not PyPI: the newest release this Python
+    can have publishes a CPU build here while its PyPI wheel is another build (Linux: a CUDA build) or absent
+    (Windows on ARM64)."""
+    for r in (table or load())["releases"]:
+        if py_minor in r["python"] and r["builds"].get(pkey):
+            return CPU in release_builds(r, pkey) and (r.get("pypi") or {}).get(pkey) != "cpu"
+    return False
 
 
 def newest_cuda_for_driver(driver: Optional[str], driver_os: str, table: Optional[dict] = None) -> Optional[Backend]:
@@ -163,24 +178,81 @@ def kernels_for(cc, sass: list, ptx: list) -> bool:
         any(version_key(p)[:2] <= have for p in ptx)
 
 
-def cuda_arch(version: str, build: Backend, pkey: str, table: Optional[dict] = None) -> tuple:
-    """(sass list, ptx list, nearest release used or None); ([], [], None) when the table has no row."""
+@dataclass(frozen=True)
+class Arch:
+    """The GPU architectures a CUDA build of a release carries, and how we know."""
+    sass: tuple = ()
+    ptx: tuple = ()
+    nearest: Optional[str] = None  # the release whose row answered, when the asked one has none for this build
+    # a build the table does not describe on this platform: the builds of its CUDA major (of release `nearest`,
+    # or of the asked one) whose common architectures stand in for it
+    inferred_from: tuple = ()
+
+    @property
+    def known(self) -> bool:
+        return bool(self.sass or self.ptx)
+
+
+def _same_major_rows(rows: list, version: str, build: Backend, pkey: str) -> tuple:
+    """(rows of the builds of `build`'s CUDA major for the nearest release that has any on this platform, that
+    release or None when it is the asked one): the known neighbours an unknown build is judged from."""
+    def builds_of(r):
+        return [Backend.from_label(b) for b in r["build"].split("/")]
+
+    def pick(minor):
+        return [r for r in rows if minor in r["torch"] and (not r.get("platforms") or pkey in r["platforms"])
+                and any(b is not None and b.same_cuda_major(build) for b in builds_of(r))]
+    want = minor_of(version)
+    known = sorted({m for r in rows for m in r["torch"]}, key=version_key, reverse=True)
+    older = [m for m in known if version_key(m) <= version_key(want)]
+    for m in older + [m for m in reversed(known) if m not in older]:
+        found = pick(m)
+        if found:
+            return found, (None if m == want else m)
+    return [], None
+
+
+def _common(lists: list) -> tuple:
+    """The entries every list holds, in the first list's order."""
+    return tuple(x for x in lists[0] if all(x in other for other in lists[1:])) if lists else ()
+
+
+def cuda_arch(version: str, build: Backend, pkey: str, table: Optional[dict] = None) -> Arch:
+    """What this CUDA build of this release carries. A build the table does not describe on this platform (a
+    cu134 that came out after it) is never credited with more than its known neighbours: it gets the
+    architectures common to every build of its CUDA major in the nearest release that has them (`inferred_from`
+    names them). Arch() when nothing of that major is known either."""
     table = table or load()
     rows, nearest = _rows_for(table["cuda_arch"], version, build, pkey, table)
+    if rows:
+        return Arch(tuple(rows[0].get("sass", [])), tuple(rows[0].get("ptx", [])), nearest)
+    rows, nearest = _same_major_rows(table["cuda_arch"], version, build, pkey) if build.version else ([], None)
     if not rows:
-        return [], [], None
-    return rows[0].get("sass", []), rows[0].get("ptx", []), nearest
+        return Arch()
+    named = tuple(dict.fromkeys(str(b) for r in rows for b in map(Backend.from_label, r["build"].split("/"))
+                                if b is not None and b.same_cuda_major(build)))
+    return Arch(_common([r.get("sass", []) for r in rows]), _common([r.get("ptx", []) for r in rows]), nearest, named)
+
+
+def described(build: Backend, pkey: str, table: Optional[dict] = None) -> bool:
+    """The table describes this build on this platform (for some release): a CUDA build by its own row, every
+    other kind by the release it belongs to."""
+    if build.kind is not Kind.CUDA:
+        return True
+    rows = (table or load())["cuda_arch"]
+    return any(str(build) in r["build"].split("/") and (not r.get("platforms") or pkey in r["platforms"])
+               for r in rows)
 
 
 def cuda_covers(version: str, build: Backend, pkey: str, cc, table: Optional[dict] = None) -> Optional[bool]:
     """Does this CUDA build of this release carry kernels for compute capability `cc`? None when unknown
-    (no capability reported, or no row)."""
+    (no capability reported, or nothing known of the build's CUDA major)."""
     if len(cc_key(cc)) < 2:
         return None
-    sass, ptx, _ = cuda_arch(version, build, pkey, table)
-    if not sass and not ptx:
+    arch = cuda_arch(version, build, pkey, table)
+    if not arch.known:
         return None
-    return kernels_for(cc, sass, ptx)
+    return kernels_for(cc, list(arch.sass), list(arch.ptx))
 
 
 def arch_words(sass: list, ptx: list) -> str:
@@ -206,3 +278,12 @@ def rocm_covers(version: str, build: Backend, gfx: Optional[str], table: Optiona
         return None
     targets, _ = rocm_gfx(version, build, table)
     return (gfx in targets) if targets else None
+
+
+def rocm_windows_words(table: Optional[dict] = None) -> str:
+    """Where AMD's ROCm builds of torch for Windows are (its own index, not the PyTorch index), as a clause."""
+    row = (table or load()).get("rocm_windows") or {}
+    if not row:
+        return "ROCm builds of torch are for Linux only"
+    return (f"ROCm builds of torch are for Linux only on the PyTorch index; AMD publishes Windows ones on its own "
+            f"index ({row['index']}, e.g. {row['example']}; {row['needs']}), which this plan does not read")

@@ -37,6 +37,7 @@ class Candidate:
     source_rank: int
     file: object = field(compare=False, hash=False, default=None)  # the IndexFile
     source: object = field(compare=False, hash=False, default=None)
+    described: bool = True  # the table describes this build on the target's platform (else it is inferred)
 
     @property
     def release(self) -> Version:
@@ -118,7 +119,8 @@ def classify(files_by_source: list, m: Machine, requires: Optional[dict] = None,
                     skip(how)
                     continue
                 out.append(Candidate(f.filename, v, backend, how, tuple(build_tag or ()),
-                                     min(rank[str(t)] for t in tags if str(t) in rank), s_rank, f, source))
+                                     min(rank[str(t)] for t in tags if str(t) in rank), s_rank, f, source,
+                                     builds.described(backend, m.pkey)))
     return out, skipped
 
 
@@ -149,10 +151,19 @@ def _cuda_unfit(c: Candidate, m: Machine) -> Optional[str]:
     for g in m.nvidia_gpus:
         cc = g.compute_capability
         if builds.cuda_covers(c.version, c.backend, m.pkey, cc) is False:
-            sass, ptx, _ = builds.cuda_arch(c.version, c.backend, m.pkey)
+            arch = builds.cuda_arch(c.version, c.backend, m.pkey)
+            carries = _carries(arch, c.version)
             return (f"its {c.backend} build has no kernels for the {g.name or 'GPU'} (compute capability "
-                    f"{cc}; it carries {builds.arch_words(sass, ptx)})")
+                    f"{cc}; it {carries} {builds.arch_words(arch.sass, arch.ptx)})")
     return None
+
+
+def _carries(arch: "builds.Arch", version: str) -> str:
+    """'carries', or how what it carries was judged when the table has no row of its own for it."""
+    if arch.inferred_from:
+        return (f"is taken to carry only what {' and '.join(arch.inferred_from)} of torch "
+                f"{arch.nearest or builds.minor_of(version)} all carry:")
+    return f"carries, judged from torch {arch.nearest}," if arch.nearest else "carries"
 
 
 def _rocm_unfit(c: Candidate, m: Machine) -> Optional[str]:
@@ -169,8 +180,9 @@ def _rocm_unfit(c: Candidate, m: Machine) -> Optional[str]:
 # ---- the choice --------------------------------------------------------------------------------------------
 
 def rank(c: Candidate) -> tuple:
-    """Newest torch, then the newest build (GPU above CPU), a re-upload above the first, earlier source."""
-    return (c.release, c.backend.sort_key(), c.build_tag, -c.source_rank, -c.tag_rank)
+    """Newest torch, then a build the table describes above one it does not (what we know beats what we
+    infer), then the newest build (GPU above CPU), a re-upload above the first, earlier source."""
+    return (c.release, c.described, c.backend.sort_key(), c.build_tag, -c.source_rank, -c.tag_rank)
 
 
 def version_matches(version: str, torch: Optional[str]) -> bool:
@@ -212,7 +224,7 @@ def why(best: Candidate, pool: list, m: Machine, option: Optional[Backend]) -> s
         head = f"newest build that runs here with kernels for {_gpu_words(m)}"
     if best.backend.is_gpu:
         head += _newer_ruled_out(best, pool, m)
-    nearest = _nearest_note(best)
+    nearest = _nearest_note(best, m)
     return head + (f" ({nearest})" if nearest else "")
 
 
@@ -225,7 +237,8 @@ def _why_no_gpu_build(pool: list, m: Machine) -> str:
     if gpu:
         return f"{gpu.version}: {unfit(gpu, m)}; CPU build"
     if Kind.ROCM in mine and m.os != "linux":
-        return "ROCm builds of torch are for Linux only; CPU build"
+        return builds.rocm_windows_words() + "; CPU build" if m.os == "windows" else \
+            "ROCm builds of torch are for Linux only; CPU build"
     families = sorted(Backend(k).family for k in mine)
     return f"the indexes offer no {' or '.join(families) or 'GPU'} build for {m.pkey}; CPU build"
 
@@ -250,21 +263,31 @@ def _gpu_words(m: Machine) -> str:
     return text + (f" on driver {m.driver}" if m.driver else "")
 
 
-def _nearest_note(c: Candidate) -> Optional[str]:
-    """Say so when the table did not know this release and a neighbour answered for it."""
+def _nearest_note(c: Candidate, m: Machine) -> Optional[str]:
+    """Say which facts the table did not hold and what stood in for them: a release judged from a neighbour,
+    a CUDA build's kernels judged from another release's row, or a build the table has never seen judged from
+    the known builds of its CUDA major."""
+    notes = []
     ans = builds.release(c.version)
     if ans.nearest:
-        return f"torch {builds.minor_of(c.version)} is not in our build table; judged from {ans.nearest}"
+        notes.append(f"torch {builds.minor_of(c.version)} is not in our build table; judged from {ans.nearest}")
     if c.backend.kind is Kind.CUDA:
-        _, _, near = builds.cuda_arch(c.version, c.backend, "linux-x86_64")
-        if near:
-            return f"kernels of {c.backend} judged from torch {near}'s build"
-    return None
+        arch = builds.cuda_arch(c.version, c.backend, m.pkey)
+        if arch.inferred_from:
+            major = c.backend.version[0]
+            notes.append(f"{c.backend} is not in our build table: its driver minimum is taken from CUDA {major}'s "
+                         f"first minor ({builds.driver_minimum(c.backend, m.driver_os)}) and its kernels from what "
+                         f"{' and '.join(arch.inferred_from)} of torch {arch.nearest or builds.minor_of(c.version)} "
+                         f"all carry ({builds.arch_words(arch.sass, arch.ptx)})")
+        elif arch.nearest and not ans.nearest:
+            notes.append(f"kernels of {c.backend} judged from torch {arch.nearest}'s build")
+    return "; ".join(notes) or None
 
 
 def builds_to_read(option: Optional[Backend], m: Machine) -> list:
     """The PyTorch-index pages worth reading (Backends): every build of a release this Python can have whose
-    driver minimum and architectures could fit, plus CPU on Linux (where PyPI's plain wheel is a CUDA build)."""
+    driver minimum and architectures could fit, plus CPU where PyPI's wheel is not the CPU build (Linux: it is
+    a CUDA build; Windows on ARM64: PyPI has none)."""
     if option:
         return [option]
     if m.os == "macos":
@@ -276,7 +299,7 @@ def builds_to_read(option: Optional[Backend], m: Machine) -> list:
         if b.is_gpu and any(unfit(Candidate("", v, b, "table", (), 0, 0), m) is None for v in releases):
             out.append(b)
     out.sort(key=Backend.sort_key, reverse=True)
-    return out + ([CPU] if m.os == "linux" else [])
+    return out + ([CPU] if m.os == "linux" or builds.cpu_only_on_pytorch_index(m.pkey, m.py.minor) else [])
 
 
 # ---- sentences for 'nothing fits' --------------------------------------------------------------------------
@@ -356,7 +379,8 @@ def backend_problem(option: Backend, m: Machine) -> Optional[str]:
     if option.kind is Kind.CUDA:
         reason = _cuda_problem(option, m)
     elif option.kind is Kind.ROCM and m.os != "linux":
-        reason = "ROCm builds of torch are for Linux only; use --backend cpu"
+        reason = (builds.rocm_windows_words() if m.os == "windows" else "ROCm builds of torch are for Linux only") + \
+            "; use --backend cpu"
     else:
         reason = None
     return _sentence(reason, m.os) if reason else None

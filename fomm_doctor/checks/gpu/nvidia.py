@@ -201,6 +201,7 @@ def judge_driver(nv: dict, platform_facts: dict, index: dict, lang: str = "en") 
 
 
 _INSTALL = "fomm-doctor install --yes"
+_INSTALL_RUN = (("fomm-doctor", "install", "--yes"),)  # _INSTALL as CheckResult.run
 
 
 def _not_a_cuda_build(torch_facts: dict, details: dict, m: Machine, lang: str) -> CheckResult:
@@ -213,7 +214,7 @@ def _not_a_cuda_build(torch_facts: dict, details: dict, m: Machine, lang: str) -
     if driver and m.os != "macos":
         return CheckResult("gpu.torch_cuda", "warn", tr(
             lang, f"torch {version} is a CPU build, but this machine has an NVIDIA driver ({driver}).",
-            f"torch {version} 是 CPU 版，但这台机器有 NVIDIA 驱动（{driver}）。"), details, _INSTALL)
+            f"torch {version} 是 CPU 版，但这台机器有 NVIDIA 驱动（{driver}）。"), details, _INSTALL, _INSTALL_RUN)
     return CheckResult("gpu.torch_cuda", "ok", tr(lang, f"torch {version}: CPU build, no NVIDIA GPU to use.",
                                                   f"torch {version}：CPU 版，本机没有可用的 NVIDIA 显卡。"), details)
 
@@ -229,7 +230,7 @@ def _driver_misfit(tag: Backend, details: dict, m: Machine, lang: str) -> Option
         lang, f"torch {version} ({tag}) needs driver {need}+, this one is {driver}.",
         f"torch {version}（{tag}）需要 {need} 以上的驱动，本机是 {driver}。"), dict(details, max_cuda=_label(best)), tr(
         lang, f"Update the NVIDIA driver, or `{_INSTALL}` (picks {best or 'the CPU build'}).",
-        f"升级 NVIDIA 驱动，或运行 `{_INSTALL}`（会选 {best or 'CPU 版'}）。"))
+        f"升级 NVIDIA 驱动，或运行 `{_INSTALL}`（会选 {best or 'CPU 版'}）。"), _INSTALL_RUN)
 
 
 def _arch_misfit(tag: Backend, torch_facts: dict, details: dict, m: Machine, lang: str) -> Optional[CheckResult]:
@@ -244,7 +245,7 @@ def _arch_misfit(tag: Backend, torch_facts: dict, details: dict, m: Machine, lan
         lang, f"torch {version} ({tag}) has no kernels for {g.name} (compute {g.compute_capability}): "
               "\"no kernel image is available\".",
         f"torch {version}（{tag}）不含 {g.name}（算力 {g.compute_capability}）的内核："
-        "会报 \"no kernel image is available\"。"), details, _INSTALL)
+        "会报 \"no kernel image is available\"。"), details, _INSTALL, _INSTALL_RUN)
 
 
 def _fitting_build(tag: Backend, torch_facts: dict, details: dict, lang: str) -> CheckResult:

@@ -22,7 +22,9 @@ Simplifications, so that tests do not read more into the pages than is there:
 - Platform tags: Linux x86_64 ``linux_x86_64`` before 2.7 and ``manylinux_2_28_x86_64`` from 2.7 (the move
   to manylinux_2_28 came with 2.7); Linux aarch64 uses PyPI's tag of that release
   (``manylinux_2_17_aarch64.manylinux2014_aarch64`` before 2.6, ``manylinux_2_28_aarch64`` from 2.6);
-  Windows ``win_amd64``. CPU files on Linux aarch64 carry no ``+cpu`` label before 2.6 (they were the
+  Windows ``win_amd64``; Windows on ARM64 ``win_arm64`` (CPU only, from 2.7; the PyTorch index is the one
+  that has them, PyPI has none), for the Pythons of the row's ``platform_python`` (cp312 only: the wheels
+  seen in published listings and install logs, cited in each row's source). CPU files on Linux aarch64 carry no ``+cpu`` label before 2.6 (they were the
   PyPI files) and ``+cpu`` from 2.6 on (label start not verified against the live index).
 
 Run: ``python tests/data/index/make_pages.py`` (idempotent; the pages are committed).
@@ -37,7 +39,7 @@ ROOT = HERE.parents[2]
 TABLE = ROOT / "fomm_doctor" / "install" / "torch_builds.json"
 PYPI = HERE / "pypi_torch.json"
 HOST = "https://download-r2.pytorch.org/whl"
-PLATFORMS = ("linux-x86_64", "linux-aarch64", "windows-x86_64")
+PLATFORMS = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "windows-arm64")
 
 
 def vkey(version):
@@ -65,7 +67,7 @@ def platform_tag(version, platform):
         return "manylinux_2_28_x86_64" if v >= (2, 7) else "linux_x86_64"
     if platform == "linux-aarch64":
         return "manylinux_2_28_aarch64" if v >= (2, 6) else "manylinux_2_17_aarch64.manylinux2014_aarch64"
-    return "win_amd64"
+    return "win_arm64" if platform == "windows-arm64" else "win_amd64"
 
 
 def local_label(version, tag, platform):
@@ -96,7 +98,7 @@ def files_by_tag(table, patches):
                 for version in patches.get(minor, []):
                     if not allowed(row, tag, platform, version):
                         continue
-                    for py in row["python"]:
+                    for py in row.get("platform_python", {}).get(platform, row["python"]):
                         cp = "cp" + py.replace(".", "")
                         name = f"torch-{version}{local_label(version, tag, platform)}-{cp}-{cp}-{platform_tag(version, platform)}.whl"
                         page["files"].append((vkey(version), name))
