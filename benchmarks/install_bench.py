@@ -58,12 +58,15 @@ def main():
     ap.add_argument("--stall-s", type=float, default=8.0)
     ap.add_argument("--timeout", type=int, default=4)
     ap.add_argument("--connections", type=int, default=4)
-    ap.add_argument("--scenario", choices=["drops", "corrupt", "throttled", "all"], default="all",
+    ap.add_argument("--rounds", type=int, default=3, help="throttled: runs of each tool, interleaved (median)")
+    ap.add_argument("--real-torch", action="store_true", help=f"throttled: serve {REAL_TORCH.name} (the only "
+                    f"torch ever installed here) instead of a fake wheel of --size-mb")
+    ap.add_argument("--scenario", choices=["drops", "corrupt", "throttled", "all"], default="throttled",
                     help="drops: resets and a stall; corrupt: one response arrives with a flipped byte; "
                          "throttled: clean link, each connection throttled, vs pip 26.3 with no flags")
     args = ap.parse_args()
     for scenario in (["drops", "corrupt", "throttled"] if args.scenario == "all" else [args.scenario]):
-        size, rate = (60, 2.0) if scenario == "throttled" else (100, 40.0)
+        size, rate = (190, 2.0) if scenario == "throttled" else (100, 40.0)
         run_args = argparse.Namespace(**dict(vars(args), size_mb=args.size_mb or size,
                                              throttle_mbps=args.throttle_mbps or rate))
         (bench_throttled if scenario == "throttled" else bench)(run_args, scenario)
@@ -157,18 +160,30 @@ def print_faults(args, scenario: str, rows: list) -> None:
     print("\n" + json.dumps(rows))
 
 
-# ---- scenario `throttled`: no faults, every connection throttled; fomm-doctor with no flags vs pip 26.3
+# ---- scenario `throttled`: no faults, every connection throttled; torch and its real dependencies, each tool
+# with no flags, into a fresh venv: fomm-doctor vs pip 26.3 vs uv, interleaved, median of --rounds
 
 PIP_VERSION = "26.3"
+# torch 2.13's own Requires-Dist (read from the real wheel when /opt/wheels has it)
+TORCH_REQUIRES = ["filelock", "typing-extensions>=4.10.0", "setuptools>=77.0.3", "sympy>=1.13.3",
+                  "networkx>=2.5.1", "jinja2", "fsspec>=0.8.5"]
+REAL_TORCH = Path("/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl")
+
+
+def bench_home() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fomm-doctor-bench"
+
 
 def pip_venv(version: str = PIP_VERSION) -> str:
-    """A venv holding pip `version` from PyPI (made once, kept in the user cache); returns its python."""
-    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fomm-doctor-bench" / f"pip-{version}"
+    """A venv holding pip `version` and uv from PyPI (made once, kept in the user cache); returns its python."""
+    home = bench_home() / f"pip-{version}"
     py = home / "bin" / "python"
     if not py.exists() or pip_version(str(py)) != version:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(home)], check=True)
         subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"pip=={version}"],
                        check=True)
+    if not (home / "bin" / "uv").exists():
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "uv"], check=True)
     return str(py)
 
 
@@ -177,44 +192,107 @@ def pip_version(python: str) -> str:
     return out[1] if len(out) > 1 else "?"
 
 
-def throttled_contenders(args, work: Path, vpy: str) -> list:
-    """(name, command without the index) for pip 26.3 and fomm-doctor with no connection flag."""
-    pip26 = pip_venv()
-    fomm = ["install", "--python", vpy, "--only", "torch", "--yes", "--json", "--timeout", str(args.timeout)]
-    return [(f"pip {pip_version(pip26)} (no flags)", [pip26, "-m", "pip", "--python", vpy, "install",
-                                                      "--no-cache-dir", "--timeout", str(args.timeout)]),
-            ("fomm-doctor install (no flags)", [sys.executable, "-m", "fomm_doctor"] + fomm
-             + ["--cache-dir", str(work / "cache-noflag")])]
+def uv_version(uv: str) -> str:
+    out = subprocess.run([uv, "--version"], capture_output=True, text=True).stdout.split()
+    return out[1] if len(out) > 1 else "?"
+
+
+def torch_requires() -> list:
+    if REAL_TORCH.is_file():
+        import zipfile
+        with zipfile.ZipFile(REAL_TORCH) as z:
+            meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+        return [l.split(":", 1)[1].strip() for l in meta.splitlines()
+                if l.startswith("Requires-Dist:") and "extra ==" not in l]
+    return TORCH_REQUIRES
+
+
+def dependency_wheels(requires: list) -> list:
+    """The real wheels of torch's dependencies for this Python, downloaded once from PyPI into the bench cache."""
+    folder = bench_home() / f"deps-py{sys.version_info[0]}{sys.version_info[1]}"
+    if not folder.is_dir() or not any(folder.glob("*.whl")):
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+                        "--only-binary", ":all:", "--dest", str(folder), *requires], check=True)
+    return sorted(folder.glob("*.whl"))
+
+
+def throttled_contenders(args, pip26: str) -> list:
+    """(name, command given the target python, the index and a fresh cache folder) for each tool, no flags."""
+    uv = str(Path(pip26).parent / "uv")
+    return [
+        (f"pip {pip_version(pip26)}", lambda vpy, index, cache: [
+            pip26, "-m", "pip", "--python", vpy, "install", "--no-cache-dir", "--index-url", index, "torch"]),
+        (f"uv {uv_version(uv)}", lambda vpy, index, cache: [
+            uv, "pip", "install", "--python", vpy, "--no-cache", "--index-url", index, "torch"]),
+        ("fomm-doctor install", lambda vpy, index, cache: [
+            sys.executable, "-m", "fomm_doctor", "install", "--python", vpy, "--only", "torch", "--yes", "--json",
+            "--mirror", index, "--official-pypi", "none", "--official-pytorch", "none", "--cache-dir", cache]),
+    ]
 
 
 def bench_throttled(args, scenario="throttled"):
-    work, wheel, vpy, path = fresh_target(args)
-    env = clean_env()
+    work = Path(tempfile.mkdtemp(prefix="install-bench-"))
+    requires = torch_requires()
+    deps = dependency_wheels(requires)
+    if args.real_torch:
+        torch = REAL_TORCH
+    else:
+        torch = fake_torch_wheel(work, "2.13.0+cpu", payload_bytes=args.size_mb * 1_000_000, requires=requires)
+    routes = simple_routes([torch, *deps], metadata=True)
+    contenders = throttled_contenders(args, pip_venv())
+    env = clean_env(UV_NO_CONFIG="1", UV_PYTHON_DOWNLOADS="never", OMP_NUM_THREADS="1")
     rows = []
-    for name, cmd in throttled_contenders(args, work, vpy):
-        with FaultServer(simple_routes([wheel]), throttle=int(args.throttle_mbps * 1_000_000)) as srv:
-            index = srv.url("/simple/")
-            cmd = cmd + (["--index-url", index, "torch"] if name.startswith("pip") else ["--mirror", index])
-            subprocess.run([vpy, "-m", "pip", "uninstall", "-y", "-q", "torch"], capture_output=True)
-            wall, rc, tail = run(cmd, env)
-            hits = srv.hits(path)
-        rows.append({"tool": name, "wall_s": round(wall, 2), "exit": rc, "installed": installed(vpy),
-                     "file_requests": len(hits), "ranged": sum(1 for h in hits if h.status == 206),
-                     "mb_served": round(sum(h.sent for h in hits) / 1e6, 1), "last_line": tail if rc else ""})
-    print_throttled(args, rows)
+    for rnd in range(args.rounds):  # interleaved: the machine's load falls on every tool alike
+        for name, make in contenders:
+            venv = work / f"venv-{rnd}-{len(rows)}"
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            vpy = str(venv / "bin" / "python")
+            with FaultServer(routes, throttle=int(args.throttle_mbps * 1_000_000)) as srv:
+                cmd = make(vpy, srv.url("/simple/"), str(work / f"cache-{rnd}"))
+                wall, rc, tail = run(cmd, env)
+                hits = srv.hits()
+            got = installed_set(vpy)
+            rows.append({"tool": name, "round": rnd, "wall_s": round(wall, 2), "exit": rc,
+                         "installed": got.get("torch", "not installed"), "packages": len(got),
+                         "file_requests": sum(1 for h in hits if h.path.startswith("/files/")),
+                         "ranged": sum(1 for h in hits if h.status == 206),
+                         "mb_served": round(sum(h.sent for h in hits) / 1e6, 1), "last_line": tail if rc else ""})
+            shutil.rmtree(venv, ignore_errors=True)
+    print_throttled(args, torch, deps, rows, [n for n, _ in contenders])
     shutil.rmtree(work, ignore_errors=True)
     return rows
 
 
-def print_throttled(args, rows: list):
-    print(f"\nscenario throttled: {args.size_mb} MB wheel, {args.throttle_mbps:g} MB/s per connection, "
-          f"no faults, timeout {args.timeout} s\n")
-    print_table(rows, 52, "ranged", "206")
-    pip_row = rows[0]
-    for r in rows[1:]:
-        ok = r["exit"] == 0 and pip_row["exit"] == 0 and r["wall_s"] > 0
-        ratio = f"{pip_row['wall_s'] / r['wall_s']:.2f}x" if ok else "n/a (a contender failed)"
-        print(f"\nratio {pip_row['tool']} / {r['tool']}: {ratio}")
+def installed_set(python: str) -> dict:
+    """{name: version} of what the target holds besides pip (each tool must install the same set)."""
+    code = ("import importlib.metadata as m, json; print(json.dumps({d.metadata['Name'].lower(): d.version "
+            "for d in m.distributions() if d.metadata['Name'].lower() != 'pip'}))")
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True).stdout
+    return json.loads(out or "{}")
+
+
+def median(xs: list) -> float:
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+def print_throttled(args, torch: Path, deps: list, rows: list, names: list):
+    mb = (torch.stat().st_size + sum(d.stat().st_size for d in deps)) / 1e6
+    print(f"\nscenario throttled: torch wheel {torch.stat().st_size / 1e6:.0f} MB"
+          f"{' (real torch 2.13.0+cpu)' if args.real_torch else ' (fake, incompressible)'} + {len(deps)} real "
+          f"dependency wheels from PyPI ({mb:.0f} MB in all), {args.throttle_mbps:g} MB/s per connection, no faults, "
+          f"each tool with no flags into a fresh venv, {args.rounds} rounds interleaved\n")
+    print_table(rows, 24, "ranged", "206")
+    med = {n: median([r["wall_s"] for r in rows if r["tool"] == n]) for n in names}
+    ok = {n: all(r["exit"] == 0 for r in rows if r["tool"] == n) for n in names}
+    ours = names[-1]
+    print()
+    for n in names:
+        print(f"median {n:24} {med[n]:7.2f} s" + ("" if ok[n] else "  (some runs failed)"))
+    for n in names[:-1]:
+        ratio = f"{med[n] / med[ours]:.2f}x" if ok[n] and ok[ours] else "n/a (a contender failed)"
+        print(f"ratio {n} / {ours}: {ratio}")
     print("\n" + json.dumps(rows))
 
 

@@ -136,10 +136,13 @@ def parse_range(header: Optional[str], total: int):
 
 class FaultServer:
     def __init__(self, routes: Optional[dict] = None, *, ranges: bool = True, throttle: Optional[int] = None,
-                 etag: bool = True):
+                 etag: bool = True, link: Optional[int] = None):
         self.routes: dict = dict(routes or {})
         self.ranges = ranges
         self.throttle = throttle  # bytes per second per connection, None = as fast as possible
+        self.link = link  # bytes per second shared by all connections (the line itself), None = no limit
+        self._link_free = 0.0  # when the shared line is next free
+        self.open_now = self.most_open = 0  # requests being answered now, and the most at once so far
         self.etag = etag
         self.log: list = []
         self._scripts: dict = {}
@@ -238,10 +241,16 @@ class FaultServer:
         range_header = req.headers.get("range")
         hit = Hit(method, path, range_header, 0, headers=req.headers)
         self._record(hit)  # logged at once and filled in as it goes (a stalled request shows up while stalling)
+        with self._lock:
+            self.open_now += 1
+            self.most_open = max(self.most_open, self.open_now)
         try:
             self._serve(h, req, hit)
         except (ConnectionError, BrokenPipeError, socket.timeout, OSError):
             pass  # the client went away
+        finally:
+            with self._lock:
+                self.open_now -= 1
 
     def _etag(self, data: bytes) -> str:
         key = (id(data), len(data))  # hashing 100 MB on every request would dominate a benchmark
@@ -351,12 +360,24 @@ class FaultServer:
         step = CHUNK if not self.throttle else max(1024, min(CHUNK, self.throttle // 20))
         t0 = time.monotonic()
         for i in range(0, len(view), step):
+            self._take_line(len(view[i:i + step]))
             h.wfile.write(view[i:i + step])
             hit.sent += len(view[i:i + step])
             if self.throttle:
                 ahead = hit.sent / self.throttle - (time.monotonic() - t0)
                 if ahead > 0:
                     time.sleep(ahead)
+
+    def _take_line(self, n: int):
+        """Wait for the shared line's turn to carry `n` bytes (`link`): connections queue for one line."""
+        if not self.link:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._link_free)
+            self._link_free = start + n / self.link
+        if start > now:
+            time.sleep(start - now)
 
 
 # ---- real wheels and a simple index for them ----------------------------------------------------------------
@@ -397,10 +418,13 @@ def _b64(digest: bytes) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def build_wheel(folder: Path, name: str, version: str, files: dict, requires=(), tag="py3-none-any") -> Path:
-    """Write `<name>-<version>-<tag>.whl` holding `files` {archive path: bytes}; returns its path."""
+def build_wheel(folder: Path, name: str, version: str, files: dict, requires=(), tag="py3-none-any",
+                extras=()) -> Path:
+    """Write `<name>-<version>-<tag>.whl` holding `files` {archive path: bytes}; returns its path. `extras`: the
+    names its METADATA declares (Provides-Extra), without which pip ignores `name[extra]`."""
     dist = f"{name.replace('-', '_')}-{version}"
     meta = "\n".join(["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+                     + [f"Provides-Extra: {e}" for e in extras]
                      + [f"Requires-Dist: {r}" for r in requires]) + "\n"
     wheel = f"Wheel-Version: 1.0\nGenerator: fomm-doctor-tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
     entries = dict(files)
@@ -424,8 +448,10 @@ def fake_torch_wheel(folder: Path, version="9.1.0+cpu", cuda=None, payload_bytes
     return build_wheel(folder, "torch", version, files, requires)
 
 
-def simple_routes(wheels: list, files_prefix="/files/") -> dict:
-    """FaultServer routes for a PEP 691/503 index of `wheels`: /simple/<project>/ (JSON when asked) + files."""
+def simple_routes(wheels: list, files_prefix="/files/", metadata: bool = False) -> dict:
+    """FaultServer routes for a PEP 691/503 index of `wheels`: /simple/<project>/ (JSON when asked) + files.
+    `metadata`: also each wheel's METADATA at `<file url>.metadata`, announced on the pages (PEP 658/714), as
+    PyPI and the PyTorch index serve it."""
     by_project = {}
     routes = {}
     for w in wheels:
@@ -434,13 +460,23 @@ def simple_routes(wheels: list, files_prefix="/files/") -> dict:
         url = files_prefix + w.name.replace("+", "%2B")
         routes[files_prefix + w.name.replace("+", "%2B")] = data
         routes[files_prefix + w.name] = data
-        by_project.setdefault(project, []).append((w.name, url, hashlib.sha256(data).hexdigest(), len(data)))
+        meta_sha = None
+        if metadata:
+            with zipfile.ZipFile(w) as z:
+                meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA")))
+            routes[url + ".metadata"] = routes[files_prefix + w.name + ".metadata"] = meta
+            meta_sha = hashlib.sha256(meta).hexdigest()
+        by_project.setdefault(project, []).append((w.name, url, hashlib.sha256(data).hexdigest(), len(data),
+                                                   meta_sha))
     for project, entries in by_project.items():
         js = json.dumps({"meta": {"api-version": "1.0"}, "name": project,
-                         "files": [{"filename": n, "url": u, "hashes": {"sha256": h}, "size": s}
-                                   for n, u, h, s in entries]}).encode()
+                         "files": [dict({"filename": n, "url": u, "hashes": {"sha256": h}, "size": s},
+                                        **({"core-metadata": {"sha256": m}} if m else {}))
+                                   for n, u, h, s, m in entries]}).encode()
         html = ("<!DOCTYPE html><html><body>" + "".join(
-            f'<a href="{u}#sha256={h}" data-requires-python="&gt;=3.8">{n}</a><br/>' for n, u, h, _ in entries)
+            f'<a href="{u}#sha256={h}" data-requires-python="&gt;=3.8"'
+            + (f' data-core-metadata="sha256={m}" data-dist-info-metadata="sha256={m}"' if m else "")
+            + f'>{n}</a><br/>' for n, u, h, _, m in entries)
             + "</body></html>").encode()
 
         def page(req, js=js, html=html):

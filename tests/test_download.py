@@ -325,7 +325,8 @@ def test_auto_reset_during_parallel_ranges_is_resumed(large, tmp_path):
     first_starts = {i * step for i in range(AUTO_CONNECTIONS)}
     dropped = [h for h in hits if h.fault == "Reset"]
     later = [h for h in hits if h.range_start not in first_starts]
-    assert len(dropped) == 2 and len(hits) == AUTO_CONNECTIONS + 2 and len(later) == 2
+    # later requests: the two resumes, and the halves of ranges a finished connection took over
+    assert len(dropped) == 2 and len(later) >= 2
     for d in dropped:  # each drop continued its own range from (at most) where the server had got to
         assert any(d.range_start < h.range_start <= d.range_start + d.sent for h in later)
     assert all(h.status == 206 for h in hits)

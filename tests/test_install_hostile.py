@@ -107,7 +107,7 @@ def test_credentials_are_masked_in_the_plan_json_and_in_error_sentences(tmp_path
     assert set(asked) == {"Basic " + base64.b64encode(b"alice:s3cret").decode()}
 
 
-def test_credentials_are_masked_in_the_pip_line_while_pip_gets_them(venv, tmp_path):
+def test_credentials_are_masked_in_every_line_while_the_index_gets_them(venv, tmp_path):
     dep = build_wheel(tmp_path, "tinydep", "1.0", {"tinydep.py": b"VALUE = 42\n"})
     wheel = fake_torch_wheel(tmp_path, "9.3.0+cpu", requires=["tinydep>=1.0"])
     routes = {"/simple/torch/": _json_page([_entry(wheel)]),
@@ -118,13 +118,16 @@ def test_credentials_are_masked_in_the_pip_line_while_pip_gets_them(venv, tmp_pa
         proc = run_cli("install", "--python", venv, "--yes", "--only", "torch", "--mirror",
                        _with_secret(srv.url("/simple/")), "--official-pytorch", official.url("/whl/"),
                        "--cache-dir", tmp_path / "cache", env=ENV, timeout=240)
-        auth = {h.headers.get("authorization") for h in srv.hits() if h.path.startswith("/simple/tinydep")}
+        auth = {h.headers.get("authorization") for h in srv.hits() if "tinydep" in h.path}
+        dep_hits = [h.path for h in srv.hits() if "tinydep" in h.path]
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = " ".join(proc.stdout.split())  # rich wraps long lines
     assert "s3cret" not in proc.stdout + proc.stderr
-    assert re.search(r"\$ \S+ -m pip install .* --index-url http://alice:\*\*\*\*@127\.0\.0\.1:\d+/simple/", out)
+    assert re.search(r"\$ \S+ -m pip install .* --no-index --find-links ", out)  # pip reads no index at all
     assert f"{wheel.name}: sha256 verified" in out
-    assert auth == {"Basic " + base64.b64encode(b"alice:s3cret").decode()}  # pip read the index as alice
+    # the dependency's page and file were read as alice (the file's link is on the index's origin)
+    assert "/simple/tinydep/" in dep_hits and any(p.startswith("/files/tinydep") for p in dep_hits)
+    assert auth == {"Basic " + base64.b64encode(b"alice:s3cret").decode()}
 
 
 # ---- finding 2: what vouches for the wheel ----------------------------------------------------------------

@@ -12,6 +12,7 @@ One direction, one module per step:
     choose     pure: the best file among those that exist, and the sentence when none fits
     hashes     where the chosen wheel comes from, and which sha256 vouches for it
     plan       gather facts, read the sources concurrently, choose, assemble the Plan
+    fetchall   every file of the install at once: each requirement's wheel found on the index, fetched, verified
     execute    download (verified), pip install, check in a fresh interpreter: the Outcome
     bundle     --download-only DIR for another machine, and --from DIR there
     pip_config / pip_persist   reading and writing pip's own configuration

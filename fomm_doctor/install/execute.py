@@ -5,7 +5,9 @@ Nothing here prints; the command layer draws the progress bar through `progress(
 """
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,14 +18,14 @@ from urllib.request import url2pathname
 from fomm_core.cache import downloads_dir
 from fomm_doctor.net import digests, download as dl
 from fomm_doctor.errors import UserError
-from fomm_doctor.install import metadata
+from fomm_doctor.install import fetchall, metadata
 from fomm_doctor.install.backend import Backend, Kind
 from fomm_doctor.install.choose import base_version
 from fomm_doctor.install.hashes import VERIFIED_WORDS
 from fomm_doctor.install.index import host_of, plain_filename
 from fomm_doctor.install.machine import InstalledTorch
 from fomm_doctor.install.options import InstallOptions
-from fomm_doctor.install.plan import Plan, TorchPlan, as_data
+from fomm_doctor.install.plan import Plan, TorchPlan, as_data, remote_requires
 from fomm_doctor.net.redact import redact
 
 
@@ -133,17 +135,33 @@ def fetch_torch(t: TorchPlan, opts: InstallOptions, progress: Optional[Callable]
     local = _local_wheel(t)
     if local:
         return local
+    remote, dest, cache = _torch_download(t, opts)
+    res = dl.download(remote, dest, sha256=t.sha256, size=t.size,
+                      retries=opts.retries, timeout=opts.timeout, connections=opts.connections,
+                      cache_dir=cache, progress=progress, expect_binary=True)
+    return _fetched(t, res)
+
+
+def _torch_download(t: TorchPlan, opts: InstallOptions) -> tuple:
+    """(remote URLs, destination, cache folder) for the torch wheel, or one sentence when it must not be
+    downloaded (listed only locally and unreadable, or unverifiable without --allow-unverified)."""
     remote = [u for u in t.urls if not _local_file(u)]
     if not remote:
         raise UserError(f"{t.file} is listed locally but could not be read or did not match its sha256.")
     if not t.sha256 and not opts.allow_unverified:
         raise UserError(unverified_sentence(t))
+    cache = cache_folder(opts)
+    return remote, inside(cache / "wheels", t.file), cache
+
+
+def cache_folder(opts: InstallOptions) -> Path:
+    """Where downloads are kept (--cache-dir, else the user cache), checked to be a folder we can write."""
     cache = Path(opts.cache_dir).expanduser() if opts.cache_dir else downloads_dir()
     check_folder("--cache-dir", cache / "wheels")
-    dest = inside(cache / "wheels", t.file)
-    res = dl.download(remote, dest, sha256=t.sha256, size=t.size,
-                      retries=opts.retries, timeout=opts.timeout, connections=opts.connections,
-                      cache_dir=cache, progress=progress, expect_binary=True)
+    return cache
+
+
+def _fetched(t: TorchPlan, res) -> Fetched:
     return Fetched(str(res.path), res.bytes_fetched, res.resumed, res.url_used, res.attempts, res.sha256,
                    "sha256" if t.sha256 else "none")
 
@@ -263,21 +281,169 @@ def execute(plan: Plan, opts: InstallOptions, *, progress: Optional[Callable] = 
     python = plan.machine.py.executable
     if not plan.machine.py.pip:
         raise UserError(f"The Python at {python} has no pip; run `{python} -m ensurepip --upgrade` and try again.")
-    t, torch = plan.torch, None
+    t = plan.torch
+    if prefetchable(plan):
+        plan, torch = _install_prefetched(plan, opts, progress, say)
+    else:
+        plan, torch = _install_through_pip(plan, opts, progress, say)
+    t = plan.torch
+    checked = verify_or_refuse(python, t.version, t.backend) if t and opts.verify else None
+    if checked and t.already_installed:
+        torch = replace(torch, action="already installed, import checked")
+    return Outcome(plan, torch, plan.packages, checked)
+
+
+def _say_verified(say: Optional[Callable], t: TorchPlan, got: Fetched) -> None:
+    if say:
+        say(f"{t.file}: {VERIFIED_WORDS[got.verified]}"
+            + (f" (sha256 {got.sha256[:16]}...)" if got.verified == "sha256" else ""))
+
+
+def _install_through_pip(plan: Plan, opts: InstallOptions, progress, say) -> tuple:
+    """The torch wheel by our downloader, everything else by pip from the index, one file after another: the
+    way when the dependencies' index is pip's own configuration (extra indexes, find-links), which we do not
+    read. -> (plan as carried out, TorchOutcome or None)."""
+    python, t, torch = plan.machine.py.executable, plan.torch, None
     if t and t.already_installed:
         torch = TorchOutcome("already installed")
     elif t:
         got = fetch_torch(t, opts, progress)
         t = check_build(Path(got.path), plan)
         plan = replace(plan, torch=t)
-        if say:
-            say(f"{t.file}: {VERIFIED_WORDS[got.verified]}"
-                + (f" (sha256 {got.sha256[:16]}...)" if got.verified == "sha256" else ""))
+        _say_verified(say, t, got)
         run_pip(python, [got.path, *pip_args(plan, opts)], say)
         torch = TorchOutcome("installed", got)
     if plan.packages:
         run_pip(python, [*plan.packages, *pip_args(plan, opts)], say)
-    checked = verify_or_refuse(python, t.version, t.backend) if t and opts.verify else None
-    if checked and t.already_installed:
-        torch = replace(torch, action="already installed, import checked")
-    return Outcome(plan, torch, plan.packages, checked)
+    return plan, torch
+
+
+# ---- every file at once, installed from disk -----------------------------------------------------------------
+
+def prefetchable(plan: Plan) -> bool:
+    """Every file can be fetched here when the dependencies come from one index we read ourselves; pip's extra
+    indexes and remote find-links pages stay pip's (a package may be only there). Local find-links folders are
+    handed to the offline pip as they are."""
+    dep = plan.dependency_index
+    return bool(dep and dep.index_url and not dep.extra_index_urls
+                and all(_local_folder(f) for f in dep.find_links))
+
+
+def _local_folder(location: str) -> Optional[Path]:
+    """A find-links location that is a folder on this machine (a path or file:// URL); None otherwise."""
+    loc = str(location)
+    if "://" in loc and not loc.startswith("file:"):
+        return None
+    path = _local_file(loc) if loc.startswith("file:") else Path(loc).expanduser()
+    return path if path is not None and path.is_dir() else None
+
+
+def _install_prefetched(plan: Plan, opts: InstallOptions, progress, say) -> tuple:
+    """torch and every dependency downloaded side by side (fetchall.Prefetch); the dependencies installed from
+    the downloaded files while torch is still arriving, then torch; pip reads no index (`--no-index`). When
+    the files do not make a complete set (a project without a wheel here, a choice pip's resolver refuses),
+    pip installs as before, from the index. -> (plan as carried out, TorchOutcome or None)."""
+    # pip's only source: this run's wheels, linked into a folder of their own (never the cache's older files)
+    with tempfile.TemporaryDirectory(prefix="fomm-install-") as links:
+        return _fetch_and_install(plan, opts, progress, say, cache_folder(opts), Path(links))
+
+
+def _fetch_and_install(plan: Plan, opts: InstallOptions, progress, say, cache: Path, links: Path) -> tuple:
+    t = plan.torch
+    need_torch = bool(t and not t.already_installed)
+    with fetchall.Prefetch(plan.dependency_index.index_url, plan.machine.py, cache / "wheels",
+                           retries=opts.retries, timeout=opts.timeout, cache_dir=cache, progress=progress) as pre:
+        pending, got = _start_torch(pre, t, opts) if need_torch else (None, None)
+        early_done = _dependencies_first(plan, opts, pre, need_torch, links, say)
+        got = got or (_fetched(t, pending.result()) if pending else None)
+        if got:
+            plan = _torch_arrived(plan, pre, got, say)
+        deps = pre.wait()
+        last = ([got.path] if got else []) + ([] if early_done else list(plan.packages))
+        if last and not _offline(plan, deps, last, links, say):
+            _from_index(plan, opts, [got.path] if got else [], deps, say)
+    torch = TorchOutcome("installed", got) if got else (TorchOutcome("already installed") if t else None)
+    return plan, torch
+
+
+def _dependencies_first(plan: Plan, opts: InstallOptions, pre, need_torch: bool, links: Path, say) -> bool:
+    """The project's packages and (from its .metadata) torch's requirements fetched and installed while torch
+    is still arriving; True when they went in."""
+    pre.add(plan.packages)
+    early = _torch_requires_early(plan, opts) if need_torch else []
+    if early is None:  # torch's needs are known once its wheel is here
+        return False
+    roots = [*plan.packages, *(str(r) for r in early)]
+    pre.add(roots)
+    return bool(roots) and _offline(plan, deps=pre.wait(), what=roots, links=links, say=say)
+
+
+def _torch_arrived(plan: Plan, pre, got: Fetched, say) -> Plan:
+    """The plan with the build the wheel's metadata names; what its METADATA requires joins the fetching."""
+    t = check_build(Path(got.path), plan)
+    _say_verified(say, t, got)
+    # the wheel's own METADATA (all there is without a .metadata file) names what torch needs
+    pre.add(fetchall.applicable(metadata.requires_dist(metadata.wheel_metadata(Path(got.path))), pre.env))
+    return replace(plan, torch=t)
+
+
+def _start_torch(pre, t: TorchPlan, opts: InstallOptions) -> tuple:
+    """(future of the download, None) or (None, Fetched) for a wheel already in a local folder."""
+    local = _local_wheel(t)
+    if local:
+        return None, local
+    remote, dest, _cache = _torch_download(t, opts)
+    return pre.submit_file(remote, dest, t.sha256, t.size, opts.connections), None
+
+
+def _torch_requires_early(plan: Plan, opts: InstallOptions) -> Optional[list]:
+    """torch's requirements on the target before its wheel arrives, from the `.metadata` file beside it
+    (PEP 658; PyPI and the PyTorch index serve one); None when no source has one (then the wheel's own
+    METADATA, once it is here). Only what to fetch early is chosen from it: pip checks the wheel's own."""
+    for url in plan.torch.urls:
+        if _local_file(url):
+            continue
+        requires = remote_requires(url + ".metadata", None, opts.timeout)
+        if requires is not None:
+            return fetchall.applicable(requires, metadata.marker_env(plan.machine.py))
+    return None
+
+
+def _offline(plan: Plan, deps: "fetchall.Prefetched", what: list, links: Path, say) -> bool:
+    """pip install `what` (requirements or wheel paths) with the downloaded wheels (and the user's own local
+    find-links folders) as its only source; False (nothing said but one line) when the set is incomplete or
+    pip's resolver refuses it."""
+    if not deps.complete:
+        return False
+    python = plan.machine.py.executable
+    own_links = [a for f in plan.dependency_index.find_links for a in ("--find-links", str(_local_folder(f)))]
+    for w in deps.wheels.values():
+        _link_into(links, Path(w.path))
+    try:
+        run_pip(python, [*what, "--no-index", "--find-links", str(links), *own_links], say)
+    except UserError as exc:
+        if say:
+            say(f"the downloaded files alone were not enough ({exc}); pip fetches the rest from the index")
+        return False
+    return True
+
+
+def _link_into(folder: Path, wheel: Path) -> None:
+    """`wheel` visible in `folder` (a hard link, a copy across filesystems): pip's find-links folder holds this
+    install's files only, never older cached versions."""
+    dest = folder / wheel.name
+    if dest.exists():
+        return
+    try:
+        os.link(wheel, dest)
+    except OSError:
+        shutil.copyfile(wheel, dest)
+
+
+def _from_index(plan: Plan, opts: InstallOptions, torch_file: list, deps: "fetchall.Prefetched", say) -> None:
+    """pip as before: the torch wheel from disk, the rest from the index, the reason said first."""
+    if say and deps.missing:
+        name, why = next(iter(deps.missing.items()))
+        more = f" and {len(deps.missing) - 1} more" if len(deps.missing) > 1 else ""
+        say(f"{name}{more} could not be fetched here ({why}); pip fetches the rest from the index")
+    run_pip(plan.machine.py.executable, [*torch_file, *plan.packages, *pip_args(plan, opts)], say)

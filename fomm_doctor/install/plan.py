@@ -248,23 +248,26 @@ def metadata_of(cands: list, timeout: float, session=None) -> dict:
     """{filename: Requires-Dist} from the index's `.metadata` files, read concurrently (each size-capped and
     within the page deadline); a file that cannot be read or fails its published sha256 is left out (the
     wheel's own METADATA is checked after download)."""
-    import hashlib
-    from fomm_doctor.net.pages import PageError, read_page
-
     def one(c):
-        try:
-            page = read_page(c.file.metadata_url, session=session, max_bytes=metadata.MAX_METADATA,
-                             deadline_s=pypi_index.page_deadline(timeout), timeout=timeout)
-        except PageError:
-            return c.filename, None
-        body = page.body if page.status == 200 else None
-        if not body:
-            return c.filename, None
-        if c.file.metadata_sha256 and hashlib.sha256(body).hexdigest() != c.file.metadata_sha256:
-            return c.filename, None
-        return c.filename, metadata.requires_dist(body.decode("utf-8", "replace"))
+        return c.filename, remote_requires(c.file.metadata_url, c.file.metadata_sha256, timeout, session)
     with ThreadPoolExecutor(max_workers=max(1, min(6, len(cands)))) as pool:
         return {name: reqs for name, reqs in pool.map(one, cands) if reqs is not None}
+
+
+def remote_requires(metadata_url: str, sha256: Optional[str], timeout: float, session=None) -> Optional[list]:
+    """The Requires-Dist of a PEP 658 `.metadata` file (size-capped, within the page deadline, checked against
+    `sha256` when one is published); None when it cannot be read or does not match."""
+    import hashlib
+    from fomm_doctor.net.pages import PageError, read_page
+    try:
+        page = read_page(metadata_url, session=session, max_bytes=metadata.MAX_METADATA,
+                         deadline_s=pypi_index.page_deadline(timeout), timeout=timeout)
+    except PageError:
+        return None
+    body = page.body if page.status == 200 else None
+    if not body or (sha256 and hashlib.sha256(body).hexdigest() != sha256):
+        return None
+    return metadata.requires_dist(body.decode("utf-8", "replace"))
 
 
 # ---- warnings --------------------------------------------------------------------------------------------

@@ -3,11 +3,12 @@
     result = download([mirror_url, upstream_url], Path("torch.whl"), cache_dir=cache, sha256="...", size=...)
 
 `connections=None` (the default) is auto: a file of AUTO_MIN_SIZE or more from a server that answers Range
-requests with 206 comes over AUTO_CONNECTIONS parallel byte ranges (a link that throttles each connection
-is then that many times faster); small files, and servers that ignore Range, use one connection. The first
-request decides (with a known large size it asks `bytes=0-`; with no size, a plain answer's Accept-Ranges
-invites the split and the other ranges must come back 206), so auto mode costs no extra round trip and its
-first answer becomes the first range. An integer forces that many connections (1 = one connection).
+requests with 206 comes over AUTO_CONNECTIONS parallel byte ranges at first, and more while throughput grows
+with them (measured, up to MAX_AUTO_CONNECTIONS; ranges.Growth), so a link that throttles each connection is
+that many times faster; small files, and servers that ignore Range, use one connection. The first request
+decides (with a known large size it asks `bytes=0-`; with no size, a plain answer's Accept-Ranges invites the
+split and the other ranges must come back 206), so auto mode costs no extra round trip and its first answer
+becomes the first range. An integer forces that many connections (1 = one connection).
 
 The partial file lives in the caller's `cache_dir`, so a second run after Ctrl-C or a crash continues where
 the first stopped. The finished file is verified, then moved into place with a rename: `dest` either does not
@@ -41,6 +42,7 @@ class DownloadResult:
     resumed: bool  # some request continued a partial file with a Range request
     url_used: str
     attempts: int  # HTTP requests made
+    connections: int = 1  # the most connections used at once (auto mode: found by measuring throughput)
 
 
 def download(urls, dest, *, cache_dir, sha256=None, size=None, retries=8, timeout=15.0, connections=None,
@@ -107,7 +109,8 @@ def _fetch_and_verify(job: Job) -> DownloadResult:
             job.urls = [u for u in job.urls if u != url] + [url]
         job.t.set_done(0)
     job.part.place(job.dest)
-    return DownloadResult(job.dest, digest, job.t.bytes_fetched, job.t.resumed, url, job.t.attempts)
+    return DownloadResult(job.dest, digest, job.t.bytes_fetched, job.t.resumed, url, job.t.attempts,
+                          job.t.connections)
 
 
 def _fetch_once(job: Job) -> str:

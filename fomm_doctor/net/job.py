@@ -28,7 +28,7 @@ CHUNK = 64 * 1024
 MIN_SEGMENT = 256 * 1024  # smaller files are not worth splitting between connections
 AUTO_MIN_SIZE = 8 * 1024 * 1024  # auto mode splits files from this size up; below it one connection is enough
 AUTO_CONNECTIONS = 4  # enough to outrun a per-connection throttle without hammering a mirror
-MAX_AUTO_CONNECTIONS = 8
+MAX_AUTO_CONNECTIONS = 16  # the most auto mode grows to while throughput grows (aria2's own maximum per server)
 # A file whose size nobody published is cut off at the cap of what it is (a server may send forever); the
 # caller passes the cap of what it fetches as `max_size`. Pages have their own, far smaller cap (pages.py).
 WHEEL_CAP = 4 * 1024 ** 3  # the biggest wheels (CUDA builds of torch, CUDA bundled) are about 2.5 GB
@@ -47,6 +47,7 @@ class Transfer:
     attempts: int = 0
     bytes_fetched: int = 0
     resumed: bool = False
+    connections: int = 1  # the most connections used at once
     progress: Optional[Callable] = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -1,20 +1,26 @@
 """Several connections, each fetching its own byte range of the file into the preallocated part file.
 
 The ranges (Segments) and how much of each is on disk live in the sidecar, so a resume continues every range
-where it stopped. A range that fails `retries` times without progress moves on to the next URL; a server that
+where it stopped. A connection whose range is done takes over the second half of the largest range left, and in
+auto mode connections are added while throughput grows with them (Growth), up to a cap. A range that fails `retries` times without progress moves on to the next URL; a server that
 answers a range with the whole file (RangeIgnored) sends the download back to one connection.
 """
 import threading
+import time
 from dataclasses import dataclass
 from typing import Optional
 
 from fomm_doctor.net.failures import DownloadError, HtmlInsteadOfFile, RangeIgnored, Retryable, SplitHere, UrlDead
-from fomm_doctor.net.job import MIN_SEGMENT, Job, blocks
+from fomm_doctor.net.job import MAX_AUTO_CONNECTIONS, MIN_SEGMENT, Job, blocks
 from fomm_doctor.net.partfile import Segment
 from fomm_doctor.net.redact import redact
 from fomm_doctor.net.sniff import looks_like_html
 
 SIDECAR_EVERY = 1024 * 1024  # bytes a range writes between saves of the sidecar
+SPLIT_MIN = 4 * MIN_SEGMENT  # a range with less left is finished by its own connection
+POLL = 0.2  # seconds between looks at the connections
+WINDOW = 1.5  # seconds of throughput measured per connection count (a few round trips, smoothing the start)
+GAIN = 0.5  # added connections must bring at least this share of what they would on a per-connection throttle
 
 
 @dataclass
@@ -122,8 +128,11 @@ def _after_segments(job: Job, errors: list, url: str) -> Optional[str]:
 
 
 def _run_segments(job: Job, todo: list, meta: dict, handed: dict) -> list:
-    """One thread per segment, at most `connections` at a time; returns the errors the threads raised."""
-    errors = []
+    """A thread per segment, at most `Growth.target` at a time: a connection that finishes takes over half of the
+    largest range left (the last bytes never wait on one slow connection), and in auto mode the target grows
+    while throughput does. Returns the errors the threads raised."""
+    errors, queue, most = [], list(todo), 0
+    growth = Growth(job)
 
     def work(seg):
         try:
@@ -132,25 +141,84 @@ def _run_segments(job: Job, todo: list, meta: dict, handed: dict) -> list:
             errors.append(exc)
             job.stop.set()
 
-    threads = [threading.Thread(target=work, args=(s,), daemon=True) for s in todo]
-    # more segments than connections only after a resume with a different N: run them in waves
-    for i in range(0, len(threads), job.connections):
-        wave = threads[i:i + job.connections]
-        for t in wave:
-            t.start()
-        try:
-            for t in wave:
-                while t.is_alive():
-                    t.join(0.2)
-        except KeyboardInterrupt:
-            job.stop.set()
-            for t in wave:
-                t.join()
-            job.part.save(meta)
-            raise
-        if errors:
-            break
+    running = []
+    try:
+        while not errors:
+            running = [t for t in running if t.is_alive()]
+            while len(running) < growth.target:
+                seg = queue.pop(0) if queue else split_largest(meta, [t.seg for t in running])
+                if seg is None:
+                    break
+                t = threading.Thread(target=work, args=(seg,), daemon=True)
+                t.seg = seg
+                t.start()
+                running.append(t)
+            if not running:
+                break
+            most = max(most, len(running))
+            running[0].join(POLL)
+            growth.observe(len(running))
+    except KeyboardInterrupt:
+        job.stop.set()
+        for t in running:
+            t.join()
+        job.part.save(meta)
+        raise
+    for t in running:
+        t.join()
+    job.t.connections = max(job.t.connections, most)
     return errors
+
+
+def split_largest(meta: dict, busy: list) -> "Segment | None":
+    """A new segment made of the second half of the busy segment with the most bytes left (its connection stops
+    at the new end); None when no range is worth splitting. The cut is far ahead of where its connection writes,
+    so no block in flight crosses it."""
+    seg = max(busy, key=lambda s: s.left, default=None)
+    if seg is None or seg.left < SPLIT_MIN:
+        return None
+    cut = seg.pos + seg.left // 2
+    new = Segment(cut, seg.end)
+    seg.end = cut
+    meta["segments"].append(new)
+    return new
+
+
+class Growth:
+    """How many connections one download uses. Fixed when asked for (`--connections N`); in auto mode it starts
+    at AUTO_CONNECTIONS and measures: every WINDOW seconds, if the last connections added raised throughput by
+    at least half of what they would on a link that throttles each connection, it adds half as many as it has;
+    once they do not, it goes back to the count before them and stops measuring. Never above
+    MAX_AUTO_CONNECTIONS (politeness to a mirror)."""
+
+    def __init__(self, job: Job):
+        self.job, self.target = job, job.connections
+        self.settled = not job.auto
+        self.added, self.last_rate = 0, None
+        self._start_window()
+
+    def _start_window(self):
+        self.t0, self.b0 = time.monotonic(), self.job.t.bytes_fetched
+
+    def observe(self, running: int) -> None:
+        elapsed = time.monotonic() - self.t0
+        if self.settled or elapsed < WINDOW:
+            return
+        rate = (self.job.t.bytes_fetched - self.b0) / elapsed
+        if running < self.target:  # no range left worth another connection: nothing to learn
+            self.settled = True
+            return
+        before = self.target - self.added
+        if self.last_rate is not None and rate < self.last_rate * (1 + GAIN * self.added / before):
+            self.target, self.settled = before, True  # the last ones did not help: give them back
+            return
+        if self.target >= MAX_AUTO_CONNECTIONS:
+            self.settled = True
+            return
+        self.added = min(max(1, self.target // 2), MAX_AUTO_CONNECTIONS - self.target)
+        self.target += self.added
+        self.last_rate = rate
+        self._start_window()
 
 
 def _segment_worker(job: Job, seg: Segment, meta: dict, resp=None):

@@ -64,3 +64,15 @@ def same_origin(a: str, b: str) -> bool:
     """True when credentials written for URL `a` may be sent to URL `b`: same scheme, host and port."""
     oa = origin(a)
     return oa is not None and oa == origin(b)
+
+
+def with_credentials_of(index_url: str, url: str) -> str:
+    """`url` carrying the user name and password of `index_url` when both are on the same origin and `url` has
+    none of its own (an index's absolute file links drop them, and pip sends them there too); else `url`."""
+    try:
+        parts, own = urlsplit(index_url), urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc or "@" in own.netloc or not same_origin(index_url, url):
+        return url
+    return own._replace(netloc=parts.netloc.rpartition("@")[0] + "@" + own.netloc).geturl()
