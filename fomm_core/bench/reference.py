@@ -1,4 +1,4 @@
-"""The original code of both families, for the bench and the equivalence tests to compare against.
+"""The original code of each family, for the bench and the equivalence tests to compare against.
 
 FOMM: deep-animator's copy of the original code (`pip install --no-deps deep-animator`), run with grid_sample's
 align_corners=True as torch 1.0 ran it, animated as the original demo does (`reference_animate`).
@@ -13,18 +13,22 @@ The folder is the original repository's files (modules/*.py, demo.py): $FOMM_TPS
 every torch; a stand-in module named `torchvision` provides `models.resnet18` while it is imported (ours, with
 torchvision's parameter names, unless the caller gives another). Its `modules` package is removed from
 sys.modules afterwards, so nothing of it leaks into other imports.
+LivePortrait: the original repository's code, imported from a folder by fomm_core.bench.liveportrait_reference
+($FOMM_LIVEPORTRAIT_REFERENCE, else `shared/reference/liveportrait` beside this checkout), its pipeline's steps for a
+source image and a driving video restated there.
 """
 from __future__ import annotations
 
 import ast
 import importlib
-import os
 import sys
 import time
 import types
 from contextlib import contextmanager
 from pathlib import Path
 
+from fomm_core.bench.folders import reference_folder
+from fomm_core.bench.stages import REFERENCE_LIVEPORTRAIT_CALLS, time_calls
 from fomm_core.bench.weights import SEED, family, our_models, our_tpsmm_networks
 
 MODULES = ("util", "keypoint_detector", "dense_motion", "inpainting_network", "avd_network",
@@ -34,13 +38,7 @@ MODULES = ("util", "keypoint_detector", "dense_motion", "inpainting_network", "a
 def tpsmm_reference_dir() -> Path | None:
     """Where the original TPSMM code is looked for (it may not exist): $FOMM_TPSMM_REFERENCE, else, in a source
     checkout, shared/reference/tpsmm beside it; None for an installed package without the variable."""
-    given = os.environ.get("FOMM_TPSMM_REFERENCE")
-    if given:
-        return Path(given).expanduser()
-    checkout = Path(__file__).resolve().parents[2]
-    if not (checkout / "pyproject.toml").is_file():
-        return None
-    return checkout.parent / "shared" / "reference" / "tpsmm"
+    return reference_folder("FOMM_TPSMM_REFERENCE", "tpsmm")
 
 
 def _our_resnet18(pretrained=False, **kwargs):
@@ -117,6 +115,9 @@ def tpsmm_reference_networks(ref, config) -> dict:
 def reference_available(config_name="vox-256") -> bool:
     if family(config_name) == "tpsmm":
         return load_tpsmm_reference() is not None
+    if family(config_name) == "liveportrait":
+        from fomm_core.bench.liveportrait_reference import holds_the_code, liveportrait_reference_dir
+        return holds_the_code(liveportrait_reference_dir())
     import importlib
     try:
         for name in ("deep_animator.modules.generator", "deep_animator.modules.kp_detector"):
@@ -216,9 +217,30 @@ def _tpsmm_reference_runner(config_name, source, driving, weights, device="cpu")
     return "original TPSMM code (its demo's make_animation), frame by frame", run
 
 
+def _liveportrait_reference_runner(source, driving, weights, device="cpu"):
+    """The original LivePortrait pipeline's steps (relative motion, expression-friendly, stitching) on the original
+    networks, loaded by its own load_model from the folder of five files `weights` (the stress set is one)."""
+    import torch
+    from fomm_core.bench import liveportrait_reference as lp
+    from fomm_core.model.liveportrait.files import set_files
+    ref = lp.load_liveportrait_reference()
+    w = lp.make_wrapper(ref, lp.load_published(ref, set_files(weights), device), device)
+    source, driving = source.to(device), driving.to(device)
+    timed = []
+
+    def run(timings=None):  # .cpu(): on a GPU, also waits for the work to finish before the clock stops
+        if timings is not None and not timed:
+            timed.extend(time_calls(w, REFERENCE_LIVEPORTRAIT_CALLS, timings))
+        with torch.no_grad():
+            return lp.reference_frames(ref, w, source, driving).cpu()
+    return "original LivePortrait code (its pipeline's steps: relative motion, stitching), frame by frame", run
+
+
 def reference_runner(config_name, source, driving, weights, device="cpu"):
     if family(config_name) == "tpsmm":
         return _tpsmm_reference_runner(config_name, source, driving, weights, device)
+    if family(config_name) == "liveportrait":
+        return _liveportrait_reference_runner(source, driving, weights, device)
     generator, kp_detector = reference_models(config_name, weights=weights)
     generator, kp_detector = generator.to(device), kp_detector.to(device)
     source, driving = source.to(device), driving.to(device)
@@ -226,3 +248,23 @@ def reference_runner(config_name, source, driving, weights, device="cpu"):
     def run(timings=None):  # .cpu(): on a GPU, also waits for the work to finish before the clock stops
         return reference_animate(generator, kp_detector, source, driving, timings).cpu()
     return "original code, frame by frame, align_corners=True", run
+
+
+def missing_reference(config_name) -> str:
+    """Where the original code of a config's family was looked for and not found, in words (no full stop)."""
+    if family(config_name) == "fomm":
+        return "the reference (original code) is not installed"
+    if family(config_name) == "tpsmm":
+        name, where = "TPSMM", tpsmm_reference_dir()
+    else:
+        from fomm_core.bench.liveportrait_reference import liveportrait_reference_dir
+        name, where = "LivePortrait", liveportrait_reference_dir()
+    return f"the original {name} code {f'is not at {where}' if where else 'was not found'}"
+
+
+def how_to_add_reference(config_name) -> str:
+    """What gives the bench a config's original code, in words (no full stop)."""
+    variable = {"tpsmm": "FOMM_TPSMM_REFERENCE", "liveportrait": "FOMM_LIVEPORTRAIT_REFERENCE"}.get(family(config_name))
+    if variable is None:
+        return "pip install --no-deps deep-animator"
+    return f"set {variable} to a copy of its repository"

@@ -9,9 +9,9 @@ import textwrap
 import types
 from pathlib import Path
 
-from fomm_core.bench.reference import reference_available
-from fomm_core.bench.runners import ALL_PATHS, PATHS, TPSMM_PATHS
-from fomm_core.bench.weights import family, size_unit
+from fomm_core.bench.reference import how_to_add_reference, missing_reference, reference_available
+from fomm_core.bench.runners import FAMILY_PATHS, PATHS
+from fomm_core.bench.weights import family, size_unit, worker_weights
 from fomm_core.bench.worker import run_workers, start_workers
 from fomm_core.media.images import psnr
 
@@ -33,6 +33,8 @@ def reference_differs(config_name) -> list:
     """Our own generator options this config turns on: the original code has none of them, so for such a config
     its output differs by design and the comparison with it measures nothing."""
     from fomm_core.model.config import OUR_GENERATOR_OPTIONS, load_config
+    if family(config_name) == "liveportrait":  # the networks are the original's, option for option
+        return []
     options = load_config(config_name)["model_params"]["generator_params"]  # TPSMM's has none of them
     return [name for name in OUR_GENERATOR_OPTIONS if options.get(name)]
 
@@ -40,22 +42,68 @@ def reference_differs(config_name) -> list:
 def check_options(config="vox-256", size=256, frames=4, runs=3, threads=None, paths=PATHS, weights="stress") -> None:
     """Raise FommError with one sentence for options the benchmark cannot run with."""
     from fomm_core.errors import FommError
-    if weights not in ("random", "stress") and not Path(weights).is_file():
-        raise FommError(f"--weights must be random, stress or a checkpoint file; {weights} is none of them.")
-    unit = size_unit(config)
-    if size < unit or size % unit:
-        raise FommError(f"--size must be a multiple of {unit} for {config} (its networks halve the image that often).")
+    _check_size(config, size)
     if frames < 1 or runs < 1 or (threads is not None and threads < 1):
         raise FommError("--frames, --runs and --threads must be at least 1.")
     _check_paths(config, paths)
+    _check_weights(config, weights)  # last: LivePortrait's stress weights look for the original code
+
+
+def _check_weights(config, weights) -> None:
+    from fomm_core.errors import FommError
+    if family(config) == "liveportrait":
+        _check_liveportrait_weights(config, weights)
+    elif weights not in ("random", "stress") and not Path(weights).is_file():
+        raise FommError(f"--weights must be random, stress or a checkpoint file; {weights} is none of them.")
+
+
+def _check_liveportrait_weights(config, weights) -> None:
+    """LivePortrait's stress weights are made by the original code; a real set is a folder of its five files."""
+    from fomm_core.errors import FommError
+    from fomm_core.model.liveportrait.files import set_files
+    if weights == "stress" and not reference_available(config):
+        raise FommError(f"LivePortrait's stress weights are the original code's networks, seeded, and "
+                        f"{missing_reference(config)}: {how_to_add_reference(config)}, or give --weights a folder "
+                        "of LivePortrait's five files.")
+    if weights != "stress" and set_files(weights) is None:
+        raise FommError(f"--weights must be stress or a folder of LivePortrait's five files for {config}; {weights} "
+                        "is neither.")
+
+
+def _check_size(config, size) -> None:
+    from fomm_core.errors import FommError
+    if family(config) == "liveportrait":
+        from fomm_core.model.liveportrait.config import INPUT_SIZE, OUTPUT_SIZE
+        if size != INPUT_SIZE:
+            raise FommError(f"--size is {INPUT_SIZE} for {config}: its networks take a {INPUT_SIZE}-px crop (and "
+                            f"make a {OUTPUT_SIZE}-px frame).")
+        return
+    unit = size_unit(config)
+    if size < unit or size % unit:
+        raise FommError(f"--size must be a multiple of {unit} for {config} (its networks halve the image that often).")
 
 
 def _check_paths(config, paths) -> None:
     from fomm_core.errors import FommError
-    known = [p for p in ALL_PATHS if p != "int8"] if family(config) == "tpsmm" else ALL_PATHS
+    known = FAMILY_PATHS[family(config)][1]
     unknown = [p for p in paths if p not in known]
     if unknown or not paths:
         raise FommError(f"unknown path {', '.join(unknown) or '(none)'} for {config}; choose from: {', '.join(known)}.")
+
+
+def smoke_settings(config) -> tuple:
+    """(size, frames, runs) of --smoke: checks that every path works, not its speed. LivePortrait's networks take
+    256 px only, so its smoke run cannot shrink the frames."""
+    size = 256 if family(config) == "liveportrait" else 128
+    return size, 2, 1
+
+
+def output_side(config, size) -> int:
+    """The side of the frames a config's paths return for frames of side `size` (LivePortrait's G doubles it)."""
+    if family(config) == "liveportrait":
+        from fomm_core.model.liveportrait.config import INPUT_SIZE, OUTPUT_SIZE
+        return size * OUTPUT_SIZE // INPUT_SIZE
+    return size
 
 
 def _row(path, result, ref, exact) -> dict:
@@ -64,7 +112,8 @@ def _row(path, result, ref, exact) -> dict:
     if "error" in result:
         row["error"] = result["error"]
         return row
-    row.update({k: result[k] for k in ("path", "fps", "seconds", "stages", "peak_rss_mb", "precision")})
+    row.update({k: result[k] for k in ("path", "fps", "seconds", "stages", "peak_rss_mb", "precision", "note")
+                if k in result})
     if path == "reference":
         return row
     if "fps" in ref:
@@ -85,7 +134,7 @@ def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, pa
     on_path(name) is called as each path starts (for progress display).
     """
     if paths is None:
-        paths = TPSMM_PATHS if family(config) == "tpsmm" else PATHS
+        paths = FAMILY_PATHS[family(config)][0]
     check_options(config, size, frames, runs, threads, paths, weights)
     threads = threads or max(1, min(os.cpu_count() or 1, 4))
     from fomm_core.device import resolve_device
@@ -95,12 +144,20 @@ def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, pa
     paths = [p for p in paths if p != "reference" or available]
     on_path = on_path or (lambda _message: None)
     with tempfile.TemporaryDirectory(prefix="fomm-bench-") as workdir:
+        args.weights = _worker_weights(config, weights, workdir, on_path)
         results = run_workers(start_workers(paths, args, threads, workdir, on_path), runs, on_path)
     ref, exact = results.get("reference", {}), results.get("exact", {})
     rows = [_row(path, results[path], ref, exact) for path in paths]
-    return {"config": config, "size": size, "frames": frames, "runs": runs, "weights": str(weights),
+    return {"config": config, "size": size, "output_size": output_side(config, size), "frames": frames, "runs": runs,
+            "weights": str(weights),
             "reference_differs": reference_differs(config),
             "environment": environment(threads, device), "reference_available": available, "rows": rows}
+
+
+def _worker_weights(config, weights, workdir, on_path) -> str:
+    if family(config) == "liveportrait" and weights == "stress":
+        on_path("seeding the original LivePortrait networks (the stress weights)")
+    return worker_weights(config, weights, workdir)
 
 
 def _cell(row, key, fmt, width) -> str:
@@ -111,12 +168,16 @@ def format_text(report) -> str:
     """The report in 80 columns: one row per path; the details (what runs, stage timings) are in --json."""
     env = report["environment"]
     yes = {True: "yes", False: "no"}
-    lines = [f"{report['config']} {report['size']}px, {report.get('weights', 'random')} weights, "
-             f"{report['frames']} frames x {report['runs']} runs, torch {env['torch']}, {env['threads']} threads",
-             f"{env['cpu']}: AVX-512 {yes[env['avx512f']]}, AVX512-BF16 {yes[env['avx512_bf16']]}, "
-             f"AMX {yes[env['amx']]}" + (f"; timed on {env['device']}: {env.get('gpu', '')}"
-                                          if env.get("device", "cpu") != "cpu" else ""),
-             f"{'path':<12}{'frames/s':>9}{'x orig':>8}{'PSNR/ref':>9}{'PSNR/exact':>11}{'max|diff|':>10}{'peak MB':>9}"]
+    out = report.get("output_size", report["size"])
+    sizes = f"{report['size']}px" + (f" in, {out}px out" if out != report["size"] else "")
+    lines = textwrap.wrap(f"{report['config']} {sizes}, {report.get('weights', 'random')} weights, "
+                          f"{report['frames']} frames x {report['runs']} runs, torch {env['torch']}, "
+                          f"{env['threads']} threads", 80, subsequent_indent="  ")
+    lines += [f"{env['cpu']}: AVX-512 {yes[env['avx512f']]}, AVX512-BF16 {yes[env['avx512_bf16']]}, "
+              f"AMX {yes[env['amx']]}" + (f"; timed on {env['device']}: {env.get('gpu', '')}"
+                                           if env.get("device", "cpu") != "cpu" else ""),
+              f"{'path':<12}{'frames/s':>9}{'x orig':>8}{'PSNR/ref':>9}{'PSNR/exact':>11}{'max|diff|':>10}"
+              f"{'peak MB':>9}"]
     for row in report["rows"]:
         if "error" in row:
             lines.append(f"{row['name']:<12} failed: {row['error']}"[:80])
@@ -130,9 +191,9 @@ def format_text(report) -> str:
         lines += textwrap.wrap(f"the original code has no {', '.join(report['reference_differs'])}: for "
                                f"{report['config']} its output differs by design (PSNR/ref means nothing)", 80)
     for row in report["rows"]:
-        if row["name"] == "int8" and "; " in row.get("path", ""):
-            lines += textwrap.wrap("int8: " + row["path"].split("; ", 1)[-1], 80, subsequent_indent="  ")
+        if row["name"] == "int8" and row.get("note"):
+            lines += textwrap.wrap("int8: " + row["note"], 80, subsequent_indent="  ")
     fast = next((r for r in report["rows"] if r["name"] == "fast" and "path" in r), None)
     if fast:
-        lines += textwrap.wrap("fast: " + fast["path"].split("; ", 1)[-1], 80, subsequent_indent="  ")
+        lines += textwrap.wrap("fast: " + fast.get("note", ""), 80, subsequent_indent="  ")
     return "\n".join(lines)

@@ -4,11 +4,13 @@ from __future__ import annotations
 import time
 
 from fomm_core.bench.reference import reference_runner
-from fomm_core.bench.weights import family, inputs, our_models, our_tpsmm_networks
+from fomm_core.bench.stages import ENGINE_CALLS, STAGES, time_calls
+from fomm_core.bench.weights import clip, family, our_models, our_tpsmm_networks
 
 PATHS = ("reference", "exact", "bf16", "int8", "fast")
 TPSMM_PATHS = ("reference", "exact", "bf16", "fast")
-DEFAULT_CONFIG = {"fomm": "vox-256", "tpsmm": "tpsmm-vox-256"}
+LIVEPORTRAIT_PATHS = ("reference", "exact", "bf16", "fast")
+DEFAULT_CONFIG = {"fomm": "vox-256", "tpsmm": "tpsmm-vox-256", "liveportrait": "liveportrait"}
 # Our paths and the engine options they run with; the extra ones isolate one idea each (ablation).
 ENGINE_PATHS = {
     "exact": dict(precision="fp32"),
@@ -24,72 +26,76 @@ ENGINE_PATHS = {
     "fast-compiled": dict(precision="bf16", compile=True),
 }
 ALL_PATHS = ("reference",) + tuple(ENGINE_PATHS)
+# family -> (the paths run by default, every path it can run); LivePortrait's engine has no int8, fusing or batching
+FAMILY_PATHS = {"fomm": (PATHS, ALL_PATHS), "tpsmm": (TPSMM_PATHS, tuple(p for p in ALL_PATHS if p != "int8")),
+                "liveportrait": (LIVEPORTRAIT_PATHS, LIVEPORTRAIT_PATHS)}
 
 
-def _stage_timer(animator, timings):
-    """Wrap the engine's stages with timers (the engine itself stays untouched)."""
-    kp_fn, dm_fn = animator._keypoints, animator._dense_motion
-
-    def keypoints(images):
-        t = time.perf_counter()
-        out = kp_fn(images)
-        timings["keypoints"] += time.perf_counter() - t
-        return out
-
-    def dense_motion(kp):
-        t = time.perf_counter()
-        out = dm_fn(kp)
-        timings["dense motion"] += time.perf_counter() - t
-        return out
-
-    animator._keypoints, animator._dense_motion = keypoints, dense_motion
+def _stage_timer(animator, fam, timings) -> list:
+    """Time the engine's stages (the engine itself stays untouched); -> the stages timed around their own calls."""
+    return time_calls(animator, ENGINE_CALLS[fam], timings)
 
 
 def _our_model(config_name, weights):
     """Our networks as fomm_core.model.checkpoint.Model (what make_animator takes)."""
-    from fomm_core.model.checkpoint import Model
+    from fomm_core.model.checkpoint import Model, load_model
     from fomm_core.model.config import load_config
+    if family(config_name) == "liveportrait":  # a folder of the five files (the stress set is saved as one)
+        return load_model(weights)
     if family(config_name) == "tpsmm":
         return Model("tpsmm", our_tpsmm_networks(config_name, weights=weights), load_config(config_name), config_name)
     generator, kp_detector = our_models(config_name, weights=weights)
     return Model("fomm", {"generator": generator, "kp_detector": kp_detector}, load_config(config_name), config_name)
 
 
+def _settle_stages(timings, fam, timed, animate_seconds) -> None:
+    """After a timed run: the rest of animate is the stage no call of its own times (FOMM's and TPSMM's
+    generator); a stage whose call this engine lacks is dropped rather than reported as zero."""
+    calls = ENGINE_CALLS[fam]
+    for stage in STAGES[fam]:
+        if stage not in calls.values():
+            timings[stage] += animate_seconds - sum(timings[s] for s in timed)
+        elif stage not in timed:
+            timings.pop(stage, None)
+
+
+def make_engine(path, config_name, size, weights, device="cpu"):
+    """Our engine at one of ENGINE_PATHS (its batch option is the runner's, not the engine's). The loaded model is
+    not kept: the engine holds its own copies, and the model's would only add to the RSS."""
+    from fomm_core.inference.factory import make_animator
+    options = {k: v for k, v in ENGINE_PATHS[path].items() if k != "batch"}
+    return make_animator(_our_model(config_name, weights), device=device, size=size, **options)
+
+
 def _engine_runner(path, config_name, source, driving, batch, weights, device="cpu"):
     import torch
-    from fomm_core.inference.factory import make_animator
-    model = _our_model(config_name, weights)
-    options = dict(ENGINE_PATHS[path])
     frames = driving.shape[0]
-    batch = options.pop("batch", None) or batch or frames
-    animator = make_animator(model, device=device, size=driving.shape[-1], **options)
-    del model  # the engine holds its own copies: the user's modules would only add to the RSS
-    timed = False
+    batch = ENGINE_PATHS[path].get("batch") or batch or frames
+    animator = make_engine(path, config_name, driving.shape[-1], weights, device)
+    fam, timed = family(config_name), []
 
     def run(timings=None):
-        nonlocal timed
         if timings is not None and not timed:
-            _stage_timer(animator, timings)
-            timed = True
+            timed.extend(_stage_timer(animator, fam, timings))
         animator.set_source(source)
         animator.reset_reference()
-        outs = []
+        outs, seconds = [], 0.0
         for i in range(0, frames, batch):
             t = time.perf_counter()
             outs.append(animator.animate(driving[i:i + batch]))
-            if timings is not None:
-                timings["generator"] += time.perf_counter() - t
-        if timings is not None:  # the engine's other stages ran inside animate
-            timings["generator"] -= timings["keypoints"] + timings["dense motion"]
+            seconds += time.perf_counter() - t
+        if timings is not None:
+            _settle_stages(timings, fam, timed, seconds)
         return torch.cat(outs)
     note = f"; {animator.note}" if animator.note else ""
     run.precision = animator.precision  # what ran: int8 or fast may have become another path here
+    run.note = animator.note            # why (the path's own words may hold semicolons too)
     return animator.path + f", batch {batch}{note}", run
 
 
 def make_runner(path, config_name="vox-256", size=256, frames=4, batch=None, weights="random", device="cpu"):
     """(description, run): run(timings=None) animates the benchmark's frames once by `path`, returns the frames."""
-    source, driving = inputs(size, frames)
+    source, driving = clip(config_name, size, frames)
     if path == "reference":
         return reference_runner(config_name, source, driving, weights, device)
     return _engine_runner(path, config_name, source, driving, batch, weights, device)

@@ -3,6 +3,7 @@ and the frame-size unit a config allows."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 SEED = 0
 
@@ -83,8 +84,22 @@ def our_models(config_name="vox-256", seed=SEED, weights="random"):
 
 
 def family(config_name) -> str:
+    """fomm, tpsmm or liveportrait (whose one config is its published sizes, named 'liveportrait')."""
     from fomm_core.model.config import config_family, load_config
+    from fomm_core.model.liveportrait.files import CONFIG_NAME
+    if config_name == CONFIG_NAME:
+        return "liveportrait"
     return config_family(load_config(config_name))
+
+
+def worker_weights(config_name, weights, workdir) -> str:
+    """What the workers load: `weights` itself, except LivePortrait's stress weights, which are the original code's
+    networks seeded (fomm_core.bench.liveportrait_reference) and saved once here as a folder of the five files, so
+    that every path loads the same files strictly and no path's RSS holds a second copy of the networks."""
+    if family(config_name) != "liveportrait" or weights != "stress":
+        return weights
+    from fomm_core.bench.liveportrait_reference import save_stress_set
+    return str(save_stress_set(Path(workdir) / "liveportrait-stress", seed=SEED))
 
 
 def our_tpsmm_networks(config_name="tpsmm-vox-256", seed=SEED, weights="random") -> dict:
@@ -99,6 +114,16 @@ def our_tpsmm_networks(config_name="tpsmm-vox-256", seed=SEED, weights="random")
     randomise_tpsmm(networks, seed=seed, stress=weights == "stress")
     del networks["bg_predictor"]  # trained with the model, never used to animate
     return {k: v.eval() for k, v in networks.items()}
+
+
+def clip(config_name, size=256, frames=4):
+    """The source [1, 3, S, S] and driving frames [N, 3, S, S] every path of a config animates: for LivePortrait the
+    test pictures its stress weights' poses are spread over (a picture shifted and blended into another), else
+    `inputs`."""
+    if family(config_name) == "liveportrait":
+        from fomm_core.bench.liveportrait_reference import driving_frames, source_picture
+        return source_picture(size), driving_frames(frames, size)
+    return inputs(size, frames)
 
 
 def inputs(size=256, frames=4, seed=SEED):

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 from fomm_core.bench.runners import make_runner
+from fomm_core.bench.stages import STAGES
+from fomm_core.bench.weights import family
 
 
 def _peak_rss_mb() -> float:
@@ -38,14 +40,22 @@ def run_worker(ns) -> None:
             print(f"time {seconds[-1]}", flush=True)
         elif line.strip() == "done":
             break
-    stages = {"keypoints": 0.0, "dense motion": 0.0, "generator": 0.0}
-    run(stages)  # one more pass with per-stage timers
+    stages = dict.fromkeys(STAGES[family(ns.config)], 0.0)
+    run(stages)  # one more pass with per-stage timers (a stage the path cannot time is dropped)
     result = {"path": description, "fps": ns.frames / statistics.median(seconds), "seconds": seconds,
               "stages": {k: v / ns.frames for k, v in stages.items()}, "peak_rss_mb": _peak_rss_mb(),
-              "output": output, "precision": getattr(run, "precision", ns.child)}
+              "output": output, "precision": getattr(run, "precision", ns.child), "note": getattr(run, "note", "")}
     tmp = ns.out + ".partial"
     torch.save(result, tmp)
     os.replace(tmp, ns.out)
+
+
+def child_command(path, args, threads, out, *extra) -> tuple:
+    """(command, environment) of a path's own process, its torch threads set before torch starts."""
+    cmd = [sys.executable, "-m", "fomm_core.bench", "--child", path, "--config", args.config,
+           "--size", str(args.size), "--frames", str(args.frames), "--threads", str(threads),
+           "--weights", str(args.weights), "--device", str(args.device), "--out", str(out), *extra]
+    return cmd, dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
 
 
 class Worker:
@@ -54,10 +64,7 @@ class Worker:
     def __init__(self, path, args, threads, workdir):
         self.path, self.out = path, Path(workdir) / f"{path}.pt"
         self.err = open(Path(workdir) / f"{path}.err", "w+", encoding="utf-8")
-        cmd = [sys.executable, "-m", "fomm_core.bench", "--child", path, "--config", args.config,
-               "--size", str(args.size), "--frames", str(args.frames), "--threads", str(threads),
-               "--weights", str(args.weights), "--device", str(args.device), "--out", str(self.out)]
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        cmd, env = child_command(path, args, threads, self.out)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
                                      text=True, env=env)
         self.error = None

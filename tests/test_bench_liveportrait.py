@@ -1,0 +1,114 @@
+"""`bench --model liveportrait`: the original LivePortrait code (../shared/reference/liveportrait, or
+$FOMM_LIVEPORTRAIT_REFERENCE) and our engine's paths on the same seeded weights and frames, each in its own process;
+without the original code, one sentence; and our engine's peak memory streaming 512-px frames, flat with clip
+length. A LivePortrait frame costs seconds on a CPU, so these runs take minutes.
+"""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import run_cli
+
+pytest.importorskip("torch", reason="torch is not installed")
+
+from fomm_core.bench.reference import reference_available  # noqa: E402
+from liveportrait_oracle import reference_dir  # noqa: E402
+
+FRAME_MB = 3 * 512 * 512 * 4 / 2 ** 20  # one output frame, float32
+
+
+def needs_the_original():
+    if not reference_available("liveportrait"):
+        pytest.skip(f"the original LivePortrait code is not at {reference_dir()} (set FOMM_LIVEPORTRAIT_REFERENCE): "
+                    "the stress weights are its networks, seeded")
+
+
+def bench(*args, env=None, timeout=1500):
+    """`python -m fomm_core.bench ARGS` in a subprocess (its own command line, as CI runs it)."""
+    import os
+    return subprocess.run([sys.executable, "-m", "fomm_core.bench", *args], capture_output=True, text=True,
+                          env=dict(os.environ, **(env or {})), timeout=timeout)
+
+
+def test_smoke_runs_the_original_pipeline_and_our_paths_on_the_same_weights():
+    needs_the_original()
+    # `fast` is left out: its measurement costs a minute of frames here, and choosing by measurement is tested for
+    # every family in tests/test_int8.py
+    result = bench("--model", "liveportrait", "--smoke", "--threads", "1", "--paths", "reference,exact,bf16", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["config"], report["size"], report["output_size"], report["frames"], report["runs"]) == \
+        ("liveportrait", 256, 512, 2, 1)
+    assert report["reference_available"] and report["weights"] == "stress"
+    rows = {row["name"]: row for row in report["rows"]}
+    assert list(rows) == ["reference", "exact", "bf16"]
+    assert all("error" not in row for row in rows.values()), rows
+    assert "original LivePortrait code" in rows["reference"]["path"]
+    assert "relative motion" in rows["exact"]["path"]
+    for row in rows.values():
+        # each process holds the five networks (130 M parameters, 520 MB in float32), never two sets of them
+        assert row["fps"] > 0 and 500 < row["peak_rss_mb"] < 4000, row
+        assert set(row["stages"]) == {"keypoints", "warp", "generator"} and all(v > 0 for v in row["stages"].values())
+    # one frame at a time, as the original: bit for bit on the CPU, so at least within float32 rounding
+    assert rows["exact"]["max_abs_vs_reference"] <= 1e-4 and rows["exact"]["psnr_vs_reference"] >= 80
+    # bf16 autocasts the convolutions: these random weights amplify its rounding (26-28 dB), real ones less
+    assert rows["bf16"]["precision"] == "bf16" and 20 < rows["bf16"]["psnr_vs_exact"] < 80
+
+
+def test_without_the_original_code_the_stress_weights_are_one_sentence(tmp_path):
+    absent = tmp_path / "absent"
+    env = {"FOMM_LIVEPORTRAIT_REFERENCE": str(absent)}
+    for result in (bench("--model", "liveportrait", "--smoke", "--paths", "reference", env=env, timeout=120),
+                   run_cli("bench", "--model", "liveportrait", "--smoke", "--paths", "reference", env=env)):
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        message = result.stderr.strip()
+        assert message.count("\n") == 0 and f"is not at {absent}" in message, message
+        assert "set FOMM_LIVEPORTRAIT_REFERENCE" in message and "a folder of LivePortrait's five files" in message
+
+
+def test_without_the_original_code_a_weights_folder_drops_the_reference_as_for_tpsmm(tmp_path):
+    """As TPSMM's: the reference path is left out and the command says where the code was looked for (the five
+    files here are never read: no path is left to run)."""
+    folder = tmp_path / "set"
+    folder.mkdir()
+    for name in ("appearance_feature_extractor", "motion_extractor", "warping_module", "spade_generator",
+                 "stitching_retargeting_module"):
+        (folder / f"{name}.pth").write_bytes(b"")
+    result = run_cli("bench", "--model", "liveportrait", "--smoke", "--paths", "reference", "--weights", folder,
+                     env={"FOMM_LIVEPORTRAIT_REFERENCE": str(tmp_path / "absent")})
+    assert result.returncode == 0, result.stderr
+    assert "liveportrait 256px in, 512px out" in result.stdout and "reference " not in result.stdout
+    assert f"is not at {tmp_path / 'absent'}: set FOMM_LIVEPORTRAIT_REFERENCE" in result.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--size", "128"), "--size is 256 for liveportrait"),
+    (("--paths", "exact,int8"), "unknown path int8 for liveportrait; choose from: reference, exact, bf16, fast."),
+    (("--weights", "random"), "--weights must be stress or a folder of LivePortrait's five files"),
+    (("--memory", "--paths", "reference"), "leave reference out of --paths"),
+])
+def test_bad_options_say_one_sentence(args, words):
+    needs_the_original()  # checked after these options, the stress weights need it
+    result = run_cli("bench", "--model", "liveportrait", *args)
+    assert result.returncode == 2
+    assert words in result.stderr and "Traceback" not in result.stderr
+
+
+def test_memory_streaming_512_px_frames_does_not_grow_with_the_clip():
+    """Our exact engine streams 16 frames after the first in its own process; its memory is read after 4 and after
+    16. Leaking one output frame per frame would add 12 x 3 MiB to the live memory (freed memory handed back
+    first), which moves by under 1 MB without a leak: that is the leak's test. The peak moves once, by up to 42 MB
+    measured, when one frame's temporaries land differently, so it is only held to a few per cent of itself."""
+    needs_the_original()
+    result = bench("--model", "liveportrait", "--memory", "--threads", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["output_size"] == 512 and report["clips"] == [4, 16] and report["frame_mb"] == FRAME_MB
+    (row,) = report["rows"]
+    assert row["name"] == "exact" and row["precision"] == "fp32", row
+    peak, live = row["peak_mb"], row["live_mb"]
+    assert live["4"] > 500 and peak["4"] > live["4"]  # the networks, and a frame's temporaries on top at its peak
+    assert live["16"] - live["4"] < 12 * FRAME_MB / 2, row
+    assert peak["16"] - peak["4"] < 0.05 * peak["4"], row
