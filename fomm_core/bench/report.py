@@ -182,8 +182,9 @@ def format_text(report) -> str:
         if "error" in row:
             lines.append(f"{row['name']:<12} failed: {row['error']}"[:80])
             continue
-        name = row["name"] if row.get("precision", row["name"]) in (row["name"], "fp32") and row["name"] != "fast" \
-            else f"{row['name']} ({row['precision']})"
+        # what `fast` picked is said beside it; the other paths' precisions are fixed (ENGINE_PATHS) and a suffix
+        # would push "fast-unfused (bf16)" past the 80 columns
+        name = f"fast ({row['precision']})" if row["name"] == "fast" and "precision" in row else row["name"]
         lines.append(f"{name:<12}{row['fps']:>9.2f}{_cell(row, 'speedup', '.2f', 8)}"
                      f"{_cell(row, 'psnr_vs_reference', '.1f', 9)}{_cell(row, 'psnr_vs_exact', '.1f', 11)}"
                      f"{_cell(row, 'max_abs_vs_reference', '.1e', 10)}{row['peak_rss_mb']:>9.0f}")

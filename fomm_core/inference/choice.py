@@ -34,7 +34,7 @@ FASTER_BY = 1.10       # a path that is not exact must beat exact float32 by thi
 # used the CPU: such a table is used for this run and measured again next time, never cached.
 MAX_SPREAD = 1.25
 FLOAT_CANDIDATES = ("fp32", "bf16")  # every family's; int8 where the family has an int8 build
-TABLE_VERSION = 2  # raised when an engine changes what a path costs: tables measured before are stale
+TABLE_VERSION = 3  # raised when an engine changes what a path costs: tables measured before are stale
 
 
 @dataclass(frozen=True)
