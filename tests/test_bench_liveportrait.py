@@ -85,7 +85,7 @@ def test_without_the_original_code_a_weights_folder_drops_the_reference_as_for_t
 
 @pytest.mark.parametrize("args, words", [
     (("--size", "128"), "--size is 256 for liveportrait"),
-    (("--paths", "exact,int8"), "unknown path int8 for liveportrait; choose from: reference, exact, bf16, fast."),
+    (("--paths", "exact,int8"), "unknown path int8 for liveportrait; choose from: reference, exact, bf16, fast, cached, fast-unfused."),
     (("--weights", "random"), "--weights must be stress or a folder of LivePortrait's five files"),
     (("--memory", "--paths", "reference"), "leave reference out of --paths"),
 ])
