@@ -16,6 +16,7 @@ pytest.importorskip("openvino", reason="OpenVINO is not installed: pip install '
 from conftest import REPO, TINY_MODEL, run_cli  # noqa: E402
 from fomm_core.bench.weights import stress  # noqa: E402
 from fomm_core.inference import choice, int8  # noqa: E402
+from fomm_core.inference.int8.fomm import FOMM_INT8  # noqa: E402
 from fomm_core.inference.calibration import face_pairs  # noqa: E402
 from fomm_core.inference.factory import make_animator  # noqa: E402
 from fomm_core.inference.fomm import Animator, exact_engine  # noqa: E402
@@ -40,8 +41,8 @@ def model(generator, kp_detector):
 
 def load_or_build(generator, kp_detector, **how):
     """The int8 runner at 64 px, checked against the exact FOMM engine as make_animator checks it."""
-    return int8.load_or_build(generator, kp_detector, 64, make_exact=lambda: exact_engine(generator, kp_detector),
-                              **how)
+    return int8.load_or_build(FOMM_INT8, {"generator": generator, "kp_detector": kp_detector}, 64,
+                              make_exact=lambda: exact_engine(generator, kp_detector), **how)
 
 
 @pytest.fixture

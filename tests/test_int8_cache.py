@@ -16,8 +16,11 @@ pytest.importorskip("openvino", reason="OpenVINO is not installed: pip install '
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 from fomm_core.inference import int8  # noqa: E402
+from fomm_core.inference.int8.fomm import FOMM_INT8, FommRunner  # noqa: E402
 from fomm_core.inference.factory import make_animator  # noqa: E402
 from test_int8 import load_or_build, model, steps, tiny  # noqa: E402
+
+FILES = FOMM_INT8.files()
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +80,7 @@ def test_a_verdict_copied_from_other_weights_is_not_used(cache, built, monkeypat
     def build(*args, **kwargs):
         raise Rebuilding
     monkeypatch.setattr(int8, "build", build)
-    monkeypatch.setattr(int8, "Int8Runner", None)  # nothing may be loaded on the way
+    monkeypatch.setattr(FommRunner, "__init__", None)  # nothing may be loaded on the way
     with pytest.raises(Rebuilding):
         load_or_build(generator, kp_detector)
     assert not folder.exists()  # the other model's files went before the build
@@ -87,21 +90,21 @@ def test_the_check_accepts_only_the_files_and_facts_its_verdict_names(built, tmp
     folder = tmp_path / built.name
     shutil.copytree(built, folder)
     expected = expected_of(folder)
-    assert int8.trusted_verdict(folder, expected)["accepted"]
+    assert int8.trusted_verdict(folder, expected, FILES)["accepted"]
     for key, value in (("fingerprint", "0" * 64), ("size", 128), ("graph_version", int8.GRAPH_VERSION + 1),
                        ("versions", {**expected["versions"], "openvino": "1999.0"}), ("min_psnr", 1.0)):
-        assert int8.trusted_verdict(folder, {**expected, key: value}) is None, key
-    for name in int8.MODEL_FILES:
+        assert int8.trusted_verdict(folder, {**expected, key: value}, FILES) is None, key
+    for name in FILES:
         copy = tmp_path / f"copy-{name}"
         shutil.copytree(built, copy)
         flip_a_byte(copy / name)
-        assert int8.trusted_verdict(copy, expected) is None, name
+        assert int8.trusted_verdict(copy, expected, FILES) is None, name
         (copy / name).unlink()
-        assert int8.trusted_verdict(copy, expected) is None, name
+        assert int8.trusted_verdict(copy, expected, FILES) is None, name
     verdict = json.loads((folder / "check.json").read_text())
     del verdict["files"]
     (folder / "check.json").write_text(json.dumps(verdict))
-    assert int8.trusted_verdict(folder, expected) is None
+    assert int8.trusted_verdict(folder, expected, FILES) is None
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
@@ -121,7 +124,7 @@ def test_whatever_the_verdict_file_says_the_check_never_raises_nor_trusts_a_chan
         verdict = json.loads((folder / "check.json").read_text())
         changed = dict(verdict, **{key: value})
         (folder / "check.json").write_bytes(json.dumps(value).encode() + raw if whole else json.dumps(changed).encode())
-        got = int8.trusted_verdict(folder, expected)
+        got = int8.trusted_verdict(folder, expected, FILES)
     if got is not None:  # only ever a verdict for this model, listing the files that are there
         assert all(got[k] == v for k, v in expected.items())
         assert not got["accepted"] or got["files"] == verdict["files"]

@@ -12,7 +12,7 @@ The reference is deep-animator's copy of the original code with grid_sample forc
 (torch 1.0's behaviour, which the checkpoints were trained with), animated as the original demo does: one frame
 at a time, the source re-encoded for every frame. For TPSMM (a tpsmm-* config, or --model tpsmm) the reference is
 the original repository's code (fomm_core.bench.reference: $FOMM_TPSMM_REFERENCE or shared/reference/tpsmm beside
-the checkout) run by its demo's own make_animation, relative mode; TPSMM has no int8 path.
+the checkout) run by its demo's own make_animation, relative mode.
 For LivePortrait (--model liveportrait; its networks take 256 px and make 512) the reference is the original
 repository's networks and its pipeline's steps for relative motion with stitching
 (fomm_core.bench.liveportrait_reference: $FOMM_LIVEPORTRAIT_REFERENCE or shared/reference/liveportrait); its stress

@@ -130,7 +130,7 @@ def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, pa
                   weights="stress", device="cpu") -> dict:
     """Every path in its own subprocess; the parent compares outputs. Returns a JSON-able dict.
 
-    paths: None for the config family's own (TPSMM has no int8).
+    paths: None for the config family's own (LivePortrait has no int8).
     on_path(name) is called as each path starts (for progress display).
     """
     if paths is None:

@@ -8,7 +8,6 @@ from fomm_core.bench.stages import ENGINE_CALLS, STAGES, time_calls
 from fomm_core.bench.weights import clip, family, our_models, our_tpsmm_networks
 
 PATHS = ("reference", "exact", "bf16", "int8", "fast")
-TPSMM_PATHS = ("reference", "exact", "bf16", "fast")
 LIVEPORTRAIT_PATHS = ("reference", "exact", "bf16", "fast")
 DEFAULT_CONFIG = {"fomm": "vox-256", "tpsmm": "tpsmm-vox-256", "liveportrait": "liveportrait"}
 # Our paths and the engine options they run with; the extra ones isolate one idea each (ablation).
@@ -28,7 +27,7 @@ ENGINE_PATHS = {
 ALL_PATHS = ("reference",) + tuple(ENGINE_PATHS)
 # family -> (the paths run by default, every path it can run); LivePortrait's engine has no int8 (G's int8 measured
 # 25 dB), no batching and no compile worth running, but its fusion can be switched off to show what it buys
-FAMILY_PATHS = {"fomm": (PATHS, ALL_PATHS), "tpsmm": (TPSMM_PATHS, tuple(p for p in ALL_PATHS if p != "int8")),
+FAMILY_PATHS = {"fomm": (PATHS, ALL_PATHS), "tpsmm": (PATHS, ALL_PATHS),
                 "liveportrait": (LIVEPORTRAIT_PATHS, LIVEPORTRAIT_PATHS + ("cached", "fast-unfused"))}
 
 

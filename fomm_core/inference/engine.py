@@ -84,18 +84,21 @@ class Engine:
     FEATHER = Feather()    # how its paste-back mask rises at the crop's edges (--paste-back)
     LEFT_OUT = ""          # what the original does that this engine does not, said once a run
 
-    def __init__(self, networks: dict, *, device, precision, mode, adapt_movement_scale):
+    def __init__(self, networks: dict, *, device, precision, mode, adapt_movement_scale, int8_runner=None):
         import torch
         self.mode = self.check_mode(mode, networks)
         if precision not in self.PRECISIONS:
             raise FommError(f"a {self.FAMILY} engine runs a settled precision ({', '.join(self.PRECISIONS)}), not "
                             f"'{precision}'; make_animator settles auto, fast and int8 (measured on this machine) "
                             "before it builds one.")
+        if (precision == "int8") != (int8_runner is not None):
+            raise FommError("int8 runs with the OpenVINO runner built for these weights, and only int8 does; "
+                            "make_animator builds the runner (and measures whether it is worth it).")
         self.device = torch.device(device)
         self.precision = precision
         self.adapt_movement_scale = adapt_movement_scale
         self.note, self.choice_table = "", []
-        self._int8 = None
+        self._int8 = int8_runner   # fomm_core.inference.int8: keypoints and render of the driving frames
         self._source = None
 
     @classmethod
@@ -113,6 +116,8 @@ class Engine:
     @property
     def path(self) -> str:
         """Which path runs, in words, e.g. 'cpu fp32 exact (source cached, BN folded, channels-last)'."""
+        if self._int8 is not None:
+            return f"cpu int8 (OpenVINO, source cached in float32), {self.mode} motion"
         what = {"fp32": "fp32 exact", "bf16": "bf16 fast", "fp16": "fp16 fast"}[self.precision]
         if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_fast_bf16():
             what += " (no AVX512-BF16/AMX: emulated, likely slower)"

@@ -19,6 +19,8 @@ from fomm_core.errors import FommError
 from fomm_core.inference.choice import Choice, settle
 from fomm_core.inference.fomm import Animator, exact_engine
 from fomm_core.inference.int8 import load_or_build, weights_fingerprint
+from fomm_core.inference.int8.fomm import FOMM_INT8
+from fomm_core.inference.int8.tpsmm import TPSMM_INT8
 from fomm_core.inference.liveportrait import LivePortraitAnimator
 from fomm_core.inference.tpsmm import TpsAnimator
 
@@ -39,15 +41,21 @@ def _fomm(networks, **options) -> Animator:
 
 def _fomm_int8(networks, size, **how):
     generator, kp_detector = networks["generator"], networks["kp_detector"]
-    return load_or_build(generator, kp_detector, size, make_exact=lambda: exact_engine(generator, kp_detector),
-                         **how)
+    return load_or_build(FOMM_INT8, {"generator": generator, "kp_detector": kp_detector}, size,
+                         make_exact=lambda: exact_engine(generator, kp_detector), **how)
+
+
+def _tpsmm_int8(networks, size, **how):
+    # checked against the float32 engine on the unfused networks the graphs are exported from
+    return load_or_build(TPSMM_INT8, networks, size,
+                         make_exact=lambda: TpsAnimator(networks, device="cpu", precision="fp32", fuse=False), **how)
 
 
 # model.family -> how it runs (fomm_core.model.checkpoint.Model.family)
 FAMILIES = {
     "fomm": Family(Animator, _fomm, weights=("generator", "kp_detector"), measured={}, int8=_fomm_int8),
     "tpsmm": Family(TpsAnimator, TpsAnimator, weights=("kp_detector", "dense_motion_network", "inpainting_network"),
-                    measured={"mode": "absolute"}),
+                    measured={"mode": "absolute"}, int8=_tpsmm_int8),
     "liveportrait": Family(LivePortraitAnimator, LivePortraitAnimator,
                            weights=("appearance_feature_extractor", "motion_extractor", "warping_module",
                                     "spade_generator", "stitching_retargeting_module"), measured={}),

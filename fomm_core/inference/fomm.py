@@ -36,12 +36,8 @@ class Animator(Engine):
                  compile=False, int8_runner=None):
         """precision: fp32 (exact), bf16, fp16, or int8 with its `int8_runner` (fomm_core.inference.int8)."""
         super().__init__({"generator": generator, "kp_detector": kp_detector}, device=device, precision=precision,
-                         mode=mode, adapt_movement_scale=adapt_movement_scale)
-        if (precision == "int8") != (int8_runner is not None):
-            raise FommError("int8 runs with the OpenVINO runner built for these weights, and only int8 does; "
-                            "make_animator builds the runner (and measures whether it is worth it).")
+                         mode=mode, adapt_movement_scale=adapt_movement_scale, int8_runner=int8_runner)
         self.use_relative_jacobian = use_relative_jacobian
-        self._int8 = int8_runner
         self._build_torch(generator, kp_detector, fuse, channels_last, compile)
         self.reset_reference()
 
@@ -71,12 +67,6 @@ class Animator(Engine):
         self._run_hourglass = wrap(dm.hourglass) if dm is not None else None
 
     # -- description --------------------------------------------------------------------------------------------
-
-    @property
-    def path(self) -> str:
-        if self._int8 is not None:
-            return f"cpu int8 (OpenVINO, source cached in float32), {self.mode} motion"
-        return super().path
 
     def _torch_keypoints(self, images):
         # float32 always: cheap, and the Jacobians' inverses are precision-sensitive

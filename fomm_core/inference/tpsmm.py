@@ -11,7 +11,9 @@ engine's economies (fomm_core.inference.fomm):
 - the original's second, detached warp of every level (a training-only output) is not computed;
 - batch norms folded (the ResNet-18), sub-pixel up blocks, channels-last memory (fomm_core.inference.fusion);
 - bf16 (CPU) / fp16 (CUDA) autocast for the convolutions, with keypoints, TPS warps, flow and every grid_sample
-  in float32. No int8 build: make_animator measures `fast` between fp32 and bf16.
+  in float32;
+- int8 (CPU): keypoints, dense motion and a quantised decoder run by OpenVINO, the thin-plate-spline fit in torch
+  (fomm_core.inference.int8.tpsmm); make_animator measures `fast` between fp32, bf16 and int8.
 Relative motion scales the keypoint motion by sqrt(source hull area / reference hull area), as the original demo
 always does (adapt_movement_scale=False turns it off).
 """
@@ -28,13 +30,15 @@ class TpsAnimator(Engine):
     MODES = ("relative", "absolute", "avd")
     FAMILY = "TPSMM"
     FUSED = "ResNet BN folded, sub-pixel up blocks"  # instance norms cannot be folded
+    PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
     def __init__(self, networks: dict, *, device="cpu", precision="fp32", mode="relative",
-                 adapt_movement_scale=True, fuse=True, channels_last=None, compile=False):
+                 adapt_movement_scale=True, fuse=True, channels_last=None, compile=False, int8_runner=None):
         """networks: {'kp_detector', 'dense_motion_network', 'inpainting_network', 'avd_network' (for avd)}, as
-        fomm_core.model.checkpoint.load_model gives them. precision: fp32 (exact), bf16 or fp16."""
+        fomm_core.model.checkpoint.load_model gives them. precision: fp32 (exact), bf16, fp16, or int8 with its
+        `int8_runner` (fomm_core.inference.int8)."""
         super().__init__(networks, device=device, precision=precision, mode=mode,
-                         adapt_movement_scale=adapt_movement_scale)
+                         adapt_movement_scale=adapt_movement_scale, int8_runner=int8_runner)
         self._build_torch(networks, fuse, channels_last, compile)
         self.reset_reference()
 

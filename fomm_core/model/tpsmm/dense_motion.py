@@ -90,14 +90,27 @@ class DenseMotionNetwork(nn.Module):
         heatmap = heatmap - source["heatmap"]
         return torch.cat([torch.zeros_like(heatmap[:, :1]), heatmap], dim=1)
 
-    def transformations(self, size, kp_driving, kp_source, bg_param=None):
+    @staticmethod
+    def transformations(size, kp_driving, kp_source, bg_param=None):
         """The background warp (identity, or affine bg_param [B, 3, 3]) and K TPS warps -> [B, K+1, h, w, 2]."""
-        h, w = size
+        return DenseMotionNetwork.fitted_warps(size, kp_driving, *DenseMotionNetwork.fit(kp_driving, kp_source),
+                                               bg_param)
+
+    @staticmethod
+    def fit(kp_driving, kp_source):
+        """The K splines from driving to source control points ([B, K*5, 2] each): affine [B, K, 2, 3], radial
+        weights [B, K, 5, 2] (fit_tps)."""
         drv = kp_driving.view(kp_driving.shape[0], -1, TPS_POINTS, 2)                    # [B, K, 5, 2]
         src = kp_source.view(kp_source.shape[0], -1, TPS_POINTS, 2).expand_as(drv)
+        return fit_tps(drv, src)
+
+    @staticmethod
+    def fitted_warps(size, kp_driving, affine, weights, bg_param=None):
+        """`transformations` from splines already fitted (the fit's inverse is what a graph exporter cannot take)."""
+        h, w = size
+        drv = kp_driving.view(kp_driving.shape[0], -1, TPS_POINTS, 2)                    # [B, K, 5, 2]
         b, k = drv.shape[:2]
         grid = make_coordinate_grid((h, w), drv.dtype, drv.device)                         # [h, w, 2]
-        affine, weights = fit_tps(drv, src)
         tps = tps_warp(affine, weights, drv, grid.view(-1, 2)).view(b, k, h, w, 2)
         background = grid.view(1, 1, h, w, 2).expand(b, 1, h, w, 2)
         if bg_param is not None:

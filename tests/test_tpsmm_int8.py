@@ -1,0 +1,98 @@
+"""TPSMM's int8 path (fomm_core.inference.int8.tpsmm): built by NNCF from the faces shipped with the package, checked
+against exact float32 on other faces, cached. The keypoint detector and the dense motion run in OpenVINO float32
+(quantised, the keypoints cost the picture), the thin-plate-spline fit in torch, the decoder in int8."""
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+from fomm_core.inference import int8  # noqa: E402
+from fomm_core.inference.calibration import face_pairs  # noqa: E402
+from fomm_core.inference.factory import make_animator  # noqa: E402
+from fomm_core.inference.int8.tpsmm import TPSMM_INT8  # noqa: E402
+from fomm_core.inference.tpsmm import TpsAnimator  # noqa: E402
+from fomm_core.media.images import psnr  # noqa: E402
+from fomm_core.model.checkpoint import Model  # noqa: E402
+from fomm_core.model.config import load_config  # noqa: E402
+
+SIZE = 128  # the published vox model's networks; the size is not the point, and 256 takes four times as long
+
+
+@pytest.fixture(scope="module")
+def networks():
+    from fomm_core.bench.weights import our_tpsmm_networks
+    return our_tpsmm_networks("tpsmm-vox-256", weights="stress")
+
+
+def exact(networks):
+    return TpsAnimator(networks, device="cpu", precision="fp32", fuse=False)
+
+
+@pytest.fixture(scope="module")
+def built(networks, tmp_path_factory):
+    """(runner, the build's steps, the cache folder): one build for the module, in a cache of its own."""
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FOMM_DOCTOR_CACHE", str(cache))
+        seen = []
+        runner = int8.load_or_build(TPSMM_INT8, networks, SIZE, make_exact=lambda: exact(networks),
+                                    on_step=lambda done, total, what: seen.append(what))
+    return runner, seen, cache
+
+
+@pytest.fixture
+def same_cache(built, monkeypatch):
+    monkeypatch.setenv("FOMM_DOCTOR_CACHE", str(built[2]))
+    return built[2]
+
+
+def test_the_build_is_checked_against_float32_and_cached(built, networks, same_cache):
+    runner, seen, cache = built
+    assert seen[-1] == "int8: ready" and seen.count("int8: quantising render") == 1
+    assert not any("quantising keypoints" in s or "quantising motion" in s for s in seen)
+    folders = list((cache / "int8").iterdir())
+    assert len(folders) == 1 and folders[0].name.startswith("tpsmm-")
+    verdict = json.loads((folders[0] / "check.json").read_text())
+    assert verdict["accepted"] and verdict["psnr"] >= int8.MIN_PSNR and verdict["held_out_frames"] >= 12
+    assert sorted(verdict["files"]) == sorted(f"{g}.{e}" for g in ("keypoints", "motion", "render")
+                                              for e in ("xml", "bin"))
+    again = []
+    int8.load_or_build(TPSMM_INT8, networks, SIZE, make_exact=lambda: exact(networks),
+                       on_step=lambda done, total, what: again.append(what))
+    assert again == [] and list((cache / "int8").iterdir()) == folders  # read from the cache, nothing built
+
+
+def quantised_ops(xml_path) -> int:
+    """How many FakeQuantize operations (NNCF's int8 marks) the saved graph holds."""
+    return sum(1 for layer in ET.parse(xml_path).getroot().iter("layer") if layer.get("type") == "FakeQuantize")
+
+
+def test_only_the_decoder_is_int8_and_the_keypoints_are_torchs(built, networks):
+    runner, _, _ = built
+    assert quantised_ops(runner.folder / "render.xml") >= 20
+    assert quantised_ops(runner.folder / "keypoints.xml") == 0 and quantised_ops(runner.folder / "motion.xml") == 0
+    frames = face_pairs(SIZE, seed=4, frames=3, synthetic=0)[0][1]
+    reference = exact(networks)
+    with reference._running():
+        want = reference._keypoints(reference._prepare(frames))["fg_kp"]
+    got = runner.keypoints(frames)["fg_kp"]
+    assert got.shape == want.shape and (got - want).abs().max() < 1e-4
+
+
+def test_make_animator_runs_int8_within_the_bar_on_other_faces(built, networks, same_cache):
+    model = Model("tpsmm", networks, load_config("tpsmm-vox-256"), "tpsmm-vox-256")
+    animator = make_animator(model, precision="int8", size=SIZE)
+    assert animator.precision == "int8" and animator.path.startswith("cpu int8 (OpenVINO")
+    reference = TpsAnimator(networks, precision="fp32")
+    pairs = face_pairs(SIZE, seed=6, frames=4)  # motions, and synthetic faces, neither calibrated on nor checked
+    for source, driving in (pairs[0], pairs[-1]):
+        for engine in (animator, reference):
+            engine.set_source(source)
+            engine.reset_reference()
+        got, want = animator.animate(driving), reference.animate(driving)
+        assert got.shape == want.shape == (4, 3, SIZE, SIZE)
+        assert psnr(got, want) >= int8.MIN_PSNR
