@@ -34,6 +34,8 @@ class ModelChoice:
     mode: str = "relative"
     adapt_scale: Optional[bool] = None  # None: each family's demo default
     size: Optional[int] = None          # frame side; None: the config's (256 where it names none)
+    batch: int = 4                      # frames each animate call gets (Layout.batch_size; live: 1): `fast` is
+                                        # measured fed so
 
 
 @dataclass(frozen=True)
@@ -177,13 +179,14 @@ class Models:
         resolved = self.resolve(choice.checkpoint)
         device = str(resolve_device(choice.device))
         model_key = (str(resolved.path), choice.config or resolved.config, device)
-        key = (model_key, choice.precision, choice.mode, choice.adapt_scale, choice.size)
+        key = (model_key, choice.precision, choice.mode, choice.adapt_scale, choice.size, choice.batch)
         if key not in self._animators:
             model = self._model(model_key)
             size, size_note = frame_side(model, choice.size)
             from fomm_core.inference.factory import make_animator
             animator = make_animator(model, device=device, precision=choice.precision, size=size,
-                                     mode=choice.mode, adapt_movement_scale=choice.adapt_scale, on_step=on_step)
+                                     mode=choice.mode, adapt_movement_scale=choice.adapt_scale, batch=choice.batch,
+                                     on_step=on_step)
             entry = resolved.entry or {}
             name = entry.get("name") or Path(resolved.path).name
             notes = [n for n in (resolved.note, size_note, animator.note) if n]

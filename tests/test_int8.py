@@ -170,6 +170,31 @@ def test_measure_records_how_far_each_paths_rounds_disagree(tiny_checkpoint):
     assert all(1.0 <= r.spread < float("inf") and r.fps > 0 for r in rows)
 
 
+def test_fast_is_measured_fed_as_the_caller_feeds_it_and_cached_per_batch(tiny_checkpoint, cache, monkeypatch):
+    """The webcam gives one frame a call, animate four: each is measured fed so, and each table kept apart."""
+    from fomm_core.model.checkpoint import load_model
+    monkeypatch.setattr(choice, "MAX_SPREAD", float("inf"))
+    model = load_model(tiny_checkpoint)
+    fed = []
+
+    def make(precision):
+        engine = make_animator(model, precision=precision, size=64)
+        animate = engine.animate
+        engine.animate = lambda frames: fed.append(frames.shape[0]) or animate(frames)
+        return engine
+    rows = choice.measure(make, ("fp32", "bf16"), 64, rounds=1, batch=1)
+    assert fed and set(fed) == {1} and all(r.fps > 0 for r in rows)
+    fed.clear()
+    choice.measure(make, ("fp32",), 64, rounds=1, batch=8)
+    assert fed and set(fed) == {8}                  # a batch larger than the usual four frames: one call
+    tables = []
+    for batch in (1, 4, 1):
+        tables.append(choice.cached_rows("d" * 16, 64, 2, lambda: [choice.Row("fp32", fps=float(len(tables)))],
+                                         batch=batch))
+    assert [t[0].fps for t in tables] == [0.0, 1.0, 0.0]  # batch 4 measured apart; batch 1 read back
+    assert len(list((cache / "fast-path").iterdir())) == 2
+
+
 @pytest.mark.parametrize("rows, picked", [
     ([("fp32", 2.0, 999), ("bf16", 4.0, 60), ("int8", 11.0, 45)], "int8"),
     ([("fp32", 2.0, 999), ("bf16", 4.0, 60), ("int8", 11.0, 30)], "bf16"),    # int8 fails the bar

@@ -71,7 +71,7 @@ def test_a_fast_path_table_planted_behind_a_link_is_not_used_nor_written_through
     monkeypatch.setenv("FOMM_DOCTOR_CACHE", str(tmp_path / "cache"))
     theirs = tmp_path / "theirs"
     theirs.mkdir()
-    name = choice._key("f" * 16, 64, 2) + ".json"
+    name = choice._key("f" * 16, 64, 2, 4) + ".json"
     planted = '{"rows": [{"precision": "bf16", "fps": 1000.0, "psnr": 99.0}], "cpu": "x"}'
     (theirs / name).write_text(planted, encoding="utf-8")
     (tmp_path / "cache").mkdir()

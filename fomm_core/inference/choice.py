@@ -11,9 +11,10 @@ make(precision) builds a CPU engine of the family at that precision; int8() the 
 family without an int8 build). A speed claim holds for the CPU it was measured on: bf16 autocast is 3x the
 original code on an AMD EPYC with AVX512-BF16 and slower than float32 on an Intel Xeon without AMX. So each
 candidate (fp32 exact, bf16, and int8 where the family has it) animates the same few frames of a shipped face on
-this machine, interleaved, and `fast` is the fastest that keeps PSNR >= MIN_PSNR against float32; exact float32
-wins unless another path is at least FASTER_BY faster. The table is cached in the user cache folder, keyed by the
-weights, frame size, threads, CPU and library versions.
+this machine, interleaved, fed as the caller will feed it (`batch` frames a call: 1 for the webcam), and `fast` is
+the fastest that keeps PSNR >= MIN_PSNR against float32; exact float32 wins unless another path is at least
+FASTER_BY faster. The table is cached in the user cache folder, keyed by the weights, frame size, batch, threads, CPU
+and library versions.
 """
 from __future__ import annotations
 
@@ -85,14 +86,14 @@ def pick_fast(rows) -> tuple[str, str]:
 # Measuring
 
 
-def _key(fingerprint: str, size: int, threads: int) -> str:
+def _key(fingerprint: str, size: int, threads: int, batch: int) -> str:
     import torch
     from importlib.metadata import PackageNotFoundError, version
     try:
         ov = version("openvino")  # the version string only: importing OpenVINO is not needed for a key
     except PackageNotFoundError:
         ov = "none"
-    facts = [fingerprint, str(size), str(threads), cpu_name(), " ".join(sorted(cpu_flags())), torch.__version__,
+    facts = [fingerprint, str(size), str(threads), f"batch {batch}", cpu_name(), " ".join(sorted(cpu_flags())), torch.__version__,
              ov, str(TABLE_VERSION)]
     return hashlib.sha256("\n".join(facts).encode()).hexdigest()[:32]
 
@@ -108,28 +109,29 @@ def _animators(make, candidates):
     return built, errors
 
 
-def _time(animator, source, driving):
-    """(seconds, frames) of one animation of `driving` (source set first, not timed)."""
+def _time(animator, source, driving, batch: int):
+    """(seconds, frames) of one animation of `driving`, `batch` frames a call (source set first, not timed)."""
+    import torch
     animator.set_source(source)
     start = time.perf_counter()
-    out = animator.animate(driving)
+    out = torch.cat([animator.animate(driving[i:i + batch]) for i in range(0, driving.shape[0], batch)])
     return time.perf_counter() - start, out
 
 
-def measure(make, candidates, size: int, on_step=None, rounds: int = 2) -> list:
+def measure(make, candidates, size: int, on_step=None, rounds: int = 2, batch: int = 4) -> list:
     """Rows for the animators make(precision) builds, timed interleaved on the same frames of a shipped face
-    (after a warm-up)."""
+    (after a warm-up), `batch` frames a call."""
     from fomm_core.inference.calibration import face_pairs
     from fomm_core.media.images import psnr
     built, errors = _animators(make, candidates)
-    source, driving = face_pairs(size, seed=2, frames=4, synthetic=0)[0]
-    outputs = {name: _time(a, source, driving)[1] for name, a in built.items()}  # also the warm-up
+    source, driving = face_pairs(size, seed=2, frames=max(4, batch), synthetic=0)[0]
+    outputs = {name: _time(a, source, driving, batch)[1] for name, a in built.items()}  # also the warm-up
     seconds = {name: [] for name in built}
     for r in range(rounds):
         if on_step:
             on_step(r, rounds, f"timing {', '.join(built)} on this CPU")
         for name, animator in built.items():
-            seconds[name].append(_time(animator, source, driving)[0])
+            seconds[name].append(_time(animator, source, driving, batch)[0])
     exact = outputs.get("fp32")
     rows = [Row(name, driving.shape[0] / min(seconds[name]),
                 psnr(outputs[name], exact) if exact is not None and name != "fp32" else float("inf"),
@@ -166,11 +168,11 @@ def _private_folder():
         return None
 
 
-def cached_rows(fingerprint: str, size: int, threads: int, measure_now) -> list:
-    """The rows cached for these weights, size and threads on this machine, else measure_now()'s (then cached,
-    unless a path's rounds disagree by more than MAX_SPREAD: a busy machine's figures are not kept)."""
+def cached_rows(fingerprint: str, size: int, threads: int, measure_now, batch: int = 4) -> list:
+    """The rows cached for these weights, size, threads and batch on this machine, else measure_now()'s (then
+    cached, unless a path's rounds disagree by more than MAX_SPREAD: a busy machine's figures are not kept)."""
     folder = _private_folder()
-    path = folder / (_key(fingerprint, size, threads) + ".json") if folder else None
+    path = folder / (_key(fingerprint, size, threads, batch) + ".json") if folder else None
     rows = _load_table(path) if path and not path.is_symlink() else None
     if rows is None:
         rows = measure_now()
@@ -184,16 +186,18 @@ def cached_rows(fingerprint: str, size: int, threads: int, measure_now) -> list:
 
 
 def settle(requested: str, make, fingerprint: str, size: int, *, threads: int, int8=None, int8_refusal: str = "",
-           on_step=None) -> Choice:
+           on_step=None, batch: int = 4) -> Choice:
     """What runs on the CPU for `requested` ('fast' or 'int8'), with the sentence that says why.
 
     make(precision) -> a CPU engine at that precision (int8 included where the family has it); int8() -> the
     family's int8 runner (Int8Refused says why not), or None for a family without one, `int8_refusal` saying so.
+    batch: how many frames the caller gives each animate call (measured so, and cached per batch).
     """
     candidates = FLOAT_CANDIDATES + (("int8",) if int8 is not None else ())
 
     def rows():
-        return cached_rows(fingerprint, size, threads, lambda: measure(make, candidates, size, on_step))
+        return cached_rows(fingerprint, size, threads, lambda: measure(make, candidates, size, on_step, batch=batch),
+                           batch)
     if requested == "int8":
         try:
             if int8 is None:

@@ -72,12 +72,13 @@ def family_of(model) -> Family:
 
 
 def make_animator(model, *, device="cpu", precision="auto", mode="relative", size=None, on_step=None,
-                  adapt_movement_scale=None, **engine_options):
+                  adapt_movement_scale=None, batch=4, **engine_options):
     """The family's engine for `model` (fomm_core.model.checkpoint.Model), its path settled first.
 
     device: auto, cpu, cuda, cuda:N or mps. precision: auto, fast (measured on this CPU), fp32, bf16, fp16 or
     int8 (fomm_core.device.choose_precision). size: the frame side fast and int8 are settled for (default: the
-    model's). on_step(done, total, what) follows the one-time int8 build and measurement. adapt_movement_scale
+    model's). batch: the frames each animate call will get (`fast` is measured so: 1 for the webcam). on_step(done,
+    total, what) follows the one-time int8 build and measurement. adapt_movement_scale
     None keeps each family's demo default (off for FOMM, on for TPSMM and LivePortrait). engine_options: the
     engine's own (fuse, channels_last, compile; FOMM's use_relative_jacobian).
     """
@@ -88,7 +89,7 @@ def make_animator(model, *, device="cpu", precision="auto", mode="relative", siz
     options["device"] = resolve_device(device)
     choice = Choice(choose_precision(options["device"], precision))
     if choice.precision in ("fast", "int8"):
-        choice = settle_path(family, model.networks, choice.precision, int(size or model.size), on_step)
+        choice = settle_path(family, model.networks, choice.precision, int(size or model.size), on_step, batch)
     if choice.runner is not None:
         options["int8_runner"] = choice.runner
     engine = family.build(model.networks, precision=choice.precision, **options)
@@ -96,8 +97,8 @@ def make_animator(model, *, device="cpu", precision="auto", mode="relative", siz
     return engine
 
 
-def settle_path(family: Family, networks: dict, requested: str, size: int, on_step=None) -> Choice:
-    """What runs for `fast` or `int8` on this CPU at this frame size: measured (and cached) on first use."""
+def settle_path(family: Family, networks: dict, requested: str, size: int, on_step=None, batch: int = 4) -> Choice:
+    """What runs for `fast` or `int8` on this CPU at this frame size and batch: measured (and cached) on first use."""
     import torch
     threads = torch.get_num_threads()
     fingerprint = weights_fingerprint(*(networks[name] for name in family.weights))  # once: it keys both caches
@@ -114,5 +115,5 @@ def settle_path(family: Family, networks: dict, requested: str, size: int, on_st
     with_int8 = [name for name, f in FAMILIES.items() if f.int8 is not None]
     refusal = (f"int8 is built for {' and '.join(FAMILIES[n].engine.FAMILY for n in with_int8)} models only; "
                f"a {family.engine.FAMILY} model runs in torch")
-    return settle(requested, make, fingerprint, size, threads=threads, on_step=on_step,
+    return settle(requested, make, fingerprint, size, threads=threads, on_step=on_step, batch=max(1, int(batch)),
                   int8=int8 if family.int8 is not None else None, int8_refusal=refusal)

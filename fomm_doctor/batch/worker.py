@@ -141,7 +141,7 @@ class JobRunner:
 
     def choice(self, task: Task) -> animation.ModelChoice:
         return animation.ModelChoice(task.checkpoint, task.config, str(self.device()), self.settings.precision,
-                                     task.job.mode, task.job.adapt_scale)
+                                     task.job.mode, task.job.adapt_scale, batch=self.settings.batch_size)
 
     def _animate(self, task: Task) -> Outcome:
         from fomm_doctor.net.digests import file_sha256

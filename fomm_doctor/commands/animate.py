@@ -56,7 +56,7 @@ def animate(
     The video is streamed, so memory does not grow with its length. With --paste-back the animated square is
     put back into the full photo, so the result has the photo's resolution (best with --crop).
     """
-    choice = animation.ModelChoice(checkpoint, config, device, precision, mode, adapt_scale, size)
+    choice = animation.ModelChoice(checkpoint, config, device, precision, mode, adapt_scale, size, batch_size)
     layout = animation.Layout(batch_size, side_by_side, audio, find_best_frame, crop, paste_back)
     info = animation.check_request(source, driving, output, choice, layout)
     loaded = load(choice)

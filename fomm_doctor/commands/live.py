@@ -44,7 +44,8 @@ def live(
     check_precision(precision)
     sources = list_sources(source)
     camera_source = parse_camera(camera)  # a wrong camera is said before the slow model loading
-    loaded = load(animation.ModelChoice(checkpoint, config, device, precision, mode="relative", size=size))
+    # one camera frame a call: `fast` is measured fed so
+    loaded = load(animation.ModelChoice(checkpoint, config, device, precision, mode="relative", size=size, batch=1))
     animator, size = loaded.animator, loaded.size
     options = LiveOptions(camera=camera_source, sources=sources, size=size, crop=not no_crop,
                           paste_back=paste_back, window=not no_window, output=output, max_frames=max_frames,
