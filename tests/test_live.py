@@ -342,3 +342,40 @@ def test_without_checkpoint_the_bundled_model_is_used_with_a_note(moving_face_cl
                 env={"FOMM_CHECKPOINTS_DIR": str(empty)}, timeout=120)
     assert r.returncode == 0, r.stderr
     assert note in r.stderr and "2 frames animated" in r.stdout
+
+
+def test_fast_starts_on_the_exact_path_at_once_and_the_measured_path_takes_over(tiny_checkpoint, tmp_path,
+                                                                               monkeypatch):
+    """Nothing cached: the session animates on exact fp32 from its first frame while `fast` is built and timed
+    beside it (inference paused while it is timed), then the measured engine animates the rest."""
+    import threading
+    from fomm_doctor.commands.live import _prepare, _settled_later
+    monkeypatch.setenv("FOMM_DOCTOR_CACHE", str(tmp_path / "cache"))   # nothing measured or built yet
+    positions = [(60 + round(20 * np.sin(i / 4)), 40) for i in range(2500)]   # 100 s: longer than any build
+    clip = write_face_clip(tmp_path / "long.mp4", positions, audio=False)[0]
+    choice = ModelChoice(str(tiny_checkpoint), mode="relative", batch=1, precision="fast")
+    assert _settled_later(choice)
+    models = Models(animators_kept=2)
+    exact = models.load(ModelChoice(str(tiny_checkpoint), mode="relative", batch=1, precision="fp32"))
+    session = LiveSession(exact.animator, LiveOptions(camera=str(clip), sources=[FACE_JPG], size=exact.size,
+                                                      window=False))
+    engines, statuses = [], []   # per animated frame: the engine that made it, the status shown meanwhile
+    animate = LiveSession._animate
+
+    def watched(self, frame):
+        statuses.append(self.status)
+        animate(self, frame)
+        engines.append(self.animator)
+        if engines[-1] is not exact.animator and engines.count(engines[-1]) >= 5:
+            self.stop()   # five frames on the measured path: enough
+    monkeypatch.setattr(LiveSession, "_animate", watched)
+    threading.Thread(target=_prepare, args=(session, models, choice), daemon=True).start()
+    stats = session.run()
+    switched = [n for n in session.notes if n.startswith("from frame ")]
+    assert len(switched) == 1 and "fast = " in switched[0], session.notes
+    first_measured = engines.index(engines[-1])
+    assert first_measured >= 1 and engines[:first_measured] == [exact.animator] * first_measured  # exact at once
+    assert switched[0].startswith(f"from frame {first_measured + 1} on: fast = ")
+    assert engines[-1].precision in ("fp32", "bf16", "int8") and engines.count(engines[-1]) == 5
+    assert any(s.startswith("exact fp32 while fast is prepared") for s in statuses)
+    assert stats.processed == len(engines)

@@ -125,6 +125,8 @@ def measure(make, candidates, size: int, on_step=None, rounds: int = 2, batch: i
     from fomm_core.media.images import psnr
     built, errors = _animators(make, candidates)
     source, driving = face_pairs(size, seed=2, frames=max(4, batch), synthetic=0)[0]
+    if on_step:  # from here on the CPU is being timed
+        on_step(0, rounds, f"timing {', '.join(built)} on this CPU")
     outputs = {name: _time(a, source, driving, batch)[1] for name, a in built.items()}  # also the warm-up
     seconds = {name: [] for name in built}
     for r in range(rounds):

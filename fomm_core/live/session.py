@@ -47,7 +47,12 @@ class Result:
 
 class LiveSession:
     """Wires capture, inference and outputs together. `run()` returns LiveStats; `notes` collects sentences
-    worth showing (virtual camera state, why it stopped)."""
+    worth showing (virtual camera state, why it stopped).
+
+    Another engine can take over while the session runs (`switch`): the window opens at once on the exact path
+    while the measured one is built and timed elsewhere; `hold` pauses inference while something times the CPU,
+    and `status` is a line the window shows meanwhile.
+    """
 
     def __init__(self, animator, options: LiveOptions, cropper=None):
         self.animator = animator
@@ -67,6 +72,10 @@ class LiveSession:
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._last_latency = 0.0
+        self._next_animator = None           # an engine to take over at the next frame (switch)
+        self._running = threading.Event()    # cleared while held: inference waits
+        self._running.set()
+        self.status = ""                     # shown in the window (e.g. what is being prepared)
 
     # -- controls (keys call these; safe from any thread) ----------------------------------------------------------
     def request_reference(self):
@@ -77,7 +86,17 @@ class LiveSession:
             self.source_index = (self.source_index + delta) % len(self.options.sources)
             self._source_changed = True
 
+    def switch(self, animator, note: str = "") -> None:
+        """From the next frame on, `animator` (same family and size) animates; the notes then say from which frame,
+        and `note` (why that path)."""
+        self._next_animator = (animator, note)
+
+    def hold(self, held: bool) -> None:
+        """Pause inference (the last result stays shown) or resume it."""
+        (self._running.clear if held else self._running.set)()
+
     def stop(self):
+        self._running.set()
         self._stop.set()
         with self._result_cond:
             self._result_cond.notify_all()
@@ -106,6 +125,10 @@ class LiveSession:
 
     def _animate(self, frame: Frame) -> None:
         """One camera frame -> the shared latest Result."""
+        if self._next_animator is not None:  # its source and reference pose are set again below
+            (self.animator, note), self._next_animator = self._next_animator, None
+            self.notes.append(f"from frame {self.stats.processed + 1} on: {note}")
+            self._source_changed = True
         if self._source_changed:
             self._load_source()
         camera_rgb, face = self.cropper(frame.image)
@@ -125,6 +148,9 @@ class LiveSession:
         try:
             seq = 0
             while not self._stop.is_set():
+                self._running.wait()
+                if self._stop.is_set():
+                    break
                 frame = capture.latest(seq, self.options.frame_timeout)
                 if frame is None:
                     self.stats.stop_reason = capture.ended or "stopped"
@@ -193,7 +219,7 @@ class LiveSession:
         outputs.send(result.image, repeat=max(1, result.seq - shown_seq) if shown_seq else 1)
         if outputs.window is not None:
             outputs.show(compose_view(self.source_rgb, result.camera, result.image, self.stats,
-                                      self._last_latency, result.face))
+                                      self._last_latency, result.face, self.status))
         self._last_latency = time.perf_counter() - result.captured_at
         self.stats.latencies.append(self._last_latency)
 

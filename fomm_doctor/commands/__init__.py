@@ -9,10 +9,11 @@ import typer
 from fomm_doctor import animation
 
 
-def load(choice: animation.ModelChoice) -> animation.Loaded:
-    """The model for `choice`, with a progress bar on stderr for the one-time work of fast/int8; its notes said."""
+def load(choice: animation.ModelChoice, models: animation.Models = None) -> animation.Loaded:
+    """The model for `choice` (kept in `models` when given), with a progress bar on stderr for the one-time work of
+    fast/int8; its notes said."""
     with _one_time_progress() as bar_step:
-        loaded = animation.Models().load(choice, on_step=bar_step)
+        loaded = (models or animation.Models()).load(choice, on_step=bar_step)
     for note in loaded.notes:
         typer.echo(note, err=True)
     return loaded

@@ -293,6 +293,7 @@ def build(design: Design, networks, size: int, folder: Path, expected: dict, mak
             models[name] = nncf.quantize(models[name], nncf.Dataset([_one(s[name]) for s in samples]),
                                          subset_size=len(samples),
                                          ignored_scope=nncf.IgnoredScope(patterns=list(keep)) if keep else None)
+    _remove_abandoned_builds(folder.parent)
     work = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))  # 0700, in the private cache folder
     try:
         for name in design.names:
@@ -313,6 +314,17 @@ def build(design: Design, networks, size: int, folder: Path, expected: dict, mak
         return verdict
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _remove_abandoned_builds(cache: Path, older_than: float = 3600.0) -> None:
+    """Building folders a process left when it was killed mid-build (live exits while its fast path is still
+    being built in the background); an hour is far past any build, so a build under way is never touched."""
+    for work in cache.glob(".building-*"):
+        try:
+            if time.time() - work.lstat().st_mtime > older_than and not work.is_symlink():
+                shutil.rmtree(work, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _verdict(folder: Path):
