@@ -208,6 +208,19 @@ def _quality(runner, exact, pairs) -> dict:
             "held_out_frames": sum(d.shape[0] for _, d in pairs)}
 
 
+def _quantised(design: Design, models: dict, samples: list, nncf, step, total: int) -> dict:
+    """The exported models with the design's quantised graphs given int8 weights and activations by NNCF,
+    calibrated on `samples`."""
+    with contextlib.redirect_stdout(io.StringIO()):  # NNCF's own progress bars: ours is on_step
+        for i, name in enumerate(design.quantised):
+            step(2 + i, total, f"int8: quantising {name}")
+            keep = design.keep_float.get(name)
+            models[name] = nncf.quantize(models[name], nncf.Dataset([_one(s[name]) for s in samples]),
+                                         subset_size=len(samples),
+                                         ignored_scope=nncf.IgnoredScope(patterns=list(keep)) if keep else None)
+    return models
+
+
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in ".-" else "_" for c in str(text))
 
@@ -285,14 +298,7 @@ def build(design: Design, networks, size: int, folder: Path, expected: dict, mak
     step(0, total, "int8: exact float32 inputs of the calibration faces")
     samples = design.samples(exact, face_pairs(size, seed=0, frames=CALIBRATION_FRAMES))
     step(1, total, "int8: exporting to OpenVINO")
-    models = _export(design, networks, samples[0])
-    with contextlib.redirect_stdout(io.StringIO()):  # NNCF's own progress bars: ours is on_step
-        for i, name in enumerate(design.quantised):
-            step(2 + i, total, f"int8: quantising {name}")
-            keep = design.keep_float.get(name)
-            models[name] = nncf.quantize(models[name], nncf.Dataset([_one(s[name]) for s in samples]),
-                                         subset_size=len(samples),
-                                         ignored_scope=nncf.IgnoredScope(patterns=list(keep)) if keep else None)
+    models = _quantised(design, _export(design, networks, samples[0]), samples, nncf, step, total)
     _remove_abandoned_builds(folder.parent)
     work = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))  # 0700, in the private cache folder
     try:
