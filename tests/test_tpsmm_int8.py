@@ -1,6 +1,7 @@
 """TPSMM's int8 path (fomm_core.inference.int8.tpsmm): built by NNCF from the faces shipped with the package, checked
 against exact float32 on other faces, cached. The keypoint detector and the dense motion run in OpenVINO float32
-(quantised, the keypoints cost the picture), the thin-plate-spline fit in torch, the decoder in int8."""
+(quantised, the keypoints cost the picture), as does the source's encoder; the thin-plate-spline fit runs in torch,
+the decoder in int8."""
 import json
 import xml.etree.ElementTree as ET
 
@@ -58,7 +59,7 @@ def test_the_build_is_checked_against_float32_and_cached(built, networks, same_c
     assert len(folders) == 1 and folders[0].name.startswith("tpsmm-")
     verdict = json.loads((folders[0] / "check.json").read_text())
     assert verdict["accepted"] and verdict["psnr"] >= int8.MIN_PSNR and verdict["held_out_frames"] >= 12
-    assert sorted(verdict["files"]) == sorted(f"{g}.{e}" for g in ("keypoints", "motion", "render")
+    assert sorted(verdict["files"]) == sorted(f"{g}.{e}" for g in ("source", "keypoints", "motion", "render")
                                               for e in ("xml", "bin"))
     again = []
     int8.load_or_build(TPSMM_INT8, networks, SIZE, make_exact=lambda: exact(networks),
@@ -71,16 +72,21 @@ def quantised_ops(xml_path) -> int:
     return sum(1 for layer in ET.parse(xml_path).getroot().iter("layer") if layer.get("type") == "FakeQuantize")
 
 
-def test_only_the_decoder_is_int8_and_the_keypoints_are_torchs(built, networks):
+def test_only_the_decoder_is_int8_and_the_keypoints_and_source_levels_are_torchs(built, networks):
     runner, _, _ = built
     assert quantised_ops(runner.folder / "render.xml") >= 20
-    assert quantised_ops(runner.folder / "keypoints.xml") == 0 and quantised_ops(runner.folder / "motion.xml") == 0
+    assert all(quantised_ops(runner.folder / f"{g}.xml") == 0 for g in ("source", "keypoints", "motion"))
     frames = face_pairs(SIZE, seed=4, frames=3, synthetic=0)[0][1]
     reference = exact(networks)
     with reference._running():
         want = reference._keypoints(reference._prepare(frames))["fg_kp"]
     got = runner.keypoints(frames)["fg_kp"]
     assert got.shape == want.shape and (got - want).abs().max() < 1e-4
+    levels = runner.encode_source(frames[:1])
+    with torch.inference_mode():
+        torch_levels = reference.inpainting.encode_source(frames[:1])
+    assert [x.shape for x in levels] == [x.shape for x in torch_levels]
+    assert max(float((a - b).abs().max()) for a, b in zip(levels, torch_levels)) < 1e-4
 
 
 def test_make_animator_runs_int8_within_the_bar_on_other_faces(built, networks, same_cache):

@@ -78,8 +78,11 @@ class TpsAnimator(Engine):
 
     def _source_parts(self, src, kp) -> dict:
         """What depends on the source only: keypoints, the dense motion's parts, the encoder's levels."""
-        with self._autocast():
-            levels = self.inpainting.encode_source(src)
+        if self._int8 is not None:  # OpenVINO float32 (fomm_core.inference.int8.tpsmm)
+            levels = self._int8.encode_source(src)
+        else:
+            with self._autocast():
+                levels = self.inpainting.encode_source(src)
         return {"image": src, "kp": kp, "levels": [x.float() for x in levels],
                 "motion": self.dense_motion.source_parts(src, kp)}
 

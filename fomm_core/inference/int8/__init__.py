@@ -132,7 +132,8 @@ def np_array(tensor):
 
 def _compile_options(threads) -> dict:
     # f32 explicitly: OpenVINO's CPU default is bf16 where the CPU has AVX512-BF16 or AMX
-    options = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    # denormals flushed to zero: a few per cent faster where activations get that small, nothing above 1e-38 moves
+    options = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "CPU_DENORMALS_OPTIMIZATION": True}
     if threads:
         options["INFERENCE_NUM_THREADS"] = int(threads)
     return options

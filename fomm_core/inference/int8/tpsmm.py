@@ -1,5 +1,6 @@
 """TPSMM's int8 design: three graphs, split where OpenVINO's support ends and where int8 stops being accurate.
 
+    source:    the source image [1, 3, S, S] -> the encoder's levels, finest first (once per source)  OpenVINO float32
     keypoints: frames [B, 3, S, S] -> fg_kp [B, K*5, 2]                                   OpenVINO float32
     (torch)    the thin-plate-spline fit of every driving keypoint set: an inverse, which does not export
                -> affine [B, K, 2, 3], radial weights [B, K, 5, 2]
@@ -20,6 +21,18 @@ from torch import nn
 from fomm_core.inference.int8 import Design, Int8Runner, np_array
 from fomm_core.model.tpsmm.dense_motion import DenseMotionNetwork
 from fomm_core.model.tpsmm.inpainting_network import warp
+
+
+class SourceGraph(nn.Module):
+    """The source image [1, 3, S, S] -> the inpainting encoder's levels, finest first (OpenVINO runs it in about
+    half torch's time: 94 ms against 168 at 256 px here)."""
+
+    def __init__(self, inpainting):
+        super().__init__()
+        self.inpainting = inpainting
+
+    def forward(self, image):
+        return tuple(self.inpainting.encode_source(image))
 
 
 class KeypointGraph(nn.Module):
@@ -85,6 +98,11 @@ class TpsRunner(Int8Runner):
         import torch
         return {"fg_kp": torch.from_numpy(self.run("keypoints", np_array(frames))[0])}
 
+    def encode_source(self, image) -> list:
+        """The encoder's levels of the source image [1, 3, S, S], finest first."""
+        import torch
+        return [torch.from_numpy(a) for a in self.run("source", np_array(image))]
+
     def render(self, kp, source):
         import torch
         if self._source is not source:  # the encoder levels once per source (MBs), not per frame
@@ -99,7 +117,7 @@ class TpsRunner(Int8Runner):
 def _graphs(networks) -> dict:
     inpainting = networks["inpainting_network"].eval()
     masks = inpainting.num_down_blocks + 1 if inpainting.multi_mask else 1
-    return {"keypoints": KeypointGraph(networks["kp_detector"].eval()),
+    return {"source": SourceGraph(inpainting), "keypoints": KeypointGraph(networks["kp_detector"].eval()),
             "motion": MotionGraph(networks["dense_motion_network"].eval()),
             "render": RenderGraph(inpainting, masks)}
 
@@ -119,11 +137,11 @@ def _samples(exact, pairs) -> list:
             motion = _motion_inputs(moved[i:i + 1], exact._source["motion"])
             with torch.inference_mode():
                 out = MotionGraph(exact.dense_motion)(*(torch.from_numpy(a) for a in motion))
-            samples.append({"keypoints": [np_array(driving[i:i + 1])], "motion": motion,
+            samples.append({"source": [np_array(source)], "keypoints": [np_array(driving[i:i + 1])], "motion": motion,
                             "render": [np_array(t) for t in out] + src})
     return samples
 
 
-TPSMM_INT8 = Design(family="tpsmm", names=("keypoints", "motion", "render"), quantised=("render",),
-                    free_batch={"keypoints": 1, "motion": 0, "render": 0}, graphs=_graphs, samples=_samples,
+TPSMM_INT8 = Design(family="tpsmm", names=("source", "keypoints", "motion", "render"), quantised=("render",),
+                    free_batch={"source": 0, "keypoints": 1, "motion": 0, "render": 0}, graphs=_graphs, samples=_samples,
                     runner=TpsRunner)
