@@ -312,7 +312,7 @@ def test_a_checkpoint_file_uploaded_on_the_page_animates(page, site, face_clip, 
     mine = _own_checkpoint(tmp_path / "page-tiny.pth.tar")
     _more_checkpoints(page)
     page.locator("#checkpoint-file input[type=file]").set_input_files(str(mine))
-    page.locator("#checkpoint-file").get_by_text("page-tiny.pth.tar").wait_for(timeout=30000)
+    page.locator("#checkpoint-file").get_by_text("page-tiny.pth.tar").wait_for(timeout=90000)
     page.locator("#add-checkpoint").click()
     page.locator("#status").get_by_text("added page-tiny").wait_for(timeout=60000)
     assert page.locator("#checkpoint input").input_value() == "page-tiny"   # chosen, by its registered name
