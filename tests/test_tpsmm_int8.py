@@ -1,7 +1,7 @@
 """TPSMM's int8 path (fomm_core.inference.int8.tpsmm): built by NNCF from the faces shipped with the package, checked
-against exact float32 on other faces, cached. The keypoint detector and the dense motion run in OpenVINO float32
-(quantised, the keypoints cost the picture), as does the source's encoder; the thin-plate-spline fit runs in torch,
-the decoder in int8."""
+against exact float32 on other faces, cached. The keypoint detector and the dense motion's flow run in OpenVINO
+float32 (quantised, they cost the picture); the thin-plate-spline fit runs in torch; the decoder, the source's
+encoder and the occlusion masks' heads in int8."""
 import json
 import xml.etree.ElementTree as ET
 
@@ -53,8 +53,9 @@ def same_cache(built, monkeypatch):
 
 def test_the_build_is_checked_against_float32_and_cached(built, networks, same_cache):
     runner, seen, cache = built
-    assert seen[-1] == "int8: ready" and seen.count("int8: quantising render") == 1
-    assert not any("quantising keypoints" in s or "quantising motion" in s for s in seen)
+    assert seen[-1] == "int8: ready"
+    assert all(seen.count(f"int8: quantising {g}") == 1 for g in ("source", "motion", "render"))
+    assert not any("quantising keypoints" in s for s in seen)
     folders = list((cache / "int8").iterdir())
     assert len(folders) == 1 and folders[0].name.startswith("tpsmm-")
     verdict = json.loads((folders[0] / "check.json").read_text())
@@ -67,15 +68,22 @@ def test_the_build_is_checked_against_float32_and_cached(built, networks, same_c
     assert again == [] and list((cache / "int8").iterdir()) == folders  # read from the cache, nothing built
 
 
-def quantised_ops(xml_path) -> int:
-    """How many FakeQuantize operations (NNCF's int8 marks) the saved graph holds."""
-    return sum(1 for layer in ET.parse(xml_path).getroot().iter("layer") if layer.get("type") == "FakeQuantize")
+def quantised_ops(xml_path) -> list:
+    """The names of the FakeQuantize operations (NNCF's int8 marks) the saved graph holds."""
+    return [layer.get("name") for layer in ET.parse(xml_path).getroot().iter("layer")
+            if layer.get("type") == "FakeQuantize"]
 
 
-def test_only_the_decoder_is_int8_and_the_keypoints_and_source_levels_are_torchs(built, networks):
+def rms_error(got, want) -> float:
+    return float((got - want).pow(2).mean().sqrt() / want.pow(2).mean().sqrt())
+
+
+def test_the_keypoints_are_torchs_the_flow_float_and_the_source_levels_close(built, networks):
     runner, _, _ = built
-    assert quantised_ops(runner.folder / "render.xml") >= 20
-    assert all(quantised_ops(runner.folder / f"{g}.xml") == 0 for g in ("source", "keypoints", "motion"))
+    assert len(quantised_ops(runner.folder / "render.xml")) >= 20 and quantised_ops(runner.folder / "source.xml")
+    assert quantised_ops(runner.folder / "keypoints.xml") == []
+    motion = quantised_ops(runner.folder / "motion.xml")  # the occlusion heads only: the flow stays float32
+    assert motion and all(n.startswith(("__module.dense_motion.up.", "__module.dense_motion.occlusion.")) for n in motion)
     frames = face_pairs(SIZE, seed=4, frames=3, synthetic=0)[0][1]
     reference = exact(networks)
     with reference._running():
@@ -86,7 +94,8 @@ def test_only_the_decoder_is_int8_and_the_keypoints_and_source_levels_are_torchs
     with torch.inference_mode():
         torch_levels = reference.inpainting.encode_source(frames[:1])
     assert [x.shape for x in levels] == [x.shape for x in torch_levels]
-    assert max(float((a - b).abs().max()) for a, b in zip(levels, torch_levels)) < 1e-4
+    # int8: 3-4 % RMS per level measured at 256 px (the verdict holds the frames to the bar)
+    assert all(rms_error(a, b) < 0.1 for a, b in zip(levels, torch_levels))
 
 
 def test_make_animator_runs_int8_within_the_bar_on_other_faces(built, networks, same_cache):

@@ -78,7 +78,7 @@ class TpsAnimator(Engine):
 
     def _source_parts(self, src, kp) -> dict:
         """What depends on the source only: keypoints, the dense motion's parts, the encoder's levels."""
-        if self._int8 is not None:  # OpenVINO float32 (fomm_core.inference.int8.tpsmm)
+        if self._int8 is not None:  # int8 through OpenVINO (fomm_core.inference.int8.tpsmm)
             levels = self._int8.encode_source(src)
         else:
             with self._autocast():

@@ -48,7 +48,7 @@ from fomm_core.private import check_private, private_dir
 
 MIN_PSNR = 35.0          # dB against the exact float32 path, on held-out faces
 CALIBRATION_FRAMES = 2  # per face pair: 12 pairs, 24 frames (48 took twice as long and scored the same)
-GRAPH_VERSION = 1        # bump when the exported graphs change: old cached models are then rebuilt
+GRAPH_VERSION = 1        # a design's default; it bumps its own when its graphs change (old cached models are rebuilt)
 INSTALL_HINT = 'pip install "fomm-doctor[openvino]"'
 
 
@@ -68,6 +68,7 @@ class Design:
     runner: type         # Int8Runner subclass: keypoints(frames), render(kp, source)
     supported: Callable = lambda networks: ""  # '' when the int8 path can run these networks, else why not
     keep_float: dict = field(default_factory=dict)  # graph name -> node name patterns (re) left in float32
+    graph_version: int = GRAPH_VERSION  # names its cache entries and verdicts: models built by an older design rebuild
 
     def files(self) -> tuple:
         return tuple(f"{name}.{ext}" for name in self.names for ext in ("xml", "bin"))
@@ -227,12 +228,13 @@ def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in ".-" else "_" for c in str(text))
 
 
-def cache_folder(fingerprint: str, size: int, versions: dict, family: str = "") -> Path:
+def cache_folder(fingerprint: str, size: int, versions: dict, family: str = "",
+                 graph_version: int = GRAPH_VERSION) -> Path:
     """Where the int8 model of these weights at this size lives for these OpenVINO and NNCF versions, in the int8
     cache folder (made private here). Int8Refused when that folder, or this entry, is a link or someone else's:
     another user could swap the model that runs."""
     name = (f"{_safe(family) + '-' if family else ''}{fingerprint[:24]}-{int(size)}px-ov{_safe(versions['openvino'])}"
-            f"-nncf{_safe(versions['nncf'])}-g{GRAPH_VERSION}")
+            f"-nncf{_safe(versions['nncf'])}-g{int(graph_version)}")
     try:
         folder = private_dir(user_cache_dir("int8")) / name
         if os.path.lexists(folder):
@@ -250,10 +252,10 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def expected_verdict(fingerprint: str, size: int, versions: dict) -> dict:
+def expected_verdict(fingerprint: str, size: int, versions: dict, graph_version: int = GRAPH_VERSION) -> dict:
     """What a verdict must say to be this model's: the weights, size, OpenVINO/NNCF and graphs it was built for,
     and the quality bar it was judged by."""
-    return {"fingerprint": fingerprint, "size": int(size), "versions": dict(versions), "graph_version": GRAPH_VERSION,
+    return {"fingerprint": fingerprint, "size": int(size), "versions": dict(versions), "graph_version": int(graph_version),
             "min_psnr": MIN_PSNR}
 
 
@@ -360,8 +362,8 @@ def load_or_build(design: Design, networks: dict, size: int, *, make_exact, thre
         raise Int8Refused(reason + ".")
     versions = runtime_versions()
     fingerprint = fingerprint or weights_fingerprint(*(networks[k] for k in sorted(networks) if networks[k] is not None))
-    folder = cache_folder(fingerprint, size, versions, design.family)
-    expected = expected_verdict(fingerprint, size, versions)
+    folder = cache_folder(fingerprint, size, versions, design.family, design.graph_version)
+    expected = expected_verdict(fingerprint, size, versions, design.graph_version)
     verdict = trusted_verdict(folder, expected, design.files())
     if verdict is None:  # none yet, damaged, changed, or another model's: rebuilt
         shutil.rmtree(folder, ignore_errors=True)

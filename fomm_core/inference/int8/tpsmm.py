@@ -1,18 +1,24 @@
-"""TPSMM's int8 design: three graphs, split where OpenVINO's support ends and where int8 stops being accurate.
+"""TPSMM's int8 design: four graphs, split where OpenVINO's support ends and where int8 stops being accurate.
 
-    source:    the source image [1, 3, S, S] -> the encoder's levels, finest first (once per source)  OpenVINO float32
+    source:    the source image [1, 3, S, S] -> the encoder's levels, finest first (once per source)           int8
     keypoints: frames [B, 3, S, S] -> fg_kp [B, K*5, 2]                                   OpenVINO float32
     (torch)    the thin-plate-spline fit of every driving keypoint set: an inverse, which does not export
                -> affine [B, K, 2, 3], radial weights [B, K, 5, 2]
     motion:    fg_kp, the fit + the source's downsampled image and Gaussians -> flow [B, h, w, 2] and the occlusion
                masks, coarsest first (the K+1 warps, heatmaps, deformed source, hourglass, heads, softmax blend;
-               OpenVINO runs the warps' small products in a fraction of torch's time)           OpenVINO float32
+               OpenVINO runs the warps' small products in a fraction of torch's time)
+                                             float32, but for the occlusion masks' heads (`up`, `occlusion`): int8
     render:    flow, masks + the source's encoder levels and image -> frames [B, 3, S, S] in 0..1 (warp, mask,
                decoder: about 100 GMAC of a 256-px frame's work)                                   int8
 
-Measured on vox-256 stress weights, 2 threads, an AMD EPYC with AVX512-BF16, against exact float32 on held-out
-faces: the keypoint detector in int8 costs the picture (21.8 dB: its keypoints place every TPS control point), the
-motion graph in int8 brings it to 35.6 dB alone, the decoder in int8 keeps 39.3 dB and does most of the work.
+Measured on vox-256 stress weights, 2 threads, an AMD EPYC with AVX512-BF16, PSNR against exact float32 on
+held-out faces (the build's verdict), and per frame at 256 px:
+- the keypoint detector in int8 costs the picture (21.8 dB: its keypoints place every TPS control point);
+- the whole motion graph in int8: 35.6 dB alone, 34.2 with the decoder; its hourglass in int8 with the heads kept
+  float: 30.2 dB (the flow comes out of the hourglass). Its occlusion heads alone in int8 keep the verdict at 38.0 dB
+  and take the graph from 67 ms to 38 (they ran at 64 and 128 px: 30 of its 59 ms in float32);
+- the decoder in int8 keeps 39.3 dB and does most of the work (155 ms);
+- the source's encoder in int8: 100 -> 47 ms once per source, the verdict 38.1 -> 38.0 dB.
 """
 from __future__ import annotations
 
@@ -24,8 +30,8 @@ from fomm_core.model.tpsmm.inpainting_network import warp
 
 
 class SourceGraph(nn.Module):
-    """The source image [1, 3, S, S] -> the inpainting encoder's levels, finest first (OpenVINO runs it in about
-    half torch's time: 94 ms against 168 at 256 px here)."""
+    """The source image [1, 3, S, S] -> the inpainting encoder's levels, finest first (in int8 47 ms against torch's
+    168 at 256 px here)."""
 
     def __init__(self, inpainting):
         super().__init__()
@@ -142,6 +148,10 @@ def _samples(exact, pairs) -> list:
     return samples
 
 
-TPSMM_INT8 = Design(family="tpsmm", names=("source", "keypoints", "motion", "render"), quantised=("render",),
+# every motion node but the occlusion heads' stays float32 (the flow comes out of the hourglass)
+_FLOAT_BUT_THE_OCCLUSION_HEADS = r"^(?!__module\.dense_motion\.(up|occlusion)\.).*"
+
+TPSMM_INT8 = Design(family="tpsmm", names=("source", "keypoints", "motion", "render"),
+                    quantised=("source", "motion", "render"), keep_float={"motion": (_FLOAT_BUT_THE_OCCLUSION_HEADS,)},
                     free_batch={"source": 0, "keypoints": 1, "motion": 0, "render": 0}, graphs=_graphs, samples=_samples,
-                    runner=TpsRunner)
+                    runner=TpsRunner, graph_version=2)
