@@ -7,11 +7,27 @@ from pathlib import Path
 
 import pytest
 
-# Keep the test suite polite on a 2-core machine.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# The cores shared among the test processes (`pytest -n N`: each xdist worker imports this file with
+# PYTEST_XDIST_WORKER_COUNT set), at most 2 threads each, unless the caller set OMP_NUM_THREADS: oversubscribed, the
+# OpenMP threads of two processes spin against each other (4 compute-bound test files took 210 s at -n 2 with 2
+# threads each, 155 s with 1). The CLI subprocesses of a test inherit its share.
+_CALLERS_THREADS = os.environ.setdefault("FOMM_TEST_CALLERS_OMP", os.environ.get("OMP_NUM_THREADS", ""))
+if not _CALLERS_THREADS:
+    _share = (os.cpu_count() or 2) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    os.environ["OMP_NUM_THREADS"] = str(min(2, max(1, _share)))
 # One cache folder for the whole run, never the user's: int8 models and the measured `fast` choice are built
-# once per model and shared by the tests (and by their CLI subprocesses, which inherit the variable).
-os.environ.setdefault("FOMM_DOCTOR_CACHE", tempfile.mkdtemp(prefix="fomm-test-cache-"))
+# once per model and shared by the tests and the xdist workers (and by the tests' CLI subprocesses: all inherit
+# the variable from the process that set it first).
+_OWN_CACHE = None
+if "FOMM_DOCTOR_CACHE" not in os.environ:
+    _OWN_CACHE = os.environ["FOMM_DOCTOR_CACHE"] = tempfile.mkdtemp(prefix="fomm-test-cache-")
+
+
+def pytest_unconfigure(config):
+    """The process that made the run's cache folder removes it when the run ends (the workers end first)."""
+    if _OWN_CACHE:
+        import shutil
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 REPO = Path(__file__).resolve().parents[1]
 

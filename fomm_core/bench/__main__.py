@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="stress", help="stress (random, scaled so the output spans 0..1), "
                    "random, or a checkpoint file (with its --config and --size; for liveportrait a folder of its "
                    "five files)")
-    p.add_argument("--smoke", action="store_true", help="128x128 (liveportrait: 256), 2 frames, 1 run (for CI)")
+    p.add_argument("--smoke", action="store_true", help="128x128 (liveportrait: 256), 2 frames, one pass per path "
+                   "and no warm-up: every path runs, its frames/s is no measurement (for CI)")
     p.add_argument("--memory", action="store_true",
                    help="peak resident memory of our paths (--paths, default exact) streaming 4 and 16 frames, "
                         "instead of the timings")
@@ -32,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
-    p.add_argument("--clips", help=argparse.SUPPRESS)  # a memory child's clip lengths
+    p.add_argument("--clips", default=None, help="with --memory: the clip lengths the memory is read at (default 4,16)")
+    p.add_argument("--one-pass", action="store_true", help=argparse.SUPPRESS)  # a --smoke child
     return p
 
 
@@ -40,13 +42,13 @@ def _run(ns) -> str:
     """The report, as text or JSON."""
     paths = ns.paths.split(",") if ns.paths else None
     if ns.memory:
-        from fomm_core.bench.memory import format_memory, run_memory
+        from fomm_core.bench.memory import CLIPS, format_memory, parse_clips, run_memory
         report = run_memory(ns.config, ns.size, paths or ["exact"], weights=ns.weights, threads=ns.threads,
-                            device=ns.device)
+                            device=ns.device, clips=parse_clips(ns.clips) if ns.clips else CLIPS)
         return json.dumps(report, indent=2) if ns.json else format_memory(report)
     from fomm_core.bench.report import format_text, run_benchmark
     report = run_benchmark(ns.config, ns.size, ns.frames, ns.runs, ns.threads, paths, weights=ns.weights,
-                           device=ns.device)
+                           device=ns.device, one_pass=ns.smoke)
     return json.dumps(report, indent=2) if ns.json else format_text(report)
 
 

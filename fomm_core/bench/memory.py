@@ -29,6 +29,18 @@ from fomm_core.bench.worker import child_command
 CLIPS = (4, 16)  # frames streamed after the first when the peak is read
 
 
+def parse_clips(text) -> tuple:
+    """--clips 'A,B': the clip lengths the memory is read at (B > A >= 1 frames after the first); FommError if not."""
+    from fomm_core.errors import FommError
+    try:
+        clips = tuple(int(n) for n in str(text).split(","))
+    except ValueError:
+        clips = ()
+    if len(clips) < 2 or clips[0] < 1 or list(clips) != sorted(set(clips)):
+        raise FommError(f"--clips takes two or more frame counts, smallest first, like 4,16; not {text}.")
+    return clips
+
+
 def _status_mb(field) -> float | None:
     """A field of /proc/self/status in MiB (Linux), or None."""
     try:
@@ -99,7 +111,7 @@ def save_peaks(ns) -> None:
     """The child's part (`--child PATH --clips 4,16`): its stream_peaks as JSON in --out."""
     import torch
     torch.set_num_threads(ns.threads)
-    clips = tuple(int(n) for n in ns.clips.split(","))
+    clips = parse_clips(ns.clips)
     result = stream_peaks(ns.child, ns.config, ns.size, clips, ns.weights, ns.device)
     Path(ns.out).write_text(json.dumps(result), encoding="utf-8")
 

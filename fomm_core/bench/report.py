@@ -92,8 +92,8 @@ def _check_paths(config, paths) -> None:
 
 
 def smoke_settings(config) -> tuple:
-    """(size, frames, runs) of --smoke: checks that every path works, not its speed. LivePortrait's networks take
-    256 px only, so its smoke run cannot shrink the frames."""
+    """(size, frames, runs) of --smoke: checks that every path works, not its speed (each path runs one pass:
+    run_benchmark's one_pass). LivePortrait's networks take 256 px only, so its smoke run cannot shrink the frames."""
     size = 256 if family(config) == "liveportrait" else 128
     return size, 2, 1
 
@@ -127,8 +127,10 @@ def _row(path, result, ref, exact) -> dict:
 
 
 def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, paths=None, on_path=None,
-                  weights="stress", device="cpu") -> dict:
+                  weights="stress", device="cpu", one_pass=False) -> dict:
     """Every path in its own subprocess; the parent compares outputs. Returns a JSON-able dict.
+
+    one_pass (--smoke): each path runs once, without a warm-up or a pass of its own for the stage timings.
 
     paths: None for the config family's own (LivePortrait has no int8).
     on_path(name) is called as each path starts (for progress display).
@@ -139,7 +141,8 @@ def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, pa
     threads = threads or max(1, min(os.cpu_count() or 1, 4))
     from fomm_core.device import resolve_device
     device = str(resolve_device(device))  # one sentence here, before any worker, when it cannot be used
-    args = types.SimpleNamespace(config=config, size=size, frames=frames, runs=runs, weights=weights, device=device)
+    args = types.SimpleNamespace(config=config, size=size, frames=frames, runs=runs, weights=weights, device=device,
+                                 one_pass=one_pass)
     available = reference_available(config)
     paths = [p for p in paths if p != "reference" or available]
     on_path = on_path or (lambda _message: None)

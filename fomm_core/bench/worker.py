@@ -22,6 +22,7 @@ def _peak_rss_mb() -> float:
 
 def run_worker(ns) -> None:
     """A path's own process: warm up, say 'ready', then time one run per 'run' line; 'done' saves and exits.
+    With --one-pass (the bench's --smoke) the path runs once, its stages timed, before 'ready'.
 
     The parent sends 'run' to each path in turn, so that the paths are timed interleaved: a neighbour's load
     on a shared machine slows all of them alike instead of one path's whole measurement.
@@ -29,19 +30,16 @@ def run_worker(ns) -> None:
     import torch
     torch.set_num_threads(ns.threads)
     description, run = make_runner(ns.child, ns.config, ns.size, ns.frames, weights=ns.weights, device=ns.device)
-    output = run()  # warm-up (and torch.compile's compile, where asked)
-    print("ready", flush=True)
-    seconds = []
-    for line in sys.stdin:
-        if line.strip() == "run":
-            t = time.perf_counter()
-            output = run()
-            seconds.append(time.perf_counter() - t)
-            print(f"time {seconds[-1]}", flush=True)
-        elif line.strip() == "done":
-            break
     stages = dict.fromkeys(STAGES[family(ns.config)], 0.0)
-    run(stages)  # one more pass with per-stage timers (a stage the path cannot time is dropped)
+    if ns.one_pass:  # --smoke: one pass proves the path runs and gives its output; its time is no measurement
+        t = time.perf_counter()
+        output = run(stages)
+        seconds = [time.perf_counter() - t]
+        _answer_runs(lambda: seconds[0])
+    else:
+        warm = run()  # warm-up (and torch.compile's compile, where asked)
+        output, seconds = _timed_runs(run, warm)
+        run(stages)  # one more pass with per-stage timers (a stage the path cannot time is dropped)
     result = {"path": description, "fps": ns.frames / statistics.median(seconds), "seconds": seconds,
               "stages": {k: v / ns.frames for k, v in stages.items()}, "peak_rss_mb": _peak_rss_mb(),
               "output": output, "precision": getattr(run, "precision", ns.child), "note": getattr(run, "note", "")}
@@ -50,11 +48,35 @@ def run_worker(ns) -> None:
     os.replace(tmp, ns.out)
 
 
+def _answer_runs(run_seconds) -> None:
+    """Say 'ready', then answer each 'run' line with 'time S' (S = run_seconds()) until 'done'."""
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "run":
+            print(f"time {run_seconds()}", flush=True)
+        elif line.strip() == "done":
+            break
+
+
+def _timed_runs(run, output) -> tuple:
+    """One timed run per 'run' line: -> (the last output, else `output`; the seconds of each)."""
+    seconds, outputs = [], [output]
+
+    def timed():
+        t = time.perf_counter()
+        outputs[:] = [run()]
+        seconds.append(time.perf_counter() - t)
+        return seconds[-1]
+    _answer_runs(timed)
+    return outputs[0], seconds
+
+
 def child_command(path, args, threads, out, *extra) -> tuple:
     """(command, environment) of a path's own process, its torch threads set before torch starts."""
     cmd = [sys.executable, "-m", "fomm_core.bench", "--child", path, "--config", args.config,
            "--size", str(args.size), "--frames", str(args.frames), "--threads", str(threads),
-           "--weights", str(args.weights), "--device", str(args.device), "--out", str(out), *extra]
+           "--weights", str(args.weights), "--device", str(args.device), "--out", str(out),
+           *(["--one-pass"] if getattr(args, "one_pass", False) else []), *extra]
     return cmd, dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
 
 

@@ -29,11 +29,13 @@ def bench(
                                 "liveportrait stress or a folder of its five files."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps: where every path is timed "
                                "(int8 runs on the CPU only)."),
-    smoke: bool = typer.Option(False, "--smoke", help="128x128 (liveportrait: 256), 2 frames, 1 run: checks it "
-                               "works, not speed."),
+    smoke: bool = typer.Option(False, "--smoke", help="128x128 (liveportrait: 256), 2 frames, one pass per path "
+                               "and no warm-up: checks every path works, not its speed."),
     memory: bool = typer.Option(False, "--memory", help="Instead of the timings: the peak resident memory of our "
                                 "paths (--paths, default exact) streaming 4 and then 16 frames, and its growth per "
                                 "frame."),
+    clips: Optional[str] = typer.Option(None, "--clips", help="With --memory: the clip lengths the memory is read "
+                                        "at (default 4,16)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON (with what each path runs)."),
 ) -> None:
     """Frames/s, peak memory and accuracy of each inference path against the original code, and which path
@@ -50,17 +52,19 @@ def bench(
         size, frames, runs = smoke_settings(config)
     chosen = [p.strip() for p in paths.split(",") if p.strip()] if paths else None
     if memory:
-        _memory(config, size, chosen, weights, threads, device, as_json)
+        _memory(config, size, chosen, weights, threads, device, clips, as_json)
         return
-    if as_json:
-        from fomm_core.bench.report import run_benchmark
-        report = run_benchmark(config, size, frames, runs, threads, chosen, weights=weights, device=device)
-        typer.echo(json.dumps(report, indent=2))
-        return
-    _table(config, size, frames, runs, threads, chosen, weights, device)
+    (_json if as_json else _table)(config, size, frames, runs, threads, chosen, weights, device, smoke)
 
 
-def _table(config, size, frames, runs, threads, chosen, weights, device) -> None:
+def _json(config, size, frames, runs, threads, chosen, weights, device, one_pass) -> None:
+    from fomm_core.bench.report import run_benchmark
+    report = run_benchmark(config, size, frames, runs, threads, chosen, weights=weights, device=device,
+                           one_pass=one_pass)
+    typer.echo(json.dumps(report, indent=2))
+
+
+def _table(config, size, frames, runs, threads, chosen, weights, device, one_pass) -> None:
     from rich.console import Console
 
     from fomm_core.bench.reference import how_to_add_reference, missing_reference
@@ -68,7 +72,7 @@ def _table(config, size, frames, runs, threads, chosen, weights, device) -> None
     console = Console(stderr=True)
     with console.status("benchmark") as status:
         report = run_benchmark(config, size, frames, runs, threads, chosen, weights=weights, device=device,
-                               on_path=lambda what: status.update(f"benchmark: {what}"))
+                               on_path=lambda what: status.update(f"benchmark: {what}"), one_pass=one_pass)
     typer.echo(format_text(report))
     if not report["reference_available"]:
         typer.echo(f"{missing_reference(config)}: {how_to_add_reference(config)} to compare with it.", err=True)
@@ -77,9 +81,10 @@ def _table(config, size, frames, runs, threads, chosen, weights, device) -> None
         raise UserError(f"the {failed[0]['name']} path failed: {failed[0]['error']}")
 
 
-def _memory(config, size, chosen, weights, threads, device, as_json) -> None:
-    from fomm_core.bench.memory import format_memory, run_memory
-    report = run_memory(config, size, chosen or ["exact"], weights=weights, threads=threads, device=device)
+def _memory(config, size, chosen, weights, threads, device, clips, as_json) -> None:
+    from fomm_core.bench.memory import CLIPS, format_memory, parse_clips, run_memory
+    report = run_memory(config, size, chosen or ["exact"], weights=weights, threads=threads, device=device,
+                        clips=parse_clips(clips) if clips else CLIPS)
     typer.echo(json.dumps(report, indent=2) if as_json else format_memory(report))
     failed = [r for r in report["rows"] if "error" in r]
     if failed:
