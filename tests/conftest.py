@@ -7,14 +7,11 @@ from pathlib import Path
 
 import pytest
 
-# The cores shared among the test processes (`pytest -n N`: each xdist worker imports this file with
-# PYTEST_XDIST_WORKER_COUNT set), at most 2 threads each, unless the caller set OMP_NUM_THREADS: oversubscribed, the
-# OpenMP threads of two processes spin against each other (4 compute-bound test files took 210 s at -n 2 with 2
-# threads each, 155 s with 1). The CLI subprocesses of a test inherit its share.
-_CALLERS_THREADS = os.environ.setdefault("FOMM_TEST_CALLERS_OMP", os.environ.get("OMP_NUM_THREADS", ""))
-if not _CALLERS_THREADS:
-    _share = (os.cpu_count() or 2) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
-    os.environ["OMP_NUM_THREADS"] = str(min(2, max(1, _share)))
+# Two test processes share the 2 cores (`pytest -n 2`): 2 OpenMP threads each, which sleep when they wait instead
+# of spinning against the other process's (4 compute-bound test files at -n 2: 210 s spinning, 136 s passive, 155 s
+# with one thread each). The tests' CLI subprocesses inherit both.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # One cache folder for the whole run, never the user's: int8 models and the measured `fast` choice are built
 # once per model and shared by the tests and the xdist workers (and by the tests' CLI subprocesses: all inherit
 # the variable from the process that set it first).
@@ -28,6 +25,24 @@ def pytest_unconfigure(config):
     if _OWN_CACHE:
         import shutil
         shutil.rmtree(_OWN_CACHE, ignore_errors=True)
+
+
+
+def _file_seconds(item) -> float:
+    """What the item's file costs, as its `slow` mark says (seconds on 2 cores, both test processes busy); 0 unmarked."""
+    mark = item.get_closest_marker("slow")
+    return float(mark.args[0]) if mark and mark.args else 0.0
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The costliest files first, the rest in their own order after. With `--dist loadfile --no-loadscope-reorder`
+    the two test processes take whole files in this order, so the short files fill the end instead of one process
+    running a two-minute file alone while the other has finished."""
+    cost = {}
+    for item in items:
+        cost[item.fspath] = max(cost.get(item.fspath, 0.0), _file_seconds(item))
+    items.sort(key=lambda item: -cost[item.fspath])  # stable: each file's tests keep their order
+
 
 REPO = Path(__file__).resolve().parents[1]
 

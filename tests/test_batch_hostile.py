@@ -22,7 +22,7 @@ from PIL import Image
 from conftest import make_clip, run_cli
 
 posix = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file names, links, modes and limits")
-pytestmark = posix
+pytestmark = [posix, pytest.mark.slow(40)]
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,8 @@ import json
 
 import pytest
 
+pytestmark = pytest.mark.slow(150)  # seconds on 2 cores: run among the first (conftest.py)
+
 from conftest import run_cli
 
 pytest.importorskip("torch", reason="torch is not installed")

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow(140)  # seconds on 2 cores: run among the first (conftest.py)
+
 from conftest import run_cli
 
 pytest.importorskip("torch", reason="torch is not installed")

@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow(70)  # seconds on 2 cores: run among the first (conftest.py)
+
 torch = pytest.importorskip("torch", reason="torch is not installed")
 pytest.importorskip("openvino", reason="OpenVINO is not installed: pip install '.[openvino]' to test the int8 path")
 

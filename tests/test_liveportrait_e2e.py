@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow(70)  # seconds on 2 cores: run among the first (conftest.py)
+
 torch = pytest.importorskip("torch", reason="torch is not installed")
 cv2 = pytest.importorskip("cv2", reason="OpenCV reads and writes the test media")
 

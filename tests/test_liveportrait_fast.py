@@ -9,6 +9,8 @@ and `fast` is settled for a LivePortrait model by the same measurement as the ot
 """
 import pytest
 
+pytestmark = pytest.mark.slow(65)  # seconds on 2 cores: run among the first (conftest.py)
+
 torch = pytest.importorskip("torch", reason="torch is not installed")
 
 import torch.nn.functional as F  # noqa: E402

@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow(110)  # seconds on 2 cores: run among the first (conftest.py)
+
 torch = pytest.importorskip("torch")
 
 from conftest import run_cli  # noqa: E402

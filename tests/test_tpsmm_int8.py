@@ -7,6 +7,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+pytestmark = pytest.mark.slow(100)  # seconds on 2 cores: run among the first (conftest.py)
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")

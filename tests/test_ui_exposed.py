@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
+pytestmark = pytest.mark.slow(45)  # seconds on 2 cores: run among the first (conftest.py)
+
 from conftest import make_clip, run_cli
 
 pytest.importorskip("gradio", reason="gradio is not installed (Python 3.9, or no [ui] extra)")
