@@ -28,20 +28,23 @@ def pytest_unconfigure(config):
 
 
 
-def _file_seconds(item) -> float:
-    """What the item's file costs, as its `slow` mark says (seconds on 2 cores, both test processes busy); 0 unmarked."""
+def _file_cost(item) -> tuple:
+    """Its file's place in the run, by its `slow` mark: (seconds on 2 cores, both test processes busy; first=True
+    for a file whose results later files reuse). Unmarked: (0, False)."""
     mark = item.get_closest_marker("slow")
-    return float(mark.args[0]) if mark and mark.args else 0.0
+    return (float(mark.args[0]) if mark and mark.args else 0.0), bool(mark and mark.kwargs.get("first"))
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """The costliest files first, the rest in their own order after. With `--dist loadfile --no-loadscope-reorder`
-    the two test processes take whole files in this order, so the short files fill the end instead of one process
-    running a two-minute file alone while the other has finished."""
+    """The files marked first, then the costliest, then the rest in their own order. With `--dist loadfile
+    --no-loadscope-reorder` the two test processes take whole files in this order, so the short files fill the end
+    instead of one process running a two-minute file alone while the other has finished."""
     cost = {}
     for item in items:
-        cost[item.fspath] = max(cost.get(item.fspath, 0.0), _file_seconds(item))
-    items.sort(key=lambda item: -cost[item.fspath])  # stable: each file's tests keep their order
+        seconds, first = _file_cost(item)
+        was = cost.get(item.fspath, (0.0, False))
+        cost[item.fspath] = (max(was[0], seconds), was[1] or first)
+    items.sort(key=lambda item: (not cost[item.fspath][1], -cost[item.fspath][0]))  # stable: tests keep their order
 
 
 REPO = Path(__file__).resolve().parents[1]
