@@ -48,6 +48,7 @@ def test_bench_table_fits_80_columns_and_says_what_fast_picks():
     (("--frames", "0"), "at least 1"),
     (("--weights", "no-such-file.pth"), "--weights must be"),
     (("--device", "cuda:7"), "cuda:7"),    # no such GPU here (a CPU torch, or fewer GPUs): one sentence
+    (("--clips", "2,8"), "--clips sets the clip lengths of --memory; add --memory or leave --clips out."),
 ])
 def test_bench_bad_options_say_one_sentence(args, words):
     result = run_cli("bench", *args)

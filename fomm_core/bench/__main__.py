@@ -47,6 +47,10 @@ def _run(ns) -> str:
                             device=ns.device, clips=parse_clips(ns.clips) if ns.clips else CLIPS)
         return json.dumps(report, indent=2) if ns.json else format_memory(report)
     from fomm_core.bench.report import format_text, run_benchmark
+    if ns.clips:
+        from fomm_core.bench.memory import CLIPS_WITHOUT_MEMORY
+        from fomm_core.errors import FommError
+        raise FommError(CLIPS_WITHOUT_MEMORY)
     report = run_benchmark(ns.config, ns.size, ns.frames, ns.runs, ns.threads, paths, weights=ns.weights,
                            device=ns.device, one_pass=ns.smoke)
     return json.dumps(report, indent=2) if ns.json else format_text(report)

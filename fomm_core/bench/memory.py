@@ -27,6 +27,7 @@ from fomm_core.bench.weights import clip, worker_weights
 from fomm_core.bench.worker import child_command
 
 CLIPS = (4, 16)  # frames streamed after the first when the peak is read
+CLIPS_WITHOUT_MEMORY = "--clips sets the clip lengths of --memory; add --memory or leave --clips out."
 
 
 def parse_clips(text) -> tuple:

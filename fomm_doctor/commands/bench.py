@@ -54,6 +54,9 @@ def bench(
     if memory:
         _memory(config, size, chosen, weights, threads, device, clips, as_json)
         return
+    if clips:
+        from fomm_core.bench.memory import CLIPS_WITHOUT_MEMORY
+        raise UserError(CLIPS_WITHOUT_MEMORY)
     (_json if as_json else _table)(config, size, frames, runs, threads, chosen, weights, device, smoke)
 
 
