@@ -5,8 +5,11 @@ built once per weights and size, reloaded from the user cache, rebuilt for other
 when OpenVINO is missing or the quality check fails, another path runs and one sentence says why.
 """
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -53,6 +56,29 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+RUN_CACHE = os.environ["FOMM_DOCTOR_CACHE"]  # the run's own (conftest.py), before any test points it elsewhere
+
+
+def shared_build() -> Path:
+    """The folder of the run's one int8 build of tiny() (seed 0) at 64 px, in the run's cache: the first test that
+    asks builds it, under a lock (both test processes ask at once); tests that need a built model copy it."""
+    import fcntl
+    with open(os.path.join(RUN_CACHE, "tiny-int8.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("FOMM_DOCTOR_CACHE", RUN_CACHE)
+            runner = load_or_build(*tiny())
+    assert runner.check["accepted"]
+    return runner.folder
+
+
+def with_shared_build(cache: Path) -> Path:
+    """cache/int8/ holding a copy of the shared build of tiny() (seed 0), where load_or_build looks for it."""
+    built = shared_build()
+    shutil.copytree(built, cache / "int8" / built.name)
+    return cache / "int8" / built.name
+
+
 def steps():
     seen = []
     return seen, (lambda done, total, what: seen.append(what))
@@ -79,11 +105,15 @@ def test_int8_build_is_checked_cached_and_reloaded(cache):
     seen2, on_step2 = steps()
     load_or_build(generator, kp_detector, on_step=on_step2)
     assert seen2 == [] and list((cache / "int8").iterdir()) == folders
-    # other weights are another model
-    other_g, other_k = tiny(seed=1)
+    # other weights are another model: their build starts (stopped at its first step; building is tested above)
     seen3, on_step3 = steps()
-    load_or_build(other_g, other_k, on_step=on_step3)
-    assert seen3 and len(list((cache / "int8").iterdir())) == 2
+
+    def stop(done, total, what):
+        on_step3(done, total, what)
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        load_or_build(*tiny(seed=1), on_step=stop)
+    assert seen3 and "int8:" in seen3[0] and list((cache / "int8").iterdir()) == folders
 
 
 def test_int8_refused_by_the_quality_check_falls_back_with_a_sentence(cache):
@@ -110,8 +140,7 @@ def test_without_openvino_int8_says_how_to_install_and_another_path_runs(cache, 
 
 def test_damaged_cache_is_removed_and_rebuilt(cache):
     generator, kp_detector = tiny()
-    load_or_build(generator, kp_detector)
-    folder = next((cache / "int8").iterdir())
+    folder = with_shared_build(cache)
     (folder / "render.xml").write_text("<not a model")
     seen, on_step = steps()
     assert load_or_build(generator, kp_detector, on_step=on_step).check["accepted"]
@@ -131,7 +160,9 @@ def test_an_interrupted_build_leaves_nothing_behind(cache, monkeypatch):
 def test_fast_is_measured_once_and_cached(cache, monkeypatch):
     monkeypatch.setattr(choice, "MAX_SPREAD", float("inf"))   # kept however busy the machine is (tested apart)
     generator, kp_detector = tiny()
+    built = with_shared_build(cache)   # its int8 model (make_animator's key); the measurement is the point here
     first = make_animator(model(generator, kp_detector), precision="fast", size=64)
+    assert list((cache / "int8").iterdir()) == [built]   # used, not built again
     assert first.precision in ("fp32", "bf16", "int8") and first.note.startswith(f"fast = {first.precision}")
     names = {row.precision for row in first.choice_table}
     assert names == {"fp32", "bf16", "int8"} and all(row.fps > 0 for row in first.choice_table)

@@ -1,6 +1,6 @@
 """The int8 cache trusts nothing it did not check: a verdict is used only for the weights, size, OpenVINO and
 graphs it names, a model only when its files have the sha256s its verdict lists, and the cache folder only when
-it is a real folder of ours. One real build (per module) is copied around; one test rebuilds for real.
+it is a real folder of ours. One real build (the run's, shared with test_int8.py) is copied around; one test rebuilds for real.
 """
 import json
 import os
@@ -18,20 +18,15 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 from fomm_core.inference import int8  # noqa: E402
 from fomm_core.inference.int8.fomm import FOMM_INT8, FommRunner  # noqa: E402
 from fomm_core.inference.factory import make_animator  # noqa: E402
-from test_int8 import load_or_build, model, steps, tiny  # noqa: E402
+from test_int8 import load_or_build, model, shared_build, steps, tiny  # noqa: E402
 
 FILES = FOMM_INT8.files()
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """The folder of one real int8 build of tiny() (seed 0), in a cache of its own; tests copy it."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FOMM_DOCTOR_CACHE", str(tmp_path_factory.mktemp("int8-built")))
-        generator, kp_detector = tiny()
-        runner = load_or_build(generator, kp_detector)
-    assert runner.check["accepted"]
-    return runner.folder
+def built():
+    """The folder of the run's one real int8 build of tiny() (seed 0; test_int8.shared_build); tests copy it."""
+    return shared_build()
 
 
 @pytest.fixture
