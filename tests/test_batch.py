@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytestmark = pytest.mark.slow(100)  # seconds on 2 cores: run among the first (conftest.py)
+pytestmark = pytest.mark.slow(130)  # seconds on 2 cores: run among the first (conftest.py)
 
 from conftest import make_clip, run_cli
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-pytestmark = pytest.mark.slow(150)  # seconds on 2 cores: run among the first (conftest.py)
+pytestmark = pytest.mark.slow(90)  # seconds on 2 cores: run among the first (conftest.py)
 
 from conftest import run_cli
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.slow(140)  # seconds on 2 cores: run among the first (conftest.py)
+pytestmark = pytest.mark.slow(100)  # seconds on 2 cores: run among the first (conftest.py)
 
 from conftest import run_cli
 

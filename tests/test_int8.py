@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow(70)  # seconds on 2 cores: run among the first (conftest.py)
+pytestmark = pytest.mark.slow(80)  # seconds on 2 cores: run among the first (conftest.py)
 
 torch = pytest.importorskip("torch", reason="torch is not installed")
 pytest.importorskip("openvino", reason="OpenVINO is not installed: pip install '.[openvino]' to test the int8 path")
@@ -150,6 +150,8 @@ def test_damaged_cache_is_removed_and_rebuilt(cache):
 def test_an_interrupted_build_leaves_nothing_behind(cache, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
+    # stopped once the model files are written; NNCF's pass is left out (the float32 graphs are saved as they are)
+    monkeypatch.setattr(int8, "_quantised", lambda design, models, *args: models)
     monkeypatch.setattr(int8, "_quality", interrupted)
     generator, kp_detector = tiny()
     with pytest.raises(KeyboardInterrupt):

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow(65)  # seconds on 2 cores: run among the first (conftest.py)
+pytestmark = pytest.mark.slow(60)  # seconds on 2 cores: run among the first (conftest.py)
 
 cv2 = pytest.importorskip("cv2")
 torch = pytest.importorskip("torch")

@@ -6,7 +6,7 @@ and contrast x30 (keypoints spread over the frame, a picture spanning 0..1), so 
 """
 import pytest
 
-pytestmark = pytest.mark.slow(90)  # seconds on 2 cores: run among the first (conftest.py)
+pytestmark = pytest.mark.slow(45)  # seconds on 2 cores: run among the first (conftest.py)
 
 torch = pytest.importorskip("torch", reason="torch is not installed")
 

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import requests
 
-pytestmark = pytest.mark.slow(40)  # seconds on 2 cores: run among the first (conftest.py)
+pytestmark = pytest.mark.slow(50)  # seconds on 2 cores: run among the first (conftest.py)
 
 from conftest import make_clip, run_cli
 from fomm_core.media.video import iter_frames, probe_video
