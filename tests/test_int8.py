@@ -9,6 +9,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,17 +61,34 @@ def cache(tmp_path, monkeypatch):
 RUN_CACHE = os.environ["FOMM_DOCTOR_CACHE"]  # the run's own (conftest.py), before any test points it elsewhere
 
 
-def shared_build() -> Path:
-    """The folder of the run's one int8 build of tiny() (seed 0) at 64 px, in the run's cache: the first test that
-    asks builds it, under a lock (both test processes ask at once); tests that need a built model copy it."""
+@contextmanager
+def shared_build_lock():
+    """Held while the run's build of tiny() is made or looked for: both test processes ask at once."""
     import fcntl
     with open(os.path.join(RUN_CACHE, "tiny-int8.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("FOMM_DOCTOR_CACHE", RUN_CACHE)
-            runner = load_or_build(*tiny())
+        yield
+
+
+def shared_build() -> Path:
+    """The folder of the run's one int8 build of tiny() (seed 0) at 64 px, in the run's cache: made by the build
+    test below (published), else by the first test that asks; tests that need a built model copy it."""
+    with shared_build_lock(), pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FOMM_DOCTOR_CACHE", RUN_CACHE)
+        runner = load_or_build(*tiny())
     assert runner.check["accepted"]
     return runner.folder
+
+
+def publish(folder: Path) -> None:
+    """A build of tiny() (seed 0) made by a test in its own cache, copied into the run's as the shared build (unless
+    it is there): copied beside and renamed into place, never seen half-written; checked file by file when used."""
+    from fomm_core.private import private_dir
+    shared = private_dir(Path(RUN_CACHE) / "int8")
+    if not (shared / folder.name).exists():
+        work = tempfile.mkdtemp(prefix=".copying-", dir=shared)
+        shutil.copytree(folder, work, dirs_exist_ok=True)
+        os.rename(work, shared / folder.name)
 
 
 def with_shared_build(cache: Path) -> Path:
@@ -87,7 +106,9 @@ def steps():
 def test_int8_build_is_checked_cached_and_reloaded(cache):
     generator, kp_detector = tiny()
     seen, on_step = steps()
-    runner = load_or_build(generator, kp_detector, on_step=on_step)
+    with shared_build_lock():
+        runner = load_or_build(generator, kp_detector, on_step=on_step)
+        publish(runner.folder)   # the run's shared build: the other tests copy this one
     assert any("quantising" in s for s in seen) and seen[-1] == "int8: ready"
     folders = list((cache / "int8").iterdir())
     assert len(folders) == 1 and not folders[0].name.startswith(".")
