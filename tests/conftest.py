@@ -20,6 +20,25 @@ if "FOMM_DOCTOR_CACHE" not in os.environ:
     _OWN_CACHE = os.environ["FOMM_DOCTOR_CACHE"] = tempfile.mkdtemp(prefix="fomm-test-cache-")
 
 
+RUN_CACHE = Path(os.environ["FOMM_DOCTOR_CACHE"])  # the run's, whoever set it, before a test points it elsewhere
+
+
+def share_int8_build(folder: Path) -> None:
+    """An int8 build a test made in a cache of its own, copied into the run's cache unless it is there, where later
+    tests (and the bench's subprocesses) load it instead of building it again; a copy is checked file by file
+    against its verdict, as any cached model. Copied beside and renamed into place: never seen half-written."""
+    import shutil
+    from fomm_core.private import private_dir
+    shared = private_dir(RUN_CACHE / "int8")
+    if not (shared / folder.name).exists():
+        work = tempfile.mkdtemp(prefix=".copying-", dir=shared)
+        shutil.copytree(folder, work, dirs_exist_ok=True)
+        try:
+            os.rename(work, shared / folder.name)
+        except OSError:  # another process put it there meanwhile
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def pytest_unconfigure(config):
     """The process that made the run's cache folder removes it when the run ends (the workers end first)."""
     if _OWN_CACHE:

@@ -5,11 +5,9 @@ built once per weights and size, reloaded from the user cache, rebuilt for other
 when OpenVINO is missing or the quality check fails, another path runs and one sentence says why.
 """
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,7 +18,7 @@ pytestmark = pytest.mark.slow(80)  # seconds on 2 cores: run among the first (co
 torch = pytest.importorskip("torch", reason="torch is not installed")
 pytest.importorskip("openvino", reason="OpenVINO is not installed: pip install '.[openvino]' to test the int8 path")
 
-from conftest import REPO, TINY_MODEL, run_cli  # noqa: E402
+from conftest import REPO, RUN_CACHE, TINY_MODEL, run_cli, share_int8_build  # noqa: E402
 from fomm_core.bench.weights import stress  # noqa: E402
 from fomm_core.inference import choice, int8  # noqa: E402
 from fomm_core.inference.int8.fomm import FOMM_INT8  # noqa: E402
@@ -58,14 +56,11 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-RUN_CACHE = os.environ["FOMM_DOCTOR_CACHE"]  # the run's own (conftest.py), before any test points it elsewhere
-
-
 @contextmanager
 def shared_build_lock():
     """Held while the run's build of tiny() is made or looked for: both test processes ask at once."""
     import fcntl
-    with open(os.path.join(RUN_CACHE, "tiny-int8.lock"), "w") as lock:
+    with open(RUN_CACHE / "tiny-int8.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
@@ -74,21 +69,10 @@ def shared_build() -> Path:
     """The folder of the run's one int8 build of tiny() (seed 0) at 64 px, in the run's cache: made by the build
     test below (published), else by the first test that asks; tests that need a built model copy it."""
     with shared_build_lock(), pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FOMM_DOCTOR_CACHE", RUN_CACHE)
+        mp.setenv("FOMM_DOCTOR_CACHE", str(RUN_CACHE))
         runner = load_or_build(*tiny())
     assert runner.check["accepted"]
     return runner.folder
-
-
-def publish(folder: Path) -> None:
-    """A build of tiny() (seed 0) made by a test in its own cache, copied into the run's as the shared build (unless
-    it is there): copied beside and renamed into place, never seen half-written; checked file by file when used."""
-    from fomm_core.private import private_dir
-    shared = private_dir(Path(RUN_CACHE) / "int8")
-    if not (shared / folder.name).exists():
-        work = tempfile.mkdtemp(prefix=".copying-", dir=shared)
-        shutil.copytree(folder, work, dirs_exist_ok=True)
-        os.rename(work, shared / folder.name)
 
 
 def with_shared_build(cache: Path) -> Path:
@@ -103,12 +87,20 @@ def steps():
     return seen, (lambda done, total, what: seen.append(what))
 
 
+def stopped(on_step):
+    """on_step, then a KeyboardInterrupt: a build stopped at its first step (one that began is all a test needs)."""
+    def stop(done, total, what):
+        on_step(done, total, what)
+        raise KeyboardInterrupt
+    return stop
+
+
 def test_int8_build_is_checked_cached_and_reloaded(cache):
     generator, kp_detector = tiny()
     seen, on_step = steps()
     with shared_build_lock():
         runner = load_or_build(generator, kp_detector, on_step=on_step)
-        publish(runner.folder)   # the run's shared build: the other tests copy this one
+        share_int8_build(runner.folder)   # the run's shared build: the other tests copy this one
     assert any("quantising" in s for s in seen) and seen[-1] == "int8: ready"
     folders = list((cache / "int8").iterdir())
     assert len(folders) == 1 and not folders[0].name.startswith(".")
@@ -128,12 +120,8 @@ def test_int8_build_is_checked_cached_and_reloaded(cache):
     assert seen2 == [] and list((cache / "int8").iterdir()) == folders
     # other weights are another model: their build starts (stopped at its first step; building is tested above)
     seen3, on_step3 = steps()
-
-    def stop(done, total, what):
-        on_step3(done, total, what)
-        raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        load_or_build(*tiny(seed=1), on_step=stop)
+        load_or_build(*tiny(seed=1), on_step=stopped(on_step3))
     assert seen3 and "int8:" in seen3[0] and list((cache / "int8").iterdir()) == folders
 
 

@@ -1,6 +1,7 @@
 """The int8 cache trusts nothing it did not check: a verdict is used only for the weights, size, OpenVINO and
 graphs it names, a model only when its files have the sha256s its verdict lists, and the cache folder only when
-it is a real folder of ours. One real build (the run's, shared with test_int8.py) is copied around; one test rebuilds for real.
+it is a real folder of ours. The run's one real build of tiny() (test_int8.py) is copied around; a rebuild is
+only begun here (test_int8.py rebuilds one whole).
 """
 import json
 import os
@@ -18,7 +19,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 from fomm_core.inference import int8  # noqa: E402
 from fomm_core.inference.int8.fomm import FOMM_INT8, FommRunner  # noqa: E402
 from fomm_core.inference.factory import make_animator  # noqa: E402
-from test_int8 import load_or_build, model, shared_build, steps, tiny  # noqa: E402
+from test_int8 import load_or_build, model, shared_build, steps, stopped, tiny  # noqa: E402
 
 FILES = FOMM_INT8.files()
 
@@ -55,13 +56,9 @@ def test_a_model_file_changed_after_the_build_is_rebuilt_never_loaded(cache, bui
     shutil.copytree(built, folder)
     flip_a_byte(folder / "render.bin")
     seen, on_step = steps()
-
-    def stop(done, total, what):  # at the rebuild's first step: a whole rebuild is tested in test_int8.py
-        on_step(done, total, what)
-        raise KeyboardInterrupt
     monkeypatch.setattr(FommRunner, "__init__", None)  # nothing may be loaded on the way
-    with pytest.raises(KeyboardInterrupt):
-        load_or_build(*tiny(), on_step=stop)
+    with pytest.raises(KeyboardInterrupt):  # at the rebuild's first step: a whole rebuild is tested in test_int8.py
+        load_or_build(*tiny(), on_step=stopped(on_step))
     assert seen and seen[0].startswith("int8: ")  # a rebuild began
     assert not folder.exists()                     # the changed files went first: never loaded, never left
 

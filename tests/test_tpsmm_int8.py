@@ -7,12 +7,13 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-pytestmark = pytest.mark.slow(50, first=True)  # seconds on 2 cores; first, so that its build is shared (see share)
+pytestmark = pytest.mark.slow(50, first=True)  # seconds on 2 cores; first, so that its build is shared (share_int8_build)
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
+from conftest import share_int8_build  # noqa: E402
 from fomm_core.inference import int8  # noqa: E402
 from fomm_core.inference.calibration import face_pairs  # noqa: E402
 from fomm_core.inference.factory import make_animator  # noqa: E402
@@ -44,27 +45,8 @@ def built(networks, tmp_path_factory):
         seen = []
         runner = int8.load_or_build(TPSMM_INT8, networks, SIZE, make_exact=lambda: exact(networks),
                                     on_step=lambda done, total, what: seen.append(what), fingerprint=fingerprint(networks))
-    share(runner.folder)
+    share_int8_build(runner.folder)  # the bench's TPSMM smoke test animates these stress weights at this size
     return runner, seen, cache
-
-
-def share(folder):
-    """The build, copied into the run's own cache (conftest.py) unless it is there: the bench's TPSMM smoke test
-    animates these stress weights at this size, and loads it instead of building it again (a copy is checked file by
-    file against its verdict, as any cached model). Copied beside and renamed into place: never seen half-written."""
-    import os
-    import shutil
-    import tempfile
-    from fomm_core.cache import user_cache_dir
-    from fomm_core.private import private_dir
-    shared = private_dir(user_cache_dir("int8"))
-    if not (shared / folder.name).exists():
-        work = tempfile.mkdtemp(prefix=".copying-", dir=shared)
-        shutil.copytree(folder, work, dirs_exist_ok=True)
-        try:
-            os.rename(work, shared / folder.name)
-        except OSError:  # the bench built it meanwhile
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def fingerprint(networks) -> str:
