@@ -156,9 +156,8 @@ def _more_checkpoints(page) -> None:
 
 
 def _pick_files(page, elem_id: str, *paths: Path) -> None:
-    """Pick files in a gradio upload area as a user does: click it, choose them in the file dialog. In a fold just
-    opened the click opens no dialog until the component is live (a file set on its input before then was lost,
-    and the file never showed): clicked again until the dialog opens."""
+    """Pick files in a gradio upload area as a user does: click it, choose them in the file dialog (clicked again
+    while a fold just opened is not yet live and the click opens no dialog)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     deadline = time.monotonic() + 90
     while True:
@@ -169,6 +168,14 @@ def _pick_files(page, elem_id: str, *paths: Path) -> None:
         except PlaywrightTimeout:
             assert time.monotonic() < deadline, f"clicking #{elem_id} never opened a file dialog"
     chooser.value.set_files([str(p) for p in paths])
+
+
+def _uploaded(page, elem_id: str, name: str) -> None:
+    """Wait until a gradio file area lists `name` as uploaded: its row, with the download link that replaces
+    "uploading" once the server has the file. (The row's text is its stem and extension on two lines, so the
+    whole name is in its accessible name only; a wait for the text matched only the transient upload notice.)"""
+    row = page.locator(f"#{elem_id}").get_by_role("row").filter(has=page.get_by_role("cell", name=name, exact=True))
+    row.get_by_role("link").wait_for(timeout=90000)
 
 
 def _session(results: Path) -> Path:
@@ -330,7 +337,7 @@ def test_a_checkpoint_file_uploaded_on_the_page_animates(page, site, face_clip, 
     mine = _own_checkpoint(tmp_path / "page-tiny.pth.tar")
     _more_checkpoints(page)
     _pick_files(page, "checkpoint-file", mine)
-    page.locator("#checkpoint-file").get_by_text("page-tiny.pth.tar").wait_for(timeout=90000)
+    _uploaded(page, "checkpoint-file", "page-tiny.pth.tar")
     page.locator("#add-checkpoint").click()
     page.locator("#status").get_by_text("added page-tiny").wait_for(timeout=60000)
     assert page.locator("#checkpoint input").input_value() == "page-tiny"   # chosen, by its registered name
