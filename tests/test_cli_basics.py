@@ -25,10 +25,13 @@ def _closed_port() -> int:
 def test_a_dead_network_is_not_a_usage_error(tmp_path):
     from fomm_doctor.errors import ExitCode
     url = f"http://127.0.0.1:{_closed_port()}/vox-cpk.pth.tar"
-    out = run_cli("checkpoints", "fetch", "vox", "--mirror", url, "--dir", str(tmp_path / "ck"))
+    # one retry (half a second) rather than the default six attempts' 15 s of backing off
+    out = run_cli("checkpoints", "fetch", "vox", "--mirror", url, "--dir", str(tmp_path / "ck"), "--retries", "2")
     assert out.returncode == ExitCode.NETWORK == 3, out.stderr
     assert "refused" in out.stderr and "Traceback" not in out.stderr
     assert not any((tmp_path / "ck").rglob("*.pth.tar"))
+    out = run_cli("checkpoints", "fetch", "vox", "--mirror", url, "--dir", str(tmp_path / "ck"), "--retries", "0")
+    assert out.returncode == ExitCode.USAGE == 2 and out.stderr == "error: --retries must be at least 1, not 0.\n"
 
 
 def test_bad_input_is_a_usage_error(tmp_path):

@@ -64,15 +64,20 @@ def fetch(name: str = typer.Argument(..., help="A name from `checkpoints list`, 
                                                "(github-release, gdrive-folder, yandex, s3...)."),
           dir: Optional[Path] = typer.Option(None, "--dir", help=DIR_HELP),
           connections: int = typer.Option(1, "--connections", help="Parallel connections per file."),
+          retries: int = typer.Option(6, "--retries", help="Failed attempts per source before moving to the next "
+                                      "(waits between them double from half a second)."),
           as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Download a published checkpoint: resumable, failing over between its mirrors, verified."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
     from fomm_doctor.checkpoints.fetch import fetch as do_fetch
+    from fomm_doctor.errors import UserError
     from fomm_doctor.net.redact import redact, redact_data
+    if retries < 1:
+        raise UserError(f"--retries must be at least 1, not {retries}.")
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                   TransferSpeedColumn(), TimeRemainingColumn(), transient=True, disable=as_json) as bar:
         task = bar.add_task(name, total=None)
-        result = do_fetch(name, mirror=mirror, override_dir=dir, connections=connections,
+        result = do_fetch(name, mirror=mirror, override_dir=dir, connections=connections, retries=retries,
                           progress=lambda done, total: bar.update(task, completed=done, total=total))
     state = getattr(result, "state", None) or ("ok" if result.verified_by in ("sha256", "md5") else "loads, unverified")
     if as_json:
