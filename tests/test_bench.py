@@ -1,5 +1,8 @@
 """`fomm-doctor bench --smoke`: every path really runs in its own process and is compared with the reference."""
 import json
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -54,6 +57,41 @@ def test_bench_bad_options_say_one_sentence(args, words):
     result = run_cli("bench", *args)
     assert result.returncode == 2
     assert words in result.stderr and "Traceback" not in result.stderr
+
+
+BEFORE_TORCH = textwrap.dedent("""
+    import contextlib, io, json, sys
+    from fomm_doctor.cli import main
+    said = []
+    for args in json.loads(sys.argv[1]):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            try:
+                main(["bench", *args])
+            except SystemExit as exit:
+                said.append([exit.code, err.getvalue()])
+    print(json.dumps({"torch": "torch" in sys.modules, "said": said}))
+""")
+
+
+def test_bench_flags_are_refused_before_torch_loads():
+    """Every flag but --device is checked before torch is imported (a second or more): each bad one is its
+    sentence at once, for every family and for --memory."""
+    cases = [["--size", "100"], ["--paths", "turbo"], ["--frames", "0"], ["--weights", "no-such-file.pth"],
+             ["--clips", "2,8"], ["--model", "tpsmm", "--size", "64"], ["--config", "no-such-config"],
+             ["--model", "liveportrait", "--size", "128"], ["--model", "liveportrait", "--paths", "exact,int8"],
+             ["--model", "liveportrait", "--weights", "random"],
+             ["--model", "liveportrait", "--memory", "--paths", "reference"],
+             ["--model", "liveportrait", "--memory", "--clips", "16,4"]]
+    proc = subprocess.run([sys.executable, "-c", BEFORE_TORCH, json.dumps(cases)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert [code for code, _ in out["said"]] == [2] * len(cases), out
+    assert all(text.startswith("error: ") and text.count("\n") == 1 for _, text in out["said"]), out
+    assert not out["torch"], "a bad flag waited for torch to load"
+    assert "--size must be a multiple of 128 for vox-256" in out["said"][0][1]
+    assert "--size is 256 for liveportrait" in out["said"][7][1]
 
 
 def test_bench_tpsmm_smoke_runs_the_original_tpsmm_code_and_our_paths():

@@ -30,7 +30,7 @@ from typing import Union
 import numpy as np
 import torch
 
-from fomm_core.bench.folders import reference_folder
+from fomm_core.bench.folders import holds_the_code, liveportrait_reference_dir
 
 MODULES = ("appearance_feature_extractor", "motion_extractor", "warping_network", "spade_generator",
            "stitching_retargeting_network", "util")
@@ -40,17 +40,6 @@ HELPERS = ("tensor_to_numpy", "concat_feat", "calc_motion_multiplier", "remove_d
 NETWORKS = ("appearance_feature_extractor", "motion_extractor", "warping_module", "spade_generator",
             "stitching_retargeting_module")
 N_FRAMES = 8  # the driving video M's poses are spread over
-
-
-def liveportrait_reference_dir() -> Path | None:
-    """Where the original LivePortrait code is looked for (it may not exist): $FOMM_LIVEPORTRAIT_REFERENCE, else,
-    in a source checkout, shared/reference/liveportrait beside it; None for an installed package without it."""
-    return reference_folder("FOMM_LIVEPORTRAIT_REFERENCE", "liveportrait")
-
-
-def holds_the_code(folder) -> bool:
-    """Whether `folder` (None: not looked for) holds the original's code."""
-    return folder is not None and (Path(folder) / "src" / "modules" / "spade_generator.py").is_file()
 
 
 def _import_reference(folder: Path) -> dict:

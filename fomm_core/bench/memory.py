@@ -42,6 +42,14 @@ def parse_clips(text) -> tuple:
     return clips
 
 
+def check_memory_options(config, size, paths, weights, threads=None) -> None:
+    """Raise FommError with one sentence for options --memory cannot run with (the timings' own, and no reference)."""
+    from fomm_core.errors import FommError
+    check_options(config, size, 1, 1, threads, list(paths), weights)
+    if "reference" in paths:
+        raise FommError("--memory measures our engine's paths; leave reference out of --paths.")
+
+
 def _status_mb(field) -> float | None:
     """A field of /proc/self/status in MiB (Linux), or None."""
     try:
@@ -136,10 +144,7 @@ def run_memory(config="liveportrait", size=256, paths=("exact",), weights="stres
     """Peak resident memory of our engine's paths streaming clips of each length in `clips`; a JSON-able dict."""
     import os
     from fomm_core.device import resolve_device
-    from fomm_core.errors import FommError
-    check_options(config, size, 1, 1, threads, list(paths), weights)
-    if "reference" in paths:
-        raise FommError("--memory measures our engine's paths; leave reference out of --paths.")
+    check_memory_options(config, size, paths, weights, threads)
     threads = threads or max(1, min(os.cpu_count() or 1, 4))
     device = str(resolve_device(device))
     on_path = on_path or (lambda _message: None)

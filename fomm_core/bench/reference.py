@@ -116,7 +116,7 @@ def reference_available(config_name="vox-256") -> bool:
     if family(config_name) == "tpsmm":
         return load_tpsmm_reference() is not None
     if family(config_name) == "liveportrait":
-        from fomm_core.bench.liveportrait_reference import holds_the_code, liveportrait_reference_dir
+        from fomm_core.bench.folders import holds_the_code, liveportrait_reference_dir
         return holds_the_code(liveportrait_reference_dir())
     import importlib
     try:
@@ -257,7 +257,7 @@ def missing_reference(config_name) -> str:
     if family(config_name) == "tpsmm":
         name, where = "TPSMM", tpsmm_reference_dir()
     else:
-        from fomm_core.bench.liveportrait_reference import liveportrait_reference_dir
+        from fomm_core.bench.folders import liveportrait_reference_dir
         name, where = "LivePortrait", liveportrait_reference_dir()
     return f"the original {name} code {f'is not at {where}' if where else 'was not found'}"
 

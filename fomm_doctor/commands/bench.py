@@ -40,7 +40,6 @@ def bench(
 ) -> None:
     """Frames/s, peak memory and accuracy of each inference path against the original code, and which path
     `fast` picks on this machine and why."""
-    require_torch()
     from fomm_core.bench.report import smoke_settings
     from fomm_core.bench.runners import DEFAULT_CONFIG
 
@@ -51,13 +50,28 @@ def bench(
     if smoke:
         size, frames, runs = smoke_settings(config)
     chosen = [p.strip() for p in paths.split(",") if p.strip()] if paths else None
+    _check_flags(config, size, frames, runs, threads, chosen, weights, memory, clips)
+    require_torch()
     if memory:
         _memory(config, size, chosen, weights, threads, device, clips, as_json)
         return
-    if clips:
-        from fomm_core.bench.memory import CLIPS_WITHOUT_MEMORY
-        raise UserError(CLIPS_WITHOUT_MEMORY)
     (_json if as_json else _table)(config, size, frames, runs, threads, chosen, weights, device, smoke)
+
+
+def _check_flags(config, size, frames, runs, threads, chosen, weights, memory, clips) -> None:
+    """Every flag checked before torch loads (a second or more), so that a bad one is its sentence at once."""
+    from fomm_core.bench.memory import CLIPS_WITHOUT_MEMORY, check_memory_options, parse_clips
+    from fomm_core.bench.report import check_options
+    from fomm_core.bench.runners import FAMILY_PATHS
+    from fomm_core.bench.weights import family
+    if memory:
+        check_memory_options(config, size, chosen or ["exact"], weights, threads)
+        if clips:
+            parse_clips(clips)
+    elif clips:
+        raise UserError(CLIPS_WITHOUT_MEMORY)
+    else:
+        check_options(config, size, frames, runs, threads, chosen or FAMILY_PATHS[family(config)][0], weights)
 
 
 def _json(config, size, frames, runs, threads, chosen, weights, device, one_pass) -> None:

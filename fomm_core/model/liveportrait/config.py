@@ -7,12 +7,6 @@ from __future__ import annotations
 
 import copy
 
-from fomm_core.model.liveportrait.appearance import AppearanceFeatureExtractor
-from fomm_core.model.liveportrait.convnextv2 import MotionExtractor
-from fomm_core.model.liveportrait.spade_generator import SPADEDecoder
-from fomm_core.model.liveportrait.stitching import StitchingRetargeting
-from fomm_core.model.liveportrait.warping import WarpingNetwork
-
 MODEL_PARAMS = {
     # F: image -> 3-D appearance feature volume
     "appearance_feature_extractor": dict(image_channel=3, block_expansion=64, num_down_blocks=2, max_features=512,
@@ -45,6 +39,12 @@ def model_params() -> dict:
 
 def build_networks(params: dict | None = None) -> dict:
     """The five networks with fresh (untrained) weights, keyed as NETWORKS, in eval mode."""
+    # imported here, not above: the sizes are read by option checks that should not wait for torch to load
+    from fomm_core.model.liveportrait.appearance import AppearanceFeatureExtractor
+    from fomm_core.model.liveportrait.convnextv2 import MotionExtractor
+    from fomm_core.model.liveportrait.spade_generator import SPADEDecoder
+    from fomm_core.model.liveportrait.stitching import StitchingRetargeting
+    from fomm_core.model.liveportrait.warping import WarpingNetwork
     params = params or MODEL_PARAMS
     networks = {
         "appearance_feature_extractor": AppearanceFeatureExtractor(**params["appearance_feature_extractor"]),

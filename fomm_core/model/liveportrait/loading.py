@@ -13,8 +13,6 @@ Reading the files from disk is the caller's part (torch.load with weights_only=T
 """
 from __future__ import annotations
 
-import torch
-
 from fomm_core.errors import FommError
 from fomm_core.model.liveportrait.config import NETWORKS, build_networks
 
@@ -37,6 +35,7 @@ DESCRIPTIONS = {
 def fold_spectral_norm(state: dict, file: str = PUBLISHED_FILES["spade_generator"]) -> dict:
     """Replace every spectral-norm triple (X.weight_orig, X.weight_u, X.weight_v) by X.weight, the weight torch's
     spectral_norm uses in evaluation: weight_orig / (u . (W v)), W being weight_orig as an [out, -1] matrix."""
+    import torch  # here, not above: the file names are read by option checks that should not wait for torch
     out = dict(state)
     for key in [k for k in state if k.endswith(".weight_orig")]:
         base = key[:-len("_orig")]
@@ -85,6 +84,7 @@ def _check_keys(name: str, module, state: dict, file: str) -> None:
         more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
         raise FommError(f"{file} holds a tensor {what} does not have, {_published_key(name, unexpected[0])}{more}, "
                         "so it is another model's file; use the published LivePortrait one.")
+    import torch
     for key, value in state.items():
         if not torch.is_tensor(value):
             raise FommError(f"{file} holds {_published_key(name, key)} as a {type(value).__name__}, not a tensor, "
