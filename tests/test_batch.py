@@ -147,8 +147,40 @@ def test_a_rerun_does_nothing(media, local_run):
     assert len(manifest(out)) == lines
 
 
-def test_forty_jobs_on_ray_give_the_same_files(media, local_run):
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """The address of a Ray cluster's head, started as one is (`ray start --head`), that the module's later Ray
+    runs join (`--ray HOST:PORT`): one start for them all, where each `--ray local` run starts and stops its own
+    (3 to 6 s). The first Ray run still starts its own. The cluster asks for Ray's token (`ray start` does from
+    Ray 2.59 on), which a driver sends only with RAY_AUTH_MODE=token: set here as a user joining one sets it."""
     pytest.importorskip("ray", reason="Ray is in the [test] extra: pip install '.[test]'")
+    import socket
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RAY_AUTH_MODE", "token")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path_factory.mktemp("ray-head") / "head.log"
+    with log.open("w") as sink:
+        head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
+                                 f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                                 "--disable-usage-stats"], stdout=sink, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"))
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert head.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+    yield f"127.0.0.1:{port}"
+    os.killpg(head.pid, signal.SIGKILL)  # the head and every process it started: its own process group
+    head.wait(30)
+    mp.undo()
+
+
+def test_forty_jobs_on_ray_give_the_same_files(media, local_run, ray_head):
     out = media / "out-ray"
     proc = run_cli(*batch_args(media, out, "--ray", "local", "--workers", "2", "--threads", "1"), timeout=600)
     summary = _summary(proc)
@@ -158,7 +190,8 @@ def test_forty_jobs_on_ray_give_the_same_files(media, local_run):
     check_failures(summary, out)
     # deterministic: the exact path gives byte-identical videos in other processes and through Ray's transport
     assert ray_files == check_outputs(media, local_run[0])
-    again = _summary(run_cli(*batch_args(media, out, "--ray", "local", "--workers", "2"), timeout=600))
+    # the same folder again on a cluster joined by its address: every job is found done
+    again = _summary(run_cli(*batch_args(media, out, "--ray", ray_head, "--workers", "2"), timeout=600))
     assert (again["done"], again["skipped"], again["ran"], again["failed"]) == (0, GOOD_JOBS, 0, 3)
 
 
@@ -187,11 +220,17 @@ def _gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-@pytest.mark.parametrize("backend", [["--workers", "2"], ["--ray", "local", "--workers", "2"]], ids=["local", "ray"])
-def test_a_killed_run_resumes(media, backend):
-    if "--ray" in backend:
-        pytest.importorskip("ray", reason="Ray is in the [test] extra: pip install '.[test]'")
-    out = media / f"out-killed-{backend[1]}"
+def _backend(name: str, request) -> list:
+    """The options of a backend: local worker processes, or Ray (the module's cluster, joined by address)."""
+    if name == "local":
+        return ["--workers", "2"]
+    return ["--ray", request.getfixturevalue("ray_head"), "--workers", "2"]
+
+
+@pytest.mark.parametrize("name", ["local", "ray"])
+def test_a_killed_run_resumes(media, name, request):
+    backend = _backend(name, request)
+    out = media / f"out-killed-{name}"
     proc = _start(batch_args(media, out, *backend))
     _wait_for_lines(out, 10, proc)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver dies at once, with no chance to clean up
@@ -214,12 +253,11 @@ def test_a_killed_run_resumes(media, backend):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a process group's SIGINT is how a POSIX terminal sends Ctrl-C")
-@pytest.mark.parametrize("backend", [["--workers", "2"], ["--ray", "local", "--workers", "2"]], ids=["local", "ray"])
-def test_ctrl_c_leaves_no_partial_video_and_the_rerun_finishes(media, backend):
+@pytest.mark.parametrize("name", ["local", "ray"])
+def test_ctrl_c_leaves_no_partial_video_and_the_rerun_finishes(media, name, request):
     """16 of the jobs (13 good): Ctrl-C once some are done, then the same command finishes the rest."""
-    if "--ray" in backend:
-        pytest.importorskip("ray", reason="Ray is in the [test] extra: pip install '.[test]'")
-    out = media / f"out-interrupted-{backend[1]}"
+    backend = _backend(name, request)
+    out = media / f"out-interrupted-{name}"
     proc = _start(batch_args(media, out, *backend, jobs="jobs16.csv"))
     _wait_for_lines(out, 4, proc)
     os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C: the whole foreground group
