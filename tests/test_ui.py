@@ -41,10 +41,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def _missing() -> str:
     if CHROMIUM is None:
         return "no chromium on PATH (apt-get install chromium)"
-    for module in ("gradio", "playwright"):
-        try:
-            __import__(module)
-        except ImportError:
+    import importlib.util
+    for module in ("gradio", "playwright"):  # looked up, not imported: gradio's import alone takes seconds
+        if importlib.util.find_spec(module) is None:
             return f"{module} is not installed (pip install \".[ui,test]\"; Python 3.10 or newer)"
     return ""
 
