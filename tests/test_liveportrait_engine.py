@@ -130,7 +130,8 @@ def test_animate_video_writes_512_px_frames_with_audio_and_pastes_back(model, cl
     assert (info.width, info.height, info.has_audio, out.frames) == (512, 512, True, 2)
     assert len(list(iter_frames(out.path))) == 2
 
-    pasted = animate_video(photo, clip, tmp_path / "pasted.mp4", animator, size=256, paste_back=True)
+    one = clip_factory("one.mp4", frames=1, size=(96, 72), fps=20, audio=True)   # a frame costs seconds here
+    pasted = animate_video(photo, one, tmp_path / "pasted.mp4", animator, size=256, paste_back=True)
     info = probe_video(pasted.path)
     assert (info.width, info.height, info.has_audio) == (160, 120, True)
     frame = next(iter_frames(pasted.path))
