@@ -231,6 +231,7 @@ def result_sentence(result, crop: bool) -> str:
     """What was written, and how fast: the line `animate` ends with (the page shows it too)."""
     fps = result.frames / result.animate_seconds if result.animate_seconds > 0 else 0.0
     before = result.seconds - result.animate_seconds
-    return (f"wrote {result.path} ({result.size[0]}x{result.size[1]}): {result.frames} frame{'s' * (result.frames != 1)} at {result.fps:g} "
+    frames = f"{result.frames} frame{'s' * (result.frames != 1)}"
+    return (f"wrote {result.path} ({result.size[0]}x{result.size[1]}): {frames} at {result.fps:g} "
             f"fps in {result.seconds:.1f} s ({before:.1f} s to prepare{', face tracking included' if crop else ''}"
             f", then {fps:.2f} frames/s)")

@@ -166,18 +166,20 @@ def ray_head(tmp_path_factory):
                                  f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
                                  "--disable-usage-stats"], stdout=sink, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"))
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert head.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.1)
-    yield f"127.0.0.1:{port}"
-    os.killpg(head.pid, signal.SIGKILL)  # the head and every process it started: its own process group
-    head.wait(30)
-    mp.undo()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert head.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:  # also when the head never answered: nothing of it outlives the module
+        os.killpg(head.pid, signal.SIGKILL)  # the head and every process it started: its own process group
+        head.wait(30)
+        mp.undo()
 
 
 def test_forty_jobs_on_ray_give_the_same_files(media, local_run, ray_head):
