@@ -3,6 +3,7 @@
 It is run under every interpreter this machine has among 2.7 and 3.6-3.13 (pyenv's, and pythonX.Y on PATH);
 one that is missing is skipped with its name in the reason.
 """
+import functools
 import glob
 import json
 import os
@@ -44,8 +45,10 @@ def minor_of(python: str):
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+@functools.lru_cache(maxsize=None)
 def find_interpreters() -> dict:
-    """{'3.6': path, ...} for every interpreter found, each checked by running it."""
+    """{'3.6': path, ...} for every interpreter found, each checked by running it: once, in the test process that
+    runs these tests (run at collection, every test process would start the eighteen)."""
     candidates = sorted(glob.glob(str(pyenv_root() / "versions" / "*" / "bin" / "python")))
     candidates += [shutil.which(f"python{mm}") for mm in EXPECTED]
     found = {}
@@ -56,14 +59,13 @@ def find_interpreters() -> dict:
     return found
 
 
-INTERPRETERS = find_interpreters()
 WHERE = f"looked for {pyenv_root() / 'versions' / '*' / 'bin' / 'python'} and pythonX.Y on PATH"
 
 
 def interpreter(mm: str) -> str:
-    if mm not in INTERPRETERS:
+    if mm not in find_interpreters():
         pytest.skip(f"Python {mm} is not installed on this machine ({WHERE})")
-    return INTERPRETERS[mm]
+    return find_interpreters()[mm]
 
 
 def run(python, script=PREFLIGHT, **env):

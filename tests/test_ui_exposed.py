@@ -3,6 +3,7 @@ over raw HTTP and gradio's own client. It serves only what it wrote this run, an
 caps and prunes uploads, never writes over an earlier result, asks for --auth when others can reach it."""
 import hashlib
 import http.client
+import importlib.util
 import json
 import os
 import re
@@ -19,7 +20,8 @@ pytestmark = pytest.mark.slow(40)  # seconds on 2 cores: run among the first (co
 
 from conftest import make_clip, run_cli
 
-pytest.importorskip("gradio", reason="gradio is not installed (Python 3.9, or no [ui] extra)")
+if importlib.util.find_spec("gradio") is None:  # looked up, not imported: gradio's import alone takes seconds
+    pytest.skip("gradio is not installed (Python 3.9, or no [ui] extra)", allow_module_level=True)
 
 PORTRAIT = Path(__file__).parent / "data" / "faces" / "astronaut_portrait.jpg"
 SESSION = re.compile(r"page-\d{8}-\d{6}-[A-Za-z0-9_]{8}")    # the page's folders, as --help describes them

@@ -29,7 +29,7 @@ def bench(
                                 "liveportrait stress or a folder of its five files."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps: where every path is timed "
                                "(int8 runs on the CPU only)."),
-    smoke: bool = typer.Option(False, "--smoke", help="128x128 (liveportrait: 256), 2 frames, one pass per path "
+    smoke: bool = typer.Option(False, "--smoke", help="128x128 frames in (liveportrait: 256 out), 2 frames, one pass per path "
                                "and no warm-up: checks every path works, not its speed."),
     memory: bool = typer.Option(False, "--memory", help="Instead of the timings: the peak resident memory of our "
                                 "paths (--paths, default exact) streaming 4 and then 16 frames, and its growth per "
@@ -50,7 +50,7 @@ def bench(
     if smoke:
         size, frames, runs = smoke_settings(config)
     chosen = [p.strip() for p in paths.split(",") if p.strip()] if paths else None
-    _check_flags(config, size, frames, runs, threads, chosen, weights, memory, clips)
+    _check_flags(config, size, frames, runs, threads, chosen, weights, memory, clips, smoke)
     require_torch()
     if memory:
         _memory(config, size, chosen, weights, threads, device, clips, as_json)
@@ -58,7 +58,7 @@ def bench(
     (_json if as_json else _table)(config, size, frames, runs, threads, chosen, weights, device, smoke)
 
 
-def _check_flags(config, size, frames, runs, threads, chosen, weights, memory, clips) -> None:
+def _check_flags(config, size, frames, runs, threads, chosen, weights, memory, clips, smoke) -> None:
     """Every flag checked before torch loads (a second or more), so that a bad one is its sentence at once."""
     from fomm_core.bench.memory import CLIPS_WITHOUT_MEMORY, check_memory_options, parse_clips
     from fomm_core.bench.report import check_options
@@ -71,7 +71,8 @@ def _check_flags(config, size, frames, runs, threads, chosen, weights, memory, c
     elif clips:
         raise UserError(CLIPS_WITHOUT_MEMORY)
     else:
-        check_options(config, size, frames, runs, threads, chosen or FAMILY_PATHS[family(config)][0], weights)
+        check_options(config, size, frames, runs, threads, chosen or FAMILY_PATHS[family(config)][0], weights,
+                      one_pass=smoke)
 
 
 def _json(config, size, frames, runs, threads, chosen, weights, device, one_pass) -> None:
