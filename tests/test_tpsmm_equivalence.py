@@ -86,7 +86,9 @@ def test_state_dicts_load_strictly_both_ways(ref, name):
 @pytest.mark.parametrize("name", CONFIGS)
 def test_networks_equal_the_original(ref, name):
     theirs, ours = pair(ref, name)
-    size = load_config(name)["dataset_params"]["frame_shape"][0]
+    # 256 px for both configs: the networks are the same maths at any side they halve evenly, and TED's 384 costs
+    # 2.25 times the work (TED at its own size: test_tpsmm_cli.py)
+    size = 256
     source, driving = images(size, 1, seed=1), images(size, 1, seed=2)
     with torch.no_grad():
         kp = {who: (nets["kp_detector"](source), nets["kp_detector"](driving)) for who, nets in
