@@ -7,22 +7,28 @@ Here only what is the tests' own: the calling test is skipped, with the reason, 
 that needs scipy's ConvexHull (the original's expression-friendly mode) is skipped without scipy rather than
 measured by our own hull maths.
 """
+import os
+import shutil
+import tempfile
+
 import pytest
 
 torch = pytest.importorskip("torch", reason="torch is not installed")
 np = pytest.importorskip("numpy", reason="numpy is not installed")
 
+from conftest import RUN_CACHE  # noqa: E402
 from fomm_core.bench.liveportrait_reference import (G_HEADS, M_HEADS, MODULES, N_FRAMES,  # noqa: E402
                                                     WRAPPER_METHODS, converge_spectral_norms, driving_frames,
                                                     liveportrait_reference_dir, load_liveportrait_reference,
-                                                    make_wrapper, published_states, randomise, reference_frames,
+                                                    load_published, make_wrapper, published_states, randomise,
+                                                    reference_frames, save_stress_set,
                                                     reference_keypoints, reference_networks, reference_template,
                                                     smooth_images, source_picture, spread_poses)
 
 __all__ = ["G_HEADS", "M_HEADS", "MODULES", "N_FRAMES", "WRAPPER_METHODS", "converge_spectral_norms", "convex_hull",
            "driving_frames", "load_reference", "make_wrapper", "published_states", "randomise", "reference_dir",
-           "reference_frames", "reference_keypoints", "reference_networks", "reference_template", "smooth_images",
-           "source_picture", "spread_poses", "worst"]
+           "reference_frames", "reference_keypoints", "reference_networks", "reference_template", "seeded_networks",
+           "seeded_set", "smooth_images", "source_picture", "spread_poses", "worst"]
 
 
 def reference_dir():
@@ -51,3 +57,30 @@ def load_reference():
 
 def worst(a, b) -> float:
     return (a - b).abs().max().item()
+
+
+def seeded_set(ref):
+    """The folder of the five files (the published layout) of the original's networks seeded as every LivePortrait
+    test module seeds them: reference_networks(ref, the test pictures) after torch.manual_seed(0). Seeded once a
+    run (4 s: M's poses are spread by running M over the pictures) in the run's cache, where the other modules and
+    test processes find it; written beside and renamed into place, so never seen half-written. Read only."""
+    folder = RUN_CACHE / "liveportrait-seeded"
+    if not folder.is_dir():
+        work = tempfile.mkdtemp(prefix=".seeding-", dir=RUN_CACHE)
+        try:
+            save_stress_set(work, ref, seed=0)
+            os.rename(work, folder)
+        except OSError:  # another test process put it there meanwhile
+            if not folder.is_dir():
+                raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return folder
+
+
+def seeded_networks(ref) -> dict:
+    """The original's five networks holding seeded_set's weights, loaded by its own load_model (as the bench's
+    reference path loads a set), in evaluation mode: what reference_networks gives after torch.manual_seed(0)."""
+    from fomm_core.model.liveportrait.loading import PUBLISHED_FILES
+    folder = seeded_set(ref)
+    return load_published(ref, {name: folder / rel for name, rel in PUBLISHED_FILES.items()})

@@ -22,9 +22,9 @@ from fomm_core.media.images import psnr  # noqa: E402
 from fomm_core.media.video import iter_frames, probe_video  # noqa: E402
 from fomm_core.model.checkpoint import load_model  # noqa: E402
 from fomm_core.model.liveportrait.loading import PUBLISHED_FILES  # noqa: E402
-from liveportrait_oracle import (driving_frames, load_reference, make_wrapper, published_states,  # noqa: E402
-                                 reference_keypoints, reference_networks, reference_template, source_picture,
-                                 worst)
+from liveportrait_oracle import (driving_frames, load_reference, make_wrapper,  # noqa: E402
+                                 reference_keypoints, reference_template, seeded_networks, seeded_set,
+                                 source_picture, worst)
 
 TOL = 1e-4
 RENDERED = 2  # driving frames rendered after the reference frame, by both pipelines
@@ -37,16 +37,9 @@ def ref():
 
 
 @pytest.fixture(scope="module")
-def lp_set(ref, tmp_path_factory):
-    """(the reference networks, the folder of the five files in the published layout)."""
-    torch.manual_seed(0)
-    theirs = reference_networks(ref, torch.cat([source_picture(), driving_frames()]))
-    folder = tmp_path_factory.mktemp("liveportrait")
-    for name, state in published_states(theirs).items():
-        path = folder / PUBLISHED_FILES[name]
-        path.parent.mkdir(exist_ok=True)
-        torch.save(state, path)
-    return theirs, folder
+def lp_set(ref):
+    """(the reference networks, the folder of the five files in the published layout: the run's, read only)."""
+    return seeded_networks(ref), seeded_set(ref)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +48,8 @@ def model(lp_set):
 
 
 def variant(folder, into, replace=None, drop=None):
-    """A flat copy of the set (hard links: no copying), with one file dropped or replaced by another's bytes."""
+    """A flat copy of the set (hard links where the file system allows: no copying), with one file dropped or
+    replaced by another's bytes."""
     into.mkdir()
     for name, rel in PUBLISHED_FILES.items():
         target = into / os.path.basename(rel)
@@ -64,7 +58,10 @@ def variant(folder, into, replace=None, drop=None):
         if replace and name == replace[0]:
             replace[1](target)
         else:
-            os.link(folder / rel, target)
+            try:
+                os.link(folder / rel, target)
+            except OSError:  # the run's cache on another file system
+                shutil.copyfile(folder / rel, target)
     return into
 
 

@@ -18,7 +18,7 @@ from fomm_core.model.liveportrait import motion  # noqa: E402
 from fomm_core.model.liveportrait.config import model_params  # noqa: E402
 from fomm_core.model.liveportrait.loading import load_networks  # noqa: E402
 from liveportrait_oracle import (driving_frames, load_reference, make_wrapper, published_states,  # noqa: E402
-                                 reference_keypoints, reference_networks, reference_template, smooth_images,
+                                 reference_keypoints, reference_template, seeded_networks, smooth_images,
                                  source_picture, worst)
 
 TOL = 1e-4
@@ -32,8 +32,7 @@ def ref():
 
 @pytest.fixture(scope="module")
 def pair(ref):
-    torch.manual_seed(0)
-    theirs = reference_networks(ref, torch.cat([source_picture(), driving_frames()]))
+    theirs = seeded_networks(ref)
     states = published_states(theirs)
     assert "detector.fc_kp.weight" in states["motion_extractor"]
     assert "G_middle_0.conv_0.weight_orig" in states["spade_generator"]

@@ -26,7 +26,7 @@ from fomm_core.model.liveportrait.blocks import UpBlock3d  # noqa: E402
 from fomm_core.model.liveportrait.loading import load_networks  # noqa: E402
 from fomm_core.model.liveportrait.spade_generator import SPADE  # noqa: E402
 from liveportrait_oracle import (driving_frames, load_reference, published_states,  # noqa: E402
-                                 reference_networks, source_picture, worst)
+                                 seeded_networks, seeded_set, source_picture, worst)
 
 CL3D = torch.channels_last_3d
 
@@ -90,9 +90,7 @@ def ref():
 @pytest.fixture(scope="module")
 def networks(ref):
     """Our five networks holding the original's seeded random weights."""
-    torch.manual_seed(0)
-    theirs = reference_networks(ref, torch.cat([source_picture(), driving_frames()]))
-    return load_networks(published_states(theirs))
+    return load_networks(published_states(seeded_networks(ref)))
 
 
 @pytest.fixture(scope="module")
@@ -150,9 +148,8 @@ def test_fused_warping_is_w_within_rounding_and_casts_its_weights_once(networks,
 
 
 @pytest.fixture(scope="module")
-def model(ref, tmp_path_factory):
-    from fomm_core.bench.liveportrait_reference import save_stress_set
-    return load_model(save_stress_set(tmp_path_factory.mktemp("liveportrait"), ref))
+def model(ref):
+    return load_model(seeded_set(ref))
 
 
 def _animated(model, frames, **options):
