@@ -16,7 +16,7 @@ from conftest import run_cli
 pytest.importorskip("torch", reason="torch is not installed")
 
 from fomm_core.bench.reference import reference_available  # noqa: E402
-from liveportrait_oracle import reference_dir  # noqa: E402
+from liveportrait_oracle import load_reference, reference_dir, seeded_set  # noqa: E402
 
 FRAME_MB = 3 * 512 * 512 * 4 / 2 ** 20  # one output frame, float32
 
@@ -104,9 +104,10 @@ def test_memory_streaming_512_px_frames_does_not_grow_with_the_clip():
     3 (the bench's default is 4 and 16). Leaking one output frame per frame would add 2 x 3 MiB to the live memory
     (freed memory handed back first), which moves by under 1 MB without a leak: that is the leak's test. The peak
     moves once, by up to 42 MB measured, when one frame's temporaries land differently, so it is only held to a few
-    per cent of itself."""
+    per cent of itself. The run's seeded set is given as --weights: the same networks the bench would seed."""
     needs_the_original()
-    result = bench("--model", "liveportrait", "--memory", "--clips", "1,3", "--threads", "1", "--json")
+    result = bench("--model", "liveportrait", "--memory", "--clips", "1,3", "--threads", "1", "--json",
+                   "--weights", seeded_set(load_reference()))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["output_size"] == 512 and report["clips"] == [1, 3] and report["frame_mb"] == FRAME_MB
