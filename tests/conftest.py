@@ -23,20 +23,31 @@ if "FOMM_DOCTOR_CACHE" not in os.environ:
 RUN_CACHE = Path(os.environ["FOMM_DOCTOR_CACHE"])  # the run's, whoever set it, before a test points it elsewhere
 
 
+def made_once(folder: Path, make) -> Path:
+    """`folder` (in the run's cache), made by make(work) in a folder beside it unless it is there, then renamed
+    into place: never seen half-written. When another test process put it there first, theirs is kept."""
+    import shutil
+    if not folder.exists():
+        work = tempfile.mkdtemp(prefix=".making-", dir=folder.parent)
+        try:
+            make(Path(work))
+            os.rename(work, folder)
+        except OSError:
+            if not folder.exists():
+                raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return folder
+
+
 def share_int8_build(folder: Path) -> None:
     """An int8 build a test made in a cache of its own, copied into the run's cache unless it is there, where later
     tests (and the bench's subprocesses) load it instead of building it again; a copy is checked file by file
-    against its verdict, as any cached model. Copied beside and renamed into place: never seen half-written."""
+    against its verdict, as any cached model."""
     import shutil
     from fomm_core.private import private_dir
-    shared = private_dir(RUN_CACHE / "int8")
-    if not (shared / folder.name).exists():
-        work = tempfile.mkdtemp(prefix=".copying-", dir=shared)
-        shutil.copytree(folder, work, dirs_exist_ok=True)
-        try:
-            os.rename(work, shared / folder.name)
-        except OSError:  # another process put it there meanwhile
-            shutil.rmtree(work, ignore_errors=True)
+    made_once(private_dir(RUN_CACHE / "int8") / folder.name,
+              lambda work: shutil.copytree(folder, work, dirs_exist_ok=True))
 
 
 def pytest_unconfigure(config):

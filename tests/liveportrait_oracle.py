@@ -7,16 +7,12 @@ Here only what is the tests' own: the calling test is skipped, with the reason, 
 that needs scipy's ConvexHull (the original's expression-friendly mode) is skipped without scipy rather than
 measured by our own hull maths.
 """
-import os
-import shutil
-import tempfile
-
 import pytest
 
 torch = pytest.importorskip("torch", reason="torch is not installed")
 np = pytest.importorskip("numpy", reason="numpy is not installed")
 
-from conftest import RUN_CACHE  # noqa: E402
+from conftest import RUN_CACHE, made_once  # noqa: E402
 from fomm_core.bench.liveportrait_reference import (G_HEADS, M_HEADS, MODULES, N_FRAMES,  # noqa: E402
                                                     WRAPPER_METHODS, converge_spectral_norms, driving_frames,
                                                     liveportrait_reference_dir, load_liveportrait_reference,
@@ -63,19 +59,8 @@ def seeded_set(ref):
     """The folder of the five files (the published layout) of the original's networks seeded as every LivePortrait
     test module seeds them: reference_networks(ref, the test pictures) after torch.manual_seed(0). Seeded once a
     run (4 s: M's poses are spread by running M over the pictures) in the run's cache, where the other modules and
-    test processes find it; written beside and renamed into place, so never seen half-written. Read only."""
-    folder = RUN_CACHE / "liveportrait-seeded"
-    if not folder.is_dir():
-        work = tempfile.mkdtemp(prefix=".seeding-", dir=RUN_CACHE)
-        try:
-            save_stress_set(work, ref, seed=0)
-            os.rename(work, folder)
-        except OSError:  # another test process put it there meanwhile
-            if not folder.is_dir():
-                raise
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return folder
+    test processes find it (made_once). Read only."""
+    return made_once(RUN_CACHE / "liveportrait-seeded", lambda work: save_stress_set(work, ref, seed=0))
 
 
 def seeded_networks(ref) -> dict:
