@@ -1,5 +1,5 @@
 """`fomm-doctor batch` end to end: 40 real jobs (the bundled model, clips encoded here, three of them damaged) on
-local worker processes and on a local Ray instance, a rerun, a killed run, Ctrl-C, a worker that dies."""
+local worker processes and on a Ray cluster joined by its address, a rerun, a killed run, Ctrl-C, a worker that dies."""
 import csv
 import json
 import os
@@ -151,7 +151,7 @@ def test_a_rerun_does_nothing(media, local_run):
 def ray_head(tmp_path_factory):
     """The address of a Ray cluster's head, started as one is (`ray start --head`), that the module's later Ray
     runs join (`--ray HOST:PORT`): one start for them all, where each `--ray local` run starts and stops its own
-    (3 to 6 s). The first Ray run still starts its own. The cluster asks for Ray's token (`ray start` does from
+    (3 to 6 s). The cluster asks for Ray's token (`ray start` does from
     Ray 2.59 on), which a driver sends only with RAY_AUTH_MODE=token: set here as a user joining one sets it."""
     pytest.importorskip("ray", reason="Ray is in the [test] extra: pip install '.[test]'")
     import socket
@@ -184,7 +184,9 @@ def ray_head(tmp_path_factory):
 
 def test_forty_jobs_on_ray_give_the_same_files(media, local_run, ray_head):
     out = media / "out-ray"
-    proc = run_cli(*batch_args(media, out, "--ray", "local", "--workers", "2", "--threads", "1"), timeout=600)
+    # on the module's cluster, joined by its address (`--ray local`, which starts and stops a private instance:
+    # test_batch_hostile.py)
+    proc = run_cli(*batch_args(media, out, "--ray", ray_head, "--workers", "2", "--threads", "1"), timeout=600)
     summary = _summary(proc)
     assert proc.returncode == 1 and (summary["done"], summary["failed"]) == (GOOD_JOBS, 3), proc.stderr[-2000:]
     assert summary["backend"].startswith("Ray, 2 actors")
@@ -192,7 +194,7 @@ def test_forty_jobs_on_ray_give_the_same_files(media, local_run, ray_head):
     check_failures(summary, out)
     # deterministic: the exact path gives byte-identical videos in other processes and through Ray's transport
     assert ray_files == check_outputs(media, local_run[0])
-    # the same folder again on a cluster joined by its address: every job is found done
+    # the same folder again: every job is found done
     again = _summary(run_cli(*batch_args(media, out, "--ray", ray_head, "--workers", "2"), timeout=600))
     assert (again["done"], again["skipped"], again["ran"], again["failed"]) == (0, GOOD_JOBS, 0, 3)
 
