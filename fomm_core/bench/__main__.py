@@ -24,8 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="stress", help="stress (random, scaled so the output spans 0..1), "
                    "random, or a checkpoint file (with its --config and --size; for liveportrait a folder of its "
                    "five files)")
-    p.add_argument("--smoke", action="store_true", help="128x128 frames in (liveportrait: 256 out), 2 frames, one pass per path "
-                   "and no warm-up: every path runs, its frames/s is no measurement (for CI)")
+    p.add_argument("--smoke", action="store_true", help="128x128 frames in (liveportrait: 256 out), 2 frames, "
+                   "one pass per path and no warm-up: every path runs, its frames/s is no measurement (for CI)")
     p.add_argument("--memory", action="store_true",
                    help="peak resident memory of our paths (--paths, default exact) streaming 4 and 16 frames, "
                         "instead of the timings")

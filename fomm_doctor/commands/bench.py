@@ -29,8 +29,8 @@ def bench(
                                 "liveportrait stress or a folder of its five files."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps: where every path is timed "
                                "(int8 runs on the CPU only)."),
-    smoke: bool = typer.Option(False, "--smoke", help="128x128 frames in (liveportrait: 256 out), 2 frames, one pass per path "
-                               "and no warm-up: checks every path works, not its speed."),
+    smoke: bool = typer.Option(False, "--smoke", help="128x128 frames in (liveportrait: 256 out), 2 frames, one pass "
+                               "per path and no warm-up: checks every path works, not its speed."),
     memory: bool = typer.Option(False, "--memory", help="Instead of the timings: the peak resident memory of our "
                                 "paths (--paths, default exact) streaming 4 and then 16 frames, and its growth per "
                                 "frame."),
