@@ -17,9 +17,9 @@ from fomm_core.bench.liveportrait_reference import (G_HEADS, M_HEADS, MODULES, N
                                                     WRAPPER_METHODS, converge_spectral_norms, driving_frames,
                                                     liveportrait_reference_dir, load_liveportrait_reference,
                                                     load_published, make_wrapper, published_states, randomise,
-                                                    reference_frames, save_stress_set,
-                                                    reference_keypoints, reference_networks, reference_template,
-                                                    smooth_images, source_picture, spread_poses)
+                                                    reference_frames, reference_keypoints, reference_networks,
+                                                    reference_template, save_stress_set, smooth_images,
+                                                    source_picture, spread_poses)
 
 __all__ = ["G_HEADS", "M_HEADS", "MODULES", "N_FRAMES", "WRAPPER_METHODS", "converge_spectral_norms", "convex_hull",
            "driving_frames", "load_reference", "make_wrapper", "published_states", "randomise", "reference_dir",

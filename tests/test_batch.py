@@ -151,8 +151,8 @@ def test_a_rerun_does_nothing(media, local_run):
 def ray_head(tmp_path_factory):
     """The address of a Ray cluster's head, started as one is (`ray start --head`), that the module's later Ray
     runs join (`--ray HOST:PORT`): one start for them all, where each `--ray local` run starts and stops its own
-    (3 to 6 s). The cluster asks for Ray's token (`ray start` does from
-    Ray 2.59 on), which a driver sends only with RAY_AUTH_MODE=token: set here as a user joining one sets it."""
+    (3 to 6 s). The cluster asks for Ray's token (`ray start` does from Ray 2.59 on), which a driver sends only
+    with RAY_AUTH_MODE=token: set here as a user joining one sets it."""
     pytest.importorskip("ray", reason="Ray is in the [test] extra: pip install '.[test]'")
     import socket
     mp = pytest.MonkeyPatch()
