@@ -7,14 +7,20 @@ source set once, one driving frame per `animate` call, each output dropped once 
 (weights loaded, buffers sized: a one-time cost that would hide everything else) the process's peak resident set
 is reset (Linux: /proc/self/clear_refs), then read after 4 and after 16 more frames, with the live memory (the
 resident set once freed memory is handed back). A per-frame leak of one output frame (512x512x3 float32 for
-LivePortrait: 3 MiB) would raise both by 12 frames' worth (36 MiB). The peak also moves by a few tens of MB when
-one frame's temporaries happen to overlap differently (once, not per frame); the live memory does not, so it is
-what tells a leak. Where the peak cannot be reset (macOS, Windows), the largest resident set sampled after each
-frame stands in for it.
+LivePortrait: 3 MiB) would raise both by 12 frames' worth (36 MiB). Where the peak cannot be reset (macOS,
+Windows), the largest resident set sampled after each frame stands in for it.
+
+glibc's malloc raises its mmap threshold to the largest block freed so far; blocks under it then come from a heap
+whose free space is reused in place or not, as it happens, and the peak landed anywhere within 90 MB from one run
+to the next (LivePortrait at 512 px: 1520-1626 MB after 1 frame, moving by 0-87 MB over the next 2). Each child
+therefore sets the threshold (MALLOC_MMAP_THRESHOLD_, to glibc's own default of 128 KiB; setting it turns the
+moving off): every larger block goes back to the system when freed, and the peak is what the engine holds at
+once (1430 MB, the same to 0.3 MB in every run). Other C libraries ignore the setting.
 """
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import tempfile
 import textwrap
@@ -27,6 +33,7 @@ from fomm_core.bench.weights import clip, worker_weights
 from fomm_core.bench.worker import child_command
 
 CLIPS = (4, 16)  # frames streamed after the first when the peak is read
+FIXED_MMAP_THRESHOLD = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}  # glibc's, read at start: see above
 CLIPS_WITHOUT_MEMORY = "--clips sets the clip lengths of --memory; add --memory or leave --clips out."
 
 
@@ -129,7 +136,7 @@ def _measure(path, args, threads, clips, workdir) -> dict:
     """One path's child process and its row (or the last line it wrote to stderr, as the row's error)."""
     out = Path(workdir) / f"{path}.memory.json"
     cmd, env = child_command(path, args, threads, out, "--clips", ",".join(map(str, clips)))
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    done = subprocess.run(cmd, env=dict(env, **FIXED_MMAP_THRESHOLD), capture_output=True, text=True)
     if done.returncode != 0 or not out.is_file():
         tail = done.stderr.strip().splitlines()[-1:] or ["the worker stopped without a message"]
         return {"name": path, "error": tail[0]}
@@ -157,7 +164,8 @@ def run_memory(config="liveportrait", size=256, paths=("exact",), weights="stres
             on_path(f"{path}: streaming {max(clips)} frames")
             rows.append(_measure(path, args, threads, clips, workdir))
     return {"config": config, "size": size, "output_size": side, "weights": str(weights), "clips": list(clips),
-            "frame_mb": 3 * side * side * 4 / 2 ** 20, "environment": environment(threads, device), "rows": rows}
+            "frame_mb": 3 * side * side * 4 / 2 ** 20, "environment": environment(threads, device), "rows": rows,
+            "fixed_mmap_threshold": platform.libc_ver()[0] == "glibc"}
 
 
 def format_memory(report) -> str:
@@ -175,6 +183,9 @@ def format_memory(report) -> str:
         peak, live, growth = row["peak_mb"], row["live_mb"], row["growth_mb_per_frame"]  # the peak's: in --json
         lines.append(f"{row['name']:<12}{peak[short]:>10.0f}{peak[long]:>10.0f}{live[short]:>10.0f}{live[long]:>10.0f}"
                      f"{growth['live_mb']:>16.2f}")
+    if report.get("fixed_mmap_threshold"):
+        lines += textwrap.wrap("peak: what the engine holds at once (glibc was told to hand back every block of "
+                               "128 KiB or more when freed)", 80)
     if any(row.get("how") == "sampled" for row in report["rows"]):
         lines.append("peak: the largest resident set sampled after each frame (this system keeps no high-water mark)")
     return "\n".join(lines)
