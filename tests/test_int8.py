@@ -168,6 +168,41 @@ def test_an_interrupted_build_leaves_nothing_behind(cache, monkeypatch):
     assert list((cache / "int8").iterdir()) == []
 
 
+def _converted_outputs(monkeypatch, decoder=None):
+    """A small network through int8._convert (with this OpenVINO's decoder, or `decoder` in its place), its
+    output on a frame beside torch's; torch's check of a trace fails the test if it runs."""
+    import openvino as ov
+    from openvino.frontend.pytorch import ts_decoder
+    if decoder is not None:
+        monkeypatch.setattr(ts_decoder, "TorchScriptPythonDecoder", decoder)
+    checked = []
+    monkeypatch.setattr(torch.jit._trace, "_check_trace", lambda *a, **k: checked.append(1))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 1)).eval()
+    frame = torch.rand(1, 3, 32, 32)
+    model = int8._convert(ov, net, frame, [ov.PartialShape([-1, 3, 32, 32])])
+    got = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(frame.numpy())[0]
+    with torch.no_grad():
+        return got, net(frame).numpy(), checked
+
+
+def test_the_export_traces_once_and_converts_the_same_network(monkeypatch):
+    got, want, checked = _converted_outputs(monkeypatch)
+    assert abs(got - want).max() < 1e-5 and checked == []   # the graph, without torch's second trace and run
+
+
+def test_an_openvino_whose_decoder_takes_no_trace_options_converts_the_module_itself(monkeypatch):
+    from openvino.frontend.pytorch.ts_decoder import TorchScriptPythonDecoder
+
+    class Decoder(TorchScriptPythonDecoder):  # this OpenVINO's, as it was before it took trace options
+        def __init__(self, pt_module, graph_element=None, example_input=None, alias_db=None, shared_memory=True,
+                     skip_freeze=False, constant_cache=None, module_extensions=None):
+            super().__init__(pt_module, graph_element, example_input, alias_db, shared_memory, skip_freeze,
+                             constant_cache, module_extensions)
+    got, want, checked = _converted_outputs(monkeypatch, Decoder)
+    assert abs(got - want).max() < 1e-5 and checked == [1]   # convert_model traced it, with the check
+
+
 def test_fast_is_measured_once_and_cached(cache, monkeypatch):
     monkeypatch.setattr(choice, "MAX_SPREAD", float("inf"))   # kept however busy the machine is (tested apart)
     generator, kp_detector = tiny()
