@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-# Two test processes share the 2 cores (`pytest -n 2`): 2 OpenMP threads each, which sleep when they wait instead
-# of spinning against the other process's (4 compute-bound test files at -n 2: 210 s spinning, 136 s passive, 155 s
-# with one thread each). The tests' CLI subprocesses inherit both.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Two test processes share the 2 cores (`pytest -n 2`), both busy nearly all the run: one OpenMP thread each, so
+# neither waits on a thread the other process has put off its core (the whole suite, the same code on the same
+# machine: 563 s and 942 CPU-s counted in tests with one thread each, 590 s and 1008 CPU-s with two). Where a test
+# or its subprocess asks for more threads (`--threads 2`), they sleep when they wait instead of spinning against
+# the other process's. The tests' CLI subprocesses inherit both.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # One cache folder for the whole run, never the user's: int8 models and the measured `fast` choice are built
 # once per model and shared by the tests and the xdist workers (and by the tests' CLI subprocesses: all inherit
