@@ -271,7 +271,9 @@ def test_a_node_cache_of_another_user_is_refused(private_checkpoint):
 
 def test_a_ray_batch_keeps_no_checkpoint_in_a_shared_temp_folder(media, tmp_path, private_checkpoint):
     """Someone made the old shared cache folder first, open to all, with a link where the copy would go: the
-    batch leaves it and the linked file alone, and keeps its 0600 copy in a private folder of its own."""
+    batch leaves it and the linked file alone, and keeps its 0600 copy in a private folder of its own. The batch's
+    temp folder (TMPDIR) is the test's own, so that two runs of the suite at once do not plant and remove the same
+    folder under each other (they did)."""
     pytest.importorskip("ray", reason="Ray is in the [test] extra: pip install '.[test]'")
     import shutil
     import tempfile
@@ -279,22 +281,21 @@ def test_a_ray_batch_keeps_no_checkpoint_in_a_shared_temp_folder(media, tmp_path
     path, digest = private_checkpoint
     victim = tmp_path / "victim.txt"
     victim.write_text("mine\n")
-    shared = Path(tempfile.gettempdir()) / "fomm-batch-checkpoints"
-    planted, existed = shared / digest, shared.exists()
-    planted.mkdir(parents=True, exist_ok=True)
-    if not existed:
-        os.chmod(shared, 0o777)  # as another user would leave it
-    (planted / path.name).unlink(missing_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix="fd-"))  # short: the local Ray instance's sockets live under it
+    shared = temp / "fomm-batch-checkpoints"
+    planted = shared / digest
+    planted.mkdir(parents=True)
+    os.chmod(shared, 0o777)  # as another user would leave it
     (planted / path.name).symlink_to(victim)
     before = sorted(p.name for p in planted.iterdir())
     try:
         proc = run_cli("batch", one_job(media, tmp_path / "jobs", "x.mp4"), "-o", tmp_path / "out", "--checkpoint",
-                       path, "--ray", "local", "--workers", "1", "--json", timeout=300)
+                       path, "--ray", "local", "--workers", "1", "--json", timeout=300, env={"TMPDIR": str(temp)})
         assert proc.returncode == 0 and summary_of(proc)["done"] == 1, proc.stderr[-3000:]
         assert victim.read_text() == "mine\n" and sorted(p.name for p in planted.iterdir()) == before
         assert (planted / path.name).is_symlink()
     finally:
-        shutil.rmtree(shared if not existed else planted, ignore_errors=True)
+        shutil.rmtree(temp, ignore_errors=True)
     copy = user_cache_dir("batch", "shipped", digest, path.name)
     assert stat.S_IMODE(os.lstat(copy).st_mode) == 0o600
     assert stat.S_IMODE(os.lstat(copy.parent).st_mode) == 0o700

@@ -353,8 +353,10 @@ def test_fast_starts_on_the_exact_path_at_once_and_the_measured_path_takes_over(
     import threading
     from fomm_doctor.commands.live import _prepare, _settled_later
     monkeypatch.setenv("FOMM_DOCTOR_CACHE", str(tmp_path / "cache"))   # nothing measured or built yet
-    positions = [(60 + round(20 * np.sin(i / 4)), 40) for i in range(2500)]   # 100 s: longer than any build
-    clip = write_face_clip(tmp_path / "long.mp4", positions, audio=False)[0]
+    # a file camera is paced at its frame rate: 2500 frames at 5 fps last 500 s, far longer than the build and the
+    # measurement take (15-20 s here, twice that with a second copy of the suite running)
+    positions = [(60 + round(20 * np.sin(i / 4)), 40) for i in range(2500)]
+    clip = write_face_clip(tmp_path / "long.mp4", positions, fps=5, audio=False)[0]
     choice = ModelChoice(str(tiny_checkpoint), mode="relative", batch=1, precision="fast")
     assert _settled_later(choice)
     models = Models(animators_kept=2)
