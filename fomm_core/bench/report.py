@@ -15,6 +15,8 @@ from fomm_core.bench.weights import family, size_unit, worker_weights
 from fomm_core.bench.worker import run_workers, start_workers
 from fomm_core.media.images import psnr
 
+SMOKE_SIZE = 128  # --smoke's frames in, every family (smoke_settings)
+
 
 def environment(threads, device="cpu") -> dict:
     import torch
@@ -90,9 +92,6 @@ def _check_paths(config, paths) -> None:
     unknown = [p for p in paths if p not in known]
     if unknown or not paths:
         raise FommError(f"unknown path {', '.join(unknown) or '(none)'} for {config}; choose from: {', '.join(known)}.")
-
-
-SMOKE_SIZE = 128
 
 
 def smoke_settings(config) -> tuple:
