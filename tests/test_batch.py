@@ -151,12 +151,16 @@ def test_a_rerun_does_nothing(media, local_run):
 def ray_head(tmp_path_factory):
     """The address of a Ray cluster's head, started as one is (`ray start --head`), that the module's later Ray
     runs join (`--ray HOST:PORT`): one start for them all, where each `--ray local` run starts and stops its own
-    (3 to 6 s). The cluster asks for Ray's token (`ray start` does from Ray 2.59 on), which a driver sends only
-    with RAY_AUTH_MODE=token: set here as a user joining one sets it."""
+    (3 to 6 s). The cluster asks for Ray's token, which a driver sends only with RAY_AUTH_MODE=token: set here as
+    a user joining one sets it. `ray start` with that mode needs a token it can find (Ray 2.60 refuses to start
+    without one; it never makes one), so the cluster gets its own, in RAY_AUTH_TOKEN for the head and every
+    driver: nothing is read from or left in ~/.ray, and no earlier run's token decides whether this one starts."""
     pytest.importorskip("ray", reason="Ray is in the [test] extra: pip install '.[test]'")
+    import secrets
     import socket
     mp = pytest.MonkeyPatch()
     mp.setenv("RAY_AUTH_MODE", "token")
+    mp.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))  # the form `ray get-auth-token --generate` writes
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -177,7 +181,10 @@ def ray_head(tmp_path_factory):
                 time.sleep(0.1)
         yield f"127.0.0.1:{port}"
     finally:  # also when the head never answered: nothing of it outlives the module
-        os.killpg(head.pid, signal.SIGKILL)  # the head and every process it started: its own process group
+        try:
+            os.killpg(head.pid, signal.SIGKILL)  # the head and every process it started: its own process group
+        except ProcessLookupError:  # it ended by itself (its log says why, in the assertion above)
+            pass
         head.wait(30)
         mp.undo()
 
