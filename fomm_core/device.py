@@ -7,8 +7,8 @@ A device is spelled `auto`, `cpu`, `cuda`, `cuda:N` or `mps`; anything else, or 
 is one FommError sentence (its `setting` names the device to use instead). "Usable" means a tiny operation on the
 device succeeds: a CUDA build can see a GPU it has no kernels for, or a driver too old for it, and then `auto`
 falls back instead of failing mid-video.
-The CPU's own facts (`cpu_flags`, `cpu_name`, `cpu_has_fast_bf16`) are here too. Nothing here changes a
-process-wide setting.
+The CPU's own facts (`cpu_flags`, `cpu_name`, `cpu_has_fast_bf16`, `cpu_has_bf16_kernels`) are here too. Nothing
+here changes a process-wide setting.
 """
 from __future__ import annotations
 
@@ -141,3 +141,24 @@ def cpu_name() -> str:
 def cpu_has_fast_bf16(flags=None) -> bool:
     flags = cpu_flags() if flags is None else flags
     return bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+# Measured on an AMD EPYC with AVX2 only (Zen 3), torch 2.13, one thread, bf16 autocast against float32: a 3x3
+# conv2d 125-170x (22->64 channels at 64 px: 1.5 ms, 187 ms), a 3x3 conv3d 47-52x (22->64 on a 16x16x16 volume:
+# 12 ms, 576 ms); LivePortrait's warping module at 128 px 320x (1.1 s, 364 s), its generator 6x (1.4 s, 9.2 s).
+BF16_WITHOUT_KERNELS = ("this CPU has no bf16 kernels, which need AVX-512 or AMX: bf16 runs on reference loops, "
+                        "up to 300x slower than float32")
+
+
+def cpu_has_bf16_kernels(flags=None) -> bool:
+    """Whether torch's oneDNN has bf16 kernels for this CPU (AVX-512 BW/VL/DQ or AMX on x86; Arm's bf16). Without
+    them a bf16 convolution falls to torch's reference loops (BF16_WITHOUT_KERNELS), so bf16 is not worth timing.
+    AVX-512 without AVX512-BF16 has kernels that emulate it: slower than float32 or not, which only measuring says.
+    flags: a CPU's flags to judge instead of asking this torch (what it asks, where it can)."""
+    if flags is None:
+        try:
+            import torch
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (ImportError, AttributeError, RuntimeError):  # a torch without the check: judged by the flags
+            flags = cpu_flags()
+    return {"avx512bw", "avx512vl", "avx512dq"} <= flags or bool({"amx_bf16", "bf16"} & flags)

@@ -69,3 +69,13 @@ def seeded_networks(ref) -> dict:
     from fomm_core.model.liveportrait.loading import PUBLISHED_FILES
     folder = seeded_set(ref)
     return load_published(ref, {name: folder / rel for name, rel in PUBLISHED_FILES.items()})
+
+
+def needs_bf16_kernels():
+    """Skips the calling test where torch has no bf16 kernels for this CPU (fomm_core.device.cpu_has_bf16_kernels):
+    there W's 3-D convolutions in bf16 run on reference loops, 364 s for one call at 128 px against 1.1 s in
+    float32 (an AMD EPYC Zen 3, one thread). The bf16 path's rounding is checked where it runs; on such a CPU the
+    commands say not to use it (`fast` never times it)."""
+    from fomm_core.device import BF16_WITHOUT_KERNELS, cpu_has_bf16_kernels
+    if not cpu_has_bf16_kernels():
+        pytest.skip(f"W in bf16 takes minutes a call here: {BF16_WITHOUT_KERNELS}")

@@ -205,6 +205,7 @@ def test_an_openvino_whose_decoder_takes_no_trace_options_converts_the_module_it
 
 def test_fast_is_measured_once_and_cached(cache, monkeypatch):
     monkeypatch.setattr(choice, "MAX_SPREAD", float("inf"))   # kept however busy the machine is (tested apart)
+    monkeypatch.setattr(choice, "cpu_has_bf16_kernels", lambda: True)  # timed on any CPU: the plumbing is the point
     generator, kp_detector = tiny()
     built = with_shared_build(cache)   # its int8 model (make_animator's key); the measurement is the point here
     first = make_animator(model(generator, kp_detector), precision="fast", size=64)
@@ -241,18 +242,46 @@ def test_a_table_measured_on_a_busy_machine_is_used_once_and_measured_again(tmp_
     assert picked.precision == "bf16" and "busy, so it is measured again next time" in picked.note
 
 
-def test_measure_records_how_far_each_paths_rounds_disagree(tiny_checkpoint):
+def test_measure_records_how_far_each_paths_rounds_disagree(tiny_checkpoint, monkeypatch):
     from fomm_core.model.checkpoint import load_model
+    monkeypatch.setattr(choice, "cpu_has_bf16_kernels", lambda: True)  # timed on any CPU: the plumbing is the point
     model = load_model(tiny_checkpoint)
     rows = choice.measure(lambda p: make_animator(model, precision=p, size=64), ("fp32", "bf16"), 64, rounds=3)
     assert [r.precision for r in rows] == ["fp32", "bf16"]
     assert all(1.0 <= r.spread < float("inf") and r.fps > 0 for r in rows)
 
 
+@pytest.mark.parametrize("kernels", [False, True])
+def test_bf16_is_timed_only_where_this_cpu_has_bf16_kernels(kernels, tiny_checkpoint, cache, monkeypatch):
+    """Without kernels bf16 takes up to 300x float32's time (minutes a LivePortrait frame): `fast` builds no bf16
+    engine, keeps a row that says why, and says it in its note; with them bf16 is timed as any path."""
+    from fomm_core.device import BF16_WITHOUT_KERNELS
+    from fomm_core.model.checkpoint import load_model
+    monkeypatch.setattr(choice, "MAX_SPREAD", float("inf"))
+    monkeypatch.setattr(choice, "cpu_has_bf16_kernels", lambda: kernels)
+    model = load_model(tiny_checkpoint)
+    built = []
+
+    def make(precision):
+        built.append(precision)
+        return make_animator(model, precision=precision, size=64)
+    picked = choice.settle("fast", make, f"kernels {kernels}", 64, threads=1, batch=1)
+    rows = {row.precision: row for row in picked.table}
+    assert set(rows) == {"fp32", "bf16"} and rows["fp32"].fps > 0
+    if kernels:
+        assert built == ["fp32", "bf16"] and rows["bf16"].fps > 0 and not rows["bf16"].error
+        assert "not timed" not in picked.note
+    else:
+        assert built == ["fp32"] and picked.precision == "fp32"
+        assert rows["bf16"].error == choice.NOT_TIMED + BF16_WITHOUT_KERNELS and not rows["bf16"].usable
+        assert picked.note.endswith(f"(bf16 not timed: {BF16_WITHOUT_KERNELS}).")
+
+
 def test_fast_is_measured_fed_as_the_caller_feeds_it_and_cached_per_batch(tiny_checkpoint, cache, monkeypatch):
     """The webcam gives one frame a call, animate four: each is measured fed so, and each table kept apart."""
     from fomm_core.model.checkpoint import load_model
     monkeypatch.setattr(choice, "MAX_SPREAD", float("inf"))
+    monkeypatch.setattr(choice, "cpu_has_bf16_kernels", lambda: True)  # timed on any CPU: the plumbing is the point
     model = load_model(tiny_checkpoint)
     fed = []
 

@@ -18,7 +18,6 @@ cv2 = pytest.importorskip("cv2", reason="OpenCV reads and writes the test media"
 from fomm_core.errors import FommError  # noqa: E402
 from fomm_core.inference.factory import make_animator  # noqa: E402
 from fomm_core.inference.pipeline import animate_video  # noqa: E402
-from fomm_core.media.images import psnr  # noqa: E402
 from fomm_core.media.video import iter_frames, probe_video  # noqa: E402
 from fomm_core.model.checkpoint import load_model  # noqa: E402
 from fomm_core.model.liveportrait.loading import PUBLISHED_FILES  # noqa: E402
@@ -98,13 +97,6 @@ def test_engine_frames_equal_the_original_pipeline(ref, lp_set, model):
     print(f"largest difference from the original: {worst(expected, out):.2e}")
     assert worst(expected, out) < TOL
     assert worst(out[0], out[1]) > 1e-3 and expected.std() > 0.05  # the frames move and are not flat
-
-    # bf16 autocasts the convolutions: random weights amplify its rounding (26 dB measured), real ones less
-    fast = make_animator(model, precision="bf16")
-    fast.set_source(source)
-    fast.set_reference(frames[:1])
-    rough = fast.animate(frames[1:2])
-    assert rough.shape == (1, 3, 2 * SIDE, 2 * SIDE) and rough.dtype == torch.float32 and psnr(rough, out[:1]) > 20
 
     with pytest.raises(FommError, match="relative motion only") as err:
         make_animator(model, precision="fp32", mode="absolute")

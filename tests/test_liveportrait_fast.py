@@ -4,7 +4,7 @@ paths against each other.
 The blocks are checked on small random modules; the fused G and W on the original code's networks with their
 seeded random weights (fomm_core.bench.liveportrait_reference, as the bench and the equivalence tests use them),
 loaded into ours. The engine: the exact path keeps M and W as published and only re-associates G (frames within
-2e-5 of the unfused engine's), every path reads keypoints in float32, bf16 holds the PSNR bar `fast` is judged by,
+3e-5 of the unfused engine's), every path reads keypoints in float32, bf16 holds the PSNR bar `fast` is judged by,
 and `fast` is settled for a LivePortrait model by the same measurement as the other families.
 """
 import pytest
@@ -18,6 +18,7 @@ import torch.nn.functional as F  # noqa: E402
 from fomm_core.inference.factory import make_animator  # noqa: E402
 from fomm_core.inference.fusion import (FusedSpadeDecoder, PlanePool, SpadeActivations,  # noqa: E402
                                         SubpixelUpBlock3d, fold_bn, fused_warping)
+from fomm_core.device import cpu_has_bf16_kernels  # noqa: E402
 from fomm_core.inference.int8 import MIN_PSNR  # noqa: E402
 from fomm_core.inference.liveportrait import LivePortraitAnimator  # noqa: E402
 from fomm_core.media.images import psnr  # noqa: E402
@@ -25,8 +26,8 @@ from fomm_core.model.checkpoint import load_model  # noqa: E402
 from fomm_core.model.liveportrait.blocks import UpBlock3d  # noqa: E402
 from fomm_core.model.liveportrait.loading import load_networks  # noqa: E402
 from fomm_core.model.liveportrait.spade_generator import SPADE  # noqa: E402
-from liveportrait_oracle import (driving_frames, load_reference, published_states,  # noqa: E402
-                                 seeded_networks, seeded_set, source_picture, worst)
+from liveportrait_oracle import (driving_frames, load_reference, needs_bf16_kernels,  # noqa: E402
+                                 published_states, seeded_networks, seeded_set, source_picture, worst)
 
 CL3D = torch.channels_last_3d
 
@@ -133,14 +134,21 @@ def test_fused_warping_is_w_within_rounding_and_casts_its_weights_once(networks,
     assert sum(isinstance(m, SubpixelUpBlock3d) for m in half.modules()) == 3   # inputs 8, 16, 32 wide at 256 px
     with torch.inference_mode():
         got = fused_warping(warping)(volume, kp_d, kp_s)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            rough = half(volume, kp_d, kp_s)
     assert worst(got["deformation"], expected["deformation"]) < 1e-5
-    assert worst(got["occlusion_map"], expected["occlusion_map"]) < 1e-5
-    assert worst(got["out"], expected["out"]) < 1e-5 * expected["out"].abs().max()
+    # AVX2-only kernels sum W's convolutions in another order than AVX-512's: on an AMD EPYC Zen 3 the occlusion
+    # map moves by 1.9e-5 and the warped features by 1.8e-5 of their largest value, on a Zen 4 by under 1e-5 each
+    assert worst(got["occlusion_map"], expected["occlusion_map"]) < 4e-5
+    assert worst(got["out"], expected["out"]) < 4e-5 * expected["out"].abs().max()
+    assert expected["deformation"].std() > 0.1 and expected["occlusion_map"].std() > 0.05
+
+
+def test_fused_warping_in_bf16_keeps_the_flow_in_float32_within_1e_2(networks, warped):
+    needs_bf16_kernels()
+    volume, kp_d, kp_s, expected = warped
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        rough = fused_warping(networks["warping_module"], torch.bfloat16)(volume, kp_d, kp_s)
     assert worst(rough["deformation"], expected["deformation"]) < 1e-2
     assert rough["deformation"].dtype == torch.float32                               # the flow stays float32
-    assert expected["deformation"].std() > 0.1 and expected["occlusion_map"].std() > 0.05
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -159,22 +167,41 @@ def _animated(model, frames, **options):
     return animator, animator.animate(frames[1:])
 
 
-def test_exact_path_keeps_m_and_w_as_published_and_bf16_keeps_the_bar(model):
-    """At 128 px (the engine takes any side W's hourglass does): the paths' parts and rounding are the point, and a
-    frame costs a quarter of 256's."""
+@pytest.fixture(scope="module")
+def exact_frames(model):
+    """(driving frames, the exact path's animator and its frames 1..) at 128 px (the engine takes any side W's
+    hourglass does): the paths' parts and rounding are the point, and a frame costs a quarter of 256's."""
     frames = driving_frames(n=2, size=128)
+    return (frames, *_animated(model, frames, precision="fp32"))
+
+
+def test_exact_path_keeps_m_and_w_as_published_and_every_path_reads_keypoints_in_float32(model, exact_frames):
+    frames, exact, got = exact_frames
     _, expected = _animated(model, frames, precision="fp32", fuse=False)
-    exact, got = _animated(model, frames, precision="fp32")
-    fast, rough = _animated(model, frames, precision="bf16")
     assert exact.warping is model.networks["warping_module"] and exact.motion is model.networks["motion_extractor"]
     assert isinstance(exact.generator, FusedSpadeDecoder) and "M and W as published" in exact.path
-    assert worst(got, expected) < 2e-5 and expected.std() > 0.05
+    assert worst(got, expected) < 4e-5 and expected.std() > 0.05   # 2.6e-5 on a Zen 3 (above), under 2e-5 on a Zen 4
+    fast = LivePortraitAnimator(model.networks, precision="bf16")
     with torch.inference_mode():
         kp = {name: a._torch_keypoints(frames) for name, a in (("fp32", exact), ("bf16", fast))}
     assert all(torch.equal(kp["fp32"][key], kp["bf16"][key]) for key in kp["fp32"])  # M in float32 on every path
-    assert rough.dtype == torch.float32 and psnr(rough, got) >= MIN_PSNR
     fast.precision = "fp32"                      # what the engine does when a GPU's half precision fails
+    fast.set_source(source_picture(frames.shape[-1]))
+    fast.set_reference(frames[:1])
     assert torch.equal(fast.animate(frames[1:]), got) and "M and W as published" in fast.path
+
+
+def test_bf16_path_keeps_the_bar_in_float32_frames(model, exact_frames):
+    """What `--precision bf16` builds (the factory's engine) against the exact path: the PSNR bar `fast` judges
+    by, random weights amplifying the rounding more than trained ones."""
+    needs_bf16_kernels()
+    frames, _, got = exact_frames
+    fast = make_animator(model, precision="bf16")
+    assert fast.precision == "bf16" and "bf16" in fast.path
+    fast.set_source(source_picture(frames.shape[-1]))
+    fast.set_reference(frames[:1])
+    rough = fast.animate(frames[1:])
+    assert rough.shape == got.shape and rough.dtype == torch.float32 and psnr(rough, got) >= MIN_PSNR
 
 
 def test_fast_is_measured_for_a_liveportrait_model(model, tmp_path, monkeypatch):
@@ -189,8 +216,11 @@ def test_fast_is_measured_for_a_liveportrait_model(model, tmp_path, monkeypatch)
     monkeypatch.setattr(choice, "measure", functools.partial(choice.measure, rounds=1))
     animator = make_animator(model, precision="fast", size=128)
     rows = {row.precision: row for row in animator.choice_table}
-    assert set(rows) == {"fp32", "bf16"} and all(row.fps > 0 and not row.error for row in rows.values())
-    assert rows["bf16"].psnr >= MIN_PSNR
+    assert set(rows) == {"fp32", "bf16"} and rows["fp32"].fps > 0 and not rows["fp32"].error
+    if cpu_has_bf16_kernels():
+        assert rows["bf16"].fps > 0 and not rows["bf16"].error and rows["bf16"].psnr >= MIN_PSNR
+    else:   # minutes a frame here: not timed, and the row says why (tests/test_int8.py)
+        assert rows["bf16"].error.startswith(choice.NOT_TIMED) and animator.precision == "fp32"
     assert animator.precision == pick_fast(animator.choice_table)[0]
     if animator.precision == "bf16":
         assert rows["bf16"].fps >= FASTER_BY * rows["fp32"].fps

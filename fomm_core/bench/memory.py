@@ -27,8 +27,8 @@ import textwrap
 import types
 from pathlib import Path
 
-from fomm_core.bench.report import check_options, environment, output_side
-from fomm_core.bench.runners import make_engine
+from fomm_core.bench.report import check_options, environment, output_side, unrun_lines
+from fomm_core.bench.runners import make_engine, not_run_here
 from fomm_core.bench.weights import clip, worker_weights
 from fomm_core.bench.worker import child_command
 
@@ -161,6 +161,10 @@ def run_memory(config="liveportrait", size=256, paths=("exact",), weights="stres
                                      weights=worker_weights(config, weights, workdir))
         rows = []
         for path in paths:
+            why = not_run_here(path, device)
+            if why:
+                rows.append({"name": path, "skipped": why})
+                continue
             on_path(f"{path}: streaming {max(clips)} frames")
             rows.append(_measure(path, args, threads, clips, workdir))
     return {"config": config, "size": size, "output_size": side, "weights": str(weights), "clips": list(clips),
@@ -177,8 +181,8 @@ def format_memory(report) -> str:
     lines += [f"{'path':<12}{'peak ' + short:>10}{'peak ' + long:>10}{'live ' + short:>10}{'live ' + long:>10}"
               f"{'live +MB/frame':>16}"]
     for row in report["rows"]:
-        if "error" in row:
-            lines.append(f"{row['name']:<12} failed: {row['error']}"[:80])
+        if unrun_lines(row):
+            lines += unrun_lines(row)
             continue
         peak, live, growth = row["peak_mb"], row["live_mb"], row["growth_mb_per_frame"]  # the peak's: in --json
         lines.append(f"{row['name']:<12}{peak[short]:>10.0f}{peak[long]:>10.0f}{live[short]:>10.0f}{live[long]:>10.0f}"

@@ -10,7 +10,7 @@ import types
 from pathlib import Path
 
 from fomm_core.bench.reference import how_to_add_reference, missing_reference, reference_available
-from fomm_core.bench.runners import FAMILY_PATHS, PATHS
+from fomm_core.bench.runners import FAMILY_PATHS, PATHS, not_run_here
 from fomm_core.bench.weights import family, size_unit, worker_weights
 from fomm_core.bench.worker import run_workers, start_workers
 from fomm_core.media.images import psnr
@@ -149,12 +149,15 @@ def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, pa
                                  one_pass=one_pass)
     available = reference_available(config)
     paths = [p for p in paths if p != "reference" or available]
+    skipped = {p: not_run_here(p, device) for p in paths if not_run_here(p, device)}
     on_path = on_path or (lambda _message: None)
     with tempfile.TemporaryDirectory(prefix="fomm-bench-") as workdir:
         args.weights = _worker_weights(config, weights, workdir, on_path)
-        results = run_workers(start_workers(paths, args, threads, workdir, on_path), runs, on_path)
+        results = run_workers(start_workers([p for p in paths if p not in skipped], args, threads, workdir, on_path),
+                              runs, on_path)
     ref, exact = results.get("reference", {}), results.get("exact", {})
-    rows = [_row(path, results[path], ref, exact) for path in paths]
+    rows = [{"name": path, "skipped": skipped[path]} if path in skipped else _row(path, results[path], ref, exact)
+            for path in paths]
     return {"config": config, "size": size, "output_size": output_side(config, size), "frames": frames, "runs": runs,
             "weights": str(weights),
             "reference_differs": reference_differs(config),
@@ -169,6 +172,24 @@ def _worker_weights(config, weights, workdir, on_path) -> str:
 
 def _cell(row, key, fmt, width) -> str:
     return format(row[key], fmt).rjust(width) if key in row else "-".rjust(width)
+
+
+def unrun_lines(row) -> list:
+    """A path that failed or was not run, and why, in 80 columns ([] for a path that ran)."""
+    if "error" in row:
+        return [f"{row['name']:<12} failed: {row['error']}"[:80]]
+    if "skipped" in row:
+        return textwrap.wrap(f"{row['name']:<12} not run: {row['skipped']}", 80, subsequent_indent=" " * 12)
+    return []
+
+
+def _speed_line(row) -> str:
+    # what `fast` picked is said beside it; the other paths' precisions are fixed (ENGINE_PATHS) and a suffix
+    # would push "fast-unfused (bf16)" past the 80 columns
+    name = f"fast ({row['precision']})" if row["name"] == "fast" and "precision" in row else row["name"]
+    return (f"{name:<12}{row['fps']:>9.2f}{_cell(row, 'speedup', '.2f', 8)}"
+            f"{_cell(row, 'psnr_vs_reference', '.1f', 9)}{_cell(row, 'psnr_vs_exact', '.1f', 11)}"
+            f"{_cell(row, 'max_abs_vs_reference', '.1e', 10)}{row['peak_rss_mb']:>9.0f}")
 
 
 def format_text(report) -> str:
@@ -186,15 +207,7 @@ def format_text(report) -> str:
               f"{'path':<12}{'frames/s':>9}{'x orig':>8}{'PSNR/ref':>9}{'PSNR/exact':>11}{'max|diff|':>10}"
               f"{'peak MB':>9}"]
     for row in report["rows"]:
-        if "error" in row:
-            lines.append(f"{row['name']:<12} failed: {row['error']}"[:80])
-            continue
-        # what `fast` picked is said beside it; the other paths' precisions are fixed (ENGINE_PATHS) and a suffix
-        # would push "fast-unfused (bf16)" past the 80 columns
-        name = f"fast ({row['precision']})" if row["name"] == "fast" and "precision" in row else row["name"]
-        lines.append(f"{name:<12}{row['fps']:>9.2f}{_cell(row, 'speedup', '.2f', 8)}"
-                     f"{_cell(row, 'psnr_vs_reference', '.1f', 9)}{_cell(row, 'psnr_vs_exact', '.1f', 11)}"
-                     f"{_cell(row, 'max_abs_vs_reference', '.1e', 10)}{row['peak_rss_mb']:>9.0f}")
+        lines += unrun_lines(row) or [_speed_line(row)]
     if report.get("reference_differs"):
         lines += textwrap.wrap(f"the original code has no {', '.join(report['reference_differs'])}: for "
                                f"{report['config']} its output differs by design (PSNR/ref means nothing)", 80)

@@ -31,6 +31,14 @@ FAMILY_PATHS = {"fomm": (PATHS, ALL_PATHS), "tpsmm": (PATHS, ALL_PATHS),
                 "liveportrait": (LIVEPORTRAIT_PATHS, LIVEPORTRAIT_PATHS + ("cached", "fast-unfused"))}
 
 
+def not_run_here(path, device) -> str:
+    """Why `path` is not run on `device` ('' when it is): a bf16 path on a CPU torch has no bf16 kernels for would
+    take hours to time (up to 300x float32's time) only to show that it loses."""
+    from fomm_core.device import BF16_WITHOUT_KERNELS, cpu_has_bf16_kernels
+    bf16 = ENGINE_PATHS.get(path, {}).get("precision") == "bf16"
+    return BF16_WITHOUT_KERNELS if bf16 and str(device) == "cpu" and not cpu_has_bf16_kernels() else ""
+
+
 def _stage_timer(animator, fam, timings) -> list:
     """Time the engine's stages (the engine itself stays untouched); -> the stages timed around their own calls."""
     return time_calls(animator, ENGINE_CALLS[fam], timings)

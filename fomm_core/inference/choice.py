@@ -13,7 +13,8 @@ original code on an AMD EPYC with AVX512-BF16 and slower than float32 on an Inte
 candidate (fp32 exact, bf16, and int8 where the family has it) animates the same few frames of a shipped face on
 this machine, interleaved, fed as the caller will feed it (`batch` frames a call: 1 for the webcam), and `fast` is
 the fastest that keeps PSNR >= MIN_PSNR against float32; exact float32 wins unless another path is at least
-FASTER_BY faster. The table is cached in the user cache folder, keyed by the weights, frame size, batch, threads, CPU
+FASTER_BY faster. bf16 is not timed where torch has no bf16 kernels for the CPU (AVX2 and older: up to 300x
+slower than float32, minutes a frame for LivePortrait); the note says so. The table is cached in the user cache folder, keyed by the weights, frame size, batch, threads, CPU
 and library versions.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from fomm_core.cache import user_cache_dir
-from fomm_core.device import cpu_flags, cpu_name
+from fomm_core.device import BF16_WITHOUT_KERNELS, cpu_flags, cpu_has_bf16_kernels, cpu_name
 from fomm_core.errors import FommError
 from fomm_core.inference.int8 import MIN_PSNR, Int8Refused
 from fomm_core.private import create_new, private_dir
@@ -35,6 +36,7 @@ FASTER_BY = 1.10       # a path that is not exact must beat exact float32 by thi
 # used the CPU: such a table is used for this run and measured again next time, never cached.
 MAX_SPREAD = 1.25
 FLOAT_CANDIDATES = ("fp32", "bf16")  # every family's; int8 where the family has an int8 build
+NOT_TIMED = "not timed: "   # a row's error that says why a candidate was left out, not that it failed
 TABLE_VERSION = 3  # raised when an engine changes what a path costs: tables measured before are stale
 
 
@@ -99,9 +101,14 @@ def _key(fingerprint: str, size: int, threads: int, batch: int) -> str:
 
 
 def _animators(make, candidates):
-    """{precision: animator} for every candidate that can be built; {precision: error} for the others."""
+    """{precision: animator} for every candidate that can be built and is worth timing; {precision: error} for the
+    others. bf16 without kernels for this CPU is left out: timing it would take up to 300x exact's time to learn
+    that it loses (minutes a frame for LivePortrait)."""
     built, errors = {}, {}
     for precision in candidates:
+        if precision == "bf16" and not cpu_has_bf16_kernels():
+            errors[precision] = NOT_TIMED + BF16_WITHOUT_KERNELS
+            continue
         try:
             built[precision] = make(precision)
         except Int8Refused as err:
@@ -211,6 +218,7 @@ def settle(requested: str, make, fingerprint: str, size: int, *, threads: int, i
             return Choice(fallback, note=f"{str(err).rstrip('.')}; using {fallback} instead ({why}).", table=table)
     table = rows()
     precision, why = pick_fast(table)
+    why += "".join(f" ({r.precision} {r.error})" for r in table if r.error.startswith(NOT_TIMED))
     if not all(r.steady for r in table):
         why += " (measured while the machine was busy, so it is measured again next time)"
     return Choice(precision, note=why + ".", runner=int8() if precision == "int8" else None, table=table)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import warnings
 from contextlib import contextmanager, nullcontext, suppress
 
-from fomm_core.device import cpu_has_fast_bf16
+from fomm_core.device import cpu_has_bf16_kernels, cpu_has_fast_bf16
 from fomm_core.errors import FommError
 from fomm_core.media.face import Framings
 from fomm_core.media.paste import Feather
@@ -119,7 +119,9 @@ class Engine:
         if self._int8 is not None:
             return f"cpu int8 (OpenVINO, source cached in float32), {self.mode} motion"
         what = {"fp32": "fp32 exact", "bf16": "bf16 fast", "fp16": "fp16 fast"}[self.precision]
-        if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_fast_bf16():
+        if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_bf16_kernels():
+            what += " (no bf16 kernels for this CPU: up to 300x slower than fp32)"
+        elif self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_fast_bf16():
             what += " (no AVX512-BF16/AMX: emulated, likely slower)"
         extras = ["source cached"]
         if self.fused:

@@ -21,7 +21,7 @@ Speed (fuse=True, the default; fomm_core.inference.fusion):
 - G runs as FusedSpadeDecoder: the same function re-associated around what its SPADE norms share (their layout
   convs up front, sub-pixel where the layout is upsampled; instance norms before upsampling; the 1 of (1 + gamma)
   in gamma's bias; conv_s composed into beta_s), channels-last at 128 and 256 px. G follows the warp, so its
-  rounding is not amplified: frames stay within ~2e-5 of the original's.
+  rounding is not amplified: frames stay within ~3e-5 of the original's.
 - M and, on the exact path, W run as published, bit for bit: rounding anywhere before the warp is amplified
   (folding W's batch norms alone moves frames by 1e-4 on random weights).
 - bf16 (CPU) and fp16 (CUDA) autocast W and G, with W's batch norms folded and its up blocks sub-pixel
