@@ -149,7 +149,7 @@ def run_benchmark(config="vox-256", size=256, frames=4, runs=3, threads=None, pa
                                  one_pass=one_pass)
     available = reference_available(config)
     paths = [p for p in paths if p != "reference" or available]
-    skipped = {p: not_run_here(p, device) for p in paths if not_run_here(p, device)}
+    skipped = {p: why for p in paths if (why := not_run_here(p, device))}
     on_path = on_path or (lambda _message: None)
     with tempfile.TemporaryDirectory(prefix="fomm-bench-") as workdir:
         args.weights = _worker_weights(config, weights, workdir, on_path)
