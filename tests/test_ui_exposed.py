@@ -330,24 +330,31 @@ def _frames_shown(job, above: int) -> int:
 @pytest.mark.slow
 def test_a_liveportrait_sets_files_uploaded_together_are_added_and_animate(tmp_path):
     """The five files of a set, uploaded at once as a user picks them from the folder they downloaded (no
-    sub-folders): gathered, checked and registered as `checkpoints add FOLDER` does, then chosen by name. The
-    set's largest file is 220 MB: over the page's default upload cap, so this page is started with a larger one."""
+    sub-folders): gathered, checked and registered as `checkpoints add FOLDER` does, then chosen by name and run
+    with the crop and the paste-back, as `animate --crop --paste-back` runs it (tests/test_liveportrait_e2e.py
+    runs the same set through the commands). The set's largest file is 220 MB: over the page's default upload
+    cap, so this page is started with a larger one."""
     from gradio_client import Client, handle_file
     from liveportrait_sets import accept_unpublished_set, write_random_set
+    from test_face import write_face_clip
+    from test_liveportrait_e2e import assert_pasted
     accept_unpublished_set(tmp_path / "home" / "checkpoints")
     folder = write_random_set(tmp_path / "download")
     files = sorted(p for p in folder.rglob("*") if p.is_file())
-    clip = make_clip(tmp_path / "talk.mp4", frames=1, size=(64, 64))   # a LivePortrait frame costs seconds here
+    clip, _ = write_face_clip(tmp_path / "talk.mp4", [(100, 60)], fps=10, audio=True)  # a frame costs seconds here
     page = Page(tmp_path, tmp_path / "results", "--max-upload-mb", "300")
     try:
         client = Client(page.url, verbose=False, download_files=False)
         chosen, *_, status = client.predict([handle_file(str(f)) for f in files], "", "", api_name="/add_checkpoint")
         assert chosen["value"] == "liveportrait" and "added liveportrait" in status, status
         video, _, said, _ = client.predict(handle_file(str(PORTRAIT)), handle_file(str(clip)), "liveportrait",
-                                           "relative", False, False, False, "fp32", api_name="/animate")
+                                           "relative", False, True, True, "fp32", api_name="/animate")
         assert "1 frame at" in said and "checkpoint liveportrait (LivePortrait) at 256x256" in said, said
         assert not [p for p in page.session.iterdir() if p.name.startswith("set-")]   # the gathering folder is gone
     finally:
         page.stop()
+    written = list(page.session.glob("*.mp4"))
+    assert len(written) == 1 and video
+    assert_pasted(written[0], frames=1, audio=True)
     r = run_cli("checkpoints", "list", env=page.env)
     assert r.returncode == 0 and "liveportrait" in r.stdout

@@ -1,11 +1,13 @@
 """Jobs on this machine: N worker processes, each with its models loaded, fed one task at a time.
 
 Processes, not threads: each worker's torch owns its threads, and a job that crashes its process (a decoder
-fault, the kernel's out-of-memory killer) costs that job, not the batch; the worker is replaced. Workers are
-started with `spawn` (what Windows and macOS do anyway; forking a process that has started torch's threads is
-unsafe). Ctrl-C: the driver stops the workers with SIGTERM, which each turns into KeyboardInterrupt, so the
-video being written is removed by its writer; whatever remains of a worker that could not clean up is removed by
-the driver. A worker whose driver is gone (killed) stops by itself.
+fault, the kernel's out-of-memory killer) costs that job, not the batch; the worker is replaced. On Linux and
+macOS workers are forked by multiprocessing's fork server: a process that has imported torch and our worker code
+and never runs either, so a worker starts without importing torch again (about 2 s of CPU each; one that replaces
+a worker that died starts at once). Forking the driver itself would be unsafe once torch has started threads
+there. Windows has only `spawn`. Ctrl-C: the driver stops the workers with SIGTERM, which each turns into
+KeyboardInterrupt, so the video being written is removed by its writer; whatever remains of a worker that could
+not clean up is removed by the driver. A worker whose driver is gone (killed) stops by itself.
 """
 from __future__ import annotations
 
@@ -46,6 +48,21 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
+# what a worker imports before its first job: in the fork server, once (an import it cannot make is skipped there
+# and made by the worker, as under spawn)
+PRELOAD = ["torch", "fomm_doctor.batch.local", "fomm_core.inference.factory", "fomm_core.inference.pipeline",
+           "fomm_core.model.checkpoint"]
+
+
+def worker_context():
+    """multiprocessing's fork server where the platform has one, else spawn."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 def worker_main(index: int, tasks, results, settings: RunSettings) -> None:
     """A worker process: take (task id, Task) from `tasks` until None, put (index, task id, Outcome)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the whole group: the driver decides
@@ -83,7 +100,7 @@ class LocalPool:
     def __init__(self, workers: int, settings: RunSettings):
         self.workers = max(1, int(workers))
         self.settings = settings
-        self._ctx = multiprocessing.get_context("spawn")
+        self._ctx = worker_context()
         self._results = self._ctx.Queue()
         self._procs: list = [None] * self.workers
         self._inboxes: list = [None] * self.workers
