@@ -267,14 +267,15 @@ def test_bf16_is_timed_only_where_this_cpu_has_bf16_kernels(kernels, tiny_checkp
         return make_animator(model, precision=precision, size=64)
     picked = choice.settle("fast", make, f"kernels {kernels}", 64, threads=1, batch=1)
     rows = {row.precision: row for row in picked.table}
-    assert set(rows) == {"fp32", "bf16"} and rows["fp32"].fps > 0
+    assert set(rows) == {"fp32", "bf16"}
     if kernels:
         assert built == ["fp32", "bf16"] and rows["bf16"].fps > 0 and not rows["bf16"].error
-        assert "not timed" not in picked.note
-    else:
+        assert rows["fp32"].fps > 0 and "not timed" not in picked.note
+    else:   # exact float32 is left alone: nothing is timed, and the note says why
         assert built == ["fp32"] and picked.precision == "fp32"
         assert rows["bf16"].error == choice.NOT_TIMED + BF16_WITHOUT_KERNELS and not rows["bf16"].usable
-        assert picked.note.endswith(f"(bf16 not timed: {BF16_WITHOUT_KERNELS}).")
+        assert rows["fp32"].error == choice.NOT_TIMED + choice.ONLY_PATH and rows["fp32"].fps == 0
+        assert picked.note == f"fast = fp32: {choice.ONLY_PATH} (bf16 not timed: {BF16_WITHOUT_KERNELS})."
 
 
 def test_fast_is_measured_fed_as_the_caller_feeds_it_and_cached_per_batch(tiny_checkpoint, cache, monkeypatch):
@@ -293,7 +294,7 @@ def test_fast_is_measured_fed_as_the_caller_feeds_it_and_cached_per_batch(tiny_c
     rows = choice.measure(make, ("fp32", "bf16"), 64, rounds=1, batch=1)
     assert fed and set(fed) == {1} and all(r.fps > 0 for r in rows)
     fed.clear()
-    choice.measure(make, ("fp32",), 64, rounds=1, batch=8)
+    choice.measure(make, ("fp32", "bf16"), 64, rounds=1, batch=8)
     assert fed and set(fed) == {8}                  # a batch larger than the usual four frames: one call
     tables = []
     for batch in (1, 4, 1):
@@ -308,12 +309,16 @@ def test_fast_is_measured_fed_as_the_caller_feeds_it_and_cached_per_batch(tiny_c
     ([("fp32", 2.0, 999), ("bf16", 4.0, 60), ("int8", 11.0, 30)], "bf16"),    # int8 fails the bar
     ([("fp32", 2.0, 999), ("bf16", 2.1, 60)], "fp32"),                      # 5 % is not worth leaving exact
     ([("fp32", 2.0, 999), ("bf16", 1.6, 60), ("int8", 0.0, 999, "no OpenVINO")], "fp32"),
+    ([("fp32", 0.0, 999, choice.NOT_TIMED + choice.ONLY_PATH), ("bf16", 0.0, 999, choice.NOT_TIMED + "no kernels")],
+     "fp32"),
+    ([("fp32", 0.0, 999, "out of memory"), ("int8", 0.0, 999, "no OpenVINO")], "fp32"),
     ([], "fp32"),
 ])
 def test_pick_fast(rows, picked):
     precision, why = choice.pick_fast([choice.Row(*r) for r in rows])
     assert precision == picked
-    assert why.startswith(f"fast = {picked}") if rows else "no path could be measured" in why
+    measured = any(r[1] > 0 for r in rows) or any(choice.ONLY_PATH in r[3] for r in rows if len(r) > 3)
+    assert why.startswith(f"fast = {picked}") if measured else "no path could be measured" in why
 
 
 def test_no_usage_statistics_leave_the_machine():

@@ -14,8 +14,9 @@ candidate (fp32 exact, bf16, and int8 where the family has it) animates the same
 this machine, interleaved, fed as the caller will feed it (`batch` frames a call: 1 for the webcam), and `fast` is
 the fastest that keeps PSNR >= MIN_PSNR against float32; exact float32 wins unless another path is at least
 FASTER_BY faster. bf16 is not timed where torch has no bf16 kernels for the CPU (AVX2 and older: up to 300x
-slower than float32, minutes a frame for LivePortrait); the note says so. The table is cached in the user cache folder, keyed by the weights, frame size, batch, threads, CPU
-and library versions.
+slower than float32, minutes a frame for LivePortrait); the note says so. Where exact float32 is then the only
+candidate left, nothing is timed. The table is cached in the user cache folder, keyed by the weights, frame size,
+batch, threads, CPU and library versions.
 """
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ FASTER_BY = 1.10       # a path that is not exact must beat exact float32 by thi
 MAX_SPREAD = 1.25
 FLOAT_CANDIDATES = ("fp32", "bf16")  # every family's; int8 where the family has an int8 build
 NOT_TIMED = "not timed: "   # a row's error that says why a candidate was left out, not that it failed
+# exact float32's row when no other candidate can run here (bf16 without kernels, no int8 build): timing it alone
+# would choose nothing, and costs LivePortrait a minute at its size on such a CPU
+ONLY_PATH = "the only path that runs here, so there is nothing to time it against"
 TABLE_VERSION = 3  # raised when an engine changes what a path costs: tables measured before are stale
 
 
@@ -71,7 +75,7 @@ def pick_fast(rows) -> tuple[str, str]:
     usable = [r for r in rows if r.usable]
     exact = next((r for r in usable if r.precision == "fp32"), None)
     if not usable:
-        return "fp32", "no path could be measured, so the exact float32 path runs"
+        return "fp32", _nothing_timed(rows)
     best = max(usable, key=lambda r: r.fps)
     others = ", ".join(f"{r.precision} {r.fps:.2f}" for r in rows if r is not best and not r.error)
     if exact is not None and best is not exact and best.fps < FASTER_BY * exact.fps:
@@ -82,6 +86,13 @@ def pick_fast(rows) -> tuple[str, str]:
     ratio = f", {best.fps / exact.fps:.1f}x exact float32" if exact else ""
     return best.precision, (f"fast = {best.precision}: {best.fps:.2f} frames/s{ratio} ({others}), "
                             f"PSNR {best.psnr:.1f} dB against float32")
+
+
+def _nothing_timed(rows) -> str:
+    """Why exact float32 runs when no row was timed: it was the only candidate, or nothing could be measured."""
+    if any(r.precision == "fp32" and r.error == NOT_TIMED + ONLY_PATH for r in rows):
+        return "fast = fp32: " + ONLY_PATH
+    return "no path could be measured, so the exact float32 path runs"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -131,6 +142,8 @@ def measure(make, candidates, size: int, on_step=None, rounds: int = 2, batch: i
     from fomm_core.inference.calibration import face_pairs
     from fomm_core.media.images import psnr
     built, errors = _animators(make, candidates)
+    if list(built) == ["fp32"]:
+        return [Row("fp32", error=NOT_TIMED + ONLY_PATH)] + [Row(name, error=text) for name, text in errors.items()]
     source, driving = face_pairs(size, seed=2, frames=max(4, batch), synthetic=0)[0]
     if on_step:  # from here on the CPU is being timed
         on_step(0, rounds, f"timing {', '.join(built)} on this CPU")
@@ -218,7 +231,8 @@ def settle(requested: str, make, fingerprint: str, size: int, *, threads: int, i
             return Choice(fallback, note=f"{str(err).rstrip('.')}; using {fallback} instead ({why}).", table=table)
     table = rows()
     precision, why = pick_fast(table)
-    why += "".join(f" ({r.precision} {r.error})" for r in table if r.error.startswith(NOT_TIMED))
+    why += "".join(f" ({r.precision} {r.error})" for r in table
+                   if r.error.startswith(NOT_TIMED) and r.precision != "fp32")  # fp32's is the note itself
     if not all(r.steady for r in table):
         why += " (measured while the machine was busy, so it is measured again next time)"
     return Choice(precision, note=why + ".", runner=int8() if precision == "int8" else None, table=table)
