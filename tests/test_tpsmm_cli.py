@@ -145,14 +145,15 @@ def test_a_ted_file_animates_at_384_with_its_config(networks, tmp_path):
 ORIGINAL_TED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "tpsmm" / "config" / "ted-384.yaml"
 
 
-def test_the_original_ted_config_by_path_says_the_size_it_runs_at(tpsmm_checkpoint, face_photo, drive_clip,
+def test_the_original_ted_config_by_path_says_the_size_it_runs_at(tpsmm_checkpoint, face_photo, clip_factory,
                                                                   tmp_path):
     """The original repository's configs leave frame_shape null (its demo takes --img_shape, 256 unless told):
-    given by path, the run says it is at 256 and how to choose; --size chooses."""
+    given by path, the run says it is at 256 and how to choose; --size chooses. One frame: the size is the point."""
     if not ORIGINAL_TED.is_file():
         pytest.skip(f"the original TPSMM repository's config is not at {ORIGINAL_TED}")
     out = tmp_path / "ted.mp4"
-    r = run_cli("animate", face_photo, drive_clip, "-o", out, "--checkpoint", tpsmm_checkpoint, "--config",
+    one = clip_factory("one.mp4", frames=1, size=(160, 120), fps=12, audio=False)
+    r = run_cli("animate", face_photo, one, "-o", out, "--checkpoint", tpsmm_checkpoint, "--config",
                 ORIGINAL_TED, "--precision", "fp32")
     assert r.returncode == 0, r.stderr
     assert "names no frame size" in r.stderr and "runs at 256x256" in r.stderr and "--size" in r.stderr, r.stderr
