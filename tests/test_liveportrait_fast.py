@@ -9,7 +9,7 @@ and `fast` is settled for a LivePortrait model by the same measurement as the ot
 """
 import pytest
 
-pytestmark = pytest.mark.slow(40)  # seconds on 2 cores: run among the first (conftest.py)
+pytestmark = pytest.mark.slow(25)  # seconds on 2 cores: run among the first (conftest.py)
 
 torch = pytest.importorskip("torch", reason="torch is not installed")
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow(75)  # seconds on 2 cores: run among the first (conftest.py)
+pytestmark = pytest.mark.slow(65)  # seconds on 2 cores: run among the first (conftest.py)
 
 torch = pytest.importorskip("torch")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-pytestmark = pytest.mark.slow(40)  # seconds on 2 cores: run among the first (conftest.py)
+pytestmark = pytest.mark.slow(45)  # seconds on 2 cores: run among the first (conftest.py)
 
 from conftest import make_clip, run_cli
 
