@@ -368,6 +368,26 @@ def test_a_worker_that_dies_costs_its_job_only(media, tmp_path):
     assert not [p.name for p in tmp_path.iterdir() if ".partial-" in p.name]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are spawned off Linux (batch/local.py)")
+def test_a_worker_starts_with_torch_already_imported_and_a_second_starts_with_no_import():
+    """Local workers are forks of a fork server that imported torch once: a worker finds torch loaded before it
+    imports anything, and so does the next one, without the server importing it again."""
+    from fomm_doctor.batch.local import worker_context
+    ctx = worker_context()
+    assert ctx.get_start_method() == "forkserver"
+    said = ctx.Queue()
+    code = "import os, sys, time; q.put(('torch' in sys.modules and time.process_time() < 0.5, os.getppid()))"
+    seen = []
+    for _ in range(2):
+        worker = ctx.Process(target=exec, args=(code, {"q": said}))
+        worker.start()
+        seen.append(said.get(timeout=120))
+        worker.join(30)
+        assert worker.exitcode == 0
+    assert all(loaded for loaded, _ in seen), seen          # imported before the worker ran a line of its own
+    assert seen[0][1] == seen[1][1] != os.getpid()           # both forked by the same server, not by us
+
+
 def test_ray_asked_for_but_not_installed_is_one_sentence(media, tmp_path):
     code = ("import sys; sys.modules['ray'] = None\n"  # what `import ray` meets where Ray is not installed
             "from fomm_doctor.cli import main; main(sys.argv[1:])")

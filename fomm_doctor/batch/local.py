@@ -1,13 +1,14 @@
 """Jobs on this machine: N worker processes, each with its models loaded, fed one task at a time.
 
 Processes, not threads: each worker's torch owns its threads, and a job that crashes its process (a decoder
-fault, the kernel's out-of-memory killer) costs that job, not the batch; the worker is replaced. On Linux and
-macOS workers are forked by multiprocessing's fork server: a process that has imported torch and our worker code
-and never runs either, so a worker starts without importing torch again (about 2 s of CPU each; one that replaces
-a worker that died starts at once). Forking the driver itself would be unsafe once torch has started threads
-there. Windows has only `spawn`. Ctrl-C: the driver stops the workers with SIGTERM, which each turns into
-KeyboardInterrupt, so the video being written is removed by its writer; whatever remains of a worker that could
-not clean up is removed by the driver. A worker whose driver is gone (killed) stops by itself.
+fault, the kernel's out-of-memory killer) costs that job, not the batch; the worker is replaced. On Linux workers
+are forked by multiprocessing's fork server: a process that has imported torch and our worker code and never runs
+either, so a worker starts without importing torch again (about 2 s of CPU each; one that replaces a worker that
+died starts at once). Forking the driver itself would be unsafe once torch has started threads there. Elsewhere
+workers are spawned: Windows has nothing else, and macOS's system libraries are not safe to fork once loaded.
+Ctrl-C: the driver stops the workers with SIGTERM, which each turns into KeyboardInterrupt, so the video being
+written is removed by its writer; whatever remains of a worker that could not clean up is removed by the driver.
+A worker whose driver is gone (killed) stops by itself.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import multiprocessing.connection
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -55,8 +57,8 @@ PRELOAD = ["torch", "fomm_doctor.batch.local", "fomm_core.inference.factory", "f
 
 
 def worker_context():
-    """multiprocessing's fork server where the platform has one, else spawn."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
+    """multiprocessing's fork server on Linux, else spawn."""
+    if sys.platform.startswith("linux") and "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)
         return ctx
