@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -366,6 +367,38 @@ def test_a_worker_that_dies_costs_its_job_only(media, tmp_path):
     assert results[0].status == "error" and "worker process stopped (signal 9)" in results[0].error
     assert results[1].status == "done" and (tmp_path / "short.mp4").is_file()
     assert not [p.name for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+def test_a_worker_whose_driver_alone_is_killed_stops_by_itself(tmp_path):
+    """SIGKILL the driver only (not its process group): its idle worker sees the driver gone and ends."""
+    code = textwrap.dedent("""
+        import time
+        from fomm_doctor.batch.local import worker_context, worker_main
+        from fomm_doctor.batch.worker import RunSettings
+        if __name__ == "__main__":   # a worker imports the driver's main module as it starts
+            ctx = worker_context()
+            tasks, results = ctx.Queue(), ctx.Queue()   # kept: a queue the driver drops is gone for the worker too
+            worker = ctx.Process(target=worker_main, args=(0, tasks, results, RunSettings(threads=1)))
+            worker.start()
+            print(worker.pid, flush=True)
+            time.sleep(300)
+    """)
+    (tmp_path / "driver.py").write_text(code)
+    driver = subprocess.Popen([sys.executable, str(tmp_path / "driver.py")], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(driver.stdout.readline())
+        time.sleep(3)
+        assert not _gone(worker), "the worker did not start"   # waiting for its first task
+    finally:
+        driver.kill()
+        driver.wait(30)
+    deadline = time.monotonic() + 60
+    while not _gone(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    outlived = not _gone(worker)
+    if outlived:
+        os.kill(worker, signal.SIGKILL)
+    assert not outlived, "a worker outlived its killed driver"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are spawned off Linux (batch/local.py)")
