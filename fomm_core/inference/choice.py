@@ -39,7 +39,7 @@ MAX_SPREAD = 1.25
 FLOAT_CANDIDATES = ("fp32", "bf16")  # every family's; int8 where the family has an int8 build
 NOT_TIMED = "not timed: "   # a row's error that says why a candidate was left out, not that it failed
 # exact float32's row when no other candidate can run here (bf16 without kernels, no int8 build): timing it alone
-# would choose nothing, and costs LivePortrait a minute at its size on such a CPU
+# chooses nothing, and cost a LivePortrait model 30 s at 128 px on an AMD EPYC Zen 3
 ONLY_PATH = "the only path that runs here, so there is nothing to time it against"
 TABLE_VERSION = 3  # raised when an engine changes what a path costs: tables measured before are stale
 
