@@ -22,6 +22,8 @@ if "FOMM_DOCTOR_CACHE" not in os.environ:
     _OWN_CACHE = os.environ["FOMM_DOCTOR_CACHE"] = tempfile.mkdtemp(prefix="fomm-test-cache-")
 
 
+from forked_cli import ForkedCli  # noqa: E402  (after the variables above, which its server inherits)
+
 RUN_CACHE = Path(os.environ["FOMM_DOCTOR_CACHE"])  # the run's, whoever set it, before a test points it elsewhere
 
 
@@ -137,10 +139,18 @@ def clip_factory(tmp_path, ffmpeg_exe):
     return _make
 
 
+_FORKED = ForkedCli()
+
+
 def run_cli(*args, env=None, timeout=300, cwd=None):
-    """Run `python -m fomm_doctor ARGS` in a subprocess; returns CompletedProcess (text)."""
+    """Run `python -m fomm_doctor ARGS` in a process of its own; returns CompletedProcess (text). The process is
+    forked from one that has imported torch where that cannot change what the command does (tests/forked_cli.py),
+    else a fresh interpreter."""
     full_env = dict(os.environ)
     full_env.update(env or {})
+    done = _FORKED.run([*map(str, args)], full_env, timeout, cwd)
+    if done is not None:
+        return done
     return subprocess.run([sys.executable, "-m", "fomm_doctor", *map(str, args)], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=cwd)
 
