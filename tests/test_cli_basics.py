@@ -75,3 +75,15 @@ def test_shared_options_have_one_help_text_in_every_command():
                 helps.setdefault(param.opts[0], set()).add(param.help.split("(default:")[0].split(". ")[0].rstrip("."))
     assert set(helps) == {"--device", "--config", "--checkpoint", "--precision", "--mode"}
     assert all(len(texts) == 1 for texts in helps.values()), helps
+
+
+def test_help_starts_without_the_network_libraries():
+    """`--help` (and every command's start) loads no HTTP library: requests and urllib3 cost about 0.15 s of a
+    0.4-s start, and only install, check and the fetches need them."""
+    import subprocess
+    import sys
+    probe = ("import sys\nfrom fomm_doctor.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('requests', 'urllib3', 'torch') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"

@@ -10,7 +10,6 @@ import typer
 
 from fomm_doctor.errors import ExitCode, UserError
 from fomm_doctor.install.backend import Backend, Kind
-from fomm_doctor.install.hashes import VERIFIED_WORDS
 from fomm_doctor.install.options import InstallOptions, Probes
 from fomm_doctor.install.pip_persist import public_change
 from fomm_doctor.net.redact import redact, redact_data
@@ -217,9 +216,16 @@ def _say(console, text: str, style: Optional[str] = None) -> None:
     console.print(Text(redact(text), style=style or ""))
 
 
+def _verified(how: str) -> str:
+    """How a wheel was checked, in words. Imported here: install.hashes loads requests (a tenth of a second that
+    every other command, and --help, would pay at start)."""
+    from fomm_doctor.install.hashes import VERIFIED_WORDS
+    return VERIFIED_WORDS[how]
+
+
 def _show_outcome(console, outcome) -> None:
     v, t = outcome.verify, outcome.torch
-    checked = f"; {VERIFIED_WORDS[t.fetched.verified]}" if t and t.fetched else ""
+    checked = f"; {_verified(t.fetched.verified)}" if t and t.fetched else ""
     if v:
         console.print(f"[green]✓[/green] torch {v.version} ({t.action}{checked}) imports and computes"
                       + (f"; CUDA available: {v.facts['cuda_available']}" if "cuda_available" in v.facts else ""))
@@ -233,7 +239,7 @@ def _download_bundle(bundle, plan, opts: InstallOptions, folder: Path, console) 
     if console is None:
         _echo_json({"plan": made.plan.to_json(), "bundle": made.to_json()})
         return
-    _say(console, f"✓ {len(made.files)} wheels in {made.folder} (torch: {VERIFIED_WORDS[made.verified]}); on the "
+    _say(console, f"✓ {len(made.files)} wheels in {made.folder} (torch: {_verified(made.verified)}); on the "
                   f"other machine: fomm-doctor install --from {made.folder}")
 
 
@@ -243,7 +249,7 @@ def _install_from(bundle, folder: Path, python: Optional[str], as_json: bool) ->
         _echo_json({"outcome": outcome.to_json()})
         return
     version = outcome.verify.version if outcome.verify else None
-    typer.echo(redact(f"✓ torch {version} installed from {folder} (no network; {VERIFIED_WORDS['local']}) "
+    typer.echo(redact(f"✓ torch {version} installed from {folder} (no network; {_verified('local')}) "
                       f"imports and computes"))
 
 
@@ -330,7 +336,7 @@ def _show_plan(console, plan) -> None:
 
 def _show_torch(console, t) -> None:
     size = byte_size(t.size) if t.size else "size unknown"
-    check = f"sha256 {t.sha256[:16]}..." if t.sha256 else VERIFIED_WORDS[t.verified]
+    check = f"sha256 {t.sha256[:16]}..." if t.sha256 else _verified(t.verified)
     _say(console, f"torch    {t.version} [{t.backend}] ({t.why})")
     _say(console, f"wheel    {t.file} ({size}, {check})")
     _say(console, f"from     {t.urls[0]}" + (f" (+{len(t.urls) - 1} more)" if len(t.urls) > 1 else ""))

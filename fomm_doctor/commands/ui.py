@@ -6,7 +6,6 @@ from typing import Optional
 
 import typer
 
-from fomm_doctor.checks.common import pip_cmd
 from fomm_doctor.errors import UserError
 from fomm_doctor.ui.session import KEEP_RESULTS, KEEP_SESSIONS, KEEP_UPLOADS
 
@@ -22,6 +21,7 @@ def _require_gradio():
     try:
         importlib.import_module("gradio")
     except ImportError:
+        from fomm_doctor.checks.common import pip_cmd  # the checks package loads requests: only when needed
         command = pip_cmd(sys.platform, 'install "fomm-doctor[ui]"')
         raise UserError(f"the web page needs gradio, which is not installed; run `{command}` (Python 3.10 or "
                         "newer).") from None
