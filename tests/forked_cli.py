@@ -28,9 +28,18 @@ AT_START = ("PYTHON", "LANG", "LC_", "OMP_", "KMP_", "GOMP_", "MKL_", "OPENBLAS"
 SERVER = Path(__file__).with_name("forked_cli_server.py")
 
 
+def _as_read(key: str, value):
+    """A variable as it acts at start. The loader finds nothing in a folder that does not exist: opencv's import
+    puts one such on LD_LIBRARY_PATH (site-packages/cv2/../../lib64), which must not send every later command to
+    a fresh interpreter."""
+    if key == "LD_LIBRARY_PATH" and value is not None:
+        return os.pathsep.join(p for p in value.split(os.pathsep) if p and os.path.isdir(p)) or None
+    return value
+
+
 def _starts_alike(env: dict, server_env: dict) -> bool:
     keys = {k for k in (*env, *server_env) if k.startswith(AT_START)}
-    return all(env.get(k) == server_env.get(k) for k in keys)
+    return all(_as_read(k, env.get(k)) == _as_read(k, server_env.get(k)) for k in keys)
 
 
 class ForkedCli:
