@@ -7,7 +7,8 @@ imports every module of ours itself: only torch and numpy are already loaded, as
 
 Where a fresh interpreter could differ from the fork, the command runs in a fresh interpreter instead: when the
 environment differs from the server's in a variable read when Python or torch start (PYTHON*, locale, OpenMP and
-BLAS threads, temp and home folders, library paths), and when two commands run at once. FOMM_TEST_FRESH_CLI=1
+BLAS threads, temp and home folders, library paths), and when two commands run at once. Where the test process's
+own environment moved in such a variable (an import set it), a new server is started with it. FOMM_TEST_FRESH_CLI=1
 runs every command in a fresh interpreter, as before."""
 import json
 import locale
@@ -16,9 +17,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from pathlib import Path
-
-BASE_ENV = dict(os.environ)  # the test process's, as conftest set it: the server's, whatever a test changes later
 
 # Read when the interpreter or torch start (or cached by the server's imports): a command whose environment
 # differs from the server's in one of these runs in a fresh interpreter.
@@ -43,17 +43,40 @@ def _starts_alike(env: dict, server_env: dict) -> bool:
 
 
 class ForkedCli:
-    """One server per test process, started on first use; None of it on a platform without fork."""
+    """One server per test process, started on first use with the process's environment of the moment; None of
+    it on a platform without fork."""
+
+    RESTARTS = 3  # new servers for a test process whose own environment moved (an import set a variable)
 
     def __init__(self):
         self._lock = threading.Lock()
         self._server = None
         self._env = None
+        self._restarts = 0
 
     def _start(self):
-        self._env = BASE_ENV
+        if self._server is not None:
+            self._server.stdin.close()
+            self._server.wait()
+        self._env = dict(os.environ)
         self._server = subprocess.Popen([sys.executable, str(SERVER)], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, env=self._env, start_new_session=False)
+                                        stdout=subprocess.PIPE, env=self._env)
+
+    def _ready_for(self, env: dict) -> bool:
+        """A server whose start matches env's, started again if the test process's own environment has moved
+        since (a bounded number of times); False where env asks for a start of its own."""
+        if self._server is None or self._server.poll() is not None:
+            self._start()
+        if _starts_alike(env, self._env):
+            return True
+        if not _starts_alike(env, os.environ) or self._restarts >= self.RESTARTS:
+            return False
+        moved = sorted(k for k in {*self._env, *os.environ} if k.startswith(AT_START)
+                       and _as_read(k, self._env.get(k)) != _as_read(k, os.environ.get(k)))
+        warnings.warn(f"the test process's environment changed ({', '.join(moved)}): a new CLI server")
+        self._restarts += 1
+        self._start()
+        return True
 
     def _reply(self, timeout) -> dict:
         import select
@@ -67,14 +90,10 @@ class ForkedCli:
 
     def run(self, args: list, env: dict, timeout: float, cwd) -> "subprocess.CompletedProcess | None":
         """The command's CompletedProcess, or None where it must run in a fresh interpreter."""
-        if not hasattr(os, "fork") or BASE_ENV.get("FOMM_TEST_FRESH_CLI") or not self._lock.acquire(blocking=False):
+        if not hasattr(os, "fork") or os.environ.get("FOMM_TEST_FRESH_CLI") or not self._lock.acquire(blocking=False):
             return None
         try:
-            if self._server is None or self._server.poll() is not None:
-                self._start()
-            if not _starts_alike(env, self._env):
-                return None
-            return self._run(args, env, timeout, cwd)
+            return self._run(args, env, timeout, cwd) if self._ready_for(env) else None
         finally:
             self._lock.release()
 

@@ -58,6 +58,19 @@ def test_a_loader_path_naming_no_folder_still_forks_and_one_naming_a_folder_does
     assert ForkedCli().run(["--help"], {**env, "LD_LIBRARY_PATH": real}, 120, tmp_path) is None
 
 
+def test_when_the_test_process_environment_moves_a_new_server_starts(tmp_path, monkeypatch):
+    """An import that sets a variable read at start (opencv sets LD_LIBRARY_PATH) moves the test process's own
+    environment: the commands still fork, from a new server started with it; a command asking for another value
+    still runs fresh."""
+    runner = ForkedCli()
+    assert runner.run(["--help"], dict(os.environ), 120, tmp_path) is not None
+    monkeypatch.setenv("LC_FOMM_TEST", "moved")
+    with pytest.warns(UserWarning, match=r"changed \(LC_FOMM_TEST\): a new CLI server"):
+        done = runner.run(["--help"], dict(os.environ), 120, tmp_path)
+    assert done is not None and done.returncode == 0
+    assert runner.run(["--help"], {**os.environ, "LC_FOMM_TEST": "other"}, 120, tmp_path) is None
+
+
 def test_a_command_past_its_time_is_killed_and_the_next_runs(tmp_path):
     """`fomm-doctor ui` serves until stopped: past the timeout it is killed, as subprocess.run kills it."""
     import socket
