@@ -28,18 +28,9 @@ AT_START = ("PYTHON", "LANG", "LC_", "OMP_", "KMP_", "GOMP_", "MKL_", "OPENBLAS"
 SERVER = Path(__file__).with_name("forked_cli_server.py")
 
 
-def _as_read(key: str, value):
-    """A variable as it acts at start. The loader finds nothing in a folder that does not exist: opencv's import
-    puts one such on LD_LIBRARY_PATH (site-packages/cv2/../../lib64), which must not send every later command to
-    a fresh interpreter."""
-    if key == "LD_LIBRARY_PATH" and value is not None:
-        return os.pathsep.join(p for p in value.split(os.pathsep) if p and os.path.isdir(p)) or None
-    return value
-
-
 def _starts_alike(env: dict, server_env: dict) -> bool:
     keys = {k for k in (*env, *server_env) if k.startswith(AT_START)}
-    return all(_as_read(k, env.get(k)) == _as_read(k, server_env.get(k)) for k in keys)
+    return all(env.get(k) == server_env.get(k) for k in keys)
 
 
 class ForkedCli:
@@ -72,7 +63,7 @@ class ForkedCli:
         if not _starts_alike(env, os.environ) or self._restarts >= self.RESTARTS:
             return False
         moved = sorted(k for k in {*self._env, *os.environ} if k.startswith(AT_START)
-                       and _as_read(k, self._env.get(k)) != _as_read(k, os.environ.get(k)))
+                       and self._env.get(k) != os.environ.get(k))
         warnings.warn(f"the test process's environment changed ({', '.join(moved)}): a new CLI server")
         self._restarts += 1
         self._start()

@@ -47,17 +47,6 @@ def test_a_variable_read_at_start_runs_the_command_fresh(tmp_path):
     assert run_cli("--help", cwd=plain).returncode == 0 and not (plain / "started").exists()
 
 
-def test_a_loader_path_naming_no_folder_still_forks_and_one_naming_a_folder_does_not(tmp_path):
-    """What importing opencv does to the test process's environment: a folder that does not exist on
-    LD_LIBRARY_PATH changes nothing a fresh interpreter loads; a folder that exists may."""
-    env = dict(os.environ)
-    missing = os.pathsep.join(filter(None, [env.get("LD_LIBRARY_PATH"), str(tmp_path / "no-such-lib64")]))
-    done = ForkedCli().run(["--help"], {**env, "LD_LIBRARY_PATH": missing}, 120, tmp_path)
-    assert done is not None and done.returncode == 0
-    real = os.pathsep.join(filter(None, [env.get("LD_LIBRARY_PATH"), str(tmp_path)]))
-    assert ForkedCli().run(["--help"], {**env, "LD_LIBRARY_PATH": real}, 120, tmp_path) is None
-
-
 def test_when_the_test_process_environment_moves_a_new_server_starts(tmp_path, monkeypatch):
     """An import that sets a variable read at start (opencv sets LD_LIBRARY_PATH) moves the test process's own
     environment: the commands still fork, from a new server started with it; a command asking for another value
